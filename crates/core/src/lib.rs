@@ -1,0 +1,39 @@
+//! Shared pieces of looptel that every layer builds on.
+//!
+//! - [`ServiceInfo`]: who is speaking — `service.name`, `service.version`,
+//!   `deployment.environment` — resolved once by the bootstrap and handed to
+//!   the logs layer and the metrics registry.
+//! - [`Propagator`]: the text-map propagator handle, built once at start-up and
+//!   cloned into layers, so no request looks up a global.
+//! - [`Outcome`]: the one classifier of how an operation ended (success,
+//!   business error, failure) that spans, metrics and logs agree on.
+//! - [`TraceIds`]: the trace and span id of the current span, as exported.
+//!
+//! # Example
+//!
+//! ```
+//! use looptel_core::{Outcome, ServiceInfo};
+//!
+//! let service = ServiceInfo::new("order-service")
+//!     .with_version("1.4.2")
+//!     .with_environment("staging");
+//! assert_eq!(service.name(), "order-service");
+//!
+//! // A rejected order is the caller's fault: logged at WARN, span status unset.
+//! assert_eq!(Outcome::BusinessError.level(), tracing::Level::WARN);
+//! assert_eq!(Outcome::Failure.level(), tracing::Level::ERROR);
+//! ```
+
+mod ids;
+mod outcome;
+mod propagation;
+mod service;
+
+pub use ids::TraceIds;
+pub use outcome::Outcome;
+pub use propagation::Propagator;
+pub use service::ServiceInfo;
+
+/// The OpenTelemetry API crate this version of looptel is built against,
+/// re-exported so users name exactly one version.
+pub use opentelemetry;

@@ -1,0 +1,154 @@
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+
+/// A text-map propagator handle, built once at start-up and cloned into every
+/// layer that extracts or injects context.
+///
+/// Layers hold this handle instead of calling
+/// `opentelemetry::global::get_text_map_propagator` per request: no global
+/// lock, no lookup, and tests can give each service its own propagator.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use looptel_core::Propagator;
+/// use opentelemetry_sdk::propagation::TraceContextPropagator;
+///
+/// let propagator = Propagator::new(TraceContextPropagator::new());
+/// let mut headers = HashMap::new();
+/// headers.insert(
+///     "traceparent".to_owned(),
+///     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+/// );
+/// let cx = propagator.extract(&headers);
+/// let mut out = HashMap::new();
+/// propagator.inject(&cx, &mut out);
+/// assert_eq!(out["traceparent"], headers["traceparent"]);
+/// ```
+#[derive(Clone)]
+pub struct Propagator {
+    inner: Arc<dyn TextMapPropagator + Send + Sync>,
+}
+
+impl Propagator {
+    /// Wraps a propagator.
+    pub fn new(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(propagator),
+        }
+    }
+
+    /// A propagator that neither extracts nor injects anything
+    /// (`OTEL_PROPAGATORS=none`).
+    pub fn none() -> Self {
+        Self::new(opentelemetry::propagation::TextMapCompositePropagator::new(
+            Vec::new(),
+        ))
+    }
+
+    /// Extracts a context from `carrier`; a malformed or missing header gives
+    /// an empty context, never an error.
+    pub fn extract(&self, carrier: &dyn Extractor) -> Context {
+        self.inner.extract(carrier)
+    }
+
+    /// Extracts into a copy of `cx`.
+    pub fn extract_with_context(&self, cx: &Context, carrier: &dyn Extractor) -> Context {
+        self.inner.extract_with_context(cx, carrier)
+    }
+
+    /// Injects `cx` into `carrier`.
+    pub fn inject(&self, cx: &Context, carrier: &mut dyn Injector) {
+        self.inner.inject_context(cx, carrier);
+    }
+
+    /// The header names this propagator reads and writes.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.inner.fields()
+    }
+
+    /// The wrapped propagator, for APIs that take a `TextMapPropagator`.
+    pub fn as_text_map_propagator(&self) -> &(dyn TextMapPropagator + Send + Sync) {
+        &*self.inner
+    }
+}
+
+impl Default for Propagator {
+    /// The W3C pair: Trace Context and Baggage.
+    fn default() -> Self {
+        Self::new(opentelemetry::propagation::TextMapCompositePropagator::new(
+            vec![
+                Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+                Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+            ],
+        ))
+    }
+}
+
+impl TextMapPropagator for Propagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.inner.inject_context(cx, injector);
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.inner.extract_with_context(cx, extractor)
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        self.inner.fields()
+    }
+}
+
+impl fmt::Debug for Propagator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Propagator").field(&self.inner).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt;
+    use std::collections::HashMap;
+
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn none_extracts_nothing_and_injects_nothing() {
+        let headers = HashMap::from([("traceparent".to_owned(), TP.to_owned())]);
+        let p = Propagator::none();
+        let cx = p.extract(&headers);
+        assert!(!cx.span().span_context().is_valid());
+        let remote = Propagator::default().extract(&headers);
+        let mut out = HashMap::new();
+        p.inject(&remote, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(p.fields().count(), 0);
+    }
+
+    #[test]
+    fn default_carries_trace_context_and_baggage() {
+        let headers = HashMap::from([
+            ("traceparent".to_owned(), TP.to_owned()),
+            ("baggage".to_owned(), "tenant.id=acme".to_owned()),
+        ]);
+        let p = Propagator::default();
+        let cx = p.extract(&headers);
+        assert!(cx.span().span_context().is_remote());
+        let mut out = HashMap::new();
+        p.inject(&cx, &mut out);
+        assert_eq!(out["traceparent"], TP);
+        assert_eq!(out["baggage"], "tenant.id=acme");
+        let fields: Vec<_> = p.fields().collect();
+        assert!(fields.contains(&"traceparent") && fields.contains(&"baggage"));
+    }
+
+    #[test]
+    fn malformed_header_gives_empty_context() {
+        let headers = HashMap::from([("traceparent".to_owned(), "00-zz-yy-01".to_owned())]);
+        let cx = Propagator::default().extract(&headers);
+        assert!(!cx.span().span_context().is_valid());
+    }
+}
