@@ -21,7 +21,7 @@ impl TraceIds {
     /// With `tracing-opentelemetry` this is the innermost entered `tracing`
     /// span; `None` outside any span, or when telemetry is disabled.
     pub fn current() -> Option<Self> {
-        opentelemetry::Context::map_current(|cx| Self::from_context(cx))
+        opentelemetry::Context::map_current(Self::from_context)
     }
 
     /// The ids of the span in `cx`, if it holds a valid one.
