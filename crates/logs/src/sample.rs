@@ -124,7 +124,8 @@ impl Sampler {
         if n <= self.config.first {
             return true;
         }
-        self.config.thereafter != 0 && (n - self.config.first).is_multiple_of(self.config.thereafter)
+        self.config.thereafter != 0
+            && (n - self.config.first).is_multiple_of(self.config.thereafter)
     }
 }
 

@@ -1,1 +1,813 @@
-//! t
+//! One call at start-up to get traces, metrics and trace-correlated logs.
+//!
+//! [`Telemetry::from_env`] reads the standard `OTEL_*` variables (see
+//! [`vars`]), code settings win over them, and [`TelemetryBuilder::init`]
+//! installs a tracer provider (always behind a batch processor with a bounded
+//! queue), an optional OTLP meter provider, the propagators, and a `tracing`
+//! subscriber made of the OpenTelemetry layer and the JSON log layer of
+//! [`looptel_logs`]. The returned [`TelemetryGuard`] flushes and shuts
+//! everything down when dropped, bounded by a timeout.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use looptel_telemetry::{Telemetry, shutdown_signal};
+//!
+//! # async fn serve() {}
+//! #[tokio::main]
+//! async fn main() -> Result<(), looptel_telemetry::TelemetryError> {
+//!     let _telemetry = Telemetry::from_env()
+//!         .service_name("order-service")
+//!         .service_version(env!("CARGO_PKG_VERSION"))
+//!         .init()?;
+//!     tracing::info!("serving");
+//!     tokio::select! { _ = serve() => {}, _ = shutdown_signal() => {} }
+//!     Ok(()) // the guard flushes spans and logs here
+//! }
+//! ```
+//!
+//! # Where traces go
+//! - `OTEL_EXPORTER_OTLP_ENDPOINT` (or the traces endpoint) set, or
+//!   `OTEL_TRACES_EXPORTER=otlp`: OTLP over `http/protobuf` (the default) or
+//!   `grpc`, with `OTEL_EXPORTER_OTLP_*` timeouts and headers.
+//! - No endpoint: the **embedded default** — spans are still created and
+//!   sampled, so ids reach logs and exemplars, and each finished span is
+//!   written as one JSON line on standard error. The service says so at
+//!   start-up.
+//! - `OTEL_TRACES_EXPORTER=none`: spans are created and sampled, not exported.
+//! - `OTEL_SDK_DISABLED=true`: no traces or metrics at all; logs still work.
+//!
+//! Every invalid value stops start-up with a [`ConfigError`] naming the
+//! variable and the value, instead of silently falling back.
+//!
+//! # Runtime
+//! Start telemetry inside a Tokio runtime when OTLP uses gRPC, and prefer the
+//! multi-thread runtime: spans are exported from a dedicated thread that
+//! relies on the runtime to drive the gRPC connection, also during shutdown.
+
+mod config;
+mod console;
+mod error;
+mod sampler;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use looptel_core::{Propagator, ServiceInfo};
+use looptel_logs::{JsonLogs, LogsBuilder, LogsGuard, LogsHandle};
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
+};
+use opentelemetry_semantic_conventions::resource::{SERVICE_NAME, SERVICE_VERSION};
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt;
+
+pub use config::{MetricsExporter, Protocol, TracesExporter, vars};
+pub use error::{ConfigError, ShutdownError, TelemetryError};
+pub use sampler::{RuleSampler, SamplerConfig};
+
+use config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
+
+/// `deployment.environment`, as the conventions name it.
+pub const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
+
+/// The default bound on shutdown: flushing spans, metrics and logs.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send>;
+
+/// Entry point: [`Telemetry::from_env`] or [`Telemetry::builder`].
+#[derive(Debug)]
+pub struct Telemetry {
+    service: ServiceInfo,
+    propagator: Propagator,
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    logs: JsonLogs,
+    logs_handle: LogsHandle,
+    logs_guard: LogsGuard,
+    span_level: LevelFilter,
+    shutdown_timeout: Duration,
+    notes: Vec<Note>,
+}
+
+/// A start-up message: where telemetry goes, or a warning.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    warning: bool,
+    text: String,
+}
+
+impl Note {
+    fn info(text: String) -> Self {
+        Self {
+            warning: false,
+            text,
+        }
+    }
+
+    fn warn(text: String) -> Self {
+        Self {
+            warning: true,
+            text,
+        }
+    }
+
+    /// Whether this is a warning.
+    pub fn is_warning(&self) -> bool {
+        self.warning
+    }
+
+    /// The message.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Where a custom span exporter sits: see [`TelemetryBuilder::span_exporter`].
+type CustomExporter = Box<dyn FnOnce(BatchConfigBuilder) -> BatchSpanProcessor + Send>;
+
+/// Configures telemetry; code settings win over environment variables.
+#[must_use]
+pub struct TelemetryBuilder {
+    env: Option<Lookup>,
+    service_name: Option<Cow<'static, str>>,
+    service_version: Option<Cow<'static, str>>,
+    environment: Option<Cow<'static, str>>,
+    attributes: Vec<KeyValue>,
+    sampler: Option<Box<dyn ShouldSample>>,
+    traces_exporter: Option<TracesExporter>,
+    endpoint: Option<String>,
+    protocol: Option<Protocol>,
+    span_exporter: Option<CustomExporter>,
+    logs: LogsBuilder,
+    span_level: LevelFilter,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("reads_env", &self.env.is_some())
+            .field("service_name", &self.service_name)
+            .field("traces_exporter", &self.traces_exporter)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// A builder that reads the process environment (see [`vars`] and
+    /// `RUST_LOG`) when built.
+    pub fn from_env() -> TelemetryBuilder {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// A builder that reads variables through `lookup` instead of the
+    /// process environment — for tests, or configuration from elsewhere.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String> + Send + 'static,
+    ) -> TelemetryBuilder {
+        TelemetryBuilder {
+            env: Some(Box::new(lookup)),
+            ..Self::builder()
+        }
+    }
+
+    /// A builder that reads no environment at all.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder {
+            env: None,
+            service_name: None,
+            service_version: None,
+            environment: None,
+            attributes: Vec::new(),
+            sampler: None,
+            traces_exporter: None,
+            endpoint: None,
+            protocol: None,
+            span_exporter: None,
+            logs: JsonLogs::builder(),
+            span_level: LevelFilter::INFO,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+
+    /// The service identity written on logs and resources.
+    pub fn service(&self) -> &ServiceInfo {
+        &self.service
+    }
+
+    /// The propagator to hand to HTTP, gRPC and messaging layers.
+    pub fn propagator(&self) -> &Propagator {
+        &self.propagator
+    }
+
+    /// The start-up messages ([`init`](TelemetryBuilder::init) logs them).
+    pub fn notes(&self) -> &[Note] {
+        &self.notes
+    }
+
+    /// The tracer provider, `None` when telemetry is disabled.
+    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
+        self.tracer_provider.as_ref()
+    }
+
+    /// Installs everything globally: the `tracing` subscriber, the tracer
+    /// and meter providers, and the propagator; then logs the start-up notes.
+    pub fn init(self) -> Result<TelemetryGuard, TelemetryError> {
+        if let Some(p) = &self.tracer_provider {
+            opentelemetry::global::set_tracer_provider(p.clone());
+        }
+        if let Some(m) = &self.meter_provider {
+            opentelemetry::global::set_meter_provider(m.clone());
+        }
+        opentelemetry::global::set_text_map_propagator(self.propagator.clone());
+        let notes = self.notes.clone();
+        let (subscriber, guard) = self.into_subscriber();
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
+        for note in &notes {
+            if note.warning {
+                tracing::warn!(target: "looptel", "{}", note.text);
+            } else {
+                tracing::info!(target: "looptel", "{}", note.text);
+            }
+        }
+        Ok(guard)
+    }
+
+    /// The `tracing` subscriber and the guard, without installing anything
+    /// globally (for tests and for programs that compose their own).
+    pub fn into_subscriber(
+        self,
+    ) -> (
+        impl tracing::Subscriber + Send + Sync + 'static,
+        TelemetryGuard,
+    ) {
+        let otel = self.tracer_provider.as_ref().map(|p| {
+            tracing_opentelemetry::layer()
+                .with_tracer(p.tracer("looptel"))
+                .with_filter(self.span_level)
+        });
+        let subscriber = tracing_subscriber::registry()
+            .with(otel)
+            .with(self.logs.layer());
+        let guard = TelemetryGuard {
+            service: self.service,
+            propagator: self.propagator,
+            tracer_provider: self.tracer_provider,
+            meter_provider: self.meter_provider,
+            logs: Some(self.logs_guard),
+            logs_handle: self.logs_handle,
+            timeout: self.shutdown_timeout,
+        };
+        (subscriber, guard)
+    }
+}
+
+impl TelemetryBuilder {
+    /// `service.name` (env `OTEL_SERVICE_NAME`). Without one, the service is
+    /// `unknown_service:<executable>` and start-up warns.
+    pub fn service_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// `service.version` (env: `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn service_version(mut self, version: impl Into<Cow<'static, str>>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// `deployment.environment` (env: `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn deployment_environment(mut self, environment: impl Into<Cow<'static, str>>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Any other resource attribute, such as `team` (env:
+    /// `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn resource_attribute(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.attributes.push(KeyValue::new(key, value));
+        self
+    }
+
+    /// A standard sampler (env `OTEL_TRACES_SAMPLER` and `_ARG`; default
+    /// `parentbased_always_on`).
+    pub fn sampler(mut self, sampler: SamplerConfig) -> Self {
+        self.sampler = Some(Box::new(sampler.into_sdk()));
+        self
+    }
+
+    /// The [`RuleSampler`]: per-route ratios, health checks never sampled.
+    pub fn rule_sampler(mut self, sampler: RuleSampler) -> Self {
+        self.sampler = Some(Box::new(sampler));
+        self
+    }
+
+    /// Where spans go (env `OTEL_TRACES_EXPORTER`; default: OTLP when an
+    /// endpoint is set, else the embedded console default).
+    pub fn traces_exporter(mut self, exporter: TracesExporter) -> Self {
+        self.traces_exporter = Some(exporter);
+        self
+    }
+
+    /// The OTLP base endpoint (env `OTEL_EXPORTER_OTLP_ENDPOINT`); over HTTP
+    /// `/v1/traces` and `/v1/metrics` are appended.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The OTLP protocol (env `OTEL_EXPORTER_OTLP_PROTOCOL`; default
+    /// `http/protobuf`).
+    pub fn otlp_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Exports spans to `exporter` instead, still through the batch processor
+    /// with its bounded queue (e.g. an in-memory exporter in tests).
+    pub fn span_exporter(mut self, exporter: impl SpanExporter + 'static) -> Self {
+        self.span_exporter = Some(Box::new(move |config| {
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config.build())
+                .build()
+        }));
+        self
+    }
+
+    /// Configures the JSON logs (default [`JsonLogs::builder`]; `RUST_LOG`
+    /// is read when the builder reads the environment).
+    pub fn logs(mut self, logs: LogsBuilder) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    /// The most verbose `tracing` spans and events exported to traces
+    /// (default `INFO`).
+    pub fn span_level(mut self, level: LevelFilter) -> Self {
+        self.span_level = level;
+        self
+    }
+
+    /// The bound on flushing and shutting down (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Builds and installs everything globally; see [`Telemetry::init`].
+    pub fn init(self) -> Result<TelemetryGuard, TelemetryError> {
+        self.build()?.init()
+    }
+
+    /// Validates the configuration and builds the providers, installing
+    /// nothing globally.
+    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+        let env = match &self.env {
+            Some(lookup) => EnvConfig::parse(lookup)?,
+            None => EnvConfig::default(),
+        };
+        let mut notes = Vec::new();
+        let service = self.service_info(&env, &mut notes);
+        let propagator = propagator(env.propagators.as_deref());
+        let logs = match &self.env {
+            Some(lookup) => self.logs.filter_from_lookup(lookup)?,
+            None => self.logs,
+        };
+        let (logs, logs_guard) = logs.service(service.clone()).build();
+        let logs_handle = logs.handle();
+
+        let mut tracer_provider = None;
+        let mut meter_provider = None;
+        if env.disabled {
+            notes.push(Note::info(format!(
+                "telemetry disabled ({}=true): no traces or metrics",
+                vars::OTEL_SDK_DISABLED
+            )));
+        } else {
+            let resource = resource(&service, &env.resource_attributes, &self.attributes);
+            let mut traces_signal = with_code_settings(&env.traces, &self.endpoint, self.protocol);
+            // The batch processor runs exports on its own thread and bounds
+            // them through the exporter: OTEL_BSP_EXPORT_TIMEOUT caps the
+            // OTLP timeout.
+            if let Some(bsp) = env.bsp_export_timeout {
+                traces_signal.timeout = Some(traces_signal.timeout.map_or(bsp, |t| t.min(bsp)));
+            }
+            let exporter_kind = self.traces_exporter.or(env.traces_exporter).unwrap_or(
+                if traces_signal.endpoint.is_some() {
+                    TracesExporter::Otlp
+                } else {
+                    TracesExporter::Console
+                },
+            );
+            let mut batch = BatchConfigBuilder::default();
+            if let Some(d) = env.bsp_schedule_delay {
+                batch = batch.with_scheduled_delay(d);
+            }
+            if let Some(n) = env.bsp_max_queue_size {
+                batch = batch.with_max_queue_size(n);
+            }
+            if let Some(n) = env.bsp_max_export_batch_size {
+                batch = batch.with_max_export_batch_size(n);
+            }
+            let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            builder = match self.sampler {
+                Some(s) => builder.with_sampler(s),
+                None => builder.with_sampler(env.sampler.unwrap_or_default().into_sdk()),
+            };
+            if let Some(custom) = self.span_exporter {
+                builder = builder.with_span_processor(custom(batch));
+                notes.push(Note::info(
+                    "traces: exported to a custom exporter".to_owned(),
+                ));
+            } else {
+                match exporter_kind {
+                    TracesExporter::Otlp => {
+                        let (exporter, target) = otlp_span_exporter(&traces_signal)?;
+                        notes.push(Note::info(format!("traces: OTLP to {target}")));
+                        builder = builder.with_span_processor(
+                            BatchSpanProcessor::builder(exporter)
+                                .with_batch_config(batch.build())
+                                .build(),
+                        );
+                    }
+                    TracesExporter::Console => {
+                        notes.push(Note::info(format!(
+                            "traces: written as JSON lines to standard error \
+                             (set {} to send them to a collector)",
+                            vars::OTEL_EXPORTER_OTLP_ENDPOINT
+                        )));
+                        let exporter = console::ConsoleExporter::new(Box::new(std::io::stderr()));
+                        builder = builder.with_span_processor(
+                            BatchSpanProcessor::builder(exporter)
+                                .with_batch_config(batch.build())
+                                .build(),
+                        );
+                    }
+                    TracesExporter::None => notes.push(Note::info(format!(
+                        "traces: created and sampled but not exported ({}=none)",
+                        vars::OTEL_TRACES_EXPORTER
+                    ))),
+                }
+            }
+            tracer_provider = Some(builder.build());
+
+            let mut metrics_signal =
+                with_code_settings(&env.metrics, &self.endpoint, self.protocol);
+            if let Some(t) = env.metric_export_timeout {
+                metrics_signal.timeout = Some(metrics_signal.timeout.map_or(t, |o| o.min(t)));
+            }
+            let push_metrics = match env.metrics_exporter {
+                Some(MetricsExporter::Otlp) => true,
+                Some(MetricsExporter::None) => false,
+                None => metrics_signal.endpoint.is_some() && exporter_kind == TracesExporter::Otlp,
+            };
+            if push_metrics {
+                let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
+                notes.push(Note::info(format!("metrics: OTLP to {target}")));
+                let mut reader = PeriodicReader::builder(exporter);
+                if let Some(i) = env.metric_export_interval {
+                    reader = reader.with_interval(i);
+                }
+                meter_provider = Some(
+                    SdkMeterProvider::builder()
+                        .with_resource(resource)
+                        .with_reader(reader.build())
+                        .build(),
+                );
+            }
+        }
+
+        Ok(Telemetry {
+            service,
+            propagator,
+            tracer_provider,
+            meter_provider,
+            logs,
+            logs_handle,
+            logs_guard,
+            span_level: self.span_level,
+            shutdown_timeout: self.shutdown_timeout,
+            notes,
+        })
+    }
+
+    fn service_info(&self, env: &EnvConfig, notes: &mut Vec<Note>) -> ServiceInfo {
+        let from_attrs = |key: &str| {
+            env.resource_attributes
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| Cow::Owned(v.clone()))
+        };
+        let name = self
+            .service_name
+            .clone()
+            .or_else(|| env.service_name.clone().map(Cow::Owned))
+            .or_else(|| from_attrs(SERVICE_NAME));
+        let name = name.unwrap_or_else(|| {
+            let exe = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            notes.push(Note::warn(format!(
+                "no service.name: set {} or call service_name(); using unknown_service:{exe}",
+                vars::OTEL_SERVICE_NAME
+            )));
+            Cow::Owned(format!("unknown_service:{exe}"))
+        });
+        let mut info = ServiceInfo::new(name);
+        if let Some(v) = self
+            .service_version
+            .clone()
+            .or_else(|| from_attrs(SERVICE_VERSION))
+        {
+            info = info.with_version(v);
+        }
+        if let Some(e) = self
+            .environment
+            .clone()
+            .or_else(|| from_attrs(DEPLOYMENT_ENVIRONMENT))
+            .or_else(|| from_attrs("deployment.environment.name"))
+        {
+            info = info.with_environment(e);
+        }
+        info
+    }
+}
+
+fn with_code_settings(
+    env: &OtlpSignal,
+    endpoint: &Option<String>,
+    protocol: Option<Protocol>,
+) -> OtlpSignal {
+    let mut s = env.clone();
+    if let Some(e) = endpoint {
+        s.endpoint = Some(Endpoint::Base(e.clone()));
+    }
+    if protocol.is_some() {
+        s.protocol = protocol;
+    }
+    s
+}
+
+/// Resource attributes, later sources winning: SDK, environment, code; the
+/// service identity as resolved last.
+fn resource(service: &ServiceInfo, env: &[(String, String)], code: &[KeyValue]) -> Resource {
+    let mut attrs: Vec<KeyValue> = env
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attrs.extend(code.iter().cloned());
+    attrs.push(KeyValue::new(SERVICE_NAME, service.name().to_owned()));
+    if let Some(v) = service.version() {
+        attrs.push(KeyValue::new(SERVICE_VERSION, v.to_owned()));
+    }
+    if let Some(e) = service.environment() {
+        attrs.push(KeyValue::new(DEPLOYMENT_ENVIRONMENT, e.to_owned()));
+    }
+    Resource::builder_empty()
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
+        .with_attributes(attrs)
+        .build()
+}
+
+fn propagator(names: Option<&[PropagatorName]>) -> Propagator {
+    let names = names.unwrap_or(&[PropagatorName::TraceContext, PropagatorName::Baggage]);
+    if names.is_empty() {
+        return Propagator::none();
+    }
+    let list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = names
+        .iter()
+        .map(|n| -> Box<dyn TextMapPropagator + Send + Sync> {
+            match n {
+                PropagatorName::TraceContext => Box::new(TraceContextPropagator::new()),
+                PropagatorName::Baggage => Box::new(BaggagePropagator::new()),
+            }
+        })
+        .collect();
+    Propagator::new(TextMapCompositePropagator::new(list))
+}
+
+fn headers(signal: &OtlpSignal) -> HashMap<String, String> {
+    signal.headers.iter().cloned().collect()
+}
+
+fn target(signal: &OtlpSignal, path: &str) -> (Protocol, String) {
+    let protocol = signal.protocol.unwrap_or(Protocol::HttpProtobuf);
+    let endpoint = signal
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| Endpoint::Base(protocol.default_endpoint().to_owned()));
+    (protocol, endpoint.resolve(protocol, path))
+}
+
+fn grpc_metadata(signal: &OtlpSignal) -> tonic::metadata::MetadataMap {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in &signal.headers {
+        // Validated when parsed.
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            map.insert(k, v);
+        }
+    }
+    tonic::metadata::MetadataMap::from_headers(map)
+}
+
+fn otlp_span_exporter(
+    signal: &OtlpSignal,
+) -> Result<(opentelemetry_otlp::SpanExporter, String), TelemetryError> {
+    let (protocol, url) = target(signal, "/v1/traces");
+    let timeout = signal.timeout.unwrap_or(Duration::from_secs(10));
+    let built = match protocol {
+        Protocol::Grpc => {
+            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(url.clone())
+                .with_timeout(timeout)
+                .with_metadata(grpc_metadata(signal))
+                .build()
+        }
+        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url.clone())
+            .with_timeout(timeout)
+            .with_headers(headers(signal))
+            .build(),
+    };
+    let exporter = built.map_err(|source| TelemetryError::Exporter {
+        signal: "traces",
+        source,
+    })?;
+    Ok((exporter, format!("{url} ({})", protocol_name(protocol))))
+}
+
+fn otlp_metric_exporter(
+    signal: &OtlpSignal,
+) -> Result<(opentelemetry_otlp::MetricExporter, String), TelemetryError> {
+    let (protocol, url) = target(signal, "/v1/metrics");
+    let timeout = signal.timeout.unwrap_or(Duration::from_secs(10));
+    let built = match protocol {
+        Protocol::Grpc => {
+            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+            opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(url.clone())
+                .with_timeout(timeout)
+                .with_metadata(grpc_metadata(signal))
+                .build()
+        }
+        Protocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_endpoint(url.clone())
+            .with_timeout(timeout)
+            .with_headers(headers(signal))
+            .build(),
+    };
+    let exporter = built.map_err(|source| TelemetryError::Exporter {
+        signal: "metrics",
+        source,
+    })?;
+    Ok((exporter, format!("{url} ({})", protocol_name(protocol))))
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Grpc => "grpc",
+        Protocol::HttpProtobuf => "http/protobuf",
+    }
+}
+
+/// Flushes and shuts down telemetry when dropped, bounded by the shutdown
+/// timeout. Keep it alive until the program ends.
+#[derive(Debug)]
+#[must_use = "dropping the guard shuts telemetry down"]
+pub struct TelemetryGuard {
+    service: ServiceInfo,
+    propagator: Propagator,
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    logs: Option<LogsGuard>,
+    logs_handle: LogsHandle,
+    timeout: Duration,
+}
+
+impl TelemetryGuard {
+    /// The service identity.
+    pub fn service(&self) -> &ServiceInfo {
+        &self.service
+    }
+
+    /// The propagator to hand to HTTP, gRPC and messaging layers.
+    pub fn propagator(&self) -> &Propagator {
+        &self.propagator
+    }
+
+    /// Counters of log lines not written.
+    pub fn logs(&self) -> &LogsHandle {
+        &self.logs_handle
+    }
+
+    /// Exports everything finished so far, without shutting down.
+    pub fn force_flush(&self) -> Result<(), ShutdownError> {
+        let mut errors = Vec::new();
+        if let Some(p) = &self.tracer_provider
+            && let Err(e) = p.force_flush()
+        {
+            errors.push(format!("traces: {e}"));
+        }
+        if let Some(m) = &self.meter_provider
+            && let Err(e) = m.force_flush()
+        {
+            errors.push(format!("metrics: {e}"));
+        }
+        join(errors)
+    }
+
+    /// Exports what is pending and shuts down, within the timeout.
+    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> Result<(), ShutdownError> {
+        let mut errors = Vec::new();
+        if let Some(p) = self.tracer_provider.take()
+            && let Err(e) = p.shutdown_with_timeout(self.timeout)
+        {
+            errors.push(format!("traces: {e}"));
+        }
+        if let Some(m) = self.meter_provider.take()
+            && let Err(e) = m.shutdown_with_timeout(self.timeout)
+        {
+            errors.push(format!("metrics: {e}"));
+        }
+        // Last, so that shutdown problems above are still logged.
+        if let Some(logs) = self.logs.take() {
+            for e in &errors {
+                tracing::warn!(target: "looptel", "shutdown: {e}");
+            }
+            drop(logs);
+        }
+        join(errors)
+    }
+}
+
+fn join(errors: Vec<String>) -> Result<(), ShutdownError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ShutdownError::new(errors.join("; ")))
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let _ = self.shutdown_inner();
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT), for `with_graceful_shutdown`.
+///
+/// When it resolves, stop accepting work and let the [`TelemetryGuard`] drop:
+/// spans ended before then are exported, not lost.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!(target: "looptel", "received Ctrl-C, shutting down"),
+        () = term => tracing::info!(target: "looptel", "received SIGTERM, shutting down"),
+    }
+}

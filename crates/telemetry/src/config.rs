@@ -1,0 +1,459 @@
+//! `OTEL_*` environment variables, parsed once into typed values.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::sampler::SamplerConfig;
+
+/// Every environment variable the bootstrap reads.
+pub mod vars {
+    /// `true` turns every signal off.
+    pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+    /// `service.name`.
+    pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    /// `key=value,…` resource attributes, values percent-encoded.
+    pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+    /// `otlp`, `console` or `none`.
+    pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+    /// `otlp`, `prometheus` (scraped, nothing pushed) or `none`.
+    pub const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+    /// Base endpoint of all signals.
+    pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    /// Endpoint of traces, used as is.
+    pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    /// Endpoint of metrics, used as is.
+    pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+    /// `grpc` or `http/protobuf`.
+    pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+    /// Protocol of traces.
+    pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    /// Protocol of metrics.
+    pub const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+    /// Export timeout in milliseconds.
+    pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+    /// Export timeout of traces in milliseconds.
+    pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+    /// Export timeout of metrics in milliseconds.
+    pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
+    /// `key=value,…` headers, values percent-encoded.
+    pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+    /// Headers of traces.
+    pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+    /// Headers of metrics.
+    pub const OTEL_EXPORTER_OTLP_METRICS_HEADERS: &str = "OTEL_EXPORTER_OTLP_METRICS_HEADERS";
+    /// Batch span processor: delay between exports, milliseconds.
+    pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+    /// Batch span processor: export timeout, milliseconds.
+    pub const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+    /// Batch span processor: queue bound; spans beyond it are dropped.
+    pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+    /// Batch span processor: spans per export.
+    pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+    /// Metrics: interval between exports, milliseconds.
+    pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+    /// Metrics: export timeout, milliseconds.
+    pub const OTEL_METRIC_EXPORT_TIMEOUT: &str = "OTEL_METRIC_EXPORT_TIMEOUT";
+    /// The sampler.
+    pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+    /// The sampler's argument (a ratio for the `traceidratio` samplers).
+    pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+    /// `tracecontext`, `baggage` or `none`, comma-separated.
+    pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+}
+
+use vars::*;
+
+/// The OTLP wire protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP over gRPC (default port 4317).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (default port 4318).
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
+        match value.trim() {
+            "grpc" => Ok(Self::Grpc),
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            _ => Err(ConfigError::new(
+                var,
+                value,
+                "expected `grpc` or `http/protobuf` (`http/json` is not supported)",
+            )),
+        }
+    }
+
+    pub(crate) fn default_endpoint(self) -> &'static str {
+        match self {
+            Self::Grpc => "http://localhost:4317",
+            Self::HttpProtobuf => "http://localhost:4318",
+        }
+    }
+}
+
+/// Where spans go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TracesExporter {
+    /// OTLP to a collector.
+    Otlp,
+    /// JSON lines on standard error (the embedded default when no endpoint is set).
+    Console,
+    /// Spans are still created and sampled — ids reach logs and exemplars —
+    /// but not exported.
+    None,
+}
+
+/// Where metrics go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricsExporter {
+    /// Pushed with OTLP.
+    Otlp,
+    /// Not pushed (scraped from `/metrics`, or off).
+    None,
+}
+
+/// An OTLP endpoint as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or code: over HTTP the signal's path
+    /// (`/v1/traces`) is appended.
+    Base(String),
+    /// A signal's own endpoint, used as is.
+    Signal(String),
+}
+
+impl Endpoint {
+    /// The URL to export `signal_path` (`/v1/traces`) to over `protocol`.
+    pub(crate) fn resolve(&self, protocol: Protocol, signal_path: &str) -> String {
+        match (self, protocol) {
+            (Self::Base(base), Protocol::HttpProtobuf) => {
+                format!("{}{signal_path}", base.trim_end_matches('/'))
+            }
+            (Self::Base(url) | Self::Signal(url), _) => url.clone(),
+        }
+    }
+}
+
+/// One signal's OTLP settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OtlpSignal {
+    pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+/// Everything read from the environment, before code settings are applied.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct EnvConfig {
+    pub(crate) disabled: bool,
+    pub(crate) service_name: Option<String>,
+    pub(crate) resource_attributes: Vec<(String, String)>,
+    pub(crate) traces_exporter: Option<TracesExporter>,
+    pub(crate) metrics_exporter: Option<MetricsExporter>,
+    pub(crate) traces: OtlpSignal,
+    pub(crate) metrics: OtlpSignal,
+    pub(crate) bsp_schedule_delay: Option<Duration>,
+    pub(crate) bsp_export_timeout: Option<Duration>,
+    pub(crate) bsp_max_queue_size: Option<usize>,
+    pub(crate) bsp_max_export_batch_size: Option<usize>,
+    pub(crate) metric_export_interval: Option<Duration>,
+    pub(crate) metric_export_timeout: Option<Duration>,
+    pub(crate) sampler: Option<SamplerConfig>,
+    pub(crate) propagators: Option<Vec<PropagatorName>>,
+}
+
+/// A propagator named in `OTEL_PROPAGATORS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PropagatorName {
+    TraceContext,
+    Baggage,
+}
+
+impl EnvConfig {
+    /// Parses every variable `lookup` yields. Empty values count as unset,
+    /// as the specification asks.
+    pub(crate) fn parse(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut c = Self {
+            disabled: match get(OTEL_SDK_DISABLED) {
+                None => false,
+                Some(v) => parse_bool(OTEL_SDK_DISABLED, &v)?,
+            },
+            ..Self::default()
+        };
+        c.service_name = get(OTEL_SERVICE_NAME).map(|v| v.trim().to_owned());
+        if let Some(v) = get(OTEL_RESOURCE_ATTRIBUTES) {
+            c.resource_attributes = parse_key_values(OTEL_RESOURCE_ATTRIBUTES, &v)?;
+        }
+        c.traces_exporter = get(OTEL_TRACES_EXPORTER)
+            .map(|v| match v.trim() {
+                "otlp" => Ok(TracesExporter::Otlp),
+                "console" => Ok(TracesExporter::Console),
+                "none" => Ok(TracesExporter::None),
+                _ => Err(ConfigError::new(
+                    OTEL_TRACES_EXPORTER,
+                    &v,
+                    "expected `otlp`, `console` or `none`",
+                )),
+            })
+            .transpose()?;
+        c.metrics_exporter = get(OTEL_METRICS_EXPORTER)
+            .map(|v| match v.trim() {
+                "otlp" => Ok(MetricsExporter::Otlp),
+                "prometheus" | "none" => Ok(MetricsExporter::None),
+                _ => Err(ConfigError::new(
+                    OTEL_METRICS_EXPORTER,
+                    &v,
+                    "expected `otlp`, `prometheus` or `none`",
+                )),
+            })
+            .transpose()?;
+
+        let base_endpoint = get(OTEL_EXPORTER_OTLP_ENDPOINT)
+            .map(|v| parse_endpoint(OTEL_EXPORTER_OTLP_ENDPOINT, &v))
+            .transpose()?;
+        let base_protocol = get(OTEL_EXPORTER_OTLP_PROTOCOL)
+            .map(|v| Protocol::parse(OTEL_EXPORTER_OTLP_PROTOCOL, &v))
+            .transpose()?;
+        let base_timeout = get(OTEL_EXPORTER_OTLP_TIMEOUT)
+            .map(|v| parse_millis(OTEL_EXPORTER_OTLP_TIMEOUT, &v))
+            .transpose()?;
+        let base_headers = get(OTEL_EXPORTER_OTLP_HEADERS)
+            .map(|v| parse_headers(OTEL_EXPORTER_OTLP_HEADERS, &v))
+            .transpose()?
+            .unwrap_or_default();
+        let signal = |endpoint_var: &'static str,
+                      protocol_var: &'static str,
+                      timeout_var: &'static str,
+                      headers_var: &'static str|
+         -> Result<OtlpSignal, ConfigError> {
+            let protocol = get(protocol_var)
+                .map(|v| Protocol::parse(protocol_var, &v))
+                .transpose()?
+                .or(base_protocol);
+            let endpoint = match get(endpoint_var) {
+                Some(v) => Some(Endpoint::Signal(parse_endpoint(endpoint_var, &v)?)),
+                None => base_endpoint.clone().map(Endpoint::Base),
+            };
+            let mut headers = base_headers.clone();
+            if let Some(v) = get(headers_var) {
+                for (k, v) in parse_headers(headers_var, &v)? {
+                    headers.retain(|(old, _)| *old != k);
+                    headers.push((k, v));
+                }
+            }
+            Ok(OtlpSignal {
+                endpoint,
+                protocol,
+                timeout: get(timeout_var)
+                    .map(|v| parse_millis(timeout_var, &v))
+                    .transpose()?
+                    .or(base_timeout),
+                headers,
+            })
+        };
+        c.traces = signal(
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+            OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+            OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+            OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+        )?;
+        c.metrics = signal(
+            OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+            OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+            OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+            OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+        )?;
+
+        c.bsp_schedule_delay = get(OTEL_BSP_SCHEDULE_DELAY)
+            .map(|v| parse_millis(OTEL_BSP_SCHEDULE_DELAY, &v))
+            .transpose()?;
+        c.bsp_export_timeout = get(OTEL_BSP_EXPORT_TIMEOUT)
+            .map(|v| parse_millis(OTEL_BSP_EXPORT_TIMEOUT, &v))
+            .transpose()?;
+        c.bsp_max_queue_size = get(OTEL_BSP_MAX_QUEUE_SIZE)
+            .map(|v| parse_positive(OTEL_BSP_MAX_QUEUE_SIZE, &v))
+            .transpose()?;
+        c.bsp_max_export_batch_size = get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)
+            .map(|v| parse_positive(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, &v))
+            .transpose()?;
+        if let (Some(batch), Some(queue)) = (c.bsp_max_export_batch_size, c.bsp_max_queue_size)
+            && batch > queue
+        {
+            {
+                return Err(ConfigError::new(
+                    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+                    &batch.to_string(),
+                    format!("must not exceed {OTEL_BSP_MAX_QUEUE_SIZE} ({queue})"),
+                ));
+            }
+        }
+        c.metric_export_interval = get(OTEL_METRIC_EXPORT_INTERVAL)
+            .map(|v| parse_millis(OTEL_METRIC_EXPORT_INTERVAL, &v))
+            .transpose()?;
+        c.metric_export_timeout = get(OTEL_METRIC_EXPORT_TIMEOUT)
+            .map(|v| parse_millis(OTEL_METRIC_EXPORT_TIMEOUT, &v))
+            .transpose()?;
+        c.sampler = SamplerConfig::from_env(
+            get(OTEL_TRACES_SAMPLER).as_deref(),
+            get(OTEL_TRACES_SAMPLER_ARG).as_deref(),
+        )?;
+        c.propagators = get(OTEL_PROPAGATORS)
+            .map(|v| parse_propagators(&v))
+            .transpose()?;
+        Ok(c)
+    }
+}
+
+fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::new(var, value, "expected `true` or `false`")),
+    }
+}
+
+fn parse_millis(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| ConfigError::new(var, value, "expected a whole number of milliseconds"))
+}
+
+fn parse_positive(var: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            value,
+            "expected a whole number above 0",
+        )),
+    }
+}
+
+fn parse_endpoint(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    match value.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            Ok(value.to_owned())
+        }
+        _ => Err(ConfigError::new(
+            var,
+            value,
+            "expected an http:// or https:// URL with a host",
+        )),
+    }
+}
+
+/// `key=value` pairs separated by `,`, values percent-decoded (the W3C
+/// Baggage format that `OTEL_RESOURCE_ATTRIBUTES` and the header variables use).
+fn parse_key_values(var: &'static str, value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for member in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let Some((k, v)) = member.split_once('=') else {
+            return Err(ConfigError::new(
+                var,
+                value,
+                format!("member {member:?} is not key=value"),
+            ));
+        };
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(ConfigError::new(
+                var,
+                value,
+                format!("member {member:?} has an empty key"),
+            ));
+        }
+        let Some(v) = percent_decode(v.trim()) else {
+            return Err(ConfigError::new(
+                var,
+                value,
+                format!("member {member:?} has an invalid percent-encoding"),
+            ));
+        };
+        out.retain(|(old, _)| old != k);
+        out.push((k.to_owned(), v));
+    }
+    Ok(out)
+}
+
+fn parse_headers(var: &'static str, value: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let pairs = parse_key_values(var, value)?;
+    for (k, v) in &pairs {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::HeaderValue::from_str(v).is_err()
+        {
+            return Err(ConfigError::new(
+                var,
+                value,
+                format!("header {k:?} is not a valid HTTP header"),
+            ));
+        }
+    }
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn parse_propagators(value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
+    let mut out = Vec::new();
+    let names: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in &names {
+        let p = match *name {
+            "tracecontext" => PropagatorName::TraceContext,
+            "baggage" => PropagatorName::Baggage,
+            "none" if names.len() == 1 => continue,
+            "none" => {
+                return Err(ConfigError::new(
+                    OTEL_PROPAGATORS,
+                    value,
+                    "`none` cannot be combined with other propagators",
+                ));
+            }
+            other => {
+                return Err(ConfigError::new(
+                    OTEL_PROPAGATORS,
+                    value,
+                    format!(
+                        "unsupported propagator {other:?}; expected `tracecontext`, `baggage` or `none`"
+                    ),
+                ));
+            }
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
