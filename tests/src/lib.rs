@@ -1,1 +1,252 @@
-//! Cross-crate end-to-end tests of looptel; see `tests/`.
+//! Support for looptel's cross-crate tests: a fake OpenTelemetry collector
+//! that receives real OTLP over HTTP/protobuf and over gRPC on 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use prost::Message;
+use tokio::net::TcpListener;
+
+/// A span as the collector received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedSpan {
+    /// The span name.
+    pub name: String,
+    /// Lowercase hex, 32 characters.
+    pub trace_id: String,
+    /// Lowercase hex, 16 characters.
+    pub span_id: String,
+    /// Lowercase hex, empty for a root span.
+    pub parent_span_id: String,
+    /// 0 unset, 1 ok, 2 error.
+    pub status_code: i32,
+    /// String renderings of the span's attributes.
+    pub attributes: Vec<(String, String)>,
+    /// String renderings of the resource's attributes.
+    pub resource: Vec<(String, String)>,
+    /// `http` or `grpc`: how it arrived.
+    pub transport: &'static str,
+}
+
+impl ReceivedSpan {
+    /// The value of attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        find(&self.attributes, key)
+    }
+
+    /// The value of resource attribute `key`.
+    pub fn resource_attribute(&self, key: &str) -> Option<&str> {
+        find(&self.resource, key)
+    }
+}
+
+fn find<'a>(kvs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    kvs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+#[derive(Default)]
+struct State {
+    spans: Vec<ReceivedSpan>,
+    metric_exports: usize,
+}
+
+/// A fake collector listening for OTLP on two loopback ports.
+#[derive(Clone)]
+pub struct FakeCollector {
+    http: SocketAddr,
+    grpc: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for FakeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCollector")
+            .field("http", &self.http)
+            .field("grpc", &self.grpc)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn render(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn pairs(kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Vec<(String, String)> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), render(kv.value.as_ref())))
+        .collect()
+}
+
+impl State {
+    fn take(&mut self, req: ExportTraceServiceRequest, transport: &'static str) {
+        for rs in req.resource_spans {
+            let resource = rs
+                .resource
+                .map(|r| pairs(&r.attributes))
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    self.spans.push(ReceivedSpan {
+                        name: s.name,
+                        trace_id: hex(&s.trace_id),
+                        span_id: hex(&s.span_id),
+                        parent_span_id: hex(&s.parent_span_id),
+                        status_code: s.status.map_or(0, |st| st.code),
+                        attributes: pairs(&s.attributes),
+                        resource: resource.clone(),
+                        transport,
+                    });
+                }
+            }
+        }
+    }
+}
+
+struct Grpc(Arc<Mutex<State>>);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        lock(&self.0).take(request.into_inner(), "grpc");
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn protobuf(body: Vec<u8>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        body,
+    )
+}
+
+impl FakeCollector {
+    /// Starts both listeners on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When the loopback ports cannot be bound (a broken test machine).
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let http = http_listener.local_addr().expect("http addr");
+        let traces_state = state.clone();
+        let metrics_state = state.clone();
+        let app = axum::Router::new()
+            .route(
+                "/v1/traces",
+                post(move |body: Bytes| {
+                    let state = traces_state.clone();
+                    async move {
+                        match ExportTraceServiceRequest::decode(body) {
+                            Ok(req) => {
+                                lock(&state).take(req, "http");
+                                protobuf(ExportTraceServiceResponse::default().encode_to_vec())
+                                    .into_response()
+                            }
+                            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/v1/metrics",
+                post(move |body: Bytes| {
+                    let state = metrics_state.clone();
+                    async move {
+                        match ExportMetricsServiceRequest::decode(body) {
+                            Ok(_) => {
+                                lock(&state).metric_exports += 1;
+                                protobuf(ExportMetricsServiceResponse::default().encode_to_vec())
+                                    .into_response()
+                            }
+                            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+                        }
+                    }
+                }),
+            );
+        tokio::spawn(async move {
+            let _ = axum::serve(http_listener, app).await;
+        });
+
+        let grpc_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let grpc = grpc_listener.local_addr().expect("grpc addr");
+        let service = TraceServiceServer::new(Grpc(state.clone()));
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+
+        Self { http, grpc, state }
+    }
+
+    /// The base URL for `OTEL_EXPORTER_OTLP_ENDPOINT` with `http/protobuf`.
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// The URL for `OTEL_EXPORTER_OTLP_ENDPOINT` with `grpc`.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        lock(&self.state).spans.clone()
+    }
+
+    /// How many metric exports were received.
+    pub fn metric_exports(&self) -> usize {
+        lock(&self.state).metric_exports
+    }
+
+    /// Waits until a span named `name` arrives, up to `timeout`.
+    pub async fn wait_for_span(&self, name: &str, timeout: Duration) -> Option<ReceivedSpan> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.spans().into_iter().find(|s| s.name == name) {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

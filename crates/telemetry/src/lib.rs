@@ -223,6 +223,11 @@ impl Telemetry {
         self.tracer_provider.as_ref()
     }
 
+    /// The meter provider, when metrics are pushed with OTLP.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter_provider.as_ref()
+    }
+
     /// Installs everything globally: the `tracing` subscriber, the tracer
     /// and meter providers, and the propagator; then logs the start-up notes.
     pub fn init(self) -> Result<TelemetryGuard, TelemetryError> {
