@@ -35,6 +35,9 @@ pub struct JsonLayer {
     pub(crate) dispatch: OnceLock<WeakDispatch>,
 }
 
+/// Written for a service field that was never configured.
+const UNKNOWN: &str = "unknown";
+
 /// Span fields kept for the log lines written inside the span.
 #[derive(Debug, Default)]
 struct SpanFields(Vec<(&'static str, Value)>);
@@ -92,15 +95,26 @@ where
             obj.insert("trace_id".into(), Value::String(ids.trace_id().to_string()));
             obj.insert("span_id".into(), Value::String(ids.span_id().to_string()));
         }
-        if let Some(service) = &self.service {
-            obj.insert("service.name".into(), service.name().into());
-            if let Some(v) = service.version() {
-                obj.insert("service.version".into(), v.into());
-            }
-            if let Some(env) = service.environment() {
-                obj.insert("deployment.environment".into(), env.into());
-            }
-        }
+        // Required on every line: `unknown` where it was never configured.
+        let service = self.service.as_ref();
+        obj.insert(
+            "service.name".into(),
+            service.map_or(UNKNOWN, ServiceInfo::name).into(),
+        );
+        obj.insert(
+            "service.version".into(),
+            service
+                .and_then(ServiceInfo::version)
+                .unwrap_or(UNKNOWN)
+                .into(),
+        );
+        obj.insert(
+            "deployment.environment".into(),
+            service
+                .and_then(ServiceInfo::environment)
+                .unwrap_or(UNKNOWN)
+                .into(),
+        );
 
         // Span fields, root first, so the innermost span wins; then the event's.
         if let Some(scope) = ctx.event_scope(event) {

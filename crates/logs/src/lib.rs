@@ -187,7 +187,7 @@ impl std::fmt::Debug for LogsBuilder {
 }
 
 impl LogsBuilder {
-    /// The service fields written on every line (none by default).
+    /// The service fields written on every line (`unknown` until set).
     pub fn service(mut self, service: ServiceInfo) -> Self {
         self.service = Some(service);
         self

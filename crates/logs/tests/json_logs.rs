@@ -352,3 +352,19 @@ fn lines_are_one_json_object_each_even_with_awkward_values() {
     assert_eq!(line["message"], "awkward\nmessage");
     assert!(line["ratio"].is_null());
 }
+
+#[test]
+fn service_fields_are_always_present() {
+    let out = SharedBuf::default();
+    let (logs, guard) = JsonLogs::builder()
+        .output(out.clone())
+        .service(ServiceInfo::new("svc"))
+        .build();
+    let subscriber = tracing_subscriber::registry().with(logs.layer());
+    tracing::subscriber::with_default(subscriber, || tracing::info!("hello"));
+    drop(guard);
+    let line = &out.json_lines()[0];
+    assert_eq!(line["service.name"], "svc");
+    assert_eq!(line["service.version"], "unknown");
+    assert_eq!(line["deployment.environment"], "unknown");
+}

@@ -261,8 +261,13 @@ impl Telemetry {
         TelemetryGuard,
     ) {
         let otel = self.tracer_provider.as_ref().map(|p| {
+            // Only what the conventions name: no thread ids, busy/idle
+            // timings or `target` attributes on every span.
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("looptel"))
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false)
                 .with_filter(self.span_level)
         });
         let subscriber = tracing_subscriber::registry()

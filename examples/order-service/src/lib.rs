@@ -1,0 +1,237 @@
+//! The looptel reference service: an order API whose traces, metrics and
+//! logs are correlated by `trace_id`.
+//!
+//! [`app`] builds the router, so tests drive it without a socket; `main.rs`
+//! adds telemetry, the listener and graceful shutdown.
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span) |
+//! | `GET /orders/{id}` | reads an order back |
+//! | `GET /health` | liveness, never traced |
+//!
+//! # Outcomes
+//! A rejected order (no items, a bad quantity) is a **business error**:
+//! HTTP 422, logged at WARN, span status left Unset. An order that cannot be
+//! placed because a dependency failed — the example's inventory refuses the
+//! SKU `unavailable` as if it were down — is a **failure**: HTTP 503, logged
+//! at ERROR, span status Error with `error.type`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use looptel_core::Outcome;
+use serde::{Deserialize, Serialize};
+
+/// The most orders kept in memory; the oldest are forgotten first.
+pub const MAX_ORDERS: usize = 10_000;
+
+/// The SKU the example inventory treats as an outage.
+pub const UNAVAILABLE_SKU: &str = "unavailable";
+
+/// One line of an order.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Item {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// How many, 1 to 100.
+    pub quantity: u32,
+}
+
+/// The body of `POST /orders`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct NewOrder {
+    /// Who orders.
+    pub customer_id: String,
+    /// What is ordered.
+    pub items: Vec<Item>,
+}
+
+/// An order as stored and returned.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Order {
+    /// `o-` and a sequence number.
+    pub id: String,
+    /// Who ordered.
+    pub customer_id: String,
+    /// What was ordered.
+    pub items: Vec<Item>,
+    /// Always `placed`.
+    pub status: String,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    next: u64,
+    orders: HashMap<String, Order>,
+    order: VecDeque<String>,
+}
+
+/// Shared state of the service.
+#[derive(Clone, Debug, Default)]
+pub struct AppState {
+    store: Arc<RwLock<Store>>,
+}
+
+/// The router: `POST /orders`, `GET /orders/{id}`, `GET /health`.
+pub fn app() -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/health", get(health))
+        .with_state(AppState::default())
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
+}
+
+/// Why an order was not placed.
+#[derive(Debug, thiserror::Error)]
+enum PlaceOrderError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("inventory unavailable for {0}")]
+    InventoryUnavailable(String),
+}
+
+impl PlaceOrderError {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Invalid(_) => Outcome::BusinessError,
+            Self::InventoryUnavailable(_) => Outcome::Failure,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_order",
+            Self::InventoryUnavailable(_) => "inventory_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for PlaceOrderError {
+    fn into_response(self) -> Response {
+        let status = match self.outcome() {
+            Outcome::Failure => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let body = ErrorBody {
+            error: self.error_type(),
+            message: self.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    Json(new): Json<NewOrder>,
+) -> Result<(StatusCode, Json<Order>), PlaceOrderError> {
+    let order = PlaceOrder { state, new }.run().await?;
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+struct PlaceOrder {
+    state: AppState,
+    new: NewOrder,
+}
+
+impl PlaceOrder {
+    /// The business operation, in its own span named per the service's API.
+    #[tracing::instrument(
+        name = "Order.OrderService.PlaceOrder",
+        skip_all,
+        fields(order.id, order.items = self.new.items.len(), customer.id = %self.new.customer_id)
+    )]
+    async fn run(self) -> Result<Order, PlaceOrderError> {
+        let span = tracing::Span::current();
+        let result = self.place();
+        match &result {
+            Ok(order) => {
+                span.record("order.id", order.id.as_str());
+                tracing::info!(order.id = %order.id, "order placed");
+            }
+            Err(e) => {
+                let outcome = e.outcome();
+                outcome.record(&span, e.error_type(), &e.to_string());
+                match outcome {
+                    Outcome::Failure => {
+                        tracing::error!(error.type = e.error_type(), error = %e, "order failed")
+                    }
+                    _ => tracing::warn!(error.type = e.error_type(), reason = %e, "order rejected"),
+                }
+            }
+        }
+        result
+    }
+
+    fn place(self) -> Result<Order, PlaceOrderError> {
+        if self.new.items.is_empty() {
+            return Err(PlaceOrderError::Invalid(
+                "an order needs at least one item".into(),
+            ));
+        }
+        if let Some(bad) = self
+            .new
+            .items
+            .iter()
+            .find(|i| !(1..=100).contains(&i.quantity))
+        {
+            return Err(PlaceOrderError::Invalid(format!(
+                "quantity {} of {} is not between 1 and 100",
+                bad.quantity, bad.sku
+            )));
+        }
+        if let Some(item) = self.new.items.iter().find(|i| i.sku == UNAVAILABLE_SKU) {
+            return Err(PlaceOrderError::InventoryUnavailable(item.sku.clone()));
+        }
+        let mut store = self
+            .state
+            .store
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        store.next += 1;
+        let order = Order {
+            id: format!("o-{}", store.next),
+            customer_id: self.new.customer_id,
+            items: self.new.items,
+            status: "placed".into(),
+        };
+        if store.order.len() >= MAX_ORDERS {
+            if let Some(oldest) = store.order.pop_front() {
+                store.orders.remove(&oldest);
+            }
+        }
+        store.order.push_back(order.id.clone());
+        store.orders.insert(order.id.clone(), order.clone());
+        Ok(order)
+    }
+}
+
+async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let store = state.store.read().unwrap_or_else(PoisonError::into_inner);
+    match store.orders.get(&id) {
+        Some(order) => Json(order.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(ErrorBody {
+                error: "not_found",
+                message: format!("no order {id}"),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}

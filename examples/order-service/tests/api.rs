@@ -1,0 +1,217 @@
+//! The order API through `app()`, with its telemetry: span names, statuses,
+//! log levels and trace ids, on an in-memory exporter and captured logs.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use looptel_logs::JsonLogs;
+use looptel_logs::test_support::SharedBuf;
+use looptel_telemetry::Telemetry;
+use opentelemetry::trace::Status;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+#[derive(Clone, Debug, Default)]
+struct Captured(Arc<Mutex<Vec<SpanData>>>);
+impl SpanExporter for Captured {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.0.lock().expect("lock").extend(batch);
+        Ok(())
+    }
+}
+
+struct Observed {
+    status: StatusCode,
+    body: Value,
+    spans: Vec<SpanData>,
+    logs: Vec<Value>,
+}
+
+/// Sends one request to `app()` with telemetry installed for this thread.
+async fn call(req: Request<Body>) -> Observed {
+    let spans = Captured::default();
+    let out = SharedBuf::default();
+    let t = Telemetry::builder()
+        .service_name("order-service")
+        .service_version("9.9.9")
+        .deployment_environment("test")
+        .span_exporter(spans.clone())
+        .logs(JsonLogs::builder().output(out.clone()))
+        .build()
+        .expect("telemetry");
+    let (subscriber, guard) = t.into_subscriber();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let res = order_service::app().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    drop(_default);
+    guard.shutdown().expect("flush");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let spans = spans.0.lock().expect("lock").clone();
+    Observed {
+        status,
+        body,
+        spans,
+        logs: out.json_lines(),
+    }
+}
+
+fn post(body: Value) -> Request<Body> {
+    Request::post("/orders")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+fn place_order_span(o: &Observed) -> &SpanData {
+    o.spans
+        .iter()
+        .find(|s| s.name == "Order.OrderService.PlaceOrder")
+        .expect("a PlaceOrder span")
+}
+
+fn attr(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+#[tokio::test]
+async fn a_placed_order_logs_with_the_trace_id_of_its_span() {
+    let o = call(post(
+        json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 2}]}),
+    ))
+    .await;
+    assert_eq!(o.status, StatusCode::CREATED);
+    assert_eq!(o.body["status"], "placed");
+    let span = place_order_span(&o);
+    assert_eq!(span.status, Status::Unset);
+    assert_eq!(attr(span, "order.id").as_deref(), o.body["id"].as_str());
+    let line = o
+        .logs
+        .iter()
+        .find(|l| l["message"] == "order placed")
+        .expect("log line");
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["trace_id"], span.span_context.trace_id().to_string());
+    assert_eq!(line["span_id"], span.span_context.span_id().to_string());
+    assert_eq!(line["service.name"], "order-service");
+    assert_eq!(line["service.version"], "9.9.9");
+    assert_eq!(line["deployment.environment"], "test");
+}
+
+#[tokio::test]
+async fn a_business_validation_failure_is_a_warning_not_an_error() {
+    for body in [
+        json!({"customer_id": "c-1", "items": []}),
+        json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 0}]}),
+        json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 101}]}),
+    ] {
+        let o = call(post(body)).await;
+        assert_eq!(o.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(o.body["error"], "invalid_order");
+        let span = place_order_span(&o);
+        assert_eq!(span.status, Status::Unset);
+        assert_eq!(attr(span, "error.type"), None);
+        let line = o
+            .logs
+            .iter()
+            .find(|l| l["message"] == "order rejected")
+            .expect("log line");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["trace_id"], span.span_context.trace_id().to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_system_failure_sets_error_status_and_logs_at_error() {
+    let o = call(post(
+        json!({"customer_id": "c-1", "items": [{"sku": "unavailable", "quantity": 1}]}),
+    ))
+    .await;
+    assert_eq!(o.status, StatusCode::SERVICE_UNAVAILABLE);
+    let span = place_order_span(&o);
+    assert!(
+        matches!(span.status, Status::Error { .. }),
+        "{:?}",
+        span.status
+    );
+    assert_eq!(
+        attr(span, "error.type").as_deref(),
+        Some("inventory_unavailable")
+    );
+    let line = o
+        .logs
+        .iter()
+        .find(|l| l["message"] == "order failed")
+        .expect("log line");
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["span_id"], span.span_context.span_id().to_string());
+}
+
+#[tokio::test]
+async fn orders_can_be_read_back_and_unknown_ids_are_404() {
+    let app = order_service::app();
+    let res = app
+        .clone()
+        .oneshot(post(
+            json!({"customer_id": "c-2", "items": [{"sku": "pen", "quantity": 1}]}),
+        ))
+        .await
+        .expect("infallible");
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let placed: Value = serde_json::from_slice(&bytes).expect("json");
+    let id = placed["id"].as_str().expect("id");
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/orders/{id}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&bytes).expect("json"),
+        placed
+    );
+    let res = app
+        .oneshot(
+            Request::get("/orders/o-does-not-exist")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn health_answers_and_bad_input_gets_a_clear_4xx() {
+    let o = call(Request::get("/health").body(Body::empty()).expect("req")).await;
+    assert_eq!(o.status, StatusCode::OK);
+    assert!(o.spans.is_empty());
+    let o = call(
+        Request::post("/orders")
+            .header("content-type", "application/json")
+            .body(Body::from(&b"{\"customer_id\": \xff"[..]))
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(o.status, StatusCode::BAD_REQUEST);
+    let o = call(
+        Request::builder()
+            .method("BREW")
+            .uri("/orders")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(o.status, StatusCode::METHOD_NOT_ALLOWED);
+}
