@@ -1,0 +1,150 @@
+//! The real binary: port 0, a real OTLP export to a fake collector, SIGTERM,
+//! and the log line's `trace_id` equal to the exported span's.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use looptel_tests::FakeCollector;
+use serde_json::Value;
+
+struct Service {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Service {
+    fn start(envs: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
+        cmd.env_clear()
+            .env("HTTP_ADDR", "127.0.0.1:0")
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn order-service");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line: {line:?}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line with `message`.
+    fn line(&mut self, message: &str) -> Value {
+        if let Some(l) = self.seen.iter().find(|l| l["message"] == message) {
+            return l.clone();
+        }
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no line {message:?}; saw {:#?}", self.seen));
+            self.seen.push(l.clone());
+            if l["message"] == message {
+                return l;
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        // Drain what was written before exit.
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        exit
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
+    let collector = FakeCollector::start().await;
+    let mut svc = Service::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.http_endpoint()),
+        // Exports only at shutdown: the test proves the SIGTERM flush.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=ci,team=orders".to_owned(),
+        ),
+    ]);
+    let listening = svc.line("order-service listening");
+    let addr = listening["http.addr"]
+        .as_str()
+        .expect("bound address logged")
+        .to_owned();
+    assert!(!addr.ends_with(":0"), "port 0 resolved: {addr}");
+
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}/orders"))
+        .header("content-type", "application/json")
+        .body(r#"{"customer_id":"c-9","items":[{"sku":"lamp","quantity":1}]}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 201);
+    let placed = svc.line("order placed");
+    assert!(
+        collector.spans().is_empty(),
+        "nothing exported before shutdown"
+    );
+
+    let exit = svc.terminate();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    svc.line("order-service stopped");
+
+    let span = collector
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "Order.OrderService.PlaceOrder")
+        .expect("the PlaceOrder span was flushed at shutdown");
+    assert_eq!(placed["trace_id"].as_str(), Some(span.trace_id.as_str()));
+    assert_eq!(placed["span_id"].as_str(), Some(span.span_id.as_str()));
+    assert_eq!(placed["deployment.environment"], "ci");
+    assert_eq!(
+        span.resource_attribute("service.name"),
+        Some("order-service")
+    );
+    assert_eq!(span.resource_attribute("team"), Some("orders"));
+}
+
+#[test]
+fn an_invalid_variable_stops_start_up_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .env_clear()
+        .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("OTEL_TRACES_SAMPLER", "sometimes")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_TRACES_SAMPLER") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
+}
