@@ -406,6 +406,7 @@ fn code_settings_win_over_env() {
             .span_exporter(mem.clone()),
     )
     .expect("ids");
+    assert_eq!(mem.get_finished_spans().expect("spans").len(), 1);
     assert!(ids.is_sampled());
 }
 

@@ -206,10 +206,10 @@ impl PlaceOrder {
             items: self.new.items,
             status: "placed".into(),
         };
-        if store.order.len() >= MAX_ORDERS {
-            if let Some(oldest) = store.order.pop_front() {
-                store.orders.remove(&oldest);
-            }
+        if store.order.len() >= MAX_ORDERS
+            && let Some(oldest) = store.order.pop_front()
+        {
+            store.orders.remove(&oldest);
         }
         store.order.push_back(order.id.clone());
         store.orders.insert(order.id.clone(), order.clone());

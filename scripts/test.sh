@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly what CI runs (.ci/run calls this script).
+# On a fresh Debian machine with only Rust installed it first installs what
+# the checks need; everything the tests start (collectors, servers) they
+# start themselves on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_cargo_tool() { # <binary> <crate>
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "==> installing $2 from crates.io"
+        cargo install --locked "$2"
+    fi
+}
+need_cargo_tool cargo-nextest cargo-nextest
+need_cargo_tool cargo-deny cargo-deny
+
+# /bin/kill (util-linux) sends SIGTERM in the process tests.
+if ! type -P kill >/dev/null; then
+    echo "==> installing util-linux for /bin/kill"
+    apt-get update -qq && apt-get install -y -qq util-linux
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo deny check bans licenses sources"
+cargo deny --locked check bans licenses sources
+
+echo "==> cargo doc (broken intra-doc links fail)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+echo "==> doc tests"
+cargo test --workspace --doc --locked --quiet
+
+echo "==> tests"
+cargo nextest run --workspace --locked --no-fail-fast
