@@ -64,7 +64,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
+    self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
 };
 use opentelemetry_semantic_conventions::resource::{SERVICE_NAME, SERVICE_VERSION};
 use tracing::level_filters::LevelFilter;
@@ -184,7 +184,9 @@ impl Telemetry {
         }
     }
 
-    /// A builder that reads no environment at all.
+    /// A builder that reads no environment at all — except that the OTLP
+    /// exporter itself still merges `OTEL_EXPORTER_OTLP_*HEADERS` and reads
+    /// its TLS and compression variables from the process.
     pub fn builder() -> TelemetryBuilder {
         TelemetryBuilder {
             env: None,
@@ -424,16 +426,21 @@ impl TelemetryBuilder {
                     TracesExporter::Console
                 },
             );
-            let mut batch = BatchConfigBuilder::default();
-            if let Some(d) = env.bsp_schedule_delay {
-                batch = batch.with_scheduled_delay(d);
-            }
-            if let Some(n) = env.bsp_max_queue_size {
-                batch = batch.with_max_queue_size(n);
-            }
-            if let Some(n) = env.bsp_max_export_batch_size {
-                batch = batch.with_max_export_batch_size(n);
-            }
+            // Every value set here: the SDK's own default builder would read
+            // OTEL_BSP_* from the process, behind the configured lookup.
+            let batch = BatchConfigBuilder::default()
+                .with_scheduled_delay(
+                    env.bsp_schedule_delay
+                        .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
+                )
+                .with_max_queue_size(
+                    env.bsp_max_queue_size
+                        .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
+                )
+                .with_max_export_batch_size(
+                    env.bsp_max_export_batch_size
+                        .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
+                );
             let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
             builder = match self.sampler {
                 Some(s) => builder.with_sampler(s),
@@ -489,10 +496,10 @@ impl TelemetryBuilder {
             if push_metrics {
                 let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
                 notes.push(Note::info(format!("metrics: OTLP to {target}")));
-                let mut reader = PeriodicReader::builder(exporter);
-                if let Some(i) = env.metric_export_interval {
-                    reader = reader.with_interval(i);
-                }
+                let reader = PeriodicReader::builder(exporter).with_interval(
+                    env.metric_export_interval
+                        .unwrap_or(Duration::from_secs(60)),
+                );
                 meter_provider = Some(
                     SdkMeterProvider::builder()
                         .with_resource(resource)
