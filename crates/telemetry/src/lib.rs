@@ -80,6 +80,9 @@ use config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
 /// `deployment.environment`, as the conventions name it.
 pub const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
 
+/// The OTLP export timeout when none is configured.
+const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The default bound on shutdown: flushing spans, metrics and logs.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -649,27 +652,39 @@ fn grpc_metadata(signal: &OtlpSignal) -> tonic::metadata::MetadataMap {
     tonic::metadata::MetadataMap::from_headers(map)
 }
 
+/// The endpoint, timeout and headers of `signal`, on a gRPC exporter builder.
+fn over_grpc<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    signal: &OtlpSignal,
+    url: &str,
+) -> Result<B, TelemetryError> {
+    tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+    Ok(builder
+        .with_endpoint(url)
+        .with_timeout(signal.timeout.unwrap_or(DEFAULT_OTLP_TIMEOUT))
+        .with_metadata(grpc_metadata(signal)))
+}
+
+/// The endpoint, timeout and headers of `signal`, on an HTTP exporter builder.
+fn over_http<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    signal: &OtlpSignal,
+    url: &str,
+) -> B {
+    builder
+        .with_endpoint(url)
+        .with_timeout(signal.timeout.unwrap_or(DEFAULT_OTLP_TIMEOUT))
+        .with_headers(headers(signal))
+}
+
 fn otlp_span_exporter(
     signal: &OtlpSignal,
 ) -> Result<(opentelemetry_otlp::SpanExporter, String), TelemetryError> {
     let (protocol, url) = target(signal, "/v1/traces");
-    let timeout = signal.timeout.unwrap_or(Duration::from_secs(10));
+    let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match protocol {
-        Protocol::Grpc => {
-            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(url.clone())
-                .with_timeout(timeout)
-                .with_metadata(grpc_metadata(signal))
-                .build()
-        }
-        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(url.clone())
-            .with_timeout(timeout)
-            .with_headers(headers(signal))
-            .build(),
+        Protocol::Grpc => over_grpc(builder.with_tonic(), signal, &url)?.build(),
+        Protocol::HttpProtobuf => over_http(builder.with_http(), signal, &url).build(),
     };
     let exporter = built.map_err(|source| TelemetryError::Exporter {
         signal: "traces",
@@ -682,23 +697,10 @@ fn otlp_metric_exporter(
     signal: &OtlpSignal,
 ) -> Result<(opentelemetry_otlp::MetricExporter, String), TelemetryError> {
     let (protocol, url) = target(signal, "/v1/metrics");
-    let timeout = signal.timeout.unwrap_or(Duration::from_secs(10));
+    let builder = opentelemetry_otlp::MetricExporter::builder();
     let built = match protocol {
-        Protocol::Grpc => {
-            tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(url.clone())
-                .with_timeout(timeout)
-                .with_metadata(grpc_metadata(signal))
-                .build()
-        }
-        Protocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_endpoint(url.clone())
-            .with_timeout(timeout)
-            .with_headers(headers(signal))
-            .build(),
+        Protocol::Grpc => over_grpc(builder.with_tonic(), signal, &url)?.build(),
+        Protocol::HttpProtobuf => over_http(builder.with_http(), signal, &url).build(),
     };
     let exporter = built.map_err(|source| TelemetryError::Exporter {
         signal: "metrics",
