@@ -24,11 +24,14 @@
 //! assert_eq!(Outcome::Failure.level(), tracing::Level::ERROR);
 //! ```
 
+mod headers;
 mod ids;
 mod outcome;
 mod propagation;
 mod service;
+pub mod tracecontext;
 
+pub use headers::{HeaderExtractor, HeaderInjector};
 pub use ids::TraceIds;
 pub use outcome::Outcome;
 pub use propagation::Propagator;

@@ -1,0 +1,290 @@
+//! A W3C Trace Context (Level 2) propagator that follows the specification to
+//! the letter.
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::{Context, propagation::text_map_propagator::FieldIter};
+
+/// `traceparent`.
+pub const TRACEPARENT: &str = "traceparent";
+/// `tracestate`.
+pub const TRACESTATE: &str = "tracestate";
+
+/// The `sampled` flag.
+pub const FLAG_SAMPLED: u8 = 0x01;
+/// The Level 2 `random` flag: the trace id's right-most 7 bytes are random.
+pub const FLAG_RANDOM: u8 = 0x02;
+
+/// The most `tracestate` list members kept.
+pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// The combined `tracestate` length always propagated; longer ones are
+/// truncated by whole members.
+pub const MAX_TRACESTATE_LEN: usize = 512;
+/// Members longer than this are dropped first when truncating.
+const LONG_MEMBER: usize = 128;
+
+/// Remembers, in the extracted context, that the remote trace id was marked
+/// random, so the flag is passed on even when the SDK builds a child span
+/// with default flags (it does for spans it does not sample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RandomTraceId(TraceId);
+
+/// W3C Trace Context: `traceparent` and `tracestate`, strict per Level 2.
+///
+/// Extraction:
+/// - `traceparent` must be `version-traceid-parentid-flags` in lowercase hex
+///   (2-32-16-2); version `ff`, all-zero ids, uppercase hex and any other
+///   deviation make it invalid. Version `00` allows nothing after the flags;
+///   a higher version must have 55 characters or more, with `-` or the end
+///   after the flags, and is read as version `00`. Surrounding spaces and
+///   tabs are ignored. More than one `traceparent` header line is invalid.
+/// - An invalid `traceparent` starts a new trace: `tracestate` is not read.
+/// - All `tracestate` header lines are joined with `,`. Up to 32 members are
+///   kept; keys `[a-z0-9][a-z0-9_-*/@]{0,255}`, values of up to 256
+///   printable ASCII characters other than `,` and `=`, not ending in a
+///   space. A list with an invalid member, a duplicate key, or more than 32
+///   members is discarded whole; `traceparent` is kept.
+///
+/// Injection writes exactly one `traceparent`, version `00`, with the
+/// `sampled` flag and the `random` flag (passed on unchanged for the same
+/// trace id); other flag bits are written as 0. `tracestate` is written when
+/// not empty, truncated to 512 characters by dropping whole members, those
+/// over 128 characters first, then from the right.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use looptel_core::tracecontext::TraceContextPropagator;
+/// use opentelemetry::propagation::TextMapPropagator;
+/// use opentelemetry::trace::TraceContextExt;
+///
+/// let p = TraceContextPropagator::new();
+/// let mut headers = HashMap::new();
+/// headers.insert("traceparent".to_owned(),
+///     "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03-future".to_owned());
+/// let cx = p.extract(&headers);
+/// assert_eq!(cx.span().span_context().trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
+///
+/// let mut out = HashMap::new();
+/// p.inject_context(&cx, &mut out);
+/// assert_eq!(out["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TraceContextPropagator {
+    _private: (),
+}
+
+impl TraceContextPropagator {
+    /// The propagator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A parsed `traceparent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    /// The trace id, never all zeros.
+    pub trace_id: TraceId,
+    /// The parent id, never all zeros.
+    pub parent_id: SpanId,
+    /// The flags as received (all eight bits).
+    pub flags: u8,
+}
+
+fn hex_lower(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn parse_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0_u8; N];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = hex_lower(pair[0])? << 4 | hex_lower(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Parses one `traceparent` value; `None` when it is invalid.
+pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
+    let v = value.trim_matches([' ', '\t']).as_bytes();
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let [version] = parse_hex::<1>(&v[0..2])?;
+    match version {
+        0xff => return None,
+        0x00 if v.len() != 55 => return None,
+        _ if v.len() > 55 && v[55] != b'-' => return None,
+        _ => {}
+    }
+    let trace_id = u128::from_be_bytes(parse_hex::<16>(&v[3..35])?);
+    let parent_id = u64::from_be_bytes(parse_hex::<8>(&v[36..52])?);
+    let [flags] = parse_hex::<1>(&v[53..55])?;
+    if trace_id == 0 || parent_id == 0 {
+        return None;
+    }
+    Some(TraceParent {
+        trace_id: TraceId::from(trace_id),
+        parent_id: SpanId::from(parent_id),
+        flags,
+    })
+}
+
+fn valid_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b[1..].iter().all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+        })
+}
+
+fn valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && b.iter()
+            .all(|c| (0x20..=0x7e).contains(c) && *c != b',' && *c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+/// Parses the joined `tracestate` lines; `None` when the list must be
+/// discarded.
+pub fn parse_tracestate(joined: &str) -> Option<Vec<(&str, &str)>> {
+    let mut members: Vec<(&str, &str)> = Vec::new();
+    for member in joined.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let (key, value) = member.split_once('=')?;
+        if !valid_key(key) || !valid_value(value) || members.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        members.push((key, value));
+        if members.len() > MAX_TRACESTATE_MEMBERS {
+            return None;
+        }
+    }
+    Some(members)
+}
+
+/// Renders members as a `tracestate` value of at most 512 characters,
+/// dropping whole members: those over 128 characters first, then from the
+/// right.
+pub fn render_tracestate<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut kept: Vec<(&str, &str)> = members.into_iter().collect();
+    let len = |m: &[(&str, &str)]| -> usize {
+        m.iter().map(|(k, v)| k.len() + 1 + v.len()).sum::<usize>() + m.len().saturating_sub(1)
+    };
+    if len(&kept) > MAX_TRACESTATE_LEN {
+        // Longest first, among those over 128 characters.
+        while len(&kept) > MAX_TRACESTATE_LEN {
+            let longest = kept
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, v))| k.len() + 1 + v.len() > LONG_MEMBER)
+                .max_by_key(|(i, (k, v))| (k.len() + v.len(), usize::MAX - i))
+                .map(|(i, _)| i);
+            match longest {
+                Some(i) => {
+                    kept.remove(i);
+                }
+                None => break,
+            }
+        }
+        while len(&kept) > MAX_TRACESTATE_LEN {
+            kept.pop();
+        }
+    }
+    let mut out = String::with_capacity(len(&kept));
+    for (i, (k, v)) in kept.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// Renders a version `00` `traceparent` for `sc`, with the sampled and
+/// random flags only.
+pub fn render_traceparent(sc: &SpanContext, random: bool) -> String {
+    let mut flags = sc.trace_flags().to_u8() & (FLAG_SAMPLED | FLAG_RANDOM);
+    if random {
+        flags |= FLAG_RANDOM;
+    }
+    format!("00-{}-{}-{flags:02x}", sc.trace_id(), sc.span_id())
+}
+
+fn is_random(cx: &Context, sc: &SpanContext) -> bool {
+    cx.get::<RandomTraceId>()
+        .is_some_and(|r| r.0 == sc.trace_id())
+}
+
+impl TextMapPropagator for TraceContextPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return;
+        }
+        injector.set(TRACEPARENT, render_traceparent(sc, is_random(cx, sc)));
+        let ts = sc.trace_state();
+        let header = ts.header();
+        if !header.is_empty() {
+            let members = header.split(',').filter_map(|m| m.split_once('='));
+            injector.set(TRACESTATE, render_tracestate(members));
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let lines = extractor.get_all(TRACEPARENT);
+        let parent = match lines.as_deref() {
+            Some([one]) => parse_traceparent(one),
+            // No header, or more than one line: invalid, a new trace.
+            _ => None,
+        };
+        let Some(parent) = parent else {
+            return cx.clone();
+        };
+        let trace_state = extractor
+            .get_all(TRACESTATE)
+            .map(|lines| lines.join(","))
+            .and_then(|joined| {
+                parse_tracestate(&joined).and_then(|m| TraceState::from_key_value(m).ok())
+            })
+            .unwrap_or_default();
+        let sc = SpanContext::new(
+            parent.trace_id,
+            parent.parent_id,
+            TraceFlags::new(parent.flags & (FLAG_SAMPLED | FLAG_RANDOM)),
+            true,
+            trace_state,
+        );
+        let cx = cx.with_remote_span_context(sc);
+        if parent.flags & FLAG_RANDOM != 0 {
+            cx.with_value(RandomTraceId(parent.trace_id))
+        } else {
+            cx
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(TRACE_CONTEXT_FIELDS.as_slice())
+    }
+}
+
+static TRACE_CONTEXT_FIELDS: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [TRACEPARENT.to_owned(), TRACESTATE.to_owned()]);
