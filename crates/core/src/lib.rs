@@ -26,6 +26,7 @@
 
 mod headers;
 mod ids;
+mod instrumentation;
 mod outcome;
 mod propagation;
 mod service;
@@ -33,6 +34,7 @@ pub mod tracecontext;
 
 pub use headers::{HeaderExtractor, HeaderInjector};
 pub use ids::TraceIds;
+pub use instrumentation::{Instrumentation, SCOPE};
 pub use outcome::Outcome;
 pub use propagation::Propagator;
 pub use service::ServiceInfo;

@@ -54,7 +54,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use looptel_core::{Propagator, ServiceInfo};
+use looptel_core::tracecontext::TraceContextPropagator;
+use looptel_core::{Instrumentation, Propagator, ServiceInfo};
 use looptel_logs::{JsonLogs, LogsBuilder, LogsGuard, LogsHandle};
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -62,7 +63,7 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
     self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
 };
@@ -221,6 +222,14 @@ impl Telemetry {
     /// The start-up messages ([`init`](TelemetryBuilder::init) logs them).
     pub fn notes(&self) -> &[Note] {
         &self.notes
+    }
+
+    /// The tracer and propagator for HTTP, gRPC and messaging layers.
+    pub fn instrumentation(&self) -> Instrumentation {
+        match &self.tracer_provider {
+            Some(p) => Instrumentation::new(p, self.propagator.clone()),
+            None => Instrumentation::disabled(self.propagator.clone()),
+        }
     }
 
     /// The tracer provider, `None` when telemetry is disabled.
@@ -739,6 +748,14 @@ impl TelemetryGuard {
     /// The propagator to hand to HTTP, gRPC and messaging layers.
     pub fn propagator(&self) -> &Propagator {
         &self.propagator
+    }
+
+    /// The tracer and propagator for HTTP, gRPC and messaging layers.
+    pub fn instrumentation(&self) -> Instrumentation {
+        match &self.tracer_provider {
+            Some(p) => Instrumentation::new(p, self.propagator.clone()),
+            None => Instrumentation::disabled(self.propagator.clone()),
+        }
     }
 
     /// Counters of log lines not written.
