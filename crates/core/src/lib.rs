@@ -27,6 +27,7 @@
 mod headers;
 mod ids;
 mod instrumentation;
+mod method;
 mod outcome;
 mod propagation;
 mod service;
@@ -35,6 +36,7 @@ pub mod tracecontext;
 pub use headers::{HeaderExtractor, HeaderInjector};
 pub use ids::TraceIds;
 pub use instrumentation::{Instrumentation, SCOPE};
+pub use method::{OTHER_METHOD, normalize_method};
 pub use outcome::Outcome;
 pub use propagation::Propagator;
 pub use service::ServiceInfo;

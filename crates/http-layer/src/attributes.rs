@@ -1,0 +1,128 @@
+//! Semantic-convention attributes read from requests and responses.
+
+use http::{HeaderMap, Method, Uri, Version, header};
+use looptel_core::{OTHER_METHOD, normalize_method};
+use opentelemetry::KeyValue;
+use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS,
+    SERVER_PORT,
+};
+
+/// `http.request.method` (and `_original` when normalised); returns the
+/// normalised method for the span name.
+pub(crate) fn push_method(attrs: &mut Vec<KeyValue>, method: &Method) -> &'static str {
+    let normalised = normalize_method(method);
+    attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, normalised));
+    if normalised == OTHER_METHOD {
+        attrs.push(KeyValue::new(
+            HTTP_REQUEST_METHOD_ORIGINAL,
+            method.as_str().to_owned(),
+        ));
+    }
+    normalised
+}
+
+/// The span name's method part: `HTTP` for `_OTHER`.
+pub(crate) fn name_method(normalised: &'static str) -> &'static str {
+    if normalised == OTHER_METHOD {
+        "HTTP"
+    } else {
+        normalised
+    }
+}
+
+pub(crate) fn protocol_version(v: Version) -> Option<&'static str> {
+    match v {
+        Version::HTTP_09 => Some("0.9"),
+        Version::HTTP_10 => Some("1.0"),
+        Version::HTTP_11 => Some("1.1"),
+        Version::HTTP_2 => Some("2"),
+        Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
+}
+
+pub(crate) fn push_protocol(attrs: &mut Vec<KeyValue>, v: Version) {
+    if let Some(v) = protocol_version(v) {
+        attrs.push(KeyValue::new(NETWORK_PROTOCOL_VERSION, v));
+    }
+}
+
+/// `server.address` and `server.port` from the URI authority, else `Host`.
+pub(crate) fn push_server(attrs: &mut Vec<KeyValue>, uri: &Uri, headers: &HeaderMap) {
+    let authority = uri.authority().cloned().or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    });
+    if let Some(a) = authority {
+        attrs.push(KeyValue::new(SERVER_ADDRESS, a.host().to_owned()));
+        let port = a.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        if let Some(p) = port {
+            attrs.push(KeyValue::new(SERVER_PORT, i64::from(p)));
+        }
+    }
+}
+
+/// `url.full` without user name or password.
+pub(crate) fn full_url_without_credentials(uri: &Uri) -> String {
+    match uri.authority() {
+        Some(a) if a.as_str().contains('@') => {
+            let host_port = a.as_str().rsplit('@').next().unwrap_or_default();
+            let mut out = String::with_capacity(uri.to_string().len());
+            if let Some(s) = uri.scheme_str() {
+                out.push_str(s);
+                out.push_str("://");
+            }
+            out.push_str(host_port);
+            if let Some(pq) = uri.path_and_query() {
+                out.push_str(pq.as_str());
+            }
+            out
+        }
+        _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_stripped_from_url_full() {
+        let uri: Uri = "https://user:secret@api.example.com:8443/v1/x?q=1"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            full_url_without_credentials(&uri),
+            "https://api.example.com:8443/v1/x?q=1"
+        );
+        let uri: Uri = "http://api.example.com/v1".parse().expect("uri");
+        assert_eq!(
+            full_url_without_credentials(&uri),
+            "http://api.example.com/v1"
+        );
+    }
+
+    #[test]
+    fn server_address_from_uri_or_host_header() {
+        let mut attrs = Vec::new();
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "shop.example:8080".parse().expect("host"));
+        push_server(&mut attrs, &"/orders".parse().expect("uri"), &h);
+        assert_eq!(attrs[0].value.as_str(), "shop.example");
+        assert_eq!(attrs[1].value, opentelemetry::Value::I64(8080));
+        let mut attrs = Vec::new();
+        push_server(
+            &mut attrs,
+            &"https://x.example/a".parse().expect("uri"),
+            &HeaderMap::new(),
+        );
+        assert_eq!(attrs[1].value, opentelemetry::Value::I64(443));
+    }
+}

@@ -1,0 +1,178 @@
+use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, header};
+use looptel_core::HeaderExtractor;
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context as OtelContext, KeyValue};
+use opentelemetry_semantic_conventions::attribute::{
+    CLIENT_ADDRESS, HTTP_ROUTE, URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
+};
+use tower_service::Service;
+
+use super::filter::{PublicEndpoint, RequestFilter};
+use super::future::{Inner, ResponseFuture};
+use super::{ServerLayer, Untraced};
+use crate::attributes::{name_method, push_method, push_protocol, push_server};
+use crate::body::ResponseBody;
+
+/// The service built by [`ServerLayer`]; see the [module docs](super).
+#[derive(Clone, Debug)]
+pub struct Server<S, F = (), P = ()> {
+    pub(crate) inner: S,
+    pub(crate) layer: ServerLayer<F, P>,
+}
+
+impl<S> Server<S> {
+    /// Wraps `inner` with the layer's settings.
+    pub fn layer(instrumentation: looptel_core::Instrumentation) -> ServerLayer {
+        ServerLayer::new(instrumentation)
+    }
+}
+
+crate::macros::service_accessors!(Server<S, F, P>);
+
+/// The route template of a request, when the router has matched it.
+fn matched_route<B>(req: &Request<B>) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    {
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str)
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = req;
+        None
+    }
+}
+
+fn client_address<B>(req: &Request<B>) -> Option<String> {
+    if let Some(first) = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        return Some(first.to_owned());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(info) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(info.0.ip().to_string());
+    }
+    None
+}
+
+impl<S, F, P, ReqB, ResB> Service<Request<ReqB>> for Server<S, F, P>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    F: RequestFilter<ReqB>,
+    P: PublicEndpoint<ReqB>,
+    ResB: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        if !self.layer.filter.traced(&req) {
+            req.extensions_mut().insert(Untraced);
+            return ResponseFuture::untraced(call_catching(&mut self.inner, req));
+        }
+        let inst = &self.layer.instrumentation;
+        let remote = inst.propagator().extract(&HeaderExtractor(req.headers()));
+        let Some(tracer) = inst.tracer() else {
+            // Telemetry off: no span, but the caller's context still flows
+            // to outgoing calls.
+            let inner = {
+                let _attached = remote.clone().attach();
+                call_catching(&mut self.inner, req)
+            };
+            return ResponseFuture::traced(inner, remote, false, false);
+        };
+
+        let mut attrs = Vec::with_capacity(12);
+        let method = push_method(&mut attrs, req.method());
+        let route = matched_route(&req);
+        let name: Cow<'static, str> = match route {
+            Some(route) => {
+                attrs.push(KeyValue::new(HTTP_ROUTE, route.to_owned()));
+                format!("{} {route}", name_method(method)).into()
+            }
+            None => name_method(method).into(),
+        };
+        let uri = req.uri();
+        attrs.push(KeyValue::new(URL_PATH, uri.path().to_owned()));
+        attrs.push(KeyValue::new(
+            URL_SCHEME,
+            if uri.scheme_str() == Some("https") {
+                "https"
+            } else {
+                "http"
+            },
+        ));
+        if let Some(q) = uri.query() {
+            attrs.push(KeyValue::new(URL_QUERY, q.to_owned()));
+        }
+        push_protocol(&mut attrs, req.version());
+        push_server(&mut attrs, uri, req.headers());
+        if let Some(addr) = client_address(&req) {
+            attrs.push(KeyValue::new(CLIENT_ADDRESS, addr));
+        }
+        if let Some(ua) = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            attrs.push(KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned()));
+        }
+
+        let builder = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attrs);
+        let remote_sc = remote.span().span_context().clone();
+        let (builder, parent) = if remote_sc.is_valid() && self.layer.public.is_public(&req) {
+            // Outside the trust boundary: a new root, linked to the caller,
+            // and none of the caller's context (baggage) is taken in.
+            (
+                builder.with_links(vec![Link::with_context(remote_sc)]),
+                OtelContext::new(),
+            )
+        } else {
+            (builder, remote)
+        };
+        let span = tracer.build_with_context(builder, &parent);
+        let cx = parent.with_span(span);
+        let inner = {
+            let _attached = cx.clone().attach();
+            call_catching(&mut self.inner, req)
+        };
+        ResponseFuture::traced(inner, cx, true, self.layer.response_traceparent)
+    }
+}
+
+/// Calls the inner service; a panic in `call` itself becomes a panicked
+/// future, answered like a handler panic.
+fn call_catching<S, R>(inner: &mut S, req: R) -> Inner<S::Future>
+where
+    S: Service<R>,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
+        Ok(fut) => Inner::Running { fut },
+        Err(panic) => Inner::Panicked {
+            message: super::future::panic_message(&*panic),
+        },
+    }
+}
