@@ -25,16 +25,16 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 
 echo "==> cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 echo "==> cargo deny check bans licenses sources"
 cargo deny --locked check bans licenses sources
 
 echo "==> cargo doc (broken intra-doc links fail)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
 
 echo "==> doc tests"
-cargo test --workspace --doc --locked --quiet
+cargo test --workspace --all-features --doc --locked --quiet
 
 echo "==> tests"
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --all-features --locked --no-fail-fast
