@@ -76,11 +76,13 @@ impl Propagator {
 }
 
 impl Default for Propagator {
-    /// The W3C pair: Trace Context and Baggage.
+    /// The W3C pair: strict Trace Context
+    /// ([`TraceContextPropagator`](crate::tracecontext::TraceContextPropagator))
+    /// and Baggage.
     fn default() -> Self {
         Self::new(opentelemetry::propagation::TextMapCompositePropagator::new(
             vec![
-                Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+                Box::new(crate::tracecontext::TraceContextPropagator::new()),
                 Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
             ],
         ))
@@ -143,6 +145,17 @@ mod tests {
         assert_eq!(out["baggage"], "tenant.id=acme");
         let fields: Vec<_> = p.fields().collect();
         assert!(fields.contains(&"traceparent") && fields.contains(&"baggage"));
+    }
+
+    #[test]
+    fn default_trace_context_is_the_strict_one() {
+        // The SDK's propagator accepts a one-digit flags field; ours does not.
+        let headers = HashMap::from([(
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1".to_owned(),
+        )]);
+        let cx = Propagator::default().extract(&headers);
+        assert!(!cx.span().span_context().is_valid());
     }
 
     #[test]
