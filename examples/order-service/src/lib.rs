@@ -2,7 +2,11 @@
 //! logs are correlated by `trace_id`.
 //!
 //! [`app`] builds the router, so tests drive it without a socket; `main.rs`
-//! adds telemetry, the listener and graceful shutdown.
+//! adds telemetry, the listener and graceful shutdown. Each request gets a
+//! SERVER span (`POST /orders`) continuing the caller's W3C trace context;
+//! the business span `Order.OrderService.PlaceOrder` is its child, and every
+//! log line inside carries their `trace_id`. Responses carry a `traceparent`
+//! header pointing at the request's span.
 //!
 //! | route | what it does |
 //! |---|---|
@@ -25,7 +29,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use looptel_core::Outcome;
+use looptel_core::{Instrumentation, Outcome};
+use looptel_http_layer::server::{ServerLayer, skip_paths};
 use serde::{Deserialize, Serialize};
 
 /// The most orders kept in memory; the oldest are forgotten first.
@@ -78,13 +83,19 @@ pub struct AppState {
     store: Arc<RwLock<Store>>,
 }
 
-/// The router: `POST /orders`, `GET /orders/{id}`, `GET /health`.
-pub fn app() -> Router {
+/// The router: `POST /orders`, `GET /orders/{id}`, `GET /health`, traced
+/// by looptel's server layer (health checks are not traced).
+pub fn app(instrumentation: Instrumentation) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
         .route("/health", get(health))
         .with_state(AppState::default())
+        .layer(
+            ServerLayer::new(instrumentation)
+                .filter(skip_paths(["/health"]))
+                .response_traceparent(true),
+        )
 }
 
 #[derive(Debug, Serialize)]

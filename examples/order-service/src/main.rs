@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(http.addr = %addr, "order-service listening");
 
-    axum::serve(listener, order_service::app())
+    axum::serve(listener, order_service::app(telemetry.instrumentation()))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;

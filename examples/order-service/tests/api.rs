@@ -42,9 +42,13 @@ async fn call(req: Request<Body>) -> Observed {
         .logs(JsonLogs::builder().output(out.clone()))
         .build()
         .expect("telemetry");
+    let inst = t.instrumentation();
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
-    let res = order_service::app().oneshot(req).await.expect("infallible");
+    let res = order_service::app(inst)
+        .oneshot(req)
+        .await
+        .expect("infallible");
     let status = res.status();
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
     drop(_default);
@@ -155,7 +159,9 @@ async fn a_system_failure_sets_error_status_and_logs_at_error() {
 
 #[tokio::test]
 async fn orders_can_be_read_back_and_unknown_ids_are_404() {
-    let app = order_service::app();
+    let app = order_service::app(looptel_core::Instrumentation::disabled(
+        looptel_core::Propagator::default(),
+    ));
     let res = app
         .clone()
         .oneshot(post(

@@ -81,6 +81,10 @@ impl Drop for Service {
     }
 }
 
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
     let collector = FakeCollector::start().await;
@@ -103,11 +107,16 @@ async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
     let res = reqwest::Client::new()
         .post(format!("http://{addr}/orders"))
         .header("content-type", "application/json")
+        .header("traceparent", CALLER)
         .body(r#"{"customer_id":"c-9","items":[{"sku":"lamp","quantity":1}]}"#)
         .send()
         .await
         .expect("request");
     assert_eq!(res.status(), 201);
+    let response_tp = res.headers()["traceparent"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     let placed = svc.line("order placed");
     assert!(
         collector.spans().is_empty(),
@@ -123,6 +132,21 @@ async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
         .into_iter()
         .find(|s| s.name == "Order.OrderService.PlaceOrder")
         .expect("the PlaceOrder span was flushed at shutdown");
+    assert_eq!(
+        span.trace_id, CALLER_TRACE,
+        "the caller's trace is continued"
+    );
+    let server = collector
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "POST /orders")
+        .expect("the server span");
+    assert_eq!(server.parent_span_id, CALLER_SPAN);
+    assert_eq!(span.parent_span_id, server.span_id);
+    assert_eq!(
+        response_tp,
+        format!("00-{CALLER_TRACE}-{}-01", server.span_id)
+    );
     assert_eq!(placed["trace_id"].as_str(), Some(span.trace_id.as_str()));
     assert_eq!(placed["span_id"].as_str(), Some(span.span_id.as_str()));
     assert_eq!(placed["deployment.environment"], "ci");
