@@ -91,23 +91,35 @@ pub struct TraceParent {
     pub flags: u8,
 }
 
-fn hex_lower(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// Lowercase hex digit values; 0xff marks every other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0xff_u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 fn parse_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
     if s.len() != N * 2 {
         return None;
     }
     let mut out = [0_u8; N];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = hex_lower(pair[0])? << 4 | hex_lower(pair[1])?;
+    let mut bad = 0_u8;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = hi << 4 | (lo & 0x0f);
     }
-    Some(out)
+    // Any invalid digit has its high bits set.
+    (bad & 0xf0 == 0).then_some(out)
 }
 
 /// Parses one `traceparent` value; `None` when it is invalid.

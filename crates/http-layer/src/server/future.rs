@@ -116,8 +116,12 @@ fn respond<B>(res: Response<B>, state: Option<State>) -> Response<ResponseBody<B
     if !state.owned {
         return res.map(|b| ResponseBody::new(b, None));
     }
-    let status = res.status();
     let span = state.cx.span();
+    if !span.is_recording() && !state.response_traceparent {
+        // Nothing to record: the span only needs ending.
+        return res.map(|b| ResponseBody::new(b, Some(SpanEnd(state.cx))));
+    }
+    let status = res.status();
     span.set_attribute(KeyValue::new(
         HTTP_RESPONSE_STATUS_CODE,
         i64::from(status.as_u16()),

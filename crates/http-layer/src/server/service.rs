@@ -1,10 +1,9 @@
-use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
 use looptel_core::HeaderExtractor;
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span as _, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
@@ -102,16 +101,11 @@ where
             return ResponseFuture::traced(inner, remote, false, false);
         };
 
-        let mut attrs = Vec::with_capacity(12);
+        // Decide early, allocate late: the sampler sees the method, path,
+        // scheme and route; everything else, and the route in the span
+        // name, is built only for a span that records.
+        let mut attrs = Vec::with_capacity(5);
         let method = push_method(&mut attrs, req.method());
-        let route = matched_route(&req);
-        let name: Cow<'static, str> = match route {
-            Some(route) => {
-                attrs.push(KeyValue::new(HTTP_ROUTE, route.to_owned()));
-                format!("{} {route}", name_method(method)).into()
-            }
-            None => name_method(method).into(),
-        };
         let uri = req.uri();
         attrs.push(KeyValue::new(URL_PATH, uri.path().to_owned()));
         attrs.push(KeyValue::new(
@@ -122,24 +116,12 @@ where
                 "http"
             },
         ));
-        if let Some(q) = uri.query() {
-            attrs.push(KeyValue::new(URL_QUERY, q.to_owned()));
+        let route = matched_route(&req);
+        if let Some(route) = route {
+            attrs.push(KeyValue::new(HTTP_ROUTE, route.to_owned()));
         }
-        push_protocol(&mut attrs, req.version());
-        push_server(&mut attrs, uri, req.headers());
-        if let Some(addr) = client_address(&req) {
-            attrs.push(KeyValue::new(CLIENT_ADDRESS, addr));
-        }
-        if let Some(ua) = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
-            attrs.push(KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned()));
-        }
-
         let builder = tracer
-            .span_builder(name)
+            .span_builder(name_method(method))
             .with_kind(SpanKind::Server)
             .with_attributes(attrs);
         let remote_sc = remote.span().span_context().clone();
@@ -153,7 +135,13 @@ where
         } else {
             (builder, remote)
         };
-        let span = tracer.build_with_context(builder, &parent);
+        let mut span = tracer.build_with_context(builder, &parent);
+        if span.is_recording() {
+            if let Some(route) = route {
+                span.update_name(format!("{} {route}", name_method(method)));
+            }
+            span.set_attributes(recorded_only_attributes(&req));
+        }
         let cx = parent.with_span(span);
         let inner = {
             let _attached = cx.clone().attach();
@@ -161,6 +149,27 @@ where
         };
         ResponseFuture::traced(inner, cx, true, self.layer.response_traceparent)
     }
+}
+
+/// The attributes no sampler needs, built only for recording spans.
+fn recorded_only_attributes<B>(req: &Request<B>) -> Vec<KeyValue> {
+    let mut attrs = Vec::with_capacity(7);
+    if let Some(q) = req.uri().query() {
+        attrs.push(KeyValue::new(URL_QUERY, q.to_owned()));
+    }
+    push_protocol(&mut attrs, req.version());
+    push_server(&mut attrs, req.uri(), req.headers());
+    if let Some(addr) = client_address(req) {
+        attrs.push(KeyValue::new(CLIENT_ADDRESS, addr));
+    }
+    if let Some(ua) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attrs.push(KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned()));
+    }
+    attrs
 }
 
 /// Calls the inner service; a panic in `call` itself becomes a panicked

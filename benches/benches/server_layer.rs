@@ -1,0 +1,25 @@
+//! Time per request of each stack, side by side (see `scripts/bench.sh` for
+//! instruction counts, which are steadier on shared machines).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn server_layer(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let _runtime = rt.enter();
+    let mut group = c.benchmark_group("request");
+    for scenario in looptel_benches::SCENARIOS {
+        let stack = looptel_benches::stack(scenario);
+        group.bench_function(*scenario, |b| {
+            tracing::dispatcher::with_default(&stack.dispatch, || {
+                b.iter(|| rt.block_on(looptel_benches::one(&stack.router, scenario)));
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, server_layer);
+criterion_main!(benches);

@@ -1,0 +1,158 @@
+//! The stacks measured by the benchmarks, shared by the criterion bench
+//! (time) and the `count` binary (instructions, under callgrind).
+//!
+//! Every stack serves the same router — `GET /orders/{id}` and `GET /health`
+//! — through `oneshot`, so what differs is only the layers.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http::Request;
+use looptel_core::{Instrumentation, Propagator};
+use looptel_http_layer::server::{ServerLayer, skip_paths};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The scenarios, in the order they are reported.
+pub const SCENARIOS: &[&str] = &[
+    "bare",
+    "peer-sampled",
+    "peer-unsampled",
+    "looptel-sampled",
+    "looptel-unsampled",
+    "looptel-filtered",
+];
+
+/// A sampled caller.
+pub const SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// A caller that did not sample: parent-based sampling drops the trace.
+pub const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
+/// Discards spans, so export costs only the batch processor's hand-off.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn provider() -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_span_processor(BatchSpanProcessor::builder(Discard).build())
+        .build()
+}
+
+fn routes() -> Router {
+    Router::new()
+        .route("/orders/{id}", get(|| async { "order" }))
+        .route("/health", get(|| async { "ok" }))
+}
+
+/// The request of a scenario.
+pub fn request(scenario: &str) -> Request<Body> {
+    let (path, tp) = match scenario {
+        "bare" => ("/orders/42", SAMPLED),
+        s if s.ends_with("unsampled") => ("/orders/42", UNSAMPLED),
+        s if s.ends_with("filtered") => ("/health", SAMPLED),
+        _ => ("/orders/42", SAMPLED),
+    };
+    Request::get(path)
+        .header("traceparent", tp)
+        .header("user-agent", "bench/1.0")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// A router and the `tracing` dispatcher it runs under.
+#[derive(Debug)]
+pub struct Stack {
+    /// The router with the scenario's layers.
+    pub router: Router,
+    /// The subscriber to run requests under.
+    pub dispatch: tracing::Dispatch,
+    _provider: Option<SdkTracerProvider>,
+}
+
+/// Builds the stack of a scenario.
+///
+/// # Panics
+/// On an unknown scenario name.
+pub fn stack(scenario: &str) -> Stack {
+    match scenario {
+        "bare" => Stack {
+            router: routes(),
+            dispatch: tracing::Dispatch::none(),
+            _provider: None,
+        },
+        s if s.starts_with("peer") => peer(),
+        s if s.starts_with("looptel") => looptel(),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// axum-tracing-opentelemetry's `OtelAxumLayer` + `OtelInResponseLayer`
+/// with axum-prometheus, over tracing-opentelemetry, as their READMEs set
+/// them up.
+fn peer() -> Stack {
+    let provider = provider();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("peer"))),
+    );
+    static METRICS: OnceLock<axum_prometheus::PrometheusMetricLayer<'static>> = OnceLock::new();
+    let metrics = METRICS
+        .get_or_init(|| axum_prometheus::PrometheusMetricLayer::pair().0)
+        .clone();
+    let router = routes()
+        .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
+        .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
+        .layer(metrics);
+    Stack {
+        router,
+        dispatch,
+        _provider: Some(provider),
+    }
+}
+
+/// looptel: the server layer, with the JSON log layer installed for
+/// correlation (no line is written per request).
+fn looptel() -> Stack {
+    let provider = provider();
+    let (logs, guard) = looptel_logs::JsonLogs::builder()
+        .output(std::io::sink())
+        .build();
+    std::mem::forget(guard);
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
+            .with(logs.layer()),
+    );
+    let inst = Instrumentation::new(&provider, Propagator::default());
+    let router = routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"])));
+    Stack {
+        router,
+        dispatch,
+        _provider: Some(provider),
+    }
+}
+
+/// Sends one request through the stack and reads the whole body.
+pub async fn one(router: &Router, scenario: &str) -> usize {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let Ok(res) = router.clone().oneshot(request(scenario)).await;
+    res.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0)
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Instructions per request of each stack, counted by callgrind (steady on
+# shared machines, unlike time). Each scenario runs twice, with N1 and N2
+# requests; the difference divided by N2 - N1 cancels start-up.
+# Time per request: `cargo bench -p looptel-benches`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
+N1=${N1:-200}
+N2=${N2:-1200}
+cargo build --release --locked -q -p looptel-benches --bin count
+count() { # scenario n -> instructions
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null ./target/release/count "$1" "$2" 2>&1 >/dev/null \
+        | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+declare -A per
+for s in bare peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered; do
+    a=$(count "$s" "$N1"); b=$(count "$s" "$N2")
+    per[$s]=$(( (b - a) / (N2 - N1) ))
+done
+printf '%-20s %14s %16s\n' scenario "instr/request" "added over bare"
+for s in bare peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered; do
+    printf '%-20s %14d %16d\n' "$s" "${per[$s]}" $(( per[$s] - per[bare] ))
+done
+ps=$(( per[peer-sampled] - per[bare] )); pu=$(( per[peer-unsampled] - per[bare] ))
+ls=$(( per[looptel-sampled] - per[bare] )); lu=$(( per[looptel-unsampled] - per[bare] ))
+echo
+echo "sampled:   looptel adds ${ls}, peer ${ps} (target: at most a quarter, $(( ps / 4 )))"
+echo "unsampled: looptel adds ${lu}, peer ${pu} (target: at most a tenth, $(( pu / 10 )))"
