@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 //! Time per request of each stack, side by side (see `scripts/bench.sh` for
 //! instruction counts, which are steadier on shared machines).
 
