@@ -30,6 +30,15 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 #[derive(Clone)]
 pub struct Propagator {
     inner: Arc<dyn TextMapPropagator + Send + Sync>,
+    /// Set when the propagator is known to be the W3C pair (or part of it),
+    /// so HTTP headers can be read without the generic carrier.
+    w3c: Option<W3c>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct W3c {
+    trace_context: bool,
+    baggage: bool,
 }
 
 impl Propagator {
@@ -37,15 +46,71 @@ impl Propagator {
     pub fn new(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
         Self {
             inner: Arc::new(propagator),
+            w3c: None,
+        }
+    }
+
+    /// The W3C propagators, each on or off: strict Trace Context
+    /// ([`TraceContextPropagator`](crate::tracecontext::TraceContextPropagator))
+    /// and Baggage. Both off is [`none`](Self::none).
+    pub fn w3c(trace_context: bool, baggage: bool) -> Self {
+        let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
+        if trace_context {
+            list.push(Box::new(crate::tracecontext::TraceContextPropagator::new()));
+        }
+        if baggage {
+            list.push(Box::new(
+                opentelemetry_sdk::propagation::BaggagePropagator::new(),
+            ));
+        }
+        Self {
+            inner: Arc::new(opentelemetry::propagation::TextMapCompositePropagator::new(
+                list,
+            )),
+            w3c: Some(W3c {
+                trace_context,
+                baggage,
+            }),
         }
     }
 
     /// A propagator that neither extracts nor injects anything
     /// (`OTEL_PROPAGATORS=none`).
     pub fn none() -> Self {
-        Self::new(opentelemetry::propagation::TextMapCompositePropagator::new(
-            Vec::new(),
-        ))
+        Self::w3c(false, false)
+    }
+
+    /// Extracts a fresh context from HTTP headers (the current context is
+    /// not inherited). For the W3C propagators this reads the header lines
+    /// directly, with the same rules and no intermediate allocations;
+    /// others go through [`HeaderExtractor`](crate::HeaderExtractor).
+    pub fn extract_headers(&self, headers: &http::HeaderMap) -> Context {
+        let base = Context::new();
+        let Some(w3c) = self.w3c else {
+            return self
+                .inner
+                .extract_with_context(&base, &crate::HeaderExtractor(headers));
+        };
+        let mut cx = if w3c.trace_context {
+            TRACE_CONTEXT.extract_lines(
+                &base,
+                headers
+                    .get_all(crate::tracecontext::TRACEPARENT)
+                    .iter()
+                    .map(http::HeaderValue::as_bytes),
+                headers
+                    .get_all(crate::tracecontext::TRACESTATE)
+                    .iter()
+                    .map(http::HeaderValue::as_bytes),
+            )
+        } else {
+            base
+        };
+        if w3c.baggage && headers.contains_key(BAGGAGE) {
+            cx = opentelemetry_sdk::propagation::BaggagePropagator::new()
+                .extract_with_context(&cx, &crate::HeaderExtractor(headers));
+        }
+        cx
     }
 
     /// Extracts a context from `carrier`; a malformed or missing header gives
@@ -80,14 +145,13 @@ impl Default for Propagator {
     /// ([`TraceContextPropagator`](crate::tracecontext::TraceContextPropagator))
     /// and Baggage.
     fn default() -> Self {
-        Self::new(opentelemetry::propagation::TextMapCompositePropagator::new(
-            vec![
-                Box::new(crate::tracecontext::TraceContextPropagator::new()),
-                Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
-            ],
-        ))
+        Self::w3c(true, true)
     }
 }
+
+const BAGGAGE: &str = "baggage";
+const TRACE_CONTEXT: crate::tracecontext::TraceContextPropagator =
+    crate::tracecontext::TraceContextPropagator::new();
 
 impl TextMapPropagator for Propagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {

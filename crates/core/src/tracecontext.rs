@@ -75,8 +75,8 @@ pub struct TraceContextPropagator {
 
 impl TraceContextPropagator {
     /// The propagator.
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self { _private: () }
     }
 }
 
@@ -124,7 +124,13 @@ fn parse_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
 
 /// Parses one `traceparent` value; `None` when it is invalid.
 pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
-    let v = value.trim_matches([' ', '\t']).as_bytes();
+    parse_traceparent_bytes(value.as_bytes())
+}
+
+/// Parses one `traceparent` value given as bytes (any non-ASCII byte makes
+/// it invalid).
+pub fn parse_traceparent_bytes(value: &[u8]) -> Option<TraceParent> {
+    let v = trim_ows(value);
     if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
         return None;
     }
@@ -245,6 +251,74 @@ fn is_random(cx: &Context, sc: &SpanContext) -> bool {
         .is_some_and(|r| r.0 == sc.trace_id())
 }
 
+/// Strips spaces and tabs (and only those) from both ends.
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+impl TraceContextPropagator {
+    /// Extracts from raw header lines: all `traceparent` lines and all
+    /// `tracestate` lines, in order. The same rules as
+    /// [`TextMapPropagator::extract_with_context`], without building a list
+    /// of lines first.
+    pub fn extract_lines<'a>(
+        &self,
+        cx: &Context,
+        mut traceparent: impl Iterator<Item = &'a [u8]>,
+        tracestate: impl Iterator<Item = &'a [u8]>,
+    ) -> Context {
+        let (Some(line), None) = (traceparent.next(), traceparent.next()) else {
+            return cx.clone();
+        };
+        let Some(parent) = parse_traceparent_bytes(line) else {
+            return cx.clone();
+        };
+        let mut joined: Option<String> = None;
+        for line in tracestate {
+            let Ok(line) = std::str::from_utf8(line) else {
+                // Not ASCII: the list is invalid.
+                joined = Some("\u{fffd}".to_owned());
+                break;
+            };
+            match &mut joined {
+                None => joined = Some(line.to_owned()),
+                Some(j) => {
+                    j.push(',');
+                    j.push_str(line);
+                }
+            }
+        }
+        build_context(cx, parent, joined.as_deref())
+    }
+}
+
+fn build_context(cx: &Context, parent: TraceParent, tracestate: Option<&str>) -> Context {
+    let trace_state = tracestate
+        .and_then(|joined| {
+            parse_tracestate(joined).and_then(|m| TraceState::from_key_value(m).ok())
+        })
+        .unwrap_or_default();
+    let sc = SpanContext::new(
+        parent.trace_id,
+        parent.parent_id,
+        TraceFlags::new(parent.flags & (FLAG_SAMPLED | FLAG_RANDOM)),
+        true,
+        trace_state,
+    );
+    let cx = cx.with_remote_span_context(sc);
+    if parent.flags & FLAG_RANDOM != 0 {
+        cx.with_value(RandomTraceId(parent.trace_id))
+    } else {
+        cx
+    }
+}
+
 impl TextMapPropagator for TraceContextPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         let span = cx.span();
@@ -271,26 +345,8 @@ impl TextMapPropagator for TraceContextPropagator {
         let Some(parent) = parent else {
             return cx.clone();
         };
-        let trace_state = extractor
-            .get_all(TRACESTATE)
-            .map(|lines| lines.join(","))
-            .and_then(|joined| {
-                parse_tracestate(&joined).and_then(|m| TraceState::from_key_value(m).ok())
-            })
-            .unwrap_or_default();
-        let sc = SpanContext::new(
-            parent.trace_id,
-            parent.parent_id,
-            TraceFlags::new(parent.flags & (FLAG_SAMPLED | FLAG_RANDOM)),
-            true,
-            trace_state,
-        );
-        let cx = cx.with_remote_span_context(sc);
-        if parent.flags & FLAG_RANDOM != 0 {
-            cx.with_value(RandomTraceId(parent.trace_id))
-        } else {
-            cx
-        }
+        let joined = extractor.get_all(TRACESTATE).map(|lines| lines.join(","));
+        build_context(cx, parent, joined.as_deref())
     }
 
     fn fields(&self) -> FieldIter<'_> {

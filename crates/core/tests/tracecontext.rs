@@ -46,6 +46,22 @@ fn inject(cx: &Context) -> HeaderMap {
     h
 }
 
+fn inject_all(cx: &Context) -> Vec<(String, String)> {
+    let mut h = HeaderMap::new();
+    looptel_core::Propagator::default().inject(cx, &mut HeaderInjector(&mut h));
+    let mut out: Vec<_> = h
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn accepted(tp: &str) -> bool {
     trace_id(&extract(&[("traceparent", tp)])).is_some()
 }
@@ -466,6 +482,38 @@ proptest! {
             prop_assert!(ts.len() <= 512);
             prop_assert!(parse_tracestate(ts).is_some());
         }
+    }
+
+    #[test]
+    fn the_direct_header_path_agrees_with_the_generic_carrier(
+        tps in proptest::collection::vec(
+            prop_oneof![
+                Just(format!("00-{ID}-{PARENT}-01").into_bytes()),
+                Just(format!(" cc-{ID}-{PARENT}-03-x\t").into_bytes()),
+                proptest::collection::vec(any::<u8>(), 0..60),
+            ],
+            0..3,
+        ),
+        tss in proptest::collection::vec(
+            prop_oneof![
+                Just(b"a=1,b=2".to_vec()),
+                Just(b"a=1".to_vec()),
+                Just(Vec::new()),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ],
+            0..3,
+        ),
+        baggage in prop_oneof![Just(None), Just(Some(b"tenant.id=acme".to_vec())), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..30))],
+    ) {
+        let mut h = HeaderMap::new();
+        for v in &tps { if let Ok(v) = HeaderValue::from_bytes(v) { h.append("traceparent", v); } }
+        for v in &tss { if let Ok(v) = HeaderValue::from_bytes(v) { h.append("tracestate", v); } }
+        if let Some(Ok(v)) = baggage.as_deref().map(HeaderValue::from_bytes) { h.append("baggage", v); }
+        let p = looptel_core::Propagator::default();
+        let direct = p.extract_headers(&h);
+        let generic = p.extract_with_context(&Context::new(), &HeaderExtractor(&h));
+        prop_assert_eq!(direct.span().span_context().clone(), generic.span().span_context().clone());
+        prop_assert_eq!(inject_all(&direct), inject_all(&generic));
     }
 
     #[test]

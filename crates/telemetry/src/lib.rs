@@ -54,16 +54,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use looptel_core::tracecontext::TraceContextPropagator;
 use looptel_core::{Instrumentation, Propagator, ServiceInfo};
 use looptel_logs::{JsonLogs, LogsBuilder, LogsGuard, LogsHandle};
-use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{
     self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
 };
@@ -619,19 +616,10 @@ fn resource(service: &ServiceInfo, env: &[(String, String)], code: &[KeyValue]) 
 
 fn propagator(names: Option<&[PropagatorName]>) -> Propagator {
     let names = names.unwrap_or(&[PropagatorName::TraceContext, PropagatorName::Baggage]);
-    if names.is_empty() {
-        return Propagator::none();
-    }
-    let list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = names
-        .iter()
-        .map(|n| -> Box<dyn TextMapPropagator + Send + Sync> {
-            match n {
-                PropagatorName::TraceContext => Box::new(TraceContextPropagator::new()),
-                PropagatorName::Baggage => Box::new(BaggagePropagator::new()),
-            }
-        })
-        .collect();
-    Propagator::new(TextMapCompositePropagator::new(list))
+    Propagator::w3c(
+        names.contains(&PropagatorName::TraceContext),
+        names.contains(&PropagatorName::Baggage),
+    )
 }
 
 fn headers(signal: &OtlpSignal) -> HashMap<String, String> {

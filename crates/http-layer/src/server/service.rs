@@ -2,7 +2,6 @@ use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
-use looptel_core::HeaderExtractor;
 use opentelemetry::trace::{Link, Span as _, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
@@ -90,7 +89,7 @@ where
             return ResponseFuture::untraced(call_catching(&mut self.inner, req));
         }
         let inst = &self.layer.instrumentation;
-        let remote = inst.propagator().extract(&HeaderExtractor(req.headers()));
+        let remote = inst.propagator().extract_headers(req.headers());
         let Some(tracer) = inst.tracer() else {
             // Telemetry off: no span, but the caller's context still flows
             // to outgoing calls.
