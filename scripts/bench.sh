@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request of each stack, counted by callgrind (steady on
-# shared machines, unlike time). Each scenario runs twice, with N1 and N2
-# requests; the difference divided by N2 - N1 cancels start-up.
+# shared machines, unlike time) on the thread that serves the requests: the
+# batch processor's export thread, off the request path, is left out. Each
+# scenario runs twice, with N1 and N2 requests; the difference divided by
+# N2 - N1 cancels start-up.
 # Time per request: `cargo bench -p looptel-benches`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,9 +11,13 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 N1=${N1:-200}
 N2=${N2:-1200}
 cargo build --release --locked -q -p looptel-benches --bin count
-count() { # scenario n -> instructions
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null ./target/release/count "$1" "$2" 2>&1 >/dev/null \
-        | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+count() { # scenario n -> instructions on the request thread (thread 1)
+    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/cg" \
+        ./target/release/count "$1" "$2" >/dev/null 2>&1
+    sed -n 's/^totals: \([0-9]*\).*/\1/p' "$out/cg-01"
+    rm -f "$out"/cg*
 }
 declare -A per
 for s in bare peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered; do

@@ -95,18 +95,18 @@ impl Propagator {
             TRACE_CONTEXT.extract_lines(
                 &base,
                 headers
-                    .get_all(crate::tracecontext::TRACEPARENT)
+                    .get_all(&TRACEPARENT_HEADER)
                     .iter()
                     .map(http::HeaderValue::as_bytes),
                 headers
-                    .get_all(crate::tracecontext::TRACESTATE)
+                    .get_all(&TRACESTATE_HEADER)
                     .iter()
                     .map(http::HeaderValue::as_bytes),
             )
         } else {
             base
         };
-        if w3c.baggage && headers.contains_key(BAGGAGE) {
+        if w3c.baggage && headers.contains_key(&BAGGAGE_HEADER) {
             cx = opentelemetry_sdk::propagation::BaggagePropagator::new()
                 .extract_with_context(&cx, &crate::HeaderExtractor(headers));
         }
@@ -149,7 +149,12 @@ impl Default for Propagator {
     }
 }
 
-const BAGGAGE: &str = "baggage";
+// Names built once: looking a header up by `&str` parses the name each time.
+static TRACEPARENT_HEADER: http::HeaderName =
+    http::HeaderName::from_static(crate::tracecontext::TRACEPARENT);
+static TRACESTATE_HEADER: http::HeaderName =
+    http::HeaderName::from_static(crate::tracecontext::TRACESTATE);
+static BAGGAGE_HEADER: http::HeaderName = http::HeaderName::from_static("baggage");
 const TRACE_CONTEXT: crate::tracecontext::TraceContextPropagator =
     crate::tracecontext::TraceContextPropagator::new();
 
