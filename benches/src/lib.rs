@@ -54,6 +54,12 @@ fn routes() -> Router {
         .route("/health", get(|| async { "ok" }))
 }
 
+/// Finishes a router as `axum::serve` does (`with_state(())` turns the
+/// handlers into services once, instead of per request).
+fn serve_ready(router: Router) -> Router {
+    router.with_state(())
+}
+
 /// The request of a scenario.
 pub fn request(scenario: &str) -> Request<Body> {
     let (path, tp) = match scenario {
@@ -86,7 +92,7 @@ pub struct Stack {
 pub fn stack(scenario: &str) -> Stack {
     match scenario {
         "bare" => Stack {
-            router: routes(),
+            router: serve_ready(routes()),
             dispatch: tracing::Dispatch::none(),
             _provider: None,
         },
@@ -112,10 +118,12 @@ fn peer() -> Stack {
     let metrics = METRICS
         .get_or_init(|| axum_prometheus::PrometheusMetricLayer::pair().0)
         .clone();
-    let router = routes()
-        .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
-        .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
-        .layer(metrics);
+    let router = serve_ready(
+        routes()
+            .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
+            .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
+            .layer(metrics),
+    );
     Stack {
         router,
         dispatch,
@@ -137,7 +145,8 @@ fn looptel() -> Stack {
             .with(logs.layer()),
     );
     let inst = Instrumentation::new(&provider, Propagator::default());
-    let router = routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"])));
+    let router =
+        serve_ready(routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))));
     Stack {
         router,
         dispatch,

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
@@ -20,6 +22,11 @@ use crate::Propagator;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Instrumentation {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     tracer: Option<SdkTracer>,
     propagator: Propagator,
 }
@@ -31,26 +38,30 @@ impl Instrumentation {
     /// Spans from `provider`, under the [`SCOPE`] name.
     pub fn new(provider: &SdkTracerProvider, propagator: Propagator) -> Self {
         Self {
-            tracer: Some(provider.tracer(SCOPE)),
-            propagator,
+            inner: Arc::new(Inner {
+                tracer: Some(provider.tracer(SCOPE)),
+                propagator,
+            }),
         }
     }
 
     /// Propagation only, no spans.
     pub fn disabled(propagator: Propagator) -> Self {
         Self {
-            tracer: None,
-            propagator,
+            inner: Arc::new(Inner {
+                tracer: None,
+                propagator,
+            }),
         }
     }
 
     /// The tracer, `None` when telemetry is disabled.
     pub fn tracer(&self) -> Option<&SdkTracer> {
-        self.tracer.as_ref()
+        self.inner.tracer.as_ref()
     }
 
     /// The propagator.
     pub fn propagator(&self) -> &Propagator {
-        &self.propagator
+        &self.inner.propagator
     }
 }

@@ -98,10 +98,12 @@ impl Propagator {
                     .get_all(&TRACEPARENT_HEADER)
                     .iter()
                     .map(http::HeaderValue::as_bytes),
-                headers
-                    .get_all(&TRACESTATE_HEADER)
-                    .iter()
-                    .map(http::HeaderValue::as_bytes),
+                || {
+                    headers
+                        .get_all(&TRACESTATE_HEADER)
+                        .iter()
+                        .map(http::HeaderValue::as_bytes)
+                },
             )
         } else {
             base

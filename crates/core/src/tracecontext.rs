@@ -263,24 +263,29 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
 }
 
 impl TraceContextPropagator {
-    /// Extracts from raw header lines: all `traceparent` lines and all
-    /// `tracestate` lines, in order. The same rules as
+    /// Extracts from raw header lines: all `traceparent` lines, and a
+    /// function giving all `tracestate` lines in order (called only for a
+    /// valid `traceparent`). The same rules as
     /// [`TextMapPropagator::extract_with_context`], without building a list
     /// of lines first.
-    pub fn extract_lines<'a>(
+    pub fn extract_lines<'a, I>(
         &self,
         cx: &Context,
         mut traceparent: impl Iterator<Item = &'a [u8]>,
-        tracestate: impl Iterator<Item = &'a [u8]>,
-    ) -> Context {
+        tracestate: impl FnOnce() -> I,
+    ) -> Context
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
         let (Some(line), None) = (traceparent.next(), traceparent.next()) else {
             return cx.clone();
         };
         let Some(parent) = parse_traceparent_bytes(line) else {
             return cx.clone();
         };
+        // Read only once `traceparent` is known to be valid.
         let mut joined: Option<String> = None;
-        for line in tracestate {
+        for line in tracestate() {
             let Ok(line) = std::str::from_utf8(line) else {
                 // Not ASCII: the list is invalid.
                 joined = Some("\u{fffd}".to_owned());

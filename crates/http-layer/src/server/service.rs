@@ -2,7 +2,7 @@ use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
-use opentelemetry::trace::{Link, Span as _, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
@@ -100,13 +100,12 @@ where
             return ResponseFuture::traced(inner, remote, false, false);
         };
 
-        // Decide early, allocate late: the sampler sees the method, path,
-        // scheme and route; everything else, and the route in the span
-        // name, is built only for a span that records.
-        let mut attrs = Vec::with_capacity(5);
+        // Decide early, allocate late: the sampler sees the method, the
+        // scheme and the route (else the path); everything else, and the
+        // route in the span name, is built only for a span that records.
+        let mut attrs = Vec::with_capacity(4);
         let method = push_method(&mut attrs, req.method());
         let uri = req.uri();
-        attrs.push(KeyValue::new(URL_PATH, uri.path().to_owned()));
         attrs.push(KeyValue::new(
             URL_SCHEME,
             if uri.scheme_str() == Some("https") {
@@ -116,13 +115,15 @@ where
             },
         ));
         let route = matched_route(&req);
-        if let Some(route) = route {
-            attrs.push(KeyValue::new(HTTP_ROUTE, route.to_owned()));
-        }
-        let builder = tracer
-            .span_builder(name_method(method))
-            .with_kind(SpanKind::Server)
-            .with_attributes(attrs);
+        attrs.push(match route {
+            Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
+            None => KeyValue::new(URL_PATH, uri.path().to_owned()),
+        });
+        let builder = SpanBuilder {
+            span_kind: Some(SpanKind::Server),
+            attributes: Some(attrs),
+            ..SpanBuilder::from_name(name_method(method))
+        };
         let remote_sc = remote.span().span_context().clone();
         let (builder, parent) = if remote_sc.is_valid() && self.layer.public.is_public(&req) {
             // Outside the trust boundary: a new root, linked to the caller,
@@ -139,7 +140,7 @@ where
             if let Some(route) = route {
                 span.update_name(format!("{} {route}", name_method(method)));
             }
-            span.set_attributes(recorded_only_attributes(&req));
+            span.set_attributes(recorded_only_attributes(&req, route.is_some()));
         }
         let cx = parent.with_span(span);
         let inner = {
@@ -151,8 +152,11 @@ where
 }
 
 /// The attributes no sampler needs, built only for recording spans.
-fn recorded_only_attributes<B>(req: &Request<B>) -> Vec<KeyValue> {
-    let mut attrs = Vec::with_capacity(7);
+fn recorded_only_attributes<B>(req: &Request<B>, with_path: bool) -> Vec<KeyValue> {
+    let mut attrs = Vec::with_capacity(8);
+    if with_path {
+        attrs.push(KeyValue::new(URL_PATH, req.uri().path().to_owned()));
+    }
     if let Some(q) = req.uri().query() {
         attrs.push(KeyValue::new(URL_QUERY, q.to_owned()));
     }
