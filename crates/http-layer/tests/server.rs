@@ -560,3 +560,33 @@ async fn without_a_tracer_context_still_flows_and_nothing_fails() {
         .expect("caller's context is current");
     assert_eq!(trace, "0af7651916cd43dd8448eb211c80319c");
 }
+
+#[tokio::test]
+async fn outside_the_router_the_route_layer_renames_the_span() {
+    use looptel_http_layer::server::RouteLayer;
+    use tower::ServiceBuilder;
+    let spans = Spans::new();
+    let router = Router::new()
+        .route("/orders/{id}", get(|| async { "order" }))
+        .layer(RouteLayer);
+    let app = ServiceBuilder::new()
+        .layer(ServerLayer::new(spans.instrumentation()))
+        .service(router);
+    let res = app.oneshot(get_req("/orders/7")).await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    drop(res);
+    let span = spans.one();
+    assert_eq!(span.name, "GET /orders/{id}");
+    assert_eq!(attr(&span, "http.route").as_deref(), Some("/orders/{id}"));
+
+    // Without it, the outer layer cannot know the route.
+    let spans = Spans::new();
+    let router = Router::new().route("/orders/{id}", get(|| async { "order" }));
+    let app = ServiceBuilder::new()
+        .layer(ServerLayer::new(spans.instrumentation()))
+        .service(router);
+    drop(app.oneshot(get_req("/orders/7")).await.expect("infallible"));
+    let span = spans.one();
+    assert_eq!(span.name, "GET");
+    assert_eq!(attr(&span, "http.route"), None);
+}

@@ -39,6 +39,12 @@
 //! - The span ends when the response body ends, so streaming responses are
 //!   timed whole.
 //!
+//! # Outside the router
+//! When `ServerLayer` wraps the whole app (a `ServiceBuilder` around the
+//! `Router`), the route is not known when the span starts; add
+//! [`RouteLayer`] inside the router and the span is renamed once the route
+//! has matched.
+//!
 //! # Layer order
 //! Put `ServerLayer` outermost of looptel's layers: metrics and baggage
 //! layers inside it find its span as the current context. Inside the
@@ -60,6 +66,8 @@
 mod filter;
 mod future;
 mod layer;
+#[cfg(feature = "axum")]
+mod route;
 mod service;
 
 pub use filter::{
@@ -67,6 +75,8 @@ pub use filter::{
 };
 pub use future::ResponseFuture;
 pub use layer::ServerLayer;
+#[cfg(feature = "axum")]
+pub use route::{Route, RouteLayer};
 pub use service::Server;
 
 /// A request extension set on requests the filter skipped, so inner layers
