@@ -391,9 +391,13 @@ async fn handlers_and_tracing_spans_see_the_server_span_as_current() {
     );
 }
 
-#[tokio::test]
-async fn the_span_ends_when_a_streaming_body_ends() {
-    let spans = Spans::new();
+/// A router whose `/stream` body yields what is sent on the returned channel.
+fn streaming_app(
+    spans: &Spans,
+) -> (
+    Router,
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let rx = Arc::new(Mutex::new(Some(rx)));
     let app = Router::new()
@@ -410,6 +414,13 @@ async fn the_span_ends_when_a_streaming_body_ends() {
             }),
         )
         .layer(ServerLayer::new(spans.instrumentation()));
+    (app, tx)
+}
+
+#[tokio::test]
+async fn the_span_ends_when_a_streaming_body_ends() {
+    let spans = Spans::new();
+    let (app, tx) = streaming_app(&spans);
     let res = app.oneshot(get_req("/stream")).await.expect("infallible");
     let mut body = res.into_body();
     tx.send(Ok(Bytes::from_static(b"part 1")))
@@ -430,22 +441,7 @@ async fn the_span_ends_when_a_streaming_body_ends() {
 #[tokio::test]
 async fn a_client_that_goes_away_is_not_an_error() {
     let spans = Spans::new();
-    let (_tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let rx = Arc::new(Mutex::new(Some(rx)));
-    let app = Router::new()
-        .route(
-            "/stream",
-            get(move || {
-                let rx = rx.lock().expect("lock").take().expect("once");
-                async move {
-                    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                        rx.recv().await.map(|item| (item, rx))
-                    });
-                    Body::from_stream(stream)
-                }
-            }),
-        )
-        .layer(ServerLayer::new(spans.instrumentation()));
+    let (app, _tx) = streaming_app(&spans);
     let res = app.oneshot(get_req("/stream")).await.expect("infallible");
     drop(res); // the connection is gone mid-body
     let span = spans.one();

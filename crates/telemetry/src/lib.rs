@@ -48,17 +48,17 @@
 mod config;
 mod console;
 mod error;
+mod guard;
+mod otlp;
 mod sampler;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use looptel_core::{Instrumentation, Propagator, ServiceInfo};
 use looptel_logs::{JsonLogs, LogsBuilder, LogsGuard, LogsHandle};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, Value};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
@@ -71,15 +71,14 @@ use tracing_subscriber::layer::SubscriberExt;
 
 pub use config::{MetricsExporter, Protocol, TracesExporter, vars};
 pub use error::{ConfigError, ShutdownError, TelemetryError};
+pub use guard::{TelemetryGuard, shutdown_signal};
 pub use sampler::{RuleSampler, SamplerConfig};
 
 use config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
+use otlp::{otlp_metric_exporter, otlp_span_exporter};
 
 /// `deployment.environment`, as the conventions name it.
 pub const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
-
-/// The OTLP export timeout when none is configured.
-const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The default bound on shutdown: flushing spans, metrics and logs.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -620,218 +619,4 @@ fn propagator(names: Option<&[PropagatorName]>) -> Propagator {
         names.contains(&PropagatorName::TraceContext),
         names.contains(&PropagatorName::Baggage),
     )
-}
-
-fn headers(signal: &OtlpSignal) -> HashMap<String, String> {
-    signal.headers.iter().cloned().collect()
-}
-
-fn target(signal: &OtlpSignal, path: &str) -> (Protocol, String) {
-    let protocol = signal.protocol.unwrap_or(Protocol::HttpProtobuf);
-    let endpoint = signal
-        .endpoint
-        .clone()
-        .unwrap_or_else(|| Endpoint::Base(protocol.default_endpoint().to_owned()));
-    (protocol, endpoint.resolve(protocol, path))
-}
-
-fn grpc_metadata(signal: &OtlpSignal) -> tonic::metadata::MetadataMap {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in &signal.headers {
-        // Validated when parsed.
-        if let (Ok(k), Ok(v)) = (
-            http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_str(v),
-        ) {
-            map.insert(k, v);
-        }
-    }
-    tonic::metadata::MetadataMap::from_headers(map)
-}
-
-/// The endpoint, timeout and headers of `signal`, on a gRPC exporter builder.
-fn over_grpc<B: WithExportConfig + WithTonicConfig>(
-    builder: B,
-    signal: &OtlpSignal,
-    url: &str,
-) -> Result<B, TelemetryError> {
-    tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
-    Ok(builder
-        .with_endpoint(url)
-        .with_timeout(signal.timeout.unwrap_or(DEFAULT_OTLP_TIMEOUT))
-        .with_metadata(grpc_metadata(signal)))
-}
-
-/// The endpoint, timeout and headers of `signal`, on an HTTP exporter builder.
-fn over_http<B: WithExportConfig + WithHttpConfig>(
-    builder: B,
-    signal: &OtlpSignal,
-    url: &str,
-) -> B {
-    builder
-        .with_endpoint(url)
-        .with_timeout(signal.timeout.unwrap_or(DEFAULT_OTLP_TIMEOUT))
-        .with_headers(headers(signal))
-}
-
-fn otlp_span_exporter(
-    signal: &OtlpSignal,
-) -> Result<(opentelemetry_otlp::SpanExporter, String), TelemetryError> {
-    let (protocol, url) = target(signal, "/v1/traces");
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let built = match protocol {
-        Protocol::Grpc => over_grpc(builder.with_tonic(), signal, &url)?.build(),
-        Protocol::HttpProtobuf => over_http(builder.with_http(), signal, &url).build(),
-    };
-    let exporter = built.map_err(|source| TelemetryError::Exporter {
-        signal: "traces",
-        source,
-    })?;
-    Ok((exporter, format!("{url} ({})", protocol_name(protocol))))
-}
-
-fn otlp_metric_exporter(
-    signal: &OtlpSignal,
-) -> Result<(opentelemetry_otlp::MetricExporter, String), TelemetryError> {
-    let (protocol, url) = target(signal, "/v1/metrics");
-    let builder = opentelemetry_otlp::MetricExporter::builder();
-    let built = match protocol {
-        Protocol::Grpc => over_grpc(builder.with_tonic(), signal, &url)?.build(),
-        Protocol::HttpProtobuf => over_http(builder.with_http(), signal, &url).build(),
-    };
-    let exporter = built.map_err(|source| TelemetryError::Exporter {
-        signal: "metrics",
-        source,
-    })?;
-    Ok((exporter, format!("{url} ({})", protocol_name(protocol))))
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Grpc => "grpc",
-        Protocol::HttpProtobuf => "http/protobuf",
-    }
-}
-
-/// Flushes and shuts down telemetry when dropped, bounded by the shutdown
-/// timeout. Keep it alive until the program ends.
-#[derive(Debug)]
-#[must_use = "dropping the guard shuts telemetry down"]
-pub struct TelemetryGuard {
-    service: ServiceInfo,
-    propagator: Propagator,
-    tracer_provider: Option<SdkTracerProvider>,
-    meter_provider: Option<SdkMeterProvider>,
-    logs: Option<LogsGuard>,
-    logs_handle: LogsHandle,
-    timeout: Duration,
-}
-
-impl TelemetryGuard {
-    /// The service identity.
-    pub fn service(&self) -> &ServiceInfo {
-        &self.service
-    }
-
-    /// The propagator to hand to HTTP, gRPC and messaging layers.
-    pub fn propagator(&self) -> &Propagator {
-        &self.propagator
-    }
-
-    /// The tracer and propagator for HTTP, gRPC and messaging layers.
-    pub fn instrumentation(&self) -> Instrumentation {
-        match &self.tracer_provider {
-            Some(p) => Instrumentation::new(p, self.propagator.clone()),
-            None => Instrumentation::disabled(self.propagator.clone()),
-        }
-    }
-
-    /// Counters of log lines not written.
-    pub fn logs(&self) -> &LogsHandle {
-        &self.logs_handle
-    }
-
-    /// Exports everything finished so far, without shutting down.
-    pub fn force_flush(&self) -> Result<(), ShutdownError> {
-        let mut errors = Vec::new();
-        if let Some(p) = &self.tracer_provider
-            && let Err(e) = p.force_flush()
-        {
-            errors.push(format!("traces: {e}"));
-        }
-        if let Some(m) = &self.meter_provider
-            && let Err(e) = m.force_flush()
-        {
-            errors.push(format!("metrics: {e}"));
-        }
-        join(errors)
-    }
-
-    /// Exports what is pending and shuts down, within the timeout.
-    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
-        self.shutdown_inner()
-    }
-
-    fn shutdown_inner(&mut self) -> Result<(), ShutdownError> {
-        let mut errors = Vec::new();
-        if let Some(p) = self.tracer_provider.take()
-            && let Err(e) = p.shutdown_with_timeout(self.timeout)
-        {
-            errors.push(format!("traces: {e}"));
-        }
-        if let Some(m) = self.meter_provider.take()
-            && let Err(e) = m.shutdown_with_timeout(self.timeout)
-        {
-            errors.push(format!("metrics: {e}"));
-        }
-        // Last, so that shutdown problems above are still logged.
-        if let Some(logs) = self.logs.take() {
-            for e in &errors {
-                tracing::warn!(target: "looptel", "shutdown: {e}");
-            }
-            drop(logs);
-        }
-        join(errors)
-    }
-}
-
-fn join(errors: Vec<String>) -> Result<(), ShutdownError> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ShutdownError::new(errors.join("; ")))
-    }
-}
-
-impl Drop for TelemetryGuard {
-    fn drop(&mut self) {
-        let _ = self.shutdown_inner();
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), for `with_graceful_shutdown`.
-///
-/// When it resolves, stop accepting work and let the [`TelemetryGuard`] drop:
-/// spans ended before then are exported, not lost.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!(target: "looptel", "received Ctrl-C, shutting down"),
-        () = term => tracing::info!(target: "looptel", "received SIGTERM, shutting down"),
-    }
 }
