@@ -24,6 +24,7 @@
 //! assert_eq!(Outcome::Failure.level(), tracing::Level::ERROR);
 //! ```
 
+pub mod baggage;
 mod headers;
 mod ids;
 mod instrumentation;

@@ -41,6 +41,22 @@ struct W3c {
     baggage: bool,
 }
 
+fn w3c_composite(
+    trace_context: bool,
+    baggage: Option<crate::baggage::BaggagePropagator>,
+) -> Arc<dyn TextMapPropagator + Send + Sync> {
+    let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
+    if trace_context {
+        list.push(Box::new(crate::tracecontext::TraceContextPropagator::new()));
+    }
+    if let Some(b) = baggage {
+        list.push(Box::new(b));
+    }
+    Arc::new(opentelemetry::propagation::TextMapCompositePropagator::new(
+        list,
+    ))
+}
+
 impl Propagator {
     /// Wraps a propagator.
     pub fn new(propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
@@ -52,25 +68,36 @@ impl Propagator {
 
     /// The W3C propagators, each on or off: strict Trace Context
     /// ([`TraceContextPropagator`](crate::tracecontext::TraceContextPropagator))
-    /// and Baggage. Both off is [`none`](Self::none).
+    /// and Baggage ([`BaggagePropagator`](crate::baggage::BaggagePropagator)).
+    /// Both off is [`none`](Self::none).
     pub fn w3c(trace_context: bool, baggage: bool) -> Self {
-        let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
-        if trace_context {
-            list.push(Box::new(crate::tracecontext::TraceContextPropagator::new()));
-        }
-        if baggage {
-            list.push(Box::new(
-                opentelemetry_sdk::propagation::BaggagePropagator::new(),
-            ));
-        }
         Self {
-            inner: Arc::new(opentelemetry::propagation::TextMapCompositePropagator::new(
-                list,
-            )),
+            inner: w3c_composite(
+                trace_context,
+                baggage.then(crate::baggage::BaggagePropagator::new),
+            ),
             w3c: Some(W3c {
                 trace_context,
                 baggage,
             }),
+        }
+    }
+
+    /// The same propagators, with outgoing baggage filtered by `policy`
+    /// (a deny-list, a budget). Only for [`w3c`](Self::w3c) propagators;
+    /// others are returned unchanged.
+    #[must_use]
+    pub fn with_baggage_policy(self, policy: Arc<dyn crate::baggage::InjectPolicy>) -> Self {
+        match self.w3c {
+            Some(w) => Self {
+                inner: w3c_composite(
+                    w.trace_context,
+                    w.baggage
+                        .then(|| crate::baggage::BaggagePropagator::with_policy(policy)),
+                ),
+                w3c: self.w3c,
+            },
+            None => self,
         }
     }
 
@@ -109,8 +136,15 @@ impl Propagator {
             base
         };
         if w3c.baggage && headers.contains_key(&BAGGAGE_HEADER) {
-            cx = opentelemetry_sdk::propagation::BaggagePropagator::new()
-                .extract_with_context(&cx, &crate::HeaderExtractor(headers));
+            // Reading bytes, a member with a non-ASCII byte is skipped alone;
+            // the rest of its line is kept.
+            let decoded = crate::baggage::decode(
+                headers
+                    .get_all(&BAGGAGE_HEADER)
+                    .iter()
+                    .map(http::HeaderValue::as_bytes),
+            );
+            cx = crate::baggage::BaggagePropagator::context_with(&cx, decoded);
         }
         cx
     }

@@ -503,7 +503,10 @@ proptest! {
             ],
             0..3,
         ),
-        baggage in prop_oneof![Just(None), Just(Some(b"tenant.id=acme".to_vec())), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..30))],
+        // ASCII only: the generic carrier cannot read a line with other bytes
+        // at all, while the direct path keeps its valid members (tested in
+        // tests/baggage.rs).
+        baggage in prop_oneof![Just(None), Just(Some(b"tenant.id=acme".to_vec())), proptest::option::of(proptest::collection::vec(0x20_u8..0x7f, 0..30))],
     ) {
         let mut h = HeaderMap::new();
         for v in &tps { if let Ok(v) = HeaderValue::from_bytes(v) { h.append("traceparent", v); } }

@@ -1,0 +1,349 @@
+//! W3C Baggage: a codec and propagator faithful to the specification.
+
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::Context;
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+
+/// `baggage`.
+pub const BAGGAGE: &str = "baggage";
+/// Members always propagated.
+pub const MAX_MEMBERS: usize = 64;
+/// Bytes (all `baggage` header lines together) always propagated.
+pub const MAX_BYTES: usize = 8192;
+
+/// One decoded member: the key, the value (percent-decoded; invalid UTF-8
+/// as U+FFFD) and the properties as they travel (`k=v;flag`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The key (an RFC 7230 token).
+    pub key: String,
+    /// The decoded value.
+    pub value: String,
+    /// Properties, `;`-separated, each `k` or `k=v` with `v` still encoded;
+    /// empty when there are none.
+    pub properties: String,
+}
+
+/// What [`decode`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Valid members within the limits, in order (a repeated key keeps its
+    /// last value).
+    pub members: Vec<Member>,
+    /// Members skipped as invalid.
+    pub invalid: usize,
+    /// Valid members dropped because the limits were reached.
+    pub over_limit: usize,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `baggage-octet`: printable ASCII except space, `"`, `,`, `;` and `\`.
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|b| is_tchar(*b))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes an encoded value; `None` when it has a byte outside
+/// `baggage-octet` or a broken `%` escape.
+fn decode_value(v: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        let b = v[i];
+        if !is_baggage_octet(b) {
+            return None;
+        }
+        if b == b'%' {
+            let hi = hex(*v.get(i + 1)?)?;
+            let lo = hex(*v.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn valid_encoded(v: &[u8]) -> bool {
+    decode_value(v).is_some()
+}
+
+/// Parses one list member; `None` when it is invalid.
+pub fn parse_member(member: &[u8]) -> Option<Member> {
+    let mut parts = member.split(|b| *b == b';');
+    let kv = parts.next()?;
+    let eq = kv.iter().position(|b| *b == b'=')?;
+    let key = trim_ows(&kv[..eq]);
+    let value = trim_ows(&kv[eq + 1..]);
+    if !is_token(key) {
+        return None;
+    }
+    let value = decode_value(value)?;
+    let mut properties = String::new();
+    for p in parts {
+        let p = trim_ows(p);
+        let (k, v) = match p.iter().position(|b| *b == b'=') {
+            Some(i) => (trim_ows(&p[..i]), Some(trim_ows(&p[i + 1..]))),
+            None => (p, None),
+        };
+        if !is_token(k) || v.is_some_and(|v| !valid_encoded(v)) {
+            return None;
+        }
+        if !properties.is_empty() {
+            properties.push(';');
+        }
+        // Tokens and baggage-octets are ASCII.
+        properties.push_str(std::str::from_utf8(k).ok()?);
+        if let Some(v) = v {
+            properties.push('=');
+            properties.push_str(std::str::from_utf8(v).ok()?);
+        }
+    }
+    Some(Member {
+        key: std::str::from_utf8(key).ok()?.to_owned(),
+        value,
+        properties,
+    })
+}
+
+/// Appends `value` percent-encoded: every byte outside `baggage-octet`,
+/// and `%` itself.
+pub fn encode_value(value: &str, out: &mut String) {
+    for &b in value.as_bytes() {
+        if is_baggage_octet(b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+/// The encoded length of a member.
+pub fn encoded_len(key: &str, value: &str, properties: &str) -> usize {
+    let value_len: usize = value
+        .bytes()
+        .map(|b| {
+            if is_baggage_octet(b) && b != b'%' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum();
+    key.len()
+        + 1
+        + value_len
+        + if properties.is_empty() {
+            0
+        } else {
+            1 + properties.len()
+        }
+}
+
+/// Decodes all `baggage` header lines (in order, as if joined with `,`).
+/// Invalid members are skipped, valid ones kept; beyond 64 members or 8192
+/// bytes whole members are dropped.
+pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
+    let mut d = Decoded::default();
+    let mut bytes = 0;
+    for line in lines {
+        for raw in line.split(|b| *b == b',') {
+            let raw = trim_ows(raw);
+            if raw.is_empty() {
+                continue;
+            }
+            let Some(m) = parse_member(raw) else {
+                d.invalid += 1;
+                continue;
+            };
+            let existing = d.members.iter().position(|x| x.key == m.key);
+            let len = encoded_len(&m.key, &m.value, &m.properties);
+            let (count, base) = match existing {
+                Some(i) => {
+                    let old = &d.members[i];
+                    (
+                        d.members.len(),
+                        bytes - encoded_len(&old.key, &old.value, &old.properties),
+                    )
+                }
+                None => (
+                    d.members.len() + 1,
+                    bytes + usize::from(!d.members.is_empty()),
+                ),
+            };
+            if count > MAX_MEMBERS || base + len > MAX_BYTES {
+                d.over_limit += 1;
+                continue;
+            }
+            bytes = base + len;
+            match existing {
+                Some(i) => d.members[i] = m,
+                None => d.members.push(m),
+            }
+        }
+    }
+    d
+}
+
+/// A copy of `baggage` (the type is not `Clone`).
+pub fn copy(baggage: &Baggage) -> Baggage {
+    let mut out = Baggage::new();
+    for (k, (v, m)) in baggage {
+        let _ = out.insert_with_metadata(k.clone(), v.clone(), m.clone());
+    }
+    out
+}
+
+/// Decides which members are injected; implemented by baggage policies.
+pub trait InjectPolicy: Send + Sync + fmt::Debug {
+    /// Whether the member with `key` may leave the service.
+    fn allows(&self, key: &str) -> bool;
+
+    /// Told the encoded size of each header written.
+    fn injected(&self, _bytes: usize) {}
+}
+
+/// W3C Baggage, faithful to the specification.
+///
+/// Extraction reads every `baggage` header line; everything within 64
+/// members and 8192 bytes is kept unchanged in meaning — values with `=`,
+/// percent-encoded spaces and tabs, properties `;k=v` and `;k`. Invalid
+/// members are skipped without losing valid ones; beyond the limits whole
+/// members are dropped, never part of one. Injection writes one `baggage`
+/// header, values percent-encoded outside `baggage-octet` (and `%`), within
+/// the same limits, and without the members an [`InjectPolicy`] refuses.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use looptel_core::baggage::BaggagePropagator;
+/// use opentelemetry::baggage::BaggageExt;
+/// use opentelemetry::propagation::TextMapPropagator;
+///
+/// let p = BaggagePropagator::new();
+/// let headers = HashMap::from([(
+///     "baggage".to_owned(),
+///     "tenant.id=acme, q=a%20b=c;ttl=60".to_owned(),
+/// )]);
+/// let cx = p.extract(&headers);
+/// assert_eq!(cx.baggage().get("q").map(|v| v.as_str()), Some("a b=c"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BaggagePropagator {
+    policy: Option<Arc<dyn InjectPolicy>>,
+}
+
+static FIELDS: std::sync::LazyLock<[String; 1]> = std::sync::LazyLock::new(|| [BAGGAGE.to_owned()]);
+
+impl BaggagePropagator {
+    /// Propagates every member.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Injects only the members `policy` allows.
+    pub fn with_policy(policy: Arc<dyn InjectPolicy>) -> Self {
+        Self {
+            policy: Some(policy),
+        }
+    }
+
+    /// Adds `decoded` to the baggage of `cx`.
+    pub fn context_with(cx: &Context, decoded: Decoded) -> Context {
+        if decoded.members.is_empty() {
+            return cx.clone();
+        }
+        let mut baggage = copy(cx.baggage());
+        for m in decoded.members {
+            let _ = baggage.insert_with_metadata(m.key, m.value, m.properties);
+        }
+        cx.with_baggage(baggage)
+    }
+
+    /// Encodes the baggage of `cx` as one header value; `None` when empty.
+    pub fn encode(&self, cx: &Context) -> Option<String> {
+        let baggage = cx.baggage();
+        if baggage.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        let mut members = 0;
+        for (key, (value, metadata)) in baggage {
+            let key = key.as_str();
+            if self.policy.as_ref().is_some_and(|p| !p.allows(key)) {
+                continue;
+            }
+            let (value, properties) = (value.as_str(), metadata.as_str());
+            let len = encoded_len(key, &value, properties) + usize::from(!out.is_empty());
+            if members == MAX_MEMBERS || out.len() + len > MAX_BYTES {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push('=');
+            encode_value(&value, &mut out);
+            if !properties.is_empty() {
+                out.push(';');
+                out.push_str(properties);
+            }
+            members += 1;
+        }
+        if let Some(p) = &self.policy {
+            p.injected(out.len());
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+impl TextMapPropagator for BaggagePropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        if let Some(header) = self.encode(cx) {
+            injector.set(BAGGAGE, header);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let Some(lines) = extractor.get_all(BAGGAGE) else {
+            return cx.clone();
+        };
+        Self::context_with(cx, decode(lines.iter().map(|l| l.as_bytes())))
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(FIELDS.as_slice())
+    }
+}
