@@ -306,7 +306,7 @@ impl BaggagePropagator {
                 continue;
             }
             let (value, properties) = (value.as_str(), metadata.as_str());
-            let len = encoded_len(key, &value, properties) + usize::from(!out.is_empty());
+            let len = encoded_len(key, value, properties) + usize::from(!out.is_empty());
             if members == MAX_MEMBERS || out.len() + len > MAX_BYTES {
                 continue;
             }
@@ -315,7 +315,7 @@ impl BaggagePropagator {
             }
             out.push_str(key);
             out.push('=');
-            encode_value(&value, &mut out);
+            encode_value(value, &mut out);
             if !properties.is_empty() {
                 out.push(';');
                 out.push_str(properties);
