@@ -131,7 +131,7 @@ fn invalid_members_are_skipped_without_losing_valid_ones() {
 fn sixty_four_members_and_8192_bytes_are_kept_above_that_whole_members_go() {
     let members: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("k{i}=v{i}")).collect();
     assert_eq!(extract(&[&members.join(",")]).len(), 64);
-    let mut more = members.clone();
+    let mut more = members;
     more.push("extra=1".to_owned());
     let m = extract(&[&more.join(",")]);
     assert_eq!(m.len(), 64);
