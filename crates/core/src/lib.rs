@@ -30,6 +30,7 @@ mod ids;
 mod instrumentation;
 mod method;
 mod outcome;
+mod promotion;
 mod propagation;
 mod service;
 pub mod tracecontext;
@@ -39,6 +40,7 @@ pub use ids::TraceIds;
 pub use instrumentation::{Instrumentation, SCOPE};
 pub use method::{OTHER_METHOD, normalize_method};
 pub use outcome::Outcome;
+pub use promotion::BaggagePromotion;
 pub use propagation::Propagator;
 pub use service::ServiceInfo;
 

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use looptel_core::{ServiceInfo, TraceIds};
+use looptel_core::{BaggagePromotion, ServiceInfo, TraceIds};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -30,6 +30,7 @@ pub struct JsonLayer {
     pub(crate) sampler: Option<Sampler>,
     pub(crate) sampled_out: Arc<AtomicU64>,
     pub(crate) writer: NonBlocking,
+    pub(crate) promotion: BaggagePromotion,
     /// The subscriber this layer is part of, to look up the OpenTelemetry
     /// context of spans that are not entered.
     pub(crate) dispatch: OnceLock<WeakDispatch>,
@@ -115,6 +116,16 @@ where
                 .unwrap_or(UNKNOWN)
                 .into(),
         );
+
+        // Promoted baggage (`tenant.id`), from the active context.
+        if !self.promotion.is_empty() {
+            opentelemetry::Context::map_current(|cx| {
+                for (k, v) in self.promotion.members(cx) {
+                    let v = self.redaction.redact(k, &v).unwrap_or(v);
+                    obj.insert(k.to_owned(), Value::String(v));
+                }
+            });
+        }
 
         // Span fields, root first, so the innermost span wins; then the event's.
         if let Some(scope) = ctx.event_scope(event) {

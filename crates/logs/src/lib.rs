@@ -11,7 +11,7 @@
 //! # Example
 //!
 //! ```
-//! use looptel_core::ServiceInfo;
+//! use looptel_core::{BaggagePromotion, ServiceInfo};
 //! use looptel_logs::JsonLogs;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
@@ -66,7 +66,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use looptel_core::ServiceInfo;
+use looptel_core::{BaggagePromotion, ServiceInfo};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Filtered;
@@ -103,6 +103,7 @@ impl JsonLogs {
             sampling: None,
             output: None,
             buffered_lines: DEFAULT_BUFFERED_LINES,
+            promotion: BaggagePromotion::default(),
         }
     }
 
@@ -172,6 +173,7 @@ pub struct LogsBuilder {
     sampling: Option<Sampling>,
     output: Option<Box<dyn Write + Send + 'static>>,
     buffered_lines: usize,
+    promotion: BaggagePromotion,
 }
 
 impl std::fmt::Debug for LogsBuilder {
@@ -231,6 +233,13 @@ impl LogsBuilder {
         self
     }
 
+    /// Baggage members written as fields on every line (such as
+    /// `tenant.id`; default none).
+    pub fn promote_baggage(mut self, promotion: BaggagePromotion) -> Self {
+        self.promotion = promotion;
+        self
+    }
+
     /// Where lines are written (default: standard output).
     pub fn output(mut self, output: impl Write + Send + 'static) -> Self {
         self.output = Some(Box::new(output));
@@ -264,6 +273,7 @@ impl LogsBuilder {
             sampler: self.sampling.map(sample::Sampler::new),
             sampled_out: handle.sampled_out.clone(),
             writer,
+            promotion: self.promotion,
             dispatch: std::sync::OnceLock::new(),
         };
         (

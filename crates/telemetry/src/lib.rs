@@ -55,7 +55,10 @@ mod sampler;
 use std::borrow::Cow;
 use std::time::Duration;
 
-use looptel_core::{Instrumentation, Propagator, ServiceInfo};
+use std::sync::Arc;
+
+use looptel_core::baggage::InjectPolicy;
+use looptel_core::{BaggagePromotion, Instrumentation, Propagator, ServiceInfo};
 use looptel_logs::{JsonLogs, LogsBuilder, LogsGuard, LogsHandle};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, Value};
@@ -152,6 +155,8 @@ pub struct TelemetryBuilder {
     logs: LogsBuilder,
     span_level: LevelFilter,
     shutdown_timeout: Duration,
+    promotion: BaggagePromotion,
+    baggage_policy: Option<Arc<dyn InjectPolicy>>,
 }
 
 impl std::fmt::Debug for TelemetryBuilder {
@@ -202,6 +207,8 @@ impl Telemetry {
             logs: JsonLogs::builder(),
             span_level: LevelFilter::INFO,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            promotion: BaggagePromotion::default(),
+            baggage_policy: None,
         }
     }
 
@@ -375,6 +382,20 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Copies these baggage members (such as `tenant.id`) onto every span the
+    /// service starts and every log line it writes (default none).
+    pub fn promote_baggage(mut self, promotion: BaggagePromotion) -> Self {
+        self.promotion = promotion;
+        self
+    }
+
+    /// Filters outgoing baggage (a deny-list, a byte budget), e.g. a
+    /// `looptel_baggage::BaggagePolicy` (default: everything propagated).
+    pub fn baggage_policy(mut self, policy: Arc<dyn InjectPolicy>) -> Self {
+        self.baggage_policy = Some(policy);
+        self
+    }
+
     /// The most verbose `tracing` spans and events exported to traces
     /// (default `INFO`).
     pub fn span_level(mut self, level: LevelFilter) -> Self {
@@ -403,12 +424,18 @@ impl TelemetryBuilder {
         };
         let mut notes = Vec::new();
         let service = self.service_info(&env, &mut notes);
-        let propagator = propagator(env.propagators.as_deref());
+        let mut propagator = propagator(env.propagators.as_deref());
+        if let Some(policy) = self.baggage_policy {
+            propagator = propagator.with_baggage_policy(policy);
+        }
         let logs = match &self.env {
             Some(lookup) => self.logs.filter_from_lookup(lookup)?,
             None => self.logs,
         };
-        let (logs, logs_guard) = logs.service(service.clone()).build();
+        let (logs, logs_guard) = logs
+            .service(service.clone())
+            .promote_baggage(self.promotion.clone())
+            .build();
         let logs_handle = logs.handle();
 
         let mut tracer_provider = None;
@@ -450,6 +477,10 @@ impl TelemetryBuilder {
                         .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
                 );
             let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            if !self.promotion.is_empty() {
+                // First, so attributes are set before any exporter sees the span.
+                builder = builder.with_span_processor(self.promotion.clone());
+            }
             builder = match self.sampler {
                 Some(s) => builder.with_sampler(s),
                 None => builder.with_sampler(env.sampler.unwrap_or_default().into_sdk()),

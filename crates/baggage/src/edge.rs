@@ -1,0 +1,211 @@
+//! The edge layer: the trust boundary for inbound baggage, business keys
+//! from the request, and promotion onto the server span.
+
+use std::task::{Context as TaskContext, Poll};
+
+use http::Request;
+use opentelemetry::Context;
+use opentelemetry::baggage::{Baggage, BaggageExt};
+use opentelemetry::context::{FutureExt as _, WithContext};
+use opentelemetry::trace::TraceContextExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::BaggagePolicy;
+
+/// Decides whether a caller is outside the trust boundary; its inbound
+/// baggage is then dropped. `()` trusts every caller.
+pub trait Untrusted<B>: Clone + Send + Sync + 'static {
+    /// `true` to drop the request's inbound baggage.
+    fn is_untrusted(&self, request: &Request<B>) -> bool;
+}
+
+impl<B> Untrusted<B> for () {
+    fn is_untrusted(&self, _: &Request<B>) -> bool {
+        false
+    }
+}
+
+impl<B, F> Untrusted<B> for F
+where
+    F: Fn(&Request<B>) -> bool + Clone + Send + Sync + 'static,
+{
+    fn is_untrusted(&self, request: &Request<B>) -> bool {
+        self(request)
+    }
+}
+
+/// Sets business members from the request (a verified header, a token
+/// claim put in the extensions by an auth layer). `()` sets none.
+pub trait MembersFromRequest<B>: Clone + Send + Sync + 'static {
+    /// Pushes `(key, value)` pairs for the request.
+    fn members(&self, request: &Request<B>, out: &mut Vec<(&'static str, String)>);
+}
+
+impl<B> MembersFromRequest<B> for () {
+    fn members(&self, _: &Request<B>, _: &mut Vec<(&'static str, String)>) {}
+}
+
+impl<B, F> MembersFromRequest<B> for F
+where
+    F: Fn(&Request<B>) -> Option<(&'static str, String)> + Clone + Send + Sync + 'static,
+{
+    fn members(&self, request: &Request<B>, out: &mut Vec<(&'static str, String)>) {
+        out.extend(self(request));
+    }
+}
+
+/// Sets member `key` from a request header, when present and visible ASCII.
+#[derive(Clone, Debug)]
+pub struct FromHeader {
+    header: http::HeaderName,
+    key: &'static str,
+}
+
+/// Member `key` from header `header` (e.g. `tenant.id` from `x-tenant-id`,
+/// set by a gateway that verified it).
+pub fn from_header(header: http::HeaderName, key: &'static str) -> FromHeader {
+    FromHeader { header, key }
+}
+
+impl<B> MembersFromRequest<B> for FromHeader {
+    fn members(&self, request: &Request<B>, out: &mut Vec<(&'static str, String)>) {
+        if let Some(v) = request
+            .headers()
+            .get(&self.header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            out.push((self.key, v.to_owned()));
+        }
+    }
+}
+
+/// Applies the [`BaggagePolicy`] where requests enter the service. Place it
+/// inside the server layer (which extracts the caller's context):
+///
+/// 1. drops inbound baggage of untrusted callers ([`untrusted`](Self::untrusted));
+/// 2. sets business members from the request ([`members`](Self::members)),
+///    refusing denied keys;
+/// 3. copies the promoted members onto the server span, so they are there
+///    before the handler runs; child spans get them from the span processor
+///    and log lines from the log layer.
+///
+/// Works for any `http::Request` service: axum routers and tonic servers.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
+/// use http::HeaderName;
+///
+/// let policy = BaggagePolicy::builder().promote(["tenant.id"]).build();
+/// let app: Router = Router::new()
+///     .route("/orders", get(|| async { "ok" }))
+///     .layer(
+///         EdgeLayer::new(policy)
+///             .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id"))
+///             .untrusted(|req: &http::Request<axum::body::Body>| !req.headers().contains_key("x-internal")),
+///     );
+///     // .layer(ServerLayer::new(inst)) goes outside (added after) this one.
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct EdgeLayer<M = (), U = ()> {
+    policy: BaggagePolicy,
+    members: M,
+    untrusted: U,
+}
+
+impl EdgeLayer {
+    /// Trusts every caller and sets nothing; promotes per the policy.
+    pub fn new(policy: BaggagePolicy) -> Self {
+        Self {
+            policy,
+            members: (),
+            untrusted: (),
+        }
+    }
+}
+
+impl<M, U> EdgeLayer<M, U> {
+    /// Business members from the request (default none).
+    pub fn members<M2>(self, members: M2) -> EdgeLayer<M2, U> {
+        EdgeLayer {
+            policy: self.policy,
+            members,
+            untrusted: self.untrusted,
+        }
+    }
+
+    /// Callers whose inbound baggage is dropped (default none).
+    pub fn untrusted<U2>(self, rule: U2) -> EdgeLayer<M, U2> {
+        EdgeLayer {
+            policy: self.policy,
+            members: self.members,
+            untrusted: rule,
+        }
+    }
+}
+
+impl<S, M: Clone, U: Clone> Layer<S> for EdgeLayer<M, U> {
+    type Service = Edge<S, M, U>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Edge {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`EdgeLayer`].
+#[derive(Clone, Debug)]
+pub struct Edge<S, M = (), U = ()> {
+    inner: S,
+    layer: EdgeLayer<M, U>,
+}
+
+impl<S, M, U, B> Service<Request<B>> for Edge<S, M, U>
+where
+    S: Service<Request<B>>,
+    M: MembersFromRequest<B>,
+    U: Untrusted<B>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = WithContext<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let policy = &self.layer.policy;
+        let mut cx = Context::current();
+        if self.layer.untrusted.is_untrusted(&req) && !cx.baggage().is_empty() {
+            cx = cx.with_baggage(Baggage::new());
+            policy.count_untrusted();
+        }
+        let mut members = Vec::new();
+        self.layer.members.members(&req, &mut members);
+        for (key, value) in members {
+            match policy.set(&cx, key, &value) {
+                Ok(next) => cx = next,
+                Err(e) => {
+                    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused")
+                }
+            }
+        }
+        let promoted = policy.promotion().attributes(&cx);
+        if !promoted.is_empty() {
+            cx.span().set_attributes(promoted);
+        }
+        let fut = {
+            let _attached = cx.clone().attach();
+            self.inner.call(req)
+        };
+        fut.with_context(cx)
+    }
+}

@@ -1,0 +1,313 @@
+//! The baggage policy: what is promoted, what never leaves, how much.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use looptel_core::BaggagePromotion;
+use looptel_core::baggage::{InjectPolicy, MAX_BYTES, MAX_MEMBERS, encoded_len};
+use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt;
+
+/// Key names, lowercased with `.`, `_` and `-` removed, that are never
+/// propagated unless the policy says otherwise: personal data and secrets.
+pub const DEFAULT_DENY: &[&str] = &[
+    "phone",
+    "mobile",
+    "email",
+    "card",
+    "cardnumber",
+    "cvv",
+    "ssn",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "apikey",
+];
+
+/// The recommended byte budget of one service's outgoing baggage.
+pub const DEFAULT_BUDGET_BYTES: usize = 1024;
+
+/// Why a member was not set.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BaggageError {
+    /// The key is on the deny-list: it would never be propagated.
+    #[error("baggage key {0:?} is denied by the policy (personal data or a secret)")]
+    Denied(String),
+    /// The key is not an RFC 7230 token.
+    #[error("baggage key {0:?} is not a valid token")]
+    InvalidKey(String),
+    /// The member would take the baggage past 64 members or 8192 bytes.
+    #[error("baggage is full: {0:?} would exceed 64 members or 8192 bytes")]
+    Full(String),
+}
+
+/// Counters of what the policy did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BaggageStats {
+    /// Members dropped on inject because their key is denied.
+    pub denied: u64,
+    /// Outgoing headers larger than the byte budget.
+    pub over_budget: u64,
+    /// Inbound baggage dropped at a trust boundary.
+    pub untrusted_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    denied: AtomicU64,
+    over_budget: AtomicU64,
+    untrusted_dropped: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    promotion: BaggagePromotion,
+    deny: Vec<String>,
+    allow: Vec<String>,
+    budget: usize,
+    counters: Counters,
+    naming_warnings: Vec<String>,
+}
+
+/// The baggage policy, built once and typed; cheap to clone.
+///
+/// - **Promotion**: the allow-listed keys (`tenant.id`) copied onto spans and
+///   log lines ([`promotion`](Self::promotion)).
+/// - **Deny-list**: keys never propagated (personal data, secrets:
+///   [`DEFAULT_DENY`]); dropped on inject and counted. A key is denied when
+///   its name, lowercased without `.`, `_` and `-`, ends with a listed name
+///   (`user.email`, `card_number`, `x-api-key`).
+/// - **Budget**: the recommended 1 KiB of outgoing baggage per service;
+///   exceeding it is counted (the W3C limits still apply).
+/// - **Naming**: keys named in code must look like `tenant.id` (lowercase,
+///   dot-separated); others are warned about once, when the policy is built.
+///
+/// ```
+/// use looptel_baggage::BaggagePolicy;
+/// use opentelemetry::Context;
+///
+/// let policy = BaggagePolicy::builder().promote(["tenant.id"]).build();
+/// let cx = policy.set(&Context::new(), "tenant.id", "acme").unwrap();
+/// assert_eq!(policy.get(&cx, "tenant.id").as_deref(), Some("acme"));
+/// assert!(policy.set(&cx, "user.email", "a@b.c").is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct BaggagePolicy {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`BaggagePolicy`].
+#[derive(Debug)]
+#[must_use]
+pub struct BaggagePolicyBuilder {
+    promote: Vec<String>,
+    deny: Vec<String>,
+    allow: Vec<String>,
+    budget: usize,
+}
+
+fn normalise(name: &str) -> String {
+    name.bytes()
+        .filter(|b| !matches!(b, b'.' | b'_' | b'-'))
+        .map(|b| b.to_ascii_lowercase() as char)
+        .collect()
+}
+
+/// `tenant.id` style: lowercase letters and digits, words joined by `.`
+/// (and `_` inside a word).
+pub fn is_conventional_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.split('.').all(|word| {
+            !word.is_empty()
+                && word.as_bytes()[0].is_ascii_lowercase()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+impl BaggagePolicy {
+    /// A policy with the defaults: nothing promoted, [`DEFAULT_DENY`],
+    /// [`DEFAULT_BUDGET_BYTES`].
+    pub fn builder() -> BaggagePolicyBuilder {
+        BaggagePolicyBuilder {
+            promote: Vec::new(),
+            deny: DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect(),
+            allow: Vec::new(),
+            budget: DEFAULT_BUDGET_BYTES,
+        }
+    }
+
+    /// The keys promoted to span attributes and log fields, for
+    /// `TelemetryBuilder::promote_baggage`.
+    pub fn promotion(&self) -> BaggagePromotion {
+        self.inner.promotion.clone()
+    }
+
+    /// The policy as the outgoing-baggage filter, for
+    /// `TelemetryBuilder::baggage_policy` or `Propagator::with_baggage_policy`.
+    pub fn inject_policy(&self) -> Arc<dyn InjectPolicy> {
+        Arc::new(self.clone())
+    }
+
+    /// Whether `key` is never propagated.
+    pub fn is_denied(&self, key: &str) -> bool {
+        let n = normalise(key);
+        !self.inner.allow.iter().any(|a| *a == n)
+            && self.inner.deny.iter().any(|d| n.ends_with(d.as_str()))
+    }
+
+    /// What the policy has counted so far.
+    pub fn stats(&self) -> BaggageStats {
+        let c = &self.inner.counters;
+        BaggageStats {
+            denied: c.denied.load(Ordering::Relaxed),
+            over_budget: c.over_budget.load(Ordering::Relaxed),
+            untrusted_dropped: c.untrusted_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The keys named in code that do not follow the `tenant.id` style
+    /// (warned about once, when the policy was built).
+    pub fn naming_warnings(&self) -> &[String] {
+        &self.inner.naming_warnings
+    }
+
+    pub(crate) fn count_untrusted(&self) {
+        self.inner
+            .counters
+            .untrusted_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The value of member `key` in `cx`.
+    pub fn get(&self, cx: &Context, key: &str) -> Option<String> {
+        cx.baggage().get(key).map(|v| v.as_str().to_owned())
+    }
+
+    /// The value of member `key` in the current context.
+    pub fn current(&self, key: &str) -> Option<String> {
+        Context::map_current(|cx| self.get(cx, key))
+    }
+
+    /// `cx` with member `key` set to `value`, if the policy allows it: not a
+    /// denied key, a valid token, and within 64 members and 8192 bytes.
+    pub fn set(&self, cx: &Context, key: &str, value: &str) -> Result<Context, BaggageError> {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(BaggageError::InvalidKey(key.to_owned()));
+        }
+        if self.is_denied(key) {
+            return Err(BaggageError::Denied(key.to_owned()));
+        }
+        let mut baggage = looptel_core::baggage::copy(cx.baggage());
+        let existing = baggage.get(key).is_some();
+        let bytes: usize = baggage
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(k, (v, m))| encoded_len(k.as_str(), v.as_str().as_ref(), m.as_str()) + 1)
+            .sum::<usize>()
+            + encoded_len(key, value, "");
+        if (!existing && baggage.len() >= MAX_MEMBERS) || bytes > MAX_BYTES {
+            return Err(BaggageError::Full(key.to_owned()));
+        }
+        let _ = baggage.insert(key.to_owned(), value.to_owned());
+        Ok(cx.with_baggage(baggage))
+    }
+}
+
+impl InjectPolicy for BaggagePolicy {
+    fn allows(&self, key: &str) -> bool {
+        if self.is_denied(key) {
+            self.inner.counters.denied.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn injected(&self, bytes: usize) {
+        if bytes > self.inner.budget {
+            self.inner
+                .counters
+                .over_budget
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl BaggagePolicyBuilder {
+    /// Keys promoted to span attributes and log fields (e.g. `tenant.id`).
+    pub fn promote<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.promote.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// More names never propagated, matched as the defaults are.
+    pub fn deny<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        self.deny
+            .extend(keys.into_iter().map(|k| normalise(k.as_ref())));
+        self
+    }
+
+    /// Exact keys propagated even though a deny-list name matches them
+    /// (e.g. `payment.token_type`).
+    pub fn allow<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        self.allow
+            .extend(keys.into_iter().map(|k| normalise(k.as_ref())));
+        self
+    }
+
+    /// The recommended outgoing budget in bytes (default
+    /// [`DEFAULT_BUDGET_BYTES`]); exceeding it is counted.
+    pub fn budget_bytes(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// Builds the policy, warning once about keys that do not follow the
+    /// `tenant.id` style.
+    pub fn build(self) -> BaggagePolicy {
+        let naming_warnings: Vec<String> = self
+            .promote
+            .iter()
+            .filter(|k| !is_conventional_key(k))
+            .cloned()
+            .collect();
+        for key in &naming_warnings {
+            tracing::warn!(
+                target: "looptel",
+                key = %key,
+                "baggage key does not follow the `tenant.id` style (lowercase, dot-separated)"
+            );
+        }
+        BaggagePolicy {
+            inner: Arc::new(Inner {
+                promotion: BaggagePromotion::new(self.promote),
+                deny: self.deny,
+                allow: self.allow,
+                budget: self.budget,
+                counters: Counters::default(),
+                naming_warnings,
+            }),
+        }
+    }
+}

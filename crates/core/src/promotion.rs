@@ -1,0 +1,95 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::Span as _;
+use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+/// The baggage keys promoted to span attributes and log fields (an
+/// allow-list, such as `tenant.id`).
+///
+/// As a [`SpanProcessor`] it copies those members of the parent context's
+/// baggage onto every span the service starts; the JSON log layer writes
+/// them as fields. Cheap to clone.
+///
+/// ```
+/// use looptel_core::BaggagePromotion;
+/// use opentelemetry::baggage::BaggageExt;
+/// use opentelemetry::{Context, KeyValue};
+///
+/// let promote = BaggagePromotion::new(["tenant.id"]);
+/// let cx = Context::new().with_baggage([
+///     KeyValue::new("tenant.id", "acme"),
+///     KeyValue::new("session", "s-1"),
+/// ]);
+/// let fields: Vec<_> = promote.members(&cx).collect();
+/// assert_eq!(fields, [("tenant.id", "acme".to_owned())]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct BaggagePromotion {
+    keys: Arc<[Key]>,
+}
+
+impl BaggagePromotion {
+    /// Promotes these keys.
+    pub fn new<I, K>(keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        Self {
+            keys: keys.into_iter().map(|k| Key::new(k.into())).collect(),
+        }
+    }
+
+    /// The promoted keys.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(Key::as_str)
+    }
+
+    /// Whether nothing is promoted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The promoted members present in the baggage of `cx`.
+    pub fn members<'a>(&'a self, cx: &'a Context) -> impl Iterator<Item = (&'a str, String)> + 'a {
+        let baggage = cx.baggage();
+        self.keys
+            .iter()
+            .filter_map(move |k| baggage.get(k).map(|v| (k.as_str(), v.as_str().to_owned())))
+    }
+
+    /// The promoted members of `cx` as span attributes.
+    pub fn attributes(&self, cx: &Context) -> Vec<KeyValue> {
+        let baggage = cx.baggage();
+        self.keys
+            .iter()
+            .filter_map(|k| baggage.get(k).map(|v| KeyValue::new(k.clone(), v.clone())))
+            .collect()
+    }
+}
+
+impl SpanProcessor for BaggagePromotion {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        if self.keys.is_empty() || !span.is_recording() {
+            return;
+        }
+        let attributes = self.attributes(cx);
+        if !attributes.is_empty() {
+            span.set_attributes(attributes);
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
