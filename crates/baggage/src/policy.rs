@@ -157,8 +157,7 @@ impl BaggagePolicy {
     /// Whether `key` is never propagated.
     pub fn is_denied(&self, key: &str) -> bool {
         let n = normalise(key);
-        !self.inner.allow.iter().any(|a| *a == n)
-            && self.inner.deny.iter().any(|d| n.ends_with(d.as_str()))
+        !self.inner.allow.contains(&n) && self.inner.deny.iter().any(|d| n.ends_with(d.as_str()))
     }
 
     /// What the policy has counted so far.
@@ -212,7 +211,7 @@ impl BaggagePolicy {
         let bytes: usize = baggage
             .iter()
             .filter(|(k, _)| k.as_str() != key)
-            .map(|(k, (v, m))| encoded_len(k.as_str(), v.as_str().as_ref(), m.as_str()) + 1)
+            .map(|(k, (v, m))| encoded_len(k.as_str(), v.as_str(), m.as_str()) + 1)
             .sum::<usize>()
             + encoded_len(key, value, "");
         if (!existing && baggage.len() >= MAX_MEMBERS) || bytes > MAX_BYTES {
