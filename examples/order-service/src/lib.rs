@@ -25,10 +25,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{Instrumentation, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use serde::{Deserialize, Serialize};
@@ -83,14 +84,28 @@ pub struct AppState {
     store: Arc<RwLock<Store>>,
 }
 
+/// The header the gateway sets, after verifying it, with the caller's tenant.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+
+/// The service's baggage policy: `tenant.id` is promoted onto every span and
+/// log line; personal data never leaves in baggage.
+pub fn baggage_policy() -> BaggagePolicy {
+    BaggagePolicy::builder().promote(["tenant.id"]).build()
+}
+
 /// The router: `POST /orders`, `GET /orders/{id}`, `GET /health`, traced
-/// by looptel's server layer (health checks are not traced).
-pub fn app(instrumentation: Instrumentation) -> Router {
+/// by looptel's server layer (health checks are not traced), with
+/// `tenant.id` taken from [`TENANT_HEADER`] at the edge.
+pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
         .route("/health", get(health))
         .with_state(AppState::default())
+        .layer(EdgeLayer::new(baggage).members(from_header(
+            HeaderName::from_static(TENANT_HEADER),
+            "tenant.id",
+        )))
         .layer(
             ServerLayer::new(instrumentation)
                 .filter(skip_paths(["/health"]))

@@ -22,9 +22,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let baggage = order_service::baggage_policy();
     let telemetry = Telemetry::from_env()
         .service_name("order-service")
         .service_version(env!("CARGO_PKG_VERSION"))
+        .promote_baggage(baggage.promotion())
+        .baggage_policy(baggage.inject_policy())
         .init()
         .context("starting telemetry")?;
 
@@ -34,10 +37,13 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(http.addr = %addr, "order-service listening");
 
-    axum::serve(listener, order_service::app(telemetry.instrumentation()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    axum::serve(
+        listener,
+        order_service::app(telemetry.instrumentation(), baggage),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
 
     tracing::info!("order-service stopped");
     telemetry.shutdown().context("flushing telemetry")?;

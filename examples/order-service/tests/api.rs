@@ -34,8 +34,11 @@ struct Observed {
 async fn call(req: Request<Body>) -> Observed {
     let spans = Captured::default();
     let out = SharedBuf::default();
+    let policy = order_service::baggage_policy();
     let t = Telemetry::builder()
         .service_name("order-service")
+        .promote_baggage(policy.promotion())
+        .baggage_policy(policy.inject_policy())
         .service_version("9.9.9")
         .deployment_environment("test")
         .span_exporter(spans.clone())
@@ -45,7 +48,7 @@ async fn call(req: Request<Body>) -> Observed {
     let inst = t.instrumentation();
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
-    let res = order_service::app(inst)
+    let res = order_service::app(inst, policy)
         .oneshot(req)
         .await
         .expect("infallible");
@@ -66,6 +69,7 @@ async fn call(req: Request<Body>) -> Observed {
 fn post(body: Value) -> Request<Body> {
     Request::post("/orders")
         .header("content-type", "application/json")
+        .header("x-tenant-id", "acme")
         .body(Body::from(body.to_string()))
         .expect("request")
 }
@@ -95,6 +99,17 @@ async fn a_placed_order_logs_with_the_trace_id_of_its_span() {
     let span = place_order_span(&o);
     assert_eq!(span.status, Status::Unset);
     assert_eq!(attr(span, "order.id").as_deref(), o.body["id"].as_str());
+    let server = o
+        .spans
+        .iter()
+        .find(|s| s.name == "POST /orders")
+        .expect("server span");
+    assert_eq!(
+        span.parent_span_id,
+        server.span_context.span_id(),
+        "business span is a child of the server span"
+    );
+    assert_eq!(span.span_context.trace_id(), server.span_context.trace_id());
     let line = o
         .logs
         .iter()
@@ -106,6 +121,10 @@ async fn a_placed_order_logs_with_the_trace_id_of_its_span() {
     assert_eq!(line["service.name"], "order-service");
     assert_eq!(line["service.version"], "9.9.9");
     assert_eq!(line["deployment.environment"], "test");
+    // tenant.id from the edge header: on both spans and on the log line.
+    assert_eq!(line["tenant.id"], "acme");
+    assert_eq!(attr(span, "tenant.id").as_deref(), Some("acme"));
+    assert_eq!(attr(server, "tenant.id").as_deref(), Some("acme"));
 }
 
 #[tokio::test]
@@ -159,9 +178,10 @@ async fn a_system_failure_sets_error_status_and_logs_at_error() {
 
 #[tokio::test]
 async fn orders_can_be_read_back_and_unknown_ids_are_404() {
-    let app = order_service::app(looptel_core::Instrumentation::disabled(
-        looptel_core::Propagator::default(),
-    ));
+    let app = order_service::app(
+        looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
+        order_service::baggage_policy(),
+    );
     let res = app
         .clone()
         .oneshot(post(

@@ -108,6 +108,7 @@ async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
         .post(format!("http://{addr}/orders"))
         .header("content-type", "application/json")
         .header("traceparent", CALLER)
+        .header("x-tenant-id", "acme")
         .body(r#"{"customer_id":"c-9","items":[{"sku":"lamp","quantity":1}]}"#)
         .send()
         .await
@@ -148,6 +149,9 @@ async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
         format!("00-{CALLER_TRACE}-{}-01", server.span_id)
     );
     assert_eq!(placed["trace_id"].as_str(), Some(span.trace_id.as_str()));
+    assert_eq!(placed["tenant.id"], "acme");
+    assert_eq!(span.attribute("tenant.id"), Some("acme"));
+    assert_eq!(server.attribute("tenant.id"), Some("acme"));
     assert_eq!(placed["span_id"].as_str(), Some(span.span_id.as_str()));
     assert_eq!(placed["deployment.environment"], "ci");
     assert_eq!(
