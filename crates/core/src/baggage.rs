@@ -44,9 +44,31 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// `baggage-octet`: printable ASCII except space, `"`, `,`, `;` and `\`.
+/// Per byte: 0 outside `baggage-octet` (printable ASCII except space, `"`,
+/// `,`, `;` and `\`); bit 1 for an octet; bit 2 for an octet written as is
+/// (all but `%`).
+const OCTET: [u8; 256] = {
+    let mut t = [0_u8; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        if b != 0x22 && b != 0x2c && b != 0x3b && b != 0x5c {
+            t[b] = if b == 0x25 { 1 } else { 3 };
+        }
+        b += 1;
+    }
+    t
+};
+
+/// `baggage-octet`.
+#[inline]
 fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+    OCTET[usize::from(b)] != 0
+}
+
+/// A `baggage-octet` other than `%`: written without escaping.
+#[inline]
+fn is_plain(b: u8) -> bool {
+    OCTET[usize::from(b)] & 2 != 0
 }
 
 fn trim_ows(mut v: &[u8]) -> &[u8] {
@@ -75,24 +97,30 @@ fn hex(b: u8) -> Option<u8> {
 /// Decodes an encoded value; `None` when it has a byte outside
 /// `baggage-octet` or a broken `%` escape.
 fn decode_value(v: &[u8]) -> Option<String> {
+    if !v.iter().all(|b| is_baggage_octet(*b)) {
+        return None;
+    }
+    if !v.contains(&b'%') {
+        // Baggage-octets are ASCII: one copy, no decoding.
+        return std::str::from_utf8(v).ok().map(str::to_owned);
+    }
     let mut out = Vec::with_capacity(v.len());
     let mut i = 0;
     while i < v.len() {
-        let b = v[i];
-        if !is_baggage_octet(b) {
-            return None;
-        }
-        if b == b'%' {
+        if v[i] == b'%' {
             let hi = hex(*v.get(i + 1)?)?;
             let lo = hex(*v.get(i + 2)?)?;
             out.push(hi << 4 | lo);
             i += 3;
         } else {
-            out.push(b);
+            out.push(v[i]);
             i += 1;
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    Some(match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 fn valid_encoded(v: &[u8]) -> bool {
@@ -140,29 +168,26 @@ pub fn parse_member(member: &[u8]) -> Option<Member> {
 /// Appends `value` percent-encoded: every byte outside `baggage-octet`,
 /// and `%` itself.
 pub fn encode_value(value: &str, out: &mut String) {
-    for &b in value.as_bytes() {
-        if is_baggage_octet(b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 0x0f)]));
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if is_plain(b) {
+            continue;
         }
+        // Runs of octets that need no escape (ASCII) are copied whole.
+        out.push_str(std::str::from_utf8(&bytes[start..i]).unwrap_or_default());
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        start = i + 1;
     }
+    out.push_str(std::str::from_utf8(&bytes[start..]).unwrap_or_default());
 }
 
 /// The encoded length of a member.
 pub fn encoded_len(key: &str, value: &str, properties: &str) -> usize {
-    let value_len: usize = value
-        .bytes()
-        .map(|b| {
-            if is_baggage_octet(b) && b != b'%' {
-                1
-            } else {
-                3
-            }
-        })
-        .sum();
+    let value_len: usize = value.bytes().map(|b| if is_plain(b) { 1 } else { 3 }).sum();
     key.len()
         + 1
         + value_len
@@ -178,6 +203,8 @@ pub fn encoded_len(key: &str, value: &str, properties: &str) -> usize {
 /// bytes whole members are dropped.
 pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
     let mut d = Decoded::default();
+    // Where each key stands in `d.members`, by its bytes in the header.
+    let mut index: std::collections::HashMap<&'a [u8], usize> = std::collections::HashMap::new();
     let mut bytes = 0;
     for line in lines {
         for raw in line.split(|b| *b == b',') {
@@ -189,7 +216,9 @@ pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
                 d.invalid += 1;
                 continue;
             };
-            let existing = d.members.iter().position(|x| x.key == m.key);
+            // The key as it stands in `raw` (validated by `parse_member`).
+            let key = trim_ows(raw.split(|b| *b == b'=').next().unwrap_or_default());
+            let existing = index.get(key).copied();
             let len = encoded_len(&m.key, &m.value, &m.properties);
             let (count, base) = match existing {
                 Some(i) => {
@@ -211,7 +240,10 @@ pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
             bytes = base + len;
             match existing {
                 Some(i) => d.members[i] = m,
-                None => d.members.push(m),
+                None => {
+                    index.insert(key, d.members.len());
+                    d.members.push(m);
+                }
             }
         }
     }
