@@ -43,5 +43,5 @@ mod policy;
 pub use edge::{Edge, EdgeLayer, FromHeader, MembersFromRequest, Untrusted, from_header};
 pub use policy::{
     BaggageError, BaggagePolicy, BaggagePolicyBuilder, BaggageStats, DEFAULT_BUDGET_BYTES,
-    DEFAULT_DENY, is_conventional_key,
+    is_conventional_key,
 };

@@ -3,29 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use looptel_core::BaggagePromotion;
 use looptel_core::baggage::{InjectPolicy, MAX_BYTES, MAX_MEMBERS, encoded_len};
+use looptel_core::{BaggagePromotion, pii};
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
-
-/// Key names, lowercased with `.`, `_` and `-` removed, that are never
-/// propagated unless the policy says otherwise: personal data and secrets.
-pub const DEFAULT_DENY: &[&str] = &[
-    "phone",
-    "mobile",
-    "email",
-    "card",
-    "cardnumber",
-    "cvv",
-    "ssn",
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "authorization",
-    "cookie",
-    "apikey",
-];
 
 /// The recommended byte budget of one service's outgoing baggage.
 pub const DEFAULT_BUDGET_BYTES: usize = 1024;
@@ -78,7 +59,7 @@ struct Inner {
 /// - **Promotion**: the allow-listed keys (`tenant.id`) copied onto spans and
 ///   log lines ([`promotion`](Self::promotion)).
 /// - **Deny-list**: keys never propagated (personal data, secrets:
-///   [`DEFAULT_DENY`]); dropped on inject and counted. A key is denied when
+///   [`pii::PERSONAL`], [`pii::SECRETS`]); dropped on inject and counted. A key is denied when
 ///   its name, lowercased without `.`, `_` and `-`, ends with a listed name
 ///   (`user.email`, `card_number`, `x-api-key`).
 /// - **Budget**: the recommended 1 KiB of outgoing baggage per service;
@@ -110,13 +91,6 @@ pub struct BaggagePolicyBuilder {
     budget: usize,
 }
 
-fn normalise(name: &str) -> String {
-    name.bytes()
-        .filter(|b| !matches!(b, b'.' | b'_' | b'-'))
-        .map(|b| b.to_ascii_lowercase() as char)
-        .collect()
-}
-
 /// `tenant.id` style: lowercase letters and digits, words joined by `.`
 /// (and `_` inside a word).
 pub fn is_conventional_key(key: &str) -> bool {
@@ -131,12 +105,17 @@ pub fn is_conventional_key(key: &str) -> bool {
 }
 
 impl BaggagePolicy {
-    /// A policy with the defaults: nothing promoted, [`DEFAULT_DENY`],
+    /// A policy with the defaults: nothing promoted, personal data and
+    /// secrets denied ([`pii::PERSONAL`], [`pii::SECRETS`]),
     /// [`DEFAULT_BUDGET_BYTES`].
     pub fn builder() -> BaggagePolicyBuilder {
         BaggagePolicyBuilder {
             promote: Vec::new(),
-            deny: DEFAULT_DENY.iter().map(|s| (*s).to_owned()).collect(),
+            deny: pii::PERSONAL
+                .iter()
+                .chain(pii::SECRETS)
+                .map(|s| pii::normalise(s))
+                .collect(),
             allow: Vec::new(),
             budget: DEFAULT_BUDGET_BYTES,
         }
@@ -156,8 +135,11 @@ impl BaggagePolicy {
 
     /// Whether `key` is never propagated.
     pub fn is_denied(&self, key: &str) -> bool {
-        let n = normalise(key);
-        !self.inner.allow.contains(&n) && self.inner.deny.iter().any(|d| n.ends_with(d.as_str()))
+        self.inner
+            .deny
+            .iter()
+            .any(|d| pii::ends_with_normalised(key, d))
+            && !self.inner.allow.contains(&pii::normalise(key))
     }
 
     /// What the policy has counted so far.
@@ -259,7 +241,7 @@ impl BaggagePolicyBuilder {
         K: AsRef<str>,
     {
         self.deny
-            .extend(keys.into_iter().map(|k| normalise(k.as_ref())));
+            .extend(keys.into_iter().map(|k| pii::normalise(k.as_ref())));
         self
     }
 
@@ -271,7 +253,7 @@ impl BaggagePolicyBuilder {
         K: AsRef<str>,
     {
         self.allow
-            .extend(keys.into_iter().map(|k| normalise(k.as_ref())));
+            .extend(keys.into_iter().map(|k| pii::normalise(k.as_ref())));
         self
     }
 

@@ -30,6 +30,7 @@ mod ids;
 mod instrumentation;
 mod method;
 mod outcome;
+pub mod pii;
 mod promotion;
 mod propagation;
 mod service;

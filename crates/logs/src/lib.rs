@@ -73,9 +73,7 @@ use tracing_subscriber::filter::Filtered;
 
 pub use filter::EventFilter;
 pub use layer::JsonLayer;
-pub use redact::{
-    DEFAULT_PERSONAL_FIELDS, DEFAULT_SECRET_FIELDS, HashKey, Redaction, RedactionMode,
-};
+pub use redact::{HashKey, Redaction, RedactionMode, USER_ID};
 pub use sample::Sampling;
 
 /// The environment variable read by [`LogsBuilder::filter_from_env`].

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
+use looptel_core::pii::{ends_with_normalised, normalise};
 use sha2::Sha256;
 
 /// What a redacted value is replaced with.
@@ -66,40 +67,22 @@ struct Rule {
     secret: bool,
 }
 
-/// The default deny-list: partially maskable personal data.
-pub const DEFAULT_PERSONAL_FIELDS: &[&str] = &[
-    "phone",
-    "mobile",
-    "email",
-    "card_number",
-    "card_no",
-    "ssn",
-    "user.id",
-];
-
-/// The default deny-list: secrets, always fully masked.
-pub const DEFAULT_SECRET_FIELDS: &[&str] = &[
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "authorization",
-    "cookie",
-    "api_key",
-    "cvv",
-];
+/// Masked in logs on top of [`looptel_core::pii::PERSONAL`]: the
+/// conventions want user ids hashed or masked, never plain.
+pub const USER_ID: &str = "user.id";
 
 const MASK: &str = "****";
 
 impl Default for Redaction {
-    /// The default deny-list ([`DEFAULT_PERSONAL_FIELDS`] and
-    /// [`DEFAULT_SECRET_FIELDS`]) in [`RedactionMode::Mask`].
+    /// The default deny-list — [`looptel_core::pii::PERSONAL`] and
+    /// [`USER_ID`] masked, [`looptel_core::pii::SECRETS`] fully hidden — in
+    /// [`RedactionMode::Mask`].
     fn default() -> Self {
         let mut r = Self::none();
-        for f in DEFAULT_PERSONAL_FIELDS {
+        for f in looptel_core::pii::PERSONAL.iter().chain([&USER_ID]) {
             r = r.field(f);
         }
-        for f in DEFAULT_SECRET_FIELDS {
+        for f in looptel_core::pii::SECRETS {
             r = r.secret_field(f);
         }
         r
@@ -162,27 +145,6 @@ impl Redaction {
             .iter()
             .find(|r| ends_with_normalised(name, &r.name))
     }
-}
-
-fn is_separator(b: u8) -> bool {
-    matches!(b, b'.' | b'_' | b'-')
-}
-
-fn normalise(name: &str) -> String {
-    name.bytes()
-        .filter(|b| !is_separator(*b))
-        .map(|b| b.to_ascii_lowercase() as char)
-        .collect()
-}
-
-/// Whether `name`, normalised, ends with `suffix` (already normalised),
-/// without allocating.
-fn ends_with_normalised(name: &str, suffix: &str) -> bool {
-    let mut name = name.bytes().rev().filter(|b| !is_separator(*b));
-    suffix
-        .bytes()
-        .rev()
-        .all(|s| name.next().is_some_and(|n| n.to_ascii_lowercase() == s))
 }
 
 fn mask(value: &str) -> String {
