@@ -19,8 +19,65 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::Message;
 use tokio::net::TcpListener;
+
+/// A span exporter that keeps every span it is given — also across the
+/// provider's shutdown, unlike the SDK's in-memory exporter — and the
+/// resource it was handed.
+#[derive(Clone, Debug, Default)]
+pub struct CapturedSpans {
+    spans: Arc<Mutex<Vec<SpanData>>>,
+    resource: Arc<Mutex<Option<Resource>>>,
+}
+
+impl CapturedSpans {
+    /// Every span exported so far.
+    pub fn spans(&self) -> Vec<SpanData> {
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The resource the provider set, once it has.
+    pub fn resource(&self) -> Option<Resource> {
+        self.resource
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl SpanExporter for CapturedSpans {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(batch);
+        Ok(())
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        *self.resource.lock().unwrap_or_else(PoisonError::into_inner) = Some(resource.clone());
+    }
+}
+
+/// Serves `app` on `127.0.0.1:0`; returns the bound address.
+///
+/// # Panics
+/// When the loopback port cannot be bound (a broken test machine).
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
 
 /// A span as the collector received it.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,8 @@
 //! a header, the downstream service sees it on its spans and log lines with
 //! no code of its own; denied members never cross.
 
-use std::sync::{Arc, Mutex};
+use looptel_tests::CapturedSpans;
+use looptel_tests::serve;
 
 use axum::Router;
 use axum::extract::State;
@@ -18,22 +19,12 @@ use looptel_http_layer::server::ServerLayer;
 use looptel_logs::JsonLogs;
 use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::Telemetry;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 type Downstream = looptel_http_layer::client::Client<
     Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
 >;
-
-#[derive(Clone, Debug, Default)]
-struct Captured(Arc<Mutex<Vec<SpanData>>>);
-impl SpanExporter for Captured {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().expect("lock").extend(batch);
-        Ok(())
-    }
-}
 
 fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
@@ -42,22 +33,13 @@ fn attr(span: &SpanData, key: &str) -> Option<String> {
         .map(|kv| kv.value.to_string())
 }
 
-async fn serve(app: Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    addr
-}
-
 #[tokio::test]
 async fn tenant_reaches_the_downstream_spans_and_logs_and_pii_stays_home() {
     let policy = BaggagePolicy::builder().promote(["tenant.id"]).build();
 
     // Downstream service B: server layer + edge layer (trusting its callers),
     // a handler that only logs and opens a child span.
-    let b_spans = Captured::default();
+    let b_spans = CapturedSpans::default();
     let b_logs = SharedBuf::default();
     let b = Telemetry::builder()
         .service_name("inventory")
@@ -90,7 +72,7 @@ async fn tenant_reaches_the_downstream_spans_and_logs_and_pii_stays_home() {
     .await;
 
     // Edge service A: takes tenant.id from a verified header, calls B.
-    let a_spans = Captured::default();
+    let a_spans = CapturedSpans::default();
     let a = Telemetry::builder()
         .service_name("gateway")
         .span_exporter(a_spans.clone())
@@ -153,7 +135,7 @@ async fn tenant_reaches_the_downstream_spans_and_logs_and_pii_stays_home() {
     assert!(policy.stats().denied >= 1);
 
     // B's server span and child span carry tenant.id; so do its log lines.
-    let spans = b_spans.0.lock().expect("lock").clone();
+    let spans = b_spans.spans();
     let server = spans
         .iter()
         .find(|s| s.name == "GET /stock")
@@ -177,7 +159,7 @@ async fn tenant_reaches_the_downstream_spans_and_logs_and_pii_stays_home() {
     assert_eq!(line["tenant.id"], "acme");
     assert_eq!(line["trace_id"], child.span_context.trace_id().to_string());
     // And A's spans, including its CLIENT span, carry it too.
-    let a_spans = a_spans.0.lock().expect("lock").clone();
+    let a_spans = a_spans.spans();
     assert!(
         a_spans
             .iter()

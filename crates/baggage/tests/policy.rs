@@ -1,6 +1,7 @@
 //! Each policy rule: deny-list, budget, naming, typed API, trust boundary,
 //! promotion onto the server span, child spans and log lines.
 
+use looptel_tests::CapturedSpans;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -15,8 +16,7 @@ use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::Telemetry;
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 use tower::ServiceExt;
 
 fn policy() -> BaggagePolicy {
@@ -135,15 +135,6 @@ fn the_typed_api_applies_the_policy() {
     assert_eq!(policy.current("tenant.id").as_deref(), Some("acme"));
 }
 
-#[derive(Clone, Debug, Default)]
-struct Captured(Arc<Mutex<Vec<SpanData>>>);
-impl SpanExporter for Captured {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().expect("lock").extend(batch);
-        Ok(())
-    }
-}
-
 fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
         .iter()
@@ -164,7 +155,7 @@ async fn run(
     edge: EdgeLayer<looptel_baggage::FromHeader, fn(&Request<Body>) -> bool>,
     req: Request<Body>,
 ) -> Observed {
-    let spans = Captured::default();
+    let spans = CapturedSpans::default();
     let out = SharedBuf::default();
     let t = Telemetry::builder()
         .service_name("edge")
@@ -200,7 +191,7 @@ async fn run(
     drop(res);
     drop(_default);
     guard.shutdown().expect("flush");
-    let spans = spans.0.lock().expect("lock").clone();
+    let spans = spans.spans();
     let seen = seen.lock().expect("lock").clone();
     Observed {
         spans,
@@ -298,7 +289,7 @@ async fn the_edge_sets_members_but_refuses_denied_ones() {
         .header("x-user-email", "a@example.com")
         .body(Body::empty())
         .expect("req");
-    let spans = Captured::default();
+    let spans = CapturedSpans::default();
     let t = Telemetry::builder()
         .span_exporter(spans.clone())
         .logs(JsonLogs::builder().output(SharedBuf::default()))

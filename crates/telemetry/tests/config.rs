@@ -1,44 +1,17 @@
 //! Start-up configuration from `OTEL_*` variables, through the public builder.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use looptel_core::TraceIds;
 use looptel_logs::JsonLogs;
 use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::{Telemetry, TelemetryBuilder, TelemetryError};
+use looptel_tests::CapturedSpans;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
-/// An in-memory exporter whose spans survive the provider's shutdown (the
-/// SDK's own clears them), so a test sees what shutdown flushed; it also
-/// keeps the resource it is given.
-#[derive(Clone, Debug, Default)]
-struct Captured {
-    spans: Arc<Mutex<Vec<SpanData>>>,
-    resource: Arc<Mutex<Option<Resource>>>,
-}
-
-impl Captured {
-    fn get_finished_spans(&self) -> Result<Vec<SpanData>, std::convert::Infallible> {
-        Ok(self.spans.lock().expect("lock").clone())
-    }
-}
-
-impl SpanExporter for Captured {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.spans.lock().expect("lock").extend(batch);
-        Ok(())
-    }
-    fn set_resource(&mut self, resource: &Resource) {
-        *self.resource.lock().expect("lock") = Some(resource.clone());
-    }
-}
-
-fn keeping_exporter() -> Captured {
-    Captured::default()
+fn keeping_exporter() -> CapturedSpans {
+    CapturedSpans::default()
 }
 
 fn env(pairs: &[(&str, &str)]) -> TelemetryBuilder {
@@ -151,7 +124,7 @@ fn attr(resource: &Resource, key: &'static str) -> Option<String> {
 
 #[test]
 fn resource_comes_from_env_and_code_wins() {
-    let probe = Captured::default();
+    let probe = CapturedSpans::default();
     let t = env(&[
         ("OTEL_SERVICE_NAME", "from-env"),
         (
@@ -173,12 +146,7 @@ fn resource_comes_from_env_and_code_wins() {
     assert_eq!(t.service().name(), "from-code");
     assert_eq!(t.service().version(), Some("0.9"));
     assert_eq!(t.service().environment(), Some("staging"));
-    let resource = probe
-        .resource
-        .lock()
-        .expect("lock")
-        .clone()
-        .expect("resource set");
+    let resource = probe.resource().expect("resource set");
     assert_eq!(
         attr(&resource, "service.name").as_deref(),
         Some("from-code")
@@ -299,7 +267,7 @@ fn samplers_come_from_env_and_unsampled_spans_keep_ids() {
     let ids = ids_in_span(env(&[("OTEL_TRACES_SAMPLER", "always_off")]).span_exporter(mem.clone()))
         .expect("ids even when not sampled");
     assert!(!ids.is_sampled());
-    assert!(mem.get_finished_spans().expect("spans").is_empty());
+    assert!(mem.spans().is_empty());
 
     let mem = keeping_exporter();
     let ids = ids_in_span(
@@ -311,7 +279,7 @@ fn samplers_come_from_env_and_unsampled_spans_keep_ids() {
     )
     .expect("ids");
     assert!(ids.is_sampled());
-    let spans = mem.get_finished_spans().expect("spans");
+    let spans = mem.spans();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].span_context.trace_id(), ids.trace_id());
 }
@@ -406,7 +374,7 @@ fn code_settings_win_over_env() {
             .span_exporter(mem.clone()),
     )
     .expect("ids");
-    assert_eq!(mem.get_finished_spans().expect("spans").len(), 1);
+    assert_eq!(mem.spans().len(), 1);
     assert!(ids.is_sampled());
 }
 
@@ -430,7 +398,7 @@ fn remote_parent_is_continued() {
         assert!(opentelemetry::Context::current().has_active_span());
     });
     drop(guard);
-    let spans = mem.get_finished_spans().expect("spans");
+    let spans = mem.spans();
     assert_eq!(
         spans[0].span_context.trace_id().to_string(),
         "0af7651916cd43dd8448eb211c80319c"

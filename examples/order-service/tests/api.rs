@@ -7,21 +7,11 @@ use http_body_util::BodyExt;
 use looptel_logs::JsonLogs;
 use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::Telemetry;
+use looptel_tests::CapturedSpans;
 use opentelemetry::trace::Status;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
-
-#[derive(Clone, Debug, Default)]
-struct Captured(Arc<Mutex<Vec<SpanData>>>);
-impl SpanExporter for Captured {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.0.lock().expect("lock").extend(batch);
-        Ok(())
-    }
-}
 
 struct Observed {
     status: StatusCode,
@@ -32,7 +22,7 @@ struct Observed {
 
 /// Sends one request to `app()` with telemetry installed for this thread.
 async fn call(req: Request<Body>) -> Observed {
-    let spans = Captured::default();
+    let spans = CapturedSpans::default();
     let out = SharedBuf::default();
     let policy = order_service::baggage_policy();
     let t = Telemetry::builder()
@@ -57,7 +47,7 @@ async fn call(req: Request<Body>) -> Observed {
     drop(_default);
     guard.shutdown().expect("flush");
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let spans = spans.0.lock().expect("lock").clone();
+    let spans = spans.spans();
     Observed {
         status,
         body,

@@ -1,6 +1,7 @@
 //! The harness's single-service cases, over real sockets: the harness side
 //! is a small server that records the headers of each callback.
 
+use looptel_tests::serve;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -13,15 +14,6 @@ use looptel_core::{Instrumentation, Propagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    addr
-}
 
 struct Harness {
     service: SocketAddr,
