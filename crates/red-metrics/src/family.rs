@@ -1,0 +1,148 @@
+//! Series keyed by label values, bounded by a cap with an overflow series.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+/// The label the overflow series carries, as the OpenTelemetry
+/// specification names it.
+pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
+
+/// The default most series per metric family.
+pub const DEFAULT_MAX_SERIES: usize = 2000;
+
+type Series<M> = Vec<(Box<[Box<str>]>, Arc<M>)>;
+
+/// The series of one metric, one per combination of label values, at most
+/// `max_series`; observations for further combinations go to a single
+/// overflow series (`otel_metric_overflow="true"`) and are counted.
+pub struct Family<M> {
+    pub(crate) labels: &'static [&'static str],
+    max_series: usize,
+    series: RwLock<HashMap<u64, Series<M>>>,
+    len: AtomicU64,
+    overflow: OnceLock<Arc<M>>,
+    overflowed: AtomicU64,
+    make: Box<dyn Fn() -> M + Send + Sync>,
+}
+
+impl<M> std::fmt::Debug for Family<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Family")
+            .field("labels", &self.labels)
+            .field("max_series", &self.max_series)
+            .field("series", &self.series_count())
+            .field("overflowed", &self.overflowed())
+            .finish_non_exhaustive()
+    }
+}
+
+fn hash(values: &[&str]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for v in values {
+        v.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn matches(stored: &[Box<str>], values: &[&str]) -> bool {
+    stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| **a == **b)
+}
+
+impl<M> Family<M> {
+    pub(crate) fn new(
+        labels: &'static [&'static str],
+        max_series: usize,
+        make: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            labels,
+            max_series,
+            series: RwLock::new(HashMap::new()),
+            len: AtomicU64::new(0),
+            overflow: OnceLock::new(),
+            overflowed: AtomicU64::new(0),
+            make: Box::new(make),
+        }
+    }
+
+    /// Runs `f` on the series for `values` (one per label, in order),
+    /// creating it if there is room, else on the overflow series.
+    pub fn with(&self, values: &[&str], f: impl FnOnce(&M)) {
+        let h = hash(values);
+        {
+            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, m)) = map
+                .get(&h)
+                .and_then(|b| b.iter().find(|(k, _)| matches(k, values)))
+            {
+                return f(m);
+            }
+        }
+        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let bucket = map.entry(h).or_default();
+        if let Some((_, m)) = bucket.iter().find(|(k, _)| matches(k, values)) {
+            return f(m);
+        }
+        if self.len.load(Ordering::Relaxed) as usize >= self.max_series {
+            drop(map);
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            let m = self.overflow.get_or_init(|| Arc::new((self.make)()));
+            return f(m);
+        }
+        let m = Arc::new((self.make)());
+        bucket.push((values.iter().map(|v| Box::from(*v)).collect(), m.clone()));
+        self.len.fetch_add(1, Ordering::Relaxed);
+        drop(map);
+        f(&m);
+    }
+
+    /// How many series exist (the overflow series not counted).
+    pub fn series_count(&self) -> usize {
+        self.len.load(Ordering::Relaxed) as usize
+    }
+
+    /// How many records went to the overflow series.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Every series with its label values, sorted for a stable exposition;
+    /// the overflow series last, with no values.
+    pub(crate) fn collect(&self) -> Vec<(Option<Box<[Box<str>]>>, Arc<M>)> {
+        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<_> = map
+            .values()
+            .flatten()
+            .map(|(k, m)| (Some(k.clone()), m.clone()))
+            .collect();
+        drop(map);
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(m) = self.overflow.get() {
+            all.push((None, m.clone()));
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Counter;
+
+    #[test]
+    fn beyond_the_cap_records_go_to_one_overflow_series_and_are_counted() {
+        let f: Family<Counter> = Family::new(&["route"], 3, Counter::default);
+        for route in ["/a", "/b", "/c", "/d", "/e", "/a"] {
+            f.with(&[route], |c| c.add(1, None));
+        }
+        assert_eq!(f.series_count(), 3);
+        assert_eq!(f.overflowed(), 2);
+        let all = f.collect();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].1.get().0, 2, "/a twice");
+        assert!(all[3].0.is_none());
+        assert_eq!(all[3].1.get().0, 2, "/d and /e in the overflow series");
+    }
+}

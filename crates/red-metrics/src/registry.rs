@@ -1,0 +1,436 @@
+//! The registry and its two text expositions.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::UNIX_EPOCH;
+
+use crate::exemplar::Exemplar;
+use crate::family::{DEFAULT_MAX_SERIES, Family, OVERFLOW_LABEL};
+use crate::metrics::{Counter, Gauge, Histogram};
+
+/// An exposition format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// OpenMetrics 1.0 text, with exemplars.
+    OpenMetrics,
+    /// Prometheus text 0.0.4, without exemplars.
+    Prometheus,
+}
+
+/// The `Content-Type` of OpenMetrics 1.0 text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of Prometheus text 0.0.4.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Format {
+    /// OpenMetrics when the scraper's `Accept` names
+    /// `application/openmetrics-text` (version 1.0.0 or unversioned),
+    /// Prometheus text otherwise.
+    pub fn negotiate(accept: Option<&http::HeaderValue>) -> Self {
+        let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
+            return Self::Prometheus;
+        };
+        let openmetrics = accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            parts.next() == Some("application/openmetrics-text")
+                && parts.all(|p| {
+                    let p = p.replace(' ', "");
+                    !p.starts_with("version=") || p == "version=1.0.0"
+                })
+        });
+        if openmetrics {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Self::Prometheus => PROMETHEUS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// A registered instrument: its name, help and unit, and its series.
+#[derive(Debug)]
+pub struct Metric<M> {
+    /// Prometheus name without a `_total` suffix.
+    name: String,
+    unit: Option<&'static str>,
+    help: &'static str,
+    family: Family<M>,
+}
+
+impl<M> Metric<M> {
+    /// The series for `values`, one per label in registration order.
+    pub fn with(&self, values: &[&str], f: impl FnOnce(&M)) {
+        self.family.with(values, f);
+    }
+
+    /// The series, bounded by the cap.
+    pub fn family(&self) -> &Family<M> {
+        &self.family
+    }
+
+    /// The name as exposed (`http_server_request_duration_seconds`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+trait Encode: Send + Sync + std::fmt::Debug {
+    fn encode(&self, out: &mut String, format: Format);
+    fn overflow(&self) -> (&str, u64);
+}
+
+/// A metric whose values are read at scrape time (process and runtime
+/// saturation): gauges with no labels.
+pub trait Collector: Send + Sync + std::fmt::Debug {
+    /// Pushes `(name, help, value)` gauges, names already in Prometheus form.
+    fn collect(&self, out: &mut Vec<(&'static str, &'static str, f64)>);
+}
+
+/// Where instruments live, and what `/metrics` encodes.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    metrics: Vec<Arc<dyn Encode>>,
+    collectors: Vec<Arc<dyn Collector>>,
+}
+
+/// `http.server.request.duration` + `s` → `http_server_request_duration_seconds`.
+pub(crate) fn prometheus_name(name: &str, unit: &str) -> (String, Option<&'static str>) {
+    let base: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let unit = match unit {
+        "s" => Some("seconds"),
+        "ms" => Some("milliseconds"),
+        "By" => Some("bytes"),
+        "1" => Some("ratio"),
+        _ => None, // annotations such as {request} are not units
+    };
+    match unit {
+        Some(u) if !base.ends_with(&format!("_{u}")) => (format!("{base}_{u}"), Some(u)),
+        other => (base, other),
+    }
+}
+
+fn label_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn escape(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn labels(
+    out: &mut String,
+    names: &[&str],
+    values: Option<&[Box<str>]>,
+    extra: Option<(&str, &str)>,
+) {
+    let mut first = true;
+    let mut push = |out: &mut String, k: &str, v: &str| {
+        out.push(if first { '{' } else { ',' });
+        first = false;
+        out.push_str(&label_name(k));
+        out.push_str("=\"");
+        escape(v, out);
+        out.push('"');
+    };
+    match values {
+        Some(values) => {
+            for (k, v) in names.iter().zip(values.iter()) {
+                push(out, k, v);
+            }
+        }
+        None => push(out, OVERFLOW_LABEL, "true"),
+    }
+    if let Some((k, v)) = extra {
+        push(out, k, v);
+    }
+    if !first {
+        out.push('}');
+    }
+}
+
+fn float(v: f64, out: &mut String) {
+    if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v.is_nan() {
+        out.push_str("NaN");
+    } else {
+        let _ = write!(out, "{v:?}");
+    }
+}
+
+fn exemplar(out: &mut String, e: Option<Exemplar>, format: Format) {
+    let (Format::OpenMetrics, Some(e)) = (format, e) else {
+        return;
+    };
+    let ts = e.timestamp.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let _ = write!(
+        out,
+        " # {{trace_id=\"{}\",span_id=\"{}\"}} ",
+        e.trace_id, e.span_id
+    );
+    float(e.value, out);
+    let _ = write!(out, " {}.{:03}", ts.as_secs(), ts.subsec_millis());
+}
+
+fn header(
+    out: &mut String,
+    format: Format,
+    name: &str,
+    kind: &str,
+    unit: Option<&str>,
+    help: &str,
+) {
+    match format {
+        Format::OpenMetrics => {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            if let Some(u) = unit {
+                let _ = writeln!(out, "# UNIT {name} {u}");
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+        }
+        Format::Prometheus => {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        }
+    }
+}
+
+impl Encode for Metric<Histogram> {
+    fn encode(&self, out: &mut String, format: Format) {
+        header(out, format, &self.name, "histogram", self.unit, self.help);
+        for (values, h) in self.family.collect() {
+            let s = h.snapshot();
+            for (i, (count, e)) in s.buckets.iter().enumerate() {
+                let le = s.bounds.get(i).copied().unwrap_or(f64::INFINITY);
+                let mut le_text = String::new();
+                float(le, &mut le_text);
+                out.push_str(&self.name);
+                out.push_str("_bucket");
+                labels(
+                    out,
+                    self.family.labels,
+                    values.as_deref(),
+                    Some(("le", &le_text)),
+                );
+                let _ = write!(out, " {count}");
+                exemplar(out, *e, format);
+                out.push('\n');
+            }
+            for (suffix, v) in [("_sum", None), ("_count", Some(s.count))] {
+                out.push_str(&self.name);
+                out.push_str(suffix);
+                labels(out, self.family.labels, values.as_deref(), None);
+                out.push(' ');
+                match v {
+                    Some(c) => {
+                        let _ = write!(out, "{c}");
+                    }
+                    None => float(s.sum, out),
+                }
+                out.push('\n');
+            }
+        }
+    }
+
+    fn overflow(&self) -> (&str, u64) {
+        (&self.name, self.family.overflowed())
+    }
+}
+
+impl Encode for Metric<Counter> {
+    fn encode(&self, out: &mut String, format: Format) {
+        let total = format!("{}_total", self.name);
+        let family_name = match format {
+            Format::OpenMetrics => &self.name,
+            Format::Prometheus => &total,
+        };
+        header(out, format, family_name, "counter", self.unit, self.help);
+        for (values, c) in self.family.collect() {
+            let (v, e) = c.get();
+            out.push_str(&total);
+            labels(out, self.family.labels, values.as_deref(), None);
+            let _ = write!(out, " {v}");
+            exemplar(out, e, format);
+            out.push('\n');
+        }
+    }
+
+    fn overflow(&self) -> (&str, u64) {
+        (&self.name, self.family.overflowed())
+    }
+}
+
+impl Encode for Metric<Gauge> {
+    fn encode(&self, out: &mut String, format: Format) {
+        header(out, format, &self.name, "gauge", self.unit, self.help);
+        for (values, g) in self.family.collect() {
+            out.push_str(&self.name);
+            labels(out, self.family.labels, values.as_deref(), None);
+            let _ = writeln!(out, " {}", g.get());
+        }
+    }
+
+    fn overflow(&self) -> (&str, u64) {
+        (&self.name, self.family.overflowed())
+    }
+}
+
+/// The counter of records sent to overflow series.
+pub const OVERFLOW_COUNTER: &str = "looptel_metric_overflow_records";
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add<M>(&self, metric: Arc<Metric<M>>) -> Arc<Metric<M>>
+    where
+        Metric<M>: Encode + 'static,
+    {
+        self.inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .metrics
+            .push(metric.clone());
+        metric
+    }
+
+    /// A histogram named by the semantic conventions (`http.server.request.duration`,
+    /// unit `s`), with these label names and buckets, capped at
+    /// [`DEFAULT_MAX_SERIES`] series.
+    pub fn histogram(
+        &self,
+        name: &str,
+        unit: &str,
+        help: &'static str,
+        labels: &'static [&'static str],
+        buckets: &'static [f64],
+    ) -> Arc<Metric<Histogram>> {
+        let (name, unit) = prometheus_name(name, unit);
+        self.add(Arc::new(Metric {
+            name,
+            unit,
+            help,
+            family: Family::new(labels, DEFAULT_MAX_SERIES, move || Histogram::new(buckets)),
+        }))
+    }
+
+    /// A counter (`orders.created`, unit `{order}`); exposed with `_total`.
+    pub fn counter(
+        &self,
+        name: &str,
+        unit: &str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Arc<Metric<Counter>> {
+        let (name, unit) = prometheus_name(name.trim_end_matches(".total"), unit);
+        let name = name.trim_end_matches("_total").to_owned();
+        self.add(Arc::new(Metric {
+            name,
+            unit,
+            help,
+            family: Family::new(labels, DEFAULT_MAX_SERIES, Counter::default),
+        }))
+    }
+
+    /// An up-down gauge (`http.server.active_requests`).
+    pub fn gauge(
+        &self,
+        name: &str,
+        unit: &str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Arc<Metric<Gauge>> {
+        let (name, unit) = prometheus_name(name, unit);
+        self.add(Arc::new(Metric {
+            name,
+            unit,
+            help,
+            family: Family::new(labels, DEFAULT_MAX_SERIES, Gauge::default),
+        }))
+    }
+
+    /// Adds values read at each scrape.
+    pub fn register_collector(&self, collector: Arc<dyn Collector>) {
+        self.inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collectors
+            .push(collector);
+    }
+
+    /// The whole registry in `format`.
+    pub fn encode(&self, format: Format) -> String {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(4096);
+        for m in &inner.metrics {
+            m.encode(&mut out, format);
+        }
+        if !inner.metrics.is_empty() {
+            let name = match format {
+                Format::OpenMetrics => OVERFLOW_COUNTER.to_owned(),
+                Format::Prometheus => format!("{OVERFLOW_COUNTER}_total"),
+            };
+            header(
+                &mut out,
+                format,
+                &name,
+                "counter",
+                None,
+                "Records sent to a metric's overflow series because it reached its series cap.",
+            );
+            for m in &inner.metrics {
+                let (metric, n) = m.overflow();
+                let _ = writeln!(out, "{OVERFLOW_COUNTER}_total{{metric=\"{metric}\"}} {n}");
+            }
+        }
+        let mut gauges = Vec::new();
+        for c in &inner.collectors {
+            c.collect(&mut gauges);
+        }
+        for (name, help, v) in gauges {
+            header(&mut out, format, name, "gauge", None, help);
+            out.push_str(name);
+            out.push(' ');
+            float(v, &mut out);
+            out.push('\n');
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
