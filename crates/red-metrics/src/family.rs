@@ -12,7 +12,10 @@ pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
 /// The default most series per metric family.
 pub const DEFAULT_MAX_SERIES: usize = 2000;
 
-type Series<M> = Vec<(Box<[Box<str>]>, Arc<M>)>;
+/// One series' label values, in the family's label order.
+pub(crate) type LabelValues = Box<[Box<str>]>;
+
+type Series<M> = Vec<(LabelValues, Arc<M>)>;
 
 /// The series of one metric, one per combination of label values, at most
 /// `max_series`; observations for further combinations go to a single
@@ -110,7 +113,7 @@ impl<M> Family<M> {
 
     /// Every series with its label values, sorted for a stable exposition;
     /// the overflow series last, with no values.
-    pub(crate) fn collect(&self) -> Vec<(Option<Box<[Box<str>]>>, Arc<M>)> {
+    pub(crate) fn collect(&self) -> Vec<(Option<LabelValues>, Arc<M>)> {
         let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
         let mut all: Vec<_> = map
             .values()
