@@ -48,3 +48,8 @@ pub use service::ServiceInfo;
 /// The OpenTelemetry API crate this version of looptel is built against,
 /// re-exported so users name exactly one version.
 pub use opentelemetry;
+
+/// A request extension set by the server layer on requests its filter skips
+/// (health checks), so inner layers — RED metrics — skip them too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Untraced;

@@ -10,6 +10,7 @@ mod exemplar;
 mod family;
 mod metrics;
 mod registry;
+mod server;
 
 pub use exemplar::Exemplar;
 pub use family::{DEFAULT_MAX_SERIES, Family, OVERFLOW_LABEL};
@@ -18,3 +19,24 @@ pub use registry::{
     Collector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER, PROMETHEUS_CONTENT_TYPE,
     Registry,
 };
+pub use server::{
+    ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, MeteredBody, Red, RedLayer, ResponseFuture,
+};
+
+/// `GET /metrics` for an axum router: OpenMetrics with exemplars when the
+/// scraper accepts it, Prometheus text 0.0.4 otherwise.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use looptel_red_metrics::{Registry, metrics_endpoint};
+///
+/// let registry = Registry::new();
+/// let app: Router = Router::new().route("/metrics", metrics_endpoint(registry));
+/// ```
+#[cfg(feature = "axum")]
+pub fn metrics_endpoint(registry: Registry) -> axum::routing::MethodRouter {
+    axum::routing::get(move |headers: http::HeaderMap| {
+        let registry = registry.clone();
+        async move { registry.render(headers.get(http::header::ACCEPT)) }
+    })
+}

@@ -166,7 +166,12 @@ fn labels(
     };
     match values {
         Some(values) => {
-            for (k, v) in names.iter().zip(values.iter()) {
+            // An empty value is an absent label (no route, no error).
+            for (k, v) in names
+                .iter()
+                .zip(values.iter())
+                .filter(|(_, v)| !v.is_empty())
+            {
                 push(out, k, v);
             }
         }
@@ -311,6 +316,17 @@ impl Encode for Metric<Gauge> {
 pub const OVERFLOW_COUNTER: &str = "looptel_metric_overflow_records";
 
 impl Registry {
+    /// The exposition `accept` asks for, with its `Content-Type`.
+    pub fn render(&self, accept: Option<&http::HeaderValue>) -> http::Response<String> {
+        let format = Format::negotiate(accept);
+        let mut res = http::Response::new(self.encode(format));
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(format.content_type()),
+        );
+        res
+    }
+
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()

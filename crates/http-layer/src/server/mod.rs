@@ -79,7 +79,4 @@ pub use layer::ServerLayer;
 pub use route::{Route, RouteLayer};
 pub use service::Server;
 
-/// A request extension set on requests the filter skipped, so inner layers
-/// (metrics) skip them too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Untraced;
+pub use looptel_core::Untraced;

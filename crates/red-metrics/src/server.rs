@@ -1,0 +1,324 @@
+//! The HTTP server RED layer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use looptel_core::{TraceIds, Untraced, normalize_method};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::metrics::{DURATION_BUCKETS, Gauge, Histogram};
+use crate::registry::{Metric, Registry};
+
+/// The labels of `http.server.request.duration`, as the conventions list them.
+pub const DURATION_LABELS: &[&str] = &[
+    "http.request.method",
+    "url.scheme",
+    "http.response.status_code",
+    "http.route",
+    "error.type",
+    "network.protocol.name",
+    "network.protocol.version",
+];
+
+/// The labels of `http.server.active_requests`.
+pub const ACTIVE_LABELS: &[&str] = &["http.request.method", "url.scheme"];
+
+/// The HTTP server instruments, registered once.
+#[derive(Clone, Debug)]
+pub struct HttpServerMetrics {
+    duration: Arc<Metric<Histogram>>,
+    active: Arc<Metric<Gauge>>,
+}
+
+impl HttpServerMetrics {
+    /// Registers `http.server.request.duration` and
+    /// `http.server.active_requests` in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        Self {
+            duration: registry.histogram(
+                "http.server.request.duration",
+                "s",
+                "Duration of HTTP server requests, until the response body ended.",
+                DURATION_LABELS,
+                DURATION_BUCKETS,
+            ),
+            active: registry.gauge(
+                "http.server.active_requests",
+                "{request}",
+                "Number of active HTTP server requests.",
+                ACTIVE_LABELS,
+            ),
+        }
+    }
+}
+
+/// Records RED metrics for each request of the wrapped service.
+///
+/// Put it inside the server layer (`ServerLayer` outermost): the duration
+/// then runs with the server span, until the response body ends, and its
+/// exemplar is the server span when sampled. Requests the server layer's
+/// filter skipped ([`Untraced`]) are not recorded. Labels come only from the
+/// route template, the normalised method, the scheme, the status code and
+/// the protocol, so their number is bounded.
+#[derive(Clone, Debug)]
+pub struct RedLayer {
+    metrics: HttpServerMetrics,
+}
+
+impl RedLayer {
+    /// Records into `metrics`.
+    pub fn new(metrics: HttpServerMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for RedLayer {
+    type Service = Red<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Red {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service built by [`RedLayer`].
+#[derive(Clone, Debug)]
+pub struct Red<S> {
+    inner: S,
+    metrics: HttpServerMetrics,
+}
+
+/// What a request is recorded with; kept until the body ends.
+#[derive(Debug)]
+struct Recording {
+    metrics: HttpServerMetrics,
+    method: &'static str,
+    scheme: &'static str,
+    route: Option<Box<str>>,
+    version: &'static str,
+    status: u16,
+    error_type: Option<Box<str>>,
+    ids: Option<TraceIds>,
+    start: Instant,
+}
+
+impl Recording {
+    fn finish(self) {
+        let status = self.status.to_string();
+        let values = [
+            self.method,
+            self.scheme,
+            status.as_str(),
+            self.route.as_deref().unwrap_or(""),
+            self.error_type.as_deref().unwrap_or(""),
+            "http",
+            self.version,
+        ];
+        let elapsed = self.start.elapsed().as_secs_f64();
+        self.metrics
+            .duration
+            .with(&values, |h| h.observe(elapsed, self.ids));
+    }
+}
+
+/// Decrements the active-requests gauge exactly once, however the request ends.
+#[derive(Debug)]
+struct Active {
+    metrics: HttpServerMetrics,
+    method: &'static str,
+    scheme: &'static str,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.metrics
+            .active
+            .with(&[self.method, self.scheme], |g| g.add(-1));
+    }
+}
+
+fn route<B>(req: &Request<B>) -> Option<Box<str>> {
+    #[cfg(feature = "axum")]
+    {
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| Box::from(p.as_str()))
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = req;
+        None
+    }
+}
+
+fn version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        http::Version::HTTP_09 => "0.9",
+        _ => "1.1",
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Red<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    ResB: Body,
+{
+    type Response = Response<MeteredBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        if req.extensions().get::<Untraced>().is_some() {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                state: None,
+            };
+        }
+        let method = normalize_method(req.method());
+        let scheme = if req.uri().scheme_str() == Some("https") {
+            "https"
+        } else {
+            "http"
+        };
+        self.metrics.active.with(&[method, scheme], |g| g.add(1));
+        let active = Active {
+            metrics: self.metrics.clone(),
+            method,
+            scheme,
+        };
+        let recording = Recording {
+            metrics: self.metrics.clone(),
+            method,
+            scheme,
+            route: route(&req),
+            version: version(req.version()),
+            status: 0,
+            error_type: None,
+            ids: None,
+            start: Instant::now(),
+        };
+        ResponseFuture {
+            inner: self.inner.call(req),
+            state: Some((recording, active)),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Red`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        state: Option<(Recording, Active)>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<MeteredBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        let Some((mut rec, active)) = this.state.take() else {
+            return Poll::Ready(result.map(|res| {
+                res.map(|b| MeteredBody {
+                    inner: b,
+                    done: None,
+                })
+            }));
+        };
+        // The server span is the current context while the service runs.
+        rec.ids = TraceIds::current();
+        Poll::Ready(match result {
+            Ok(res) => {
+                rec.status = res.status().as_u16();
+                if res.status().is_server_error() {
+                    rec.error_type = Some(Box::from(res.status().as_str()));
+                }
+                Ok(res.map(|b| MeteredBody {
+                    inner: b,
+                    done: Some(Done(Some((rec, active)))),
+                }))
+            }
+            Err(e) => {
+                rec.status = 500;
+                rec.error_type = Some(Box::from(std::any::type_name::<E>()));
+                rec.finish();
+                drop(active);
+                Err(e)
+            }
+        })
+    }
+}
+
+/// Records the request when the body ends or is dropped.
+#[derive(Debug)]
+struct Done(Option<(Recording, Active)>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some((rec, active)) = self.0.take() {
+            rec.finish();
+            drop(active);
+        }
+    }
+}
+
+pin_project! {
+    /// A response body that records the request's duration when it ends.
+    #[derive(Debug)]
+    pub struct MeteredBody<B> {
+        #[pin]
+        inner: B,
+        done: Option<Done>,
+    }
+}
+
+impl<B: Body> Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = &polled {
+            drop(this.done.take());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
