@@ -15,6 +15,12 @@ need_cargo_tool() { # <binary> <crate>
 need_cargo_tool cargo-nextest cargo-nextest
 need_cargo_tool cargo-deny cargo-deny
 
+# A real Prometheus (and promtool) for the metrics tests, from Debian.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    echo "==> installing prometheus (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+fi
+
 # /bin/kill (util-linux) sends SIGTERM in the process tests.
 if ! type -P kill >/dev/null; then
     echo "==> installing util-linux for /bin/kill"

@@ -1,0 +1,341 @@
+//! RED metrics through ServerLayer + RedLayer on an axum router: labels,
+//! exemplars from sampled server spans only, filtered requests, streaming
+//! bodies, both expositions, and a flood of random paths.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+use looptel_core::{Instrumentation, Propagator};
+use looptel_http_layer::server::{ServerLayer, skip_paths};
+use looptel_red_metrics::{Format, HttpServerMetrics, RedLayer, Registry, metrics_endpoint};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
+use tower::ServiceExt;
+
+struct Stack {
+    app: Router,
+    registry: Registry,
+    spans: InMemorySpanExporter,
+}
+
+fn stack(sampler: Sampler) -> Stack {
+    let spans = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_simple_exporter(spans.clone())
+        .build();
+    let registry = Registry::new();
+    let red = RedLayer::new(HttpServerMetrics::new(&registry));
+    let app = Router::new()
+        .route("/orders/{id}", get(|| async { "order" }))
+        .route("/fail", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .route(
+            "/slow",
+            get(|| async {
+                let stream = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"done"))
+                });
+                Body::from_stream(stream)
+            }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", metrics_endpoint(registry.clone()))
+        .layer(red)
+        .layer(
+            ServerLayer::new(Instrumentation::new(&provider, Propagator::default()))
+                .filter(skip_paths(["/health", "/metrics"])),
+        );
+    Stack {
+        app,
+        registry,
+        spans,
+    }
+}
+
+async fn get_body(app: &Router, uri: &str) -> (StatusCode, String) {
+    let res = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    let status = res.status();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix} in\n{text}"))
+}
+
+#[tokio::test]
+async fn requests_are_recorded_with_bounded_labels_and_sampled_exemplars() {
+    let s = stack(Sampler::AlwaysOn);
+    get_body(&s.app, "/orders/1").await;
+    get_body(&s.app, "/orders/2").await;
+    get_body(&s.app, "/fail").await;
+    let om = s.registry.encode(Format::OpenMetrics);
+    let bucket = line(
+        &om,
+        r#"http_server_request_duration_seconds_bucket{http_request_method="GET",url_scheme="http",http_response_status_code="200",http_route="/orders/{id}",network_protocol_name="http",network_protocol_version="1.1",le="0.005"} 2"#,
+    );
+    let span = s
+        .spans
+        .get_finished_spans()
+        .expect("spans")
+        .into_iter()
+        .find(|sp| sp.name == "GET /orders/{id}")
+        .expect("span");
+    let trace = span.span_context.trace_id().to_string();
+    assert!(bucket.contains(" # {trace_id=\""), "{bucket}");
+    let exemplar_trace = bucket
+        .split("trace_id=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("trace id");
+    let traces: Vec<String> = s
+        .spans
+        .get_finished_spans()
+        .expect("spans")
+        .iter()
+        .map(|sp| sp.span_context.trace_id().to_string())
+        .collect();
+    assert!(
+        traces.contains(&exemplar_trace.to_owned()),
+        "exemplar {exemplar_trace} is one of {traces:?}; e.g. {trace}"
+    );
+    let exemplar_part = bucket.split(" # ").nth(1).expect("exemplar");
+    let labels = exemplar_part.split('}').next().expect("labels");
+    assert!(
+        labels.len() <= 128,
+        "exemplar labels within 128 characters: {labels}"
+    );
+    // The 5xx request carries error.type.
+    line(
+        &om,
+        r#"http_server_request_duration_seconds_count{http_request_method="GET",url_scheme="http",http_response_status_code="503",http_route="/fail",error_type="503",network_protocol_name="http",network_protocol_version="1.1"} 1"#,
+    );
+    // Active requests went back to zero.
+    line(
+        &om,
+        r#"http_server_active_requests{http_request_method="GET",url_scheme="http"} 0"#,
+    );
+    assert!(om.ends_with("# EOF\n"));
+}
+
+#[tokio::test]
+async fn unsampled_requests_leave_no_exemplar() {
+    let s = stack(Sampler::AlwaysOff);
+    get_body(&s.app, "/orders/1").await;
+    let om = s.registry.encode(Format::OpenMetrics);
+    assert!(om.contains("http_server_request_duration_seconds_count{"));
+    assert!(!om.contains("trace_id"), "{om}");
+}
+
+#[tokio::test]
+async fn filtered_requests_are_not_recorded() {
+    let s = stack(Sampler::AlwaysOn);
+    for _ in 0..5 {
+        get_body(&s.app, "/health").await;
+    }
+    let text = s.registry.encode(Format::Prometheus);
+    assert!(!text.contains("/health"));
+    assert!(
+        !text.contains("http_server_request_duration_seconds_count{"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn duration_runs_until_the_body_ends_like_the_span() {
+    let s = stack(Sampler::AlwaysOn);
+    let (_, body) = get_body(&s.app, "/slow").await;
+    assert_eq!(body, "done");
+    let text = s.registry.encode(Format::Prometheus);
+    let sum_line = line(
+        &text,
+        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"/slow\"",
+    );
+    let sum: f64 = sum_line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("sum");
+    let span = s
+        .spans
+        .get_finished_spans()
+        .expect("spans")
+        .into_iter()
+        .find(|sp| sp.name == "GET /slow")
+        .expect("span");
+    let span_secs = span
+        .end_time
+        .duration_since(span.start_time)
+        .expect("ordered")
+        .as_secs_f64();
+    assert!(sum >= 0.06, "the body took 60 ms: {sum}");
+    assert!(
+        sum <= span_secs,
+        "the metric runs inside the span: {sum} vs {span_secs}"
+    );
+    assert!(
+        span_secs - sum < 0.005,
+        "and ends with it: {sum} vs {span_secs}"
+    );
+}
+
+#[tokio::test]
+async fn the_endpoint_negotiates_the_format() {
+    let s = stack(Sampler::AlwaysOn);
+    get_body(&s.app, "/orders/1").await;
+    // What Prometheus sends when exemplar storage is on.
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let res = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header("accept", prometheus_accept)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om = String::from_utf8(
+        res.into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(
+        om.contains("# {trace_id=")
+            && om.contains("# UNIT http_server_request_duration_seconds seconds")
+            && om.ends_with("# EOF\n")
+    );
+
+    for accept in [
+        None,
+        Some("text/plain"),
+        Some("application/openmetrics-text;version=2.0.0"),
+    ] {
+        let mut req = Request::get("/metrics");
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let res = s
+            .app
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("req"))
+            .await
+            .expect("ok");
+        assert_eq!(
+            res.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8",
+            "{accept:?}"
+        );
+        let text = String::from_utf8(
+            res.into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec(),
+        )
+        .expect("utf8");
+        assert!(
+            !text.contains("trace_id") && !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE looptel_metric_overflow_records_total counter"));
+    }
+    assert_eq!(
+        Format::negotiate(Some(&HeaderValue::from_static(
+            "application/openmetrics-text"
+        ))),
+        Format::OpenMetrics
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_random_paths_and_methods_stays_under_the_cap() {
+    let s = stack(Sampler::AlwaysOff);
+    let methods = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "PURGE", "BREW", "get", "X-CUSTOM", "OPTIONS",
+    ];
+    for i in 0..100_000_u32 {
+        let seed = i.wrapping_mul(2_654_435_761);
+        let path = format!("/{:x}/{}", seed, seed % 97);
+        let method = methods[(seed % methods.len() as u32) as usize];
+        let req = Request::builder()
+            .method(method)
+            .uri(&path)
+            .body(Body::empty())
+            .expect("req");
+        let res = s.app.clone().oneshot(req).await.expect("infallible");
+        drop(res);
+    }
+    let text = s.registry.encode(Format::Prometheus);
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+        .count();
+    assert!(series <= 20, "{series} series:\n{text}");
+    assert!(series >= 1);
+    assert!(
+        !text.contains("/1") && !text.contains("BREW") && !text.contains("X-CUSTOM"),
+        "no raw path or method in labels"
+    );
+    assert!(text.contains("http_request_method=\"_OTHER\""));
+}
+
+/// `promtool check metrics` — the Prometheus project's own linter — finds
+/// nothing to complain about in the Prometheus text exposition. (It reads
+/// only that format; the OpenMetrics exposition, exemplars included, is
+/// checked by a real Prometheus scraping it in tests/prometheus.rs.)
+#[tokio::test]
+async fn promtool_finds_the_exposition_clean() {
+    let s = stack(Sampler::AlwaysOn);
+    get_body(&s.app, "/orders/1").await;
+    get_body(&s.app, "/fail").await;
+    {
+        let format = Format::Prometheus;
+        let text = s.registry.encode(format);
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("promtool ran");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "{format:?}: {report}\n{text}"
+        );
+    }
+}
