@@ -8,17 +8,23 @@
 
 mod exemplar;
 mod family;
+mod instruments;
 mod metrics;
 mod registry;
+mod saturation;
 mod server;
 
 pub use exemplar::Exemplar;
 pub use family::{DEFAULT_MAX_SERIES, Family, OVERFLOW_LABEL};
+pub use instruments::{
+    HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,
+};
 pub use metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};
 pub use registry::{
-    Collector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER, PROMETHEUS_CONTENT_TYPE,
-    Registry,
+    Collected, Collector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER,
+    PROMETHEUS_CONTENT_TYPE, Registry,
 };
+pub use saturation::{ProcessCollector, TokioCollector};
 pub use server::{
     ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, MeteredBody, Red, RedLayer, ResponseFuture,
 };

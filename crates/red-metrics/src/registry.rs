@@ -88,11 +88,41 @@ trait Encode: Send + Sync + std::fmt::Debug {
     fn overflow(&self) -> (&str, u64);
 }
 
-/// A metric whose values are read at scrape time (process and runtime
-/// saturation): gauges with no labels.
+/// A value read at scrape time, with no labels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Collected {
+    name: &'static str,
+    help: &'static str,
+    counter: bool,
+    value: f64,
+}
+
+impl Collected {
+    /// A gauge; `name` in Prometheus form.
+    pub fn gauge(name: &'static str, help: &'static str, value: f64) -> Self {
+        Self {
+            name,
+            help,
+            counter: false,
+            value,
+        }
+    }
+
+    /// A counter; `name` in Prometheus form without `_total`.
+    pub fn counter(name: &'static str, help: &'static str, value: f64) -> Self {
+        Self {
+            name,
+            help,
+            counter: true,
+            value,
+        }
+    }
+}
+
+/// Metrics read at scrape time (process and runtime saturation).
 pub trait Collector: Send + Sync + std::fmt::Debug {
-    /// Pushes `(name, help, value)` gauges, names already in Prometheus form.
-    fn collect(&self, out: &mut Vec<(&'static str, &'static str, f64)>);
+    /// Pushes the current values.
+    fn collect(&self, out: &mut Vec<Collected>);
 }
 
 /// Where instruments live, and what `/metrics` encodes.
@@ -437,11 +467,17 @@ impl Registry {
         for c in &inner.collectors {
             c.collect(&mut gauges);
         }
-        for (name, help, v) in gauges {
-            header(&mut out, format, name, "gauge", None, help);
-            out.push_str(name);
+        for c in gauges {
+            let total = format!("{}_total", c.name);
+            let (family, kind, sample) = match (c.counter, format) {
+                (false, _) => (c.name, "gauge", c.name),
+                (true, Format::OpenMetrics) => (c.name, "counter", total.as_str()),
+                (true, Format::Prometheus) => (total.as_str(), "counter", total.as_str()),
+            };
+            header(&mut out, format, family, kind, None, c.help);
+            out.push_str(sample);
             out.push(' ');
-            float(v, &mut out);
+            float(c.value, &mut out);
             out.push('\n');
         }
         if format == Format::OpenMetrics {

@@ -29,6 +29,7 @@ fn stack(sampler: Sampler) -> Stack {
         .with_simple_exporter(spans.clone())
         .build();
     let registry = Registry::new();
+    registry.register_collector(std::sync::Arc::new(looptel_red_metrics::ProcessCollector));
     let red = RedLayer::new(HttpServerMetrics::new(&registry));
     let app = Router::new()
         .route("/orders/{id}", get(|| async { "order" }))
@@ -338,4 +339,85 @@ async fn promtool_finds_the_exposition_clean() {
             "{format:?}: {report}\n{text}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_and_other_instruments_are_named_by_the_conventions() {
+    use looptel_red_metrics::{MessagingMetrics, ProcessCollector, RpcMetrics, TokioCollector};
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+    let registry = Registry::new();
+    let orders = registry.counter(
+        "orders.created",
+        "{order}",
+        "Orders placed.",
+        &["tenant.id"],
+    );
+    let rpc = RpcMetrics::new(&registry);
+    let messaging = MessagingMetrics::new(&registry);
+    registry.register_collector(std::sync::Arc::new(ProcessCollector));
+    registry.register_collector(std::sync::Arc::new(
+        TokioCollector::current().expect("runtime"),
+    ));
+
+    let spans = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    provider
+        .tracer("t")
+        .in_span("PlaceOrder", |_cx| orders.inc(&["acme"]));
+    rpc.server.record(
+        &["grpc", "inventory.v1.StockService", "ReserveItem", "0"],
+        0.02,
+    );
+    messaging.sent.add(&["kafka", "send", "orders", ""], 3);
+
+    let om = registry.encode(Format::OpenMetrics);
+    let trace = spans.get_finished_spans().expect("spans")[0]
+        .span_context
+        .trace_id()
+        .to_string();
+    assert!(om.contains("# TYPE orders_created counter\n"), "{om}");
+    let sample = line(
+        &om,
+        "orders_created_total{tenant_id=\"acme\"} 1 # {trace_id=",
+    );
+    assert!(
+        sample.contains(&trace),
+        "the counter's exemplar is the current span: {sample}"
+    );
+    line(
+        &om,
+        "rpc_server_call_duration_seconds_count{rpc_system=\"grpc\",rpc_service=\"inventory.v1.StockService\",rpc_method=\"ReserveItem\",rpc_grpc_status_code=\"0\"} 1",
+    );
+    line(
+        &om,
+        "messaging_client_sent_messages_total{messaging_system=\"kafka\",messaging_operation_name=\"send\",messaging_destination_name=\"orders\"} 3",
+    );
+    let text = registry.encode(Format::Prometheus);
+    assert!(text.contains("# TYPE orders_created_total counter\n"));
+    for name in [
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "tokio_workers 2",
+        "tokio_alive_tasks ",
+        "tokio_global_queue_depth ",
+    ] {
+        let l = line(&text, name);
+        let v: f64 = l
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        assert!(v >= 0.0, "{l}");
+    }
+    assert!(line(&text, "process_cpu_seconds_total ").len() > 26);
+    assert!(
+        line(&text, "process_resident_memory_bytes ")
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("rss")
+            > 1e6
+    );
 }
