@@ -40,7 +40,10 @@ pub use server::{
 /// let app: Router = Router::new().route("/metrics", metrics_endpoint(registry));
 /// ```
 #[cfg(feature = "axum")]
-pub fn metrics_endpoint(registry: Registry) -> axum::routing::MethodRouter {
+pub fn metrics_endpoint<S>(registry: Registry) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     axum::routing::get(move |headers: http::HeaderMap| {
         let registry = registry.clone();
         async move { registry.render(headers.get(http::header::ACCEPT)) }

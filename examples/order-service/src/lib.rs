@@ -32,6 +32,11 @@ use axum::{Json, Router};
 use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{Instrumentation, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
+use looptel_red_metrics::{
+    Counter, HttpServerMetrics, Metric, ProcessCollector, RedLayer, Registry, TokioCollector,
+    metrics_endpoint,
+};
+use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
 
 /// The most orders kept in memory; the oldest are forgotten first.
@@ -79,9 +84,52 @@ struct Store {
 }
 
 /// Shared state of the service.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AppState {
     store: Arc<RwLock<Store>>,
+    orders_created: Arc<Metric<Counter>>,
+}
+
+/// What the service records beyond traces: RED metrics, a business counter,
+/// saturation; served on `GET /metrics`.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http: HttpServerMetrics,
+    orders_created: Arc<Metric<Counter>>,
+}
+
+impl Metrics {
+    /// Registers the service's instruments, the process collector and, inside
+    /// a Tokio runtime, the runtime collector.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        registry.register_collector(Arc::new(ProcessCollector));
+        if let Some(tokio) = TokioCollector::current() {
+            registry.register_collector(Arc::new(tokio));
+        }
+        Self {
+            http: HttpServerMetrics::new(&registry),
+            orders_created: registry.counter(
+                "orders.created",
+                "{order}",
+                "Orders placed.",
+                &["tenant.id"],
+            ),
+            registry,
+        }
+    }
+
+    /// The registry, as `GET /metrics` serves it.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The header the gateway sets, after verifying it, with the caller's tenant.
@@ -93,22 +141,32 @@ pub fn baggage_policy() -> BaggagePolicy {
     BaggagePolicy::builder().promote(["tenant.id"]).build()
 }
 
-/// The router: `POST /orders`, `GET /orders/{id}`, `GET /health`, traced
-/// by looptel's server layer (health checks are not traced), with
+/// The router: `POST /orders`, `GET /orders/{id}`, `GET /health`,
+/// `GET /metrics`; traced by looptel's server layer (health checks and
+/// scrapes are neither traced nor measured), measured by the RED layer, with
 /// `tenant.id` taken from [`TENANT_HEADER`] at the edge.
-pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy) -> Router {
+///
+/// Layer order, outermost first: server span → RED metrics (exemplars come
+/// from the server span) → baggage edge → handler.
+pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Metrics) -> Router {
+    let state = AppState {
+        store: Arc::default(),
+        orders_created: metrics.orders_created.clone(),
+    };
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
         .route("/health", get(health))
-        .with_state(AppState::default())
+        .route("/metrics", metrics_endpoint(metrics.registry.clone()))
+        .with_state(state)
         .layer(EdgeLayer::new(baggage).members(from_header(
             HeaderName::from_static(TENANT_HEADER),
             "tenant.id",
         )))
+        .layer(RedLayer::new(metrics.http))
         .layer(
             ServerLayer::new(instrumentation)
-                .filter(skip_paths(["/health"]))
+                .filter(skip_paths(["/health", "/metrics"]))
                 .response_traceparent(true),
         )
 }
@@ -180,10 +238,16 @@ impl PlaceOrder {
     )]
     async fn run(self) -> Result<Order, PlaceOrderError> {
         let span = tracing::Span::current();
+        let orders_created = self.state.orders_created.clone();
         let result = self.place();
         match &result {
             Ok(order) => {
                 span.record("order.id", order.id.as_str());
+                // Bounded by the family's series cap, like every label.
+                let tenant = opentelemetry::Context::map_current(|cx| {
+                    cx.baggage().get("tenant.id").map(|v| v.to_string())
+                });
+                orders_created.inc(&[tenant.as_deref().unwrap_or("")]);
                 tracing::info!(order.id = %order.id, "order placed");
             }
             Err(e) => {

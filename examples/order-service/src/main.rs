@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
 
     axum::serve(
         listener,
-        order_service::app(telemetry.instrumentation(), baggage),
+        order_service::app(
+            telemetry.instrumentation(),
+            baggage,
+            order_service::Metrics::new(),
+        ),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await

@@ -38,7 +38,7 @@ async fn call(req: Request<Body>) -> Observed {
     let inst = t.instrumentation();
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
-    let res = order_service::app(inst, policy)
+    let res = order_service::app(inst, policy, order_service::Metrics::new())
         .oneshot(req)
         .await
         .expect("infallible");
@@ -171,6 +171,7 @@ async fn orders_can_be_read_back_and_unknown_ids_are_404() {
     let app = order_service::app(
         looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
         order_service::baggage_policy(),
+        order_service::Metrics::new(),
     );
     let res = app
         .clone()

@@ -119,6 +119,30 @@ async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
         .expect("ascii")
         .to_owned();
     let placed = svc.line("order placed");
+
+    // The business counter and the RED histogram carry the caller's trace
+    // as exemplars, in OpenMetrics; plain Prometheus text has none.
+    let om = reqwest::Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let orders = om
+        .lines()
+        .find(|l| l.starts_with("orders_created_total{tenant_id=\"acme\"} 1 # {trace_id="))
+        .unwrap_or_else(|| panic!("no orders counter with an exemplar in\n{om}"));
+    assert!(orders.contains(CALLER_TRACE), "{orders}");
+    assert!(
+        om.lines().any(|l| l.starts_with(
+            "http_server_request_duration_seconds_bucket{http_request_method=\"POST\""
+        ) && l.contains(CALLER_TRACE))
+    );
+    assert!(om.contains("process_resident_memory_bytes") && om.contains("tokio_workers"));
+    assert!(!om.contains("/metrics"), "scrapes are not measured");
     assert!(
         collector.spans().is_empty(),
         "nothing exported before shutdown"
