@@ -15,7 +15,23 @@ pub const DEFAULT_MAX_SERIES: usize = 2000;
 /// One series' label values, in the family's label order.
 pub(crate) type LabelValues = Box<[Box<str>]>;
 
-type Series<M> = Vec<(LabelValues, Arc<M>)>;
+/// The series in the order they were created, and where each label-value
+/// hash points into that list.
+struct Series<M> {
+    list: Vec<(LabelValues, Arc<M>)>,
+    index: HashMap<u64, Vec<usize>>,
+}
+
+impl<M> Series<M> {
+    fn find(&self, h: u64, values: &[&str]) -> Option<&Arc<M>> {
+        self.index
+            .get(&h)?
+            .iter()
+            .map(|&i| &self.list[i])
+            .find(|(k, _)| matches(k, values))
+            .map(|(_, m)| m)
+    }
+}
 
 /// The series of one metric, one per combination of label values, at most
 /// `max_series`; observations for further combinations go to a single
@@ -23,7 +39,7 @@ type Series<M> = Vec<(LabelValues, Arc<M>)>;
 pub struct Family<M> {
     pub(crate) labels: &'static [&'static str],
     max_series: usize,
-    series: RwLock<HashMap<u64, Series<M>>>,
+    series: RwLock<Series<M>>,
     len: AtomicU64,
     overflow: OnceLock<Arc<M>>,
     overflowed: AtomicU64,
@@ -62,7 +78,10 @@ impl<M> Family<M> {
         Self {
             labels,
             max_series,
-            series: RwLock::new(HashMap::new()),
+            series: RwLock::new(Series {
+                list: Vec::new(),
+                index: HashMap::new(),
+            }),
             len: AtomicU64::new(0),
             overflow: OnceLock::new(),
             overflowed: AtomicU64::new(0),
@@ -73,31 +92,35 @@ impl<M> Family<M> {
     /// Runs `f` on the series for `values` (one per label, in order),
     /// creating it if there is room, else on the overflow series.
     pub fn with(&self, values: &[&str], f: impl FnOnce(&M)) {
+        self.with_arc(values, |m| f(m));
+    }
+
+    fn with_arc(&self, values: &[&str], f: impl FnOnce(&Arc<M>)) {
         let h = hash(values);
         {
-            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, m)) = map
-                .get(&h)
-                .and_then(|b| b.iter().find(|(k, _)| matches(k, values)))
-            {
+            let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(m) = series.find(h, values) {
                 return f(m);
             }
         }
-        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let bucket = map.entry(h).or_default();
-        if let Some((_, m)) = bucket.iter().find(|(k, _)| matches(k, values)) {
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = series.find(h, values) {
             return f(m);
         }
-        if self.len.load(Ordering::Relaxed) as usize >= self.max_series {
-            drop(map);
+        if series.list.len() >= self.max_series {
+            drop(series);
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             let m = self.overflow.get_or_init(|| Arc::new((self.make)()));
             return f(m);
         }
         let m = Arc::new((self.make)());
-        bucket.push((values.iter().map(|v| Box::from(*v)).collect(), m.clone()));
+        let i = series.list.len();
+        series
+            .list
+            .push((values.iter().map(|v| Box::from(*v)).collect(), m.clone()));
+        series.index.entry(h).or_default().push(i);
         self.len.fetch_add(1, Ordering::Relaxed);
-        drop(map);
+        drop(series);
         f(&m);
     }
 
@@ -111,21 +134,27 @@ impl<M> Family<M> {
         self.overflowed.load(Ordering::Relaxed)
     }
 
-    /// Every series with its label values, sorted for a stable exposition;
-    /// the overflow series last, with no values.
-    pub(crate) fn collect(&self) -> Vec<(Option<LabelValues>, Arc<M>)> {
-        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        let mut all: Vec<_> = map
-            .values()
-            .flatten()
-            .map(|(k, m)| (Some(k.clone()), m.clone()))
-            .collect();
-        drop(map);
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        if let Some(m) = self.overflow.get() {
-            all.push((None, m.clone()));
+    /// Calls `f` on every series with its label values, in the order they
+    /// were created (a stable exposition without sorting), then on the
+    /// overflow series (no values). Recording goes
+    /// on meanwhile: the read lock only keeps series from being added.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(Option<&[Box<str>]>, &M)) {
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        for (k, m) in &series.list {
+            f(Some(k), m);
         }
-        all
+        drop(series);
+        if let Some(m) = self.overflow.get() {
+            f(None, m);
+        }
+    }
+
+    /// The series for `values`, for callers that record on one label set
+    /// often: keep the handle, skip the lookup.
+    pub fn series(&self, values: &[&str]) -> Arc<M> {
+        let mut out = None;
+        self.with_arc(values, |m| out = Some(m.clone()));
+        out.unwrap_or_else(|| unreachable!("with_arc always calls back"))
     }
 }
 
@@ -142,10 +171,11 @@ mod tests {
         }
         assert_eq!(f.series_count(), 3);
         assert_eq!(f.overflowed(), 2);
-        let all = f.collect();
+        let mut all = Vec::new();
+        f.for_each(|values, c| all.push((values.map(<[Box<str>]>::to_vec), c.get().0)));
         assert_eq!(all.len(), 4);
-        assert_eq!(all[0].1.get().0, 2, "/a twice");
+        assert_eq!(all[0].1, 2, "/a twice");
         assert!(all[3].0.is_none());
-        assert_eq!(all[3].1.get().0, 2, "/d and /e in the overflow series");
+        assert_eq!(all[3].1, 2, "/d and /e in the overflow series");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::UNIX_EPOCH;
 
 use crate::exemplar::Exemplar;
-use crate::family::{DEFAULT_MAX_SERIES, Family, OVERFLOW_LABEL};
+use crate::family::{DEFAULT_MAX_SERIES, Family};
 use crate::metrics::{Counter, Gauge, Histogram};
 
 /// An exposition format.
@@ -63,6 +63,8 @@ pub struct Metric<M> {
     name: String,
     unit: Option<&'static str>,
     help: &'static str,
+    /// The family's label names as exposed (`http_request_method`).
+    label_names: Vec<String>,
     family: Family<M>,
 }
 
@@ -126,9 +128,19 @@ pub trait Collector: Send + Sync + std::fmt::Debug {
 }
 
 /// Where instruments live, and what `/metrics` encodes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Registry {
     inner: Arc<RwLock<Inner>>,
+    max_series: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            max_series: DEFAULT_MAX_SERIES,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -169,6 +181,10 @@ fn label_name(name: &str) -> String {
 }
 
 fn escape(value: &str, out: &mut String) {
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -179,9 +195,15 @@ fn escape(value: &str, out: &mut String) {
     }
 }
 
+/// [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL) as exposed.
+const OVERFLOW_LABEL_NAME: &str = "otel_metric_overflow";
+
+/// Writes `{k="v",…}`: the series' labels (names already exposed form;
+/// empty values left out: an absent route or error), or the overflow label,
+/// then `extra` (`le`).
 fn labels(
     out: &mut String,
-    names: &[&str],
+    names: &[String],
     values: Option<&[Box<str>]>,
     extra: Option<(&str, &str)>,
 ) {
@@ -189,14 +211,13 @@ fn labels(
     let mut push = |out: &mut String, k: &str, v: &str| {
         out.push(if first { '{' } else { ',' });
         first = false;
-        out.push_str(&label_name(k));
+        out.push_str(k);
         out.push_str("=\"");
         escape(v, out);
         out.push('"');
     };
     match values {
         Some(values) => {
-            // An empty value is an absent label (no route, no error).
             for (k, v) in names
                 .iter()
                 .zip(values.iter())
@@ -205,7 +226,7 @@ fn labels(
                 push(out, k, v);
             }
         }
-        None => push(out, OVERFLOW_LABEL, "true"),
+        None => push(out, OVERFLOW_LABEL_NAME, "true"),
     }
     if let Some((k, v)) = extra {
         push(out, k, v);
@@ -265,38 +286,41 @@ fn header(
 impl Encode for Metric<Histogram> {
     fn encode(&self, out: &mut String, format: Format) {
         header(out, format, &self.name, "histogram", self.unit, self.help);
-        for (values, h) in self.family.collect() {
+        let mut le_texts: Vec<String> = Vec::new();
+        self.family.for_each(|values, h| {
             let s = h.snapshot();
-            for (i, (count, e)) in s.buckets.iter().enumerate() {
-                let le = s.bounds.get(i).copied().unwrap_or(f64::INFINITY);
-                let mut le_text = String::new();
-                float(le, &mut le_text);
+            if le_texts.is_empty() {
+                le_texts = s
+                    .bounds
+                    .iter()
+                    .copied()
+                    .chain([f64::INFINITY])
+                    .map(|b| {
+                        let mut t = String::new();
+                        float(b, &mut t);
+                        t
+                    })
+                    .collect();
+            }
+            for ((count, e), le) in s.buckets.iter().zip(&le_texts) {
                 out.push_str(&self.name);
                 out.push_str("_bucket");
-                labels(
-                    out,
-                    self.family.labels,
-                    values.as_deref(),
-                    Some(("le", &le_text)),
-                );
+                labels(out, &self.label_names, values, Some(("le", le)));
                 let _ = write!(out, " {count}");
                 exemplar(out, *e, format);
                 out.push('\n');
             }
-            for (suffix, v) in [("_sum", None), ("_count", Some(s.count))] {
-                out.push_str(&self.name);
-                out.push_str(suffix);
-                labels(out, self.family.labels, values.as_deref(), None);
-                out.push(' ');
-                match v {
-                    Some(c) => {
-                        let _ = write!(out, "{c}");
-                    }
-                    None => float(s.sum, out),
-                }
-                out.push('\n');
-            }
-        }
+            out.push_str(&self.name);
+            out.push_str("_sum");
+            labels(out, &self.label_names, values, None);
+            out.push(' ');
+            float(s.sum, out);
+            out.push('\n');
+            out.push_str(&self.name);
+            out.push_str("_count");
+            labels(out, &self.label_names, values, None);
+            let _ = writeln!(out, " {}", s.count);
+        });
     }
 
     fn overflow(&self) -> (&str, u64) {
@@ -312,14 +336,14 @@ impl Encode for Metric<Counter> {
             Format::Prometheus => &total,
         };
         header(out, format, family_name, "counter", self.unit, self.help);
-        for (values, c) in self.family.collect() {
+        self.family.for_each(|values, c| {
             let (v, e) = c.get();
             out.push_str(&total);
-            labels(out, self.family.labels, values.as_deref(), None);
+            labels(out, &self.label_names, values, None);
             let _ = write!(out, " {v}");
             exemplar(out, e, format);
             out.push('\n');
-        }
+        });
     }
 
     fn overflow(&self) -> (&str, u64) {
@@ -330,11 +354,11 @@ impl Encode for Metric<Counter> {
 impl Encode for Metric<Gauge> {
     fn encode(&self, out: &mut String, format: Format) {
         header(out, format, &self.name, "gauge", self.unit, self.help);
-        for (values, g) in self.family.collect() {
+        self.family.for_each(|values, g| {
             out.push_str(&self.name);
-            labels(out, self.family.labels, values.as_deref(), None);
+            labels(out, &self.label_names, values, None);
             let _ = writeln!(out, " {}", g.get());
-        }
+        });
     }
 
     fn overflow(&self) -> (&str, u64) {
@@ -357,9 +381,18 @@ impl Registry {
         res
     }
 
-    /// An empty registry.
+    /// An empty registry; each metric holds at most [`DEFAULT_MAX_SERIES`]
+    /// series.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same registry, whose metrics created from now on hold at most
+    /// `max_series` series each (beyond, records go to the overflow series).
+    #[must_use]
+    pub fn with_max_series(mut self, max_series: usize) -> Self {
+        self.max_series = max_series;
+        self
     }
 
     fn add<M>(&self, metric: Arc<Metric<M>>) -> Arc<Metric<M>>
@@ -390,7 +423,8 @@ impl Registry {
             name,
             unit,
             help,
-            family: Family::new(labels, DEFAULT_MAX_SERIES, move || Histogram::new(buckets)),
+            label_names: labels.iter().map(|l| label_name(l)).collect(),
+            family: Family::new(labels, self.max_series, move || Histogram::new(buckets)),
         }))
     }
 
@@ -408,7 +442,8 @@ impl Registry {
             name,
             unit,
             help,
-            family: Family::new(labels, DEFAULT_MAX_SERIES, Counter::default),
+            label_names: labels.iter().map(|l| label_name(l)).collect(),
+            family: Family::new(labels, self.max_series, Counter::default),
         }))
     }
 
@@ -425,7 +460,8 @@ impl Registry {
             name,
             unit,
             help,
-            family: Family::new(labels, DEFAULT_MAX_SERIES, Gauge::default),
+            label_names: labels.iter().map(|l| label_name(l)).collect(),
+            family: Family::new(labels, self.max_series, Gauge::default),
         }))
     }
 
