@@ -77,7 +77,8 @@ fn record(c: &mut Criterion) {
     g.bench_function("prometheus-client/1-thread", |b| {
         b.iter(|| peer.observe(black_box(0.042), Some(peer_labels(trace)), None));
     });
-    for threads in [2_usize] {
+    {
+        let threads = 2_usize;
         let h = ours.clone();
         let f: Arc<dyn Fn() + Send + Sync> =
             Arc::new(move || h.with(&[], |h| h.observe(0.042, ids)));
