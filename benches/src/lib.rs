@@ -25,6 +25,8 @@ pub const SCENARIOS: &[&str] = &[
     "looptel-sampled",
     "looptel-unsampled",
     "looptel-filtered",
+    "full-sampled",
+    "full-unsampled",
 ];
 
 /// A sampled caller.
@@ -70,6 +72,7 @@ pub fn request(scenario: &str) -> Request<Body> {
     };
     Request::get(path)
         .header("traceparent", tp)
+        .header("x-tenant-id", "acme")
         .header("user-agent", "bench/1.0")
         .body(Body::empty())
         .unwrap_or_default()
@@ -98,6 +101,7 @@ pub fn stack(scenario: &str) -> Stack {
         },
         s if s.starts_with("peer") => peer(),
         s if s.starts_with("looptel") => looptel(),
+        s if s.starts_with("full") => full(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -147,6 +151,45 @@ fn looptel() -> Stack {
     let inst = Instrumentation::new(&provider, Propagator::default());
     let router =
         serve_ready(routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))));
+    Stack {
+        router,
+        dispatch,
+        _provider: Some(provider),
+    }
+}
+
+/// looptel's full stack, as order-service stacks it: server span, RED
+/// metrics with exemplars, the baggage edge (tenant from a header, promoted
+/// onto the span) and the JSON log layer with baggage promotion.
+fn full() -> Stack {
+    let provider = provider();
+    let policy = looptel_baggage::BaggagePolicy::builder()
+        .promote(["tenant.id"])
+        .build();
+    let (logs, guard) = looptel_logs::JsonLogs::builder()
+        .output(std::io::sink())
+        .promote_baggage(policy.promotion())
+        .build();
+    std::mem::forget(guard);
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
+            .with(logs.layer()),
+    );
+    let inst = Instrumentation::new(&provider, Propagator::default());
+    let registry = looptel_red_metrics::Registry::new();
+    let red =
+        looptel_red_metrics::RedLayer::new(looptel_red_metrics::HttpServerMetrics::new(&registry));
+    let edge = looptel_baggage::EdgeLayer::new(policy).members(looptel_baggage::from_header(
+        http::HeaderName::from_static("x-tenant-id"),
+        "tenant.id",
+    ));
+    let router = serve_ready(
+        routes()
+            .layer(edge)
+            .layer(red)
+            .layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))),
+    );
     Stack {
         router,
         dispatch,

@@ -198,10 +198,16 @@ where
                 }
             }
         }
-        let promoted = policy.promotion().attributes(&cx);
-        if !promoted.is_empty() {
-            cx.span().set_attributes(promoted);
+        // Onto the server span, if it records (children get the members
+        // from the promotion span processor as they start).
+        let span = cx.span();
+        if span.is_recording() {
+            let promoted = policy.promotion().attributes(&cx);
+            if !promoted.is_empty() {
+                span.set_attributes(promoted);
+            }
         }
+        drop(span);
         let fut = {
             let _attached = cx.clone().attach();
             self.inner.call(req)

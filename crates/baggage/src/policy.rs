@@ -188,7 +188,17 @@ impl BaggagePolicy {
         if self.is_denied(key) {
             return Err(BaggageError::Denied(key.to_owned()));
         }
-        let mut baggage = looptel_core::baggage::copy(cx.baggage());
+        let current = cx.baggage();
+        if current.is_empty() {
+            // The common case at an edge: nothing to copy or count.
+            if encoded_len(key, value, "") > MAX_BYTES {
+                return Err(BaggageError::Full(key.to_owned()));
+            }
+            let mut baggage = opentelemetry::baggage::Baggage::new();
+            let _ = baggage.insert(key.to_owned(), value.to_owned());
+            return Ok(cx.with_baggage(baggage));
+        }
+        let mut baggage = looptel_core::baggage::copy(current);
         let existing = baggage.get(key).is_some();
         let bytes: usize = baggage
             .iter()

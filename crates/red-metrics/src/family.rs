@@ -1,7 +1,7 @@
 //! Series keyed by label values, bounded by a cap with an overflow series.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
@@ -57,8 +57,10 @@ impl<M> std::fmt::Debug for Family<M> {
     }
 }
 
+/// Label values are short and chosen by the service, not by callers, so a
+/// fast non-cryptographic hash is safe here (collisions only cost a compare).
 fn hash(values: &[&str]) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = rustc_hash::FxHasher::default();
     for v in values {
         v.hash(&mut h);
     }

@@ -30,11 +30,20 @@ pub const DURATION_LABELS: &[&str] = &[
 /// The labels of `http.server.active_requests`.
 pub const ACTIVE_LABELS: &[&str] = &["http.request.method", "url.scheme"];
 
+/// The methods `http.request.method` takes, `_OTHER` last.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+const SCHEMES: [&str; 2] = ["http", "https"];
+
 /// The HTTP server instruments, registered once.
 #[derive(Clone, Debug)]
 pub struct HttpServerMetrics {
     duration: Arc<Metric<Histogram>>,
-    active: Arc<Metric<Gauge>>,
+    /// One active-requests gauge per (method, scheme), resolved up front so a
+    /// request touches no map for it.
+    active: Arc<[[Arc<Gauge>; 2]; METHODS.len()]>,
 }
 
 impl HttpServerMetrics {
@@ -49,13 +58,24 @@ impl HttpServerMetrics {
                 DURATION_LABELS,
                 DURATION_BUCKETS,
             ),
-            active: registry.gauge(
-                "http.server.active_requests",
-                "{request}",
-                "Number of active HTTP server requests.",
-                ACTIVE_LABELS,
-            ),
+            active: {
+                let gauge = registry.gauge(
+                    "http.server.active_requests",
+                    "{request}",
+                    "Number of active HTTP server requests.",
+                    ACTIVE_LABELS,
+                );
+                Arc::new(METHODS.map(|m| SCHEMES.map(|s| gauge.family().series(&[m, s]))))
+            },
         }
+    }
+
+    fn active(&self, method: &str, https: bool) -> &Arc<Gauge> {
+        let m = METHODS
+            .iter()
+            .position(|x| *x == method)
+            .unwrap_or(METHODS.len() - 1);
+        &self.active[m][usize::from(https)]
     }
 }
 
@@ -103,23 +123,26 @@ struct Recording {
     metrics: HttpServerMetrics,
     method: &'static str,
     scheme: &'static str,
-    route: Option<Box<str>>,
+    route: Option<Route>,
     version: &'static str,
-    status: u16,
-    error_type: Option<Box<str>>,
+    status: http::StatusCode,
+    error_type: Option<ErrorType>,
     ids: Option<TraceIds>,
     start: Instant,
 }
 
 impl Recording {
     fn finish(self) {
-        let status = self.status.to_string();
         let values = [
             self.method,
             self.scheme,
-            status.as_str(),
-            self.route.as_deref().unwrap_or(""),
-            self.error_type.as_deref().unwrap_or(""),
+            self.status.as_str(),
+            self.route.as_ref().map_or("", Route::as_str),
+            match self.error_type {
+                None => "",
+                Some(ErrorType::Status) => self.status.as_str(),
+                Some(ErrorType::Named(name)) => name,
+            },
             "http",
             self.version,
         ];
@@ -130,28 +153,45 @@ impl Recording {
     }
 }
 
+/// `error.type`: the status code of a 5xx, or the service error's type.
+#[derive(Clone, Copy, Debug)]
+enum ErrorType {
+    Status,
+    Named(&'static str),
+}
+
 /// Decrements the active-requests gauge exactly once, however the request ends.
 #[derive(Debug)]
-struct Active {
-    metrics: HttpServerMetrics,
-    method: &'static str,
-    scheme: &'static str,
-}
+struct Active(Arc<Gauge>);
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.metrics
-            .active
-            .with(&[self.method, self.scheme], |g| g.add(-1));
+        self.0.add(-1);
     }
 }
 
-fn route<B>(req: &Request<B>) -> Option<Box<str>> {
+/// The matched route template (axum keeps it in an `Arc`: cloning is cheap).
+#[cfg(feature = "axum")]
+type Route = axum::extract::MatchedPath;
+
+/// Without axum no route is known.
+#[cfg(not(feature = "axum"))]
+#[derive(Clone, Debug)]
+struct Route(Box<str>);
+
+#[cfg(not(feature = "axum"))]
+impl Route {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn route<B>(req: &Request<B>) -> Option<Route> {
     #[cfg(feature = "axum")]
     {
         req.extensions()
             .get::<axum::extract::MatchedPath>()
-            .map(|p| Box::from(p.as_str()))
+            .cloned()
     }
     #[cfg(not(feature = "axum"))]
     {
@@ -192,24 +232,18 @@ where
             };
         }
         let method = normalize_method(req.method());
-        let scheme = if req.uri().scheme_str() == Some("https") {
-            "https"
-        } else {
-            "http"
-        };
-        self.metrics.active.with(&[method, scheme], |g| g.add(1));
-        let active = Active {
-            metrics: self.metrics.clone(),
-            method,
-            scheme,
-        };
+        let https = req.uri().scheme_str() == Some("https");
+        let scheme = SCHEMES[usize::from(https)];
+        let gauge = self.metrics.active(method, https).clone();
+        gauge.add(1);
+        let active = Active(gauge);
         let recording = Recording {
             metrics: self.metrics.clone(),
             method,
             scheme,
             route: route(&req),
             version: version(req.version()),
-            status: 0,
+            status: http::StatusCode::OK,
             error_type: None,
             ids: None,
             start: Instant::now(),
@@ -255,9 +289,9 @@ where
         rec.ids = TraceIds::current();
         Poll::Ready(match result {
             Ok(res) => {
-                rec.status = res.status().as_u16();
+                rec.status = res.status();
                 if res.status().is_server_error() {
-                    rec.error_type = Some(Box::from(res.status().as_str()));
+                    rec.error_type = Some(ErrorType::Status);
                 }
                 Ok(res.map(|b| MeteredBody {
                     inner: b,
@@ -265,8 +299,8 @@ where
                 }))
             }
             Err(e) => {
-                rec.status = 500;
-                rec.error_type = Some(Box::from(std::any::type_name::<E>()));
+                rec.status = http::StatusCode::INTERNAL_SERVER_ERROR;
+                rec.error_type = Some(ErrorType::Named(std::any::type_name::<E>()));
                 rec.finish();
                 drop(active);
                 Err(e)
