@@ -200,14 +200,12 @@ where
         }
         // Onto the server span, if it records (children get the members
         // from the promotion span processor as they start).
-        let span = cx.span();
-        if span.is_recording() {
+        if cx.span().is_recording() {
             let promoted = policy.promotion().attributes(&cx);
             if !promoted.is_empty() {
-                span.set_attributes(promoted);
+                cx.span().set_attributes(promoted);
             }
         }
-        drop(span);
         let fut = {
             let _attached = cx.clone().attach();
             self.inner.call(req)
