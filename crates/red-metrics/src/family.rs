@@ -93,11 +93,11 @@ impl<M> Family<M> {
 
     /// Runs `f` on the series for `values` (one per label, in order),
     /// creating it if there is room, else on the overflow series.
-    pub fn with(&self, values: &[&str], f: impl FnOnce(&M)) {
-        self.with_arc(values, |m| f(m));
+    pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&M) -> R) -> R {
+        self.with_arc(values, |m| f(m))
     }
 
-    fn with_arc(&self, values: &[&str], f: impl FnOnce(&Arc<M>)) {
+    fn with_arc<R>(&self, values: &[&str], f: impl FnOnce(&Arc<M>) -> R) -> R {
         let h = hash(values);
         {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
@@ -123,7 +123,7 @@ impl<M> Family<M> {
         series.index.entry(h).or_default().push(i);
         self.len.fetch_add(1, Ordering::Relaxed);
         drop(series);
-        f(&m);
+        f(&m)
     }
 
     /// How many series exist (the overflow series not counted).
@@ -154,9 +154,7 @@ impl<M> Family<M> {
     /// The series for `values`, for callers that record on one label set
     /// often: keep the handle, skip the lookup.
     pub fn series(&self, values: &[&str]) -> Arc<M> {
-        let mut out = None;
-        self.with_arc(values, |m| out = Some(m.clone()));
-        out.unwrap_or_else(|| unreachable!("with_arc always calls back"))
+        self.with_arc(values, Arc::clone)
     }
 }
 

@@ -5,6 +5,31 @@
 //! observation as its exemplar, so a click on a latency spike lands on the
 //! trace that caused it. The registry encodes OpenMetrics 1.0 (with
 //! exemplars) or Prometheus text 0.0.4, as the scraper asks.
+//!
+//! # Example
+//!
+//! ```
+//! use looptel_red_metrics::{Format, Registry};
+//!
+//! let registry = Registry::new();
+//! let orders = registry.counter("orders.created", "{order}", "Orders placed.", &["tenant.id"]);
+//! orders.inc(&["acme"]);
+//! let text = registry.encode(Format::Prometheus);
+//! assert!(text.contains("orders_created_total{tenant_id=\"acme\"} 1"));
+//! ```
+//!
+//! # Layer order
+//! [`RedLayer`] goes inside the server layer of `looptel-http-layer`: the
+//! duration then runs with the server span (until the response body ends),
+//! its exemplar is that span when sampled, and requests the server layer
+//! filtered out (health checks, scrapes) are not recorded.
+//!
+//! # Cardinality
+//! Labels come only from route templates, normalised methods, status codes
+//! and the protocol; each metric holds at most [`DEFAULT_MAX_SERIES`] series
+//! ([`Registry::with_max_series`]), beyond which records go to one
+//! `otel_metric_overflow="true"` series and are counted in
+//! `looptel_metric_overflow_records_total`.
 
 mod exemplar;
 mod family;

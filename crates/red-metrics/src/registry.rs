@@ -70,8 +70,8 @@ pub struct Metric<M> {
 
 impl<M> Metric<M> {
     /// The series for `values`, one per label in registration order.
-    pub fn with(&self, values: &[&str], f: impl FnOnce(&M)) {
-        self.family.with(values, f);
+    pub fn with<R>(&self, values: &[&str], f: impl FnOnce(&M) -> R) -> R {
+        self.family.with(values, f)
     }
 
     /// The series, bounded by the cap.
@@ -395,10 +395,26 @@ impl Registry {
         self
     }
 
-    fn add<M>(&self, metric: Arc<Metric<M>>) -> Arc<Metric<M>>
+    /// Registers a metric exposed as `name` (Prometheus form) whose series
+    /// are made by `make`.
+    fn add<M>(
+        &self,
+        name: String,
+        unit: Option<&'static str>,
+        help: &'static str,
+        labels: &'static [&'static str],
+        make: impl Fn() -> M + Send + Sync + 'static,
+    ) -> Arc<Metric<M>>
     where
         Metric<M>: Encode + 'static,
     {
+        let metric = Arc::new(Metric {
+            name,
+            unit,
+            help,
+            label_names: labels.iter().map(|l| label_name(l)).collect(),
+            family: Family::new(labels, self.max_series, make),
+        });
         self.inner
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -419,13 +435,7 @@ impl Registry {
         buckets: &'static [f64],
     ) -> Arc<Metric<Histogram>> {
         let (name, unit) = prometheus_name(name, unit);
-        self.add(Arc::new(Metric {
-            name,
-            unit,
-            help,
-            label_names: labels.iter().map(|l| label_name(l)).collect(),
-            family: Family::new(labels, self.max_series, move || Histogram::new(buckets)),
-        }))
+        self.add(name, unit, help, labels, move || Histogram::new(buckets))
     }
 
     /// A counter (`orders.created`, unit `{order}`); exposed with `_total`.
@@ -438,13 +448,7 @@ impl Registry {
     ) -> Arc<Metric<Counter>> {
         let (name, unit) = prometheus_name(name.trim_end_matches(".total"), unit);
         let name = name.trim_end_matches("_total").to_owned();
-        self.add(Arc::new(Metric {
-            name,
-            unit,
-            help,
-            label_names: labels.iter().map(|l| label_name(l)).collect(),
-            family: Family::new(labels, self.max_series, Counter::default),
-        }))
+        self.add(name, unit, help, labels, Counter::default)
     }
 
     /// An up-down gauge (`http.server.active_requests`).
@@ -456,13 +460,7 @@ impl Registry {
         labels: &'static [&'static str],
     ) -> Arc<Metric<Gauge>> {
         let (name, unit) = prometheus_name(name, unit);
-        self.add(Arc::new(Metric {
-            name,
-            unit,
-            help,
-            label_names: labels.iter().map(|l| label_name(l)).collect(),
-            family: Family::new(labels, self.max_series, Gauge::default),
-        }))
+        self.add(name, unit, help, labels, Gauge::default)
     }
 
     /// Adds values read at each scrape.
