@@ -185,8 +185,9 @@ async fn duration_runs_until_the_body_ends_like_the_span() {
         sum <= span_secs,
         "the metric runs inside the span: {sum} vs {span_secs}"
     );
+    // Ending at the headers instead would leave it 60 ms short of the span.
     assert!(
-        span_secs - sum < 0.005,
+        span_secs - sum < 0.03,
         "and ends with it: {sum} vs {span_secs}"
     );
 }
