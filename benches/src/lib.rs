@@ -135,19 +135,26 @@ fn peer() -> Stack {
     }
 }
 
+/// The subscriber of the looptel stacks: tracing-opentelemetry and the JSON
+/// log layer writing to nowhere (no line is written per request anyway).
+fn looptel_dispatch(
+    provider: &SdkTracerProvider,
+    logs: looptel_logs::LogsBuilder,
+) -> tracing::Dispatch {
+    let (logs, guard) = logs.output(std::io::sink()).build();
+    std::mem::forget(guard);
+    tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
+            .with(logs.layer()),
+    )
+}
+
 /// looptel: the server layer, with the JSON log layer installed for
 /// correlation (no line is written per request).
 fn looptel() -> Stack {
     let provider = provider();
-    let (logs, guard) = looptel_logs::JsonLogs::builder()
-        .output(std::io::sink())
-        .build();
-    std::mem::forget(guard);
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
-            .with(logs.layer()),
-    );
+    let dispatch = looptel_dispatch(&provider, looptel_logs::JsonLogs::builder());
     let inst = Instrumentation::new(&provider, Propagator::default());
     let router =
         serve_ready(routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))));
@@ -166,15 +173,9 @@ fn full() -> Stack {
     let policy = looptel_baggage::BaggagePolicy::builder()
         .promote(["tenant.id"])
         .build();
-    let (logs, guard) = looptel_logs::JsonLogs::builder()
-        .output(std::io::sink())
-        .promote_baggage(policy.promotion())
-        .build();
-    std::mem::forget(guard);
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("app")))
-            .with(logs.layer()),
+    let dispatch = looptel_dispatch(
+        &provider,
+        looptel_logs::JsonLogs::builder().promote_baggage(policy.promotion()),
     );
     let inst = Instrumentation::new(&provider, Propagator::default());
     let registry = looptel_red_metrics::Registry::new();
