@@ -120,7 +120,7 @@ pub struct Red<S> {
 /// What a request is recorded with; kept until the body ends.
 #[derive(Debug)]
 struct Recording {
-    metrics: HttpServerMetrics,
+    duration: Arc<Metric<Histogram>>,
     method: &'static str,
     scheme: &'static str,
     route: Option<Route>,
@@ -147,8 +147,7 @@ impl Recording {
             self.version,
         ];
         let elapsed = self.start.elapsed().as_secs_f64();
-        self.metrics
-            .duration
+        self.duration
             .with(&values, |h| h.observe(elapsed, self.ids));
     }
 }
@@ -238,7 +237,7 @@ where
         gauge.add(1);
         let active = Active(gauge);
         let recording = Recording {
-            metrics: self.metrics.clone(),
+            duration: self.metrics.duration.clone(),
             method,
             scheme,
             route: route(&req),
