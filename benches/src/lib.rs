@@ -20,6 +20,7 @@ use tracing_subscriber::layer::SubscriberExt;
 /// The scenarios, in the order they are reported.
 pub const SCENARIOS: &[&str] = &[
     "bare",
+    "noop-layer",
     "peer-sampled",
     "peer-unsampled",
     "looptel-sampled",
@@ -99,6 +100,12 @@ pub fn stack(scenario: &str) -> Stack {
             dispatch: tracing::Dispatch::none(),
             _provider: None,
         },
+        // What axum charges for any `Router::layer`, whatever the layer does.
+        "noop-layer" => Stack {
+            router: serve_ready(routes().layer(tower::layer::util::Identity::new())),
+            dispatch: tracing::Dispatch::none(),
+            _provider: None,
+        },
         s if s.starts_with("peer") => peer(),
         s if s.starts_with("looptel") => looptel(),
         s if s.starts_with("full") => full(),
@@ -168,6 +175,7 @@ fn looptel() -> Stack {
 /// looptel's full stack, as order-service stacks it: server span, RED
 /// metrics with exemplars, the baggage edge (tenant from a header, promoted
 /// onto the span) and the JSON log layer with baggage promotion.
+/// One `Router::layer` call, as the docs advise.
 fn full() -> Stack {
     let provider = provider();
     let policy = looptel_baggage::BaggagePolicy::builder()
@@ -186,10 +194,12 @@ fn full() -> Stack {
         "tenant.id",
     ));
     let router = serve_ready(
-        routes()
-            .layer(edge)
-            .layer(red)
-            .layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))),
+        routes().layer(
+            tower::ServiceBuilder::new()
+                .layer(ServerLayer::new(inst).filter(skip_paths(["/health"])))
+                .layer(red)
+                .layer(edge),
+        ),
     );
     Stack {
         router,

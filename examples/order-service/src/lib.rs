@@ -32,6 +32,7 @@ use axum::{Json, Router};
 use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{Instrumentation, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
+use tower::ServiceBuilder;
 use looptel_red_metrics::{
     Counter, HttpServerMetrics, Metric, ProcessCollector, RedLayer, Registry, TokioCollector,
     metrics_endpoint,
@@ -159,15 +160,20 @@ pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Me
         .route("/health", get(health))
         .route("/metrics", metrics_endpoint(metrics.registry.clone()))
         .with_state(state)
-        .layer(EdgeLayer::new(baggage).members(from_header(
-            HeaderName::from_static(TENANT_HEADER),
-            "tenant.id",
-        )))
-        .layer(RedLayer::new(metrics.http))
+        // One `Router::layer` call for the whole stack: axum boxes every
+        // layer it is given separately, at a cost on every request.
         .layer(
-            ServerLayer::new(instrumentation)
-                .filter(skip_paths(["/health", "/metrics"]))
-                .response_traceparent(true),
+            ServiceBuilder::new()
+                .layer(
+                    ServerLayer::new(instrumentation)
+                        .filter(skip_paths(["/health", "/metrics"]))
+                        .response_traceparent(true),
+                )
+                .layer(RedLayer::new(metrics.http))
+                .layer(EdgeLayer::new(baggage).members(from_header(
+                    HeaderName::from_static(TENANT_HEADER),
+                    "tenant.id",
+                ))),
         )
 }
 
