@@ -38,20 +38,22 @@ where
 /// Sets business members from the request (a verified header, a token
 /// claim put in the extensions by an auth layer). `()` sets none.
 pub trait MembersFromRequest<B>: Clone + Send + Sync + 'static {
-    /// Pushes `(key, value)` pairs for the request.
-    fn members(&self, request: &Request<B>, out: &mut Vec<(&'static str, String)>);
+    /// Calls `set` with each `(key, value)` pair of the request.
+    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, String));
 }
 
 impl<B> MembersFromRequest<B> for () {
-    fn members(&self, _: &Request<B>, _: &mut Vec<(&'static str, String)>) {}
+    fn members(&self, _: &Request<B>, _: &mut dyn FnMut(&'static str, String)) {}
 }
 
 impl<B, F> MembersFromRequest<B> for F
 where
     F: Fn(&Request<B>) -> Option<(&'static str, String)> + Clone + Send + Sync + 'static,
 {
-    fn members(&self, request: &Request<B>, out: &mut Vec<(&'static str, String)>) {
-        out.extend(self(request));
+    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, String)) {
+        if let Some((key, value)) = self(request) {
+            set(key, value);
+        }
     }
 }
 
@@ -69,7 +71,7 @@ pub fn from_header(header: http::HeaderName, key: &'static str) -> FromHeader {
 }
 
 impl<B> MembersFromRequest<B> for FromHeader {
-    fn members(&self, request: &Request<B>, out: &mut Vec<(&'static str, String)>) {
+    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, String)) {
         if let Some(v) = request
             .headers()
             .get(&self.header)
@@ -77,7 +79,7 @@ impl<B> MembersFromRequest<B> for FromHeader {
             .map(str::trim)
             .filter(|v| !v.is_empty())
         {
-            out.push((self.key, v.to_owned()));
+            set(self.key, v.to_owned());
         }
     }
 }
@@ -188,16 +190,14 @@ where
             cx = cx.with_baggage(Baggage::new());
             policy.count_untrusted();
         }
-        let mut members = Vec::new();
-        self.layer.members.members(&req, &mut members);
-        for (key, value) in members {
-            match policy.set(&cx, key, &value) {
+        self.layer.members.members(&req, &mut |key, value| {
+            match policy.set_owned(&cx, key, value) {
                 Ok(next) => cx = next,
                 Err(e) => {
-                    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused")
+                    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
                 }
             }
-        }
+        });
         // Onto the server span, if it records (children get the members
         // from the promotion span processor as they start).
         if cx.span().is_recording() {

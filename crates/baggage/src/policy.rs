@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use looptel_core::baggage::{InjectPolicy, MAX_BYTES, MAX_MEMBERS, encoded_len};
+use looptel_core::baggage::{InjectPolicy, MAX_BYTES, MAX_MEMBERS, encoded_len, is_key};
 use looptel_core::{BaggagePromotion, pii};
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
@@ -52,6 +52,41 @@ struct Inner {
     budget: usize,
     counters: Counters,
     naming_warnings: Vec<String>,
+    /// The promoted keys, checked once at build: the keys an edge usually
+    /// sets, so a request does not scan the deny-list for them.
+    known: Vec<Known>,
+}
+
+/// A key whose checks were done when the policy was built.
+#[derive(Debug)]
+struct Known {
+    key: opentelemetry::Key,
+    verdict: Result<(), BaggageError>,
+}
+
+impl Inner {
+    /// The key to insert `key` under, if the policy allows it.
+    fn check(&self, key: &str) -> Result<opentelemetry::Key, BaggageError> {
+        if let Some(known) = self.known.iter().find(|k| k.key.as_str() == key) {
+            return known.verdict.clone().map(|()| known.key.clone());
+        }
+        check(&self.deny, &self.allow, key).map(|()| opentelemetry::Key::from(key.to_owned()))
+    }
+}
+
+/// The checks of [`BaggagePolicy::set`] on a key.
+fn check(deny: &[String], allow: &[String], key: &str) -> Result<(), BaggageError> {
+    if !is_key(key) {
+        return Err(BaggageError::InvalidKey(key.to_owned()));
+    }
+    if is_denied(deny, allow, key) {
+        return Err(BaggageError::Denied(key.to_owned()));
+    }
+    Ok(())
+}
+
+fn is_denied(deny: &[String], allow: &[String], key: &str) -> bool {
+    deny.iter().any(|d| pii::ends_with_normalised(key, d)) && !allow.contains(&pii::normalise(key))
 }
 
 /// The baggage policy, built once and typed; cheap to clone.
@@ -135,11 +170,7 @@ impl BaggagePolicy {
 
     /// Whether `key` is never propagated.
     pub fn is_denied(&self, key: &str) -> bool {
-        self.inner
-            .deny
-            .iter()
-            .any(|d| pii::ends_with_normalised(key, d))
-            && !self.inner.allow.contains(&pii::normalise(key))
+        is_denied(&self.inner.deny, &self.inner.allow, key)
     }
 
     /// What the policy has counted so far.
@@ -178,38 +209,49 @@ impl BaggagePolicy {
     /// `cx` with member `key` set to `value`, if the policy allows it: not a
     /// denied key, a valid token, and within 64 members and 8192 bytes.
     pub fn set(&self, cx: &Context, key: &str, value: &str) -> Result<Context, BaggageError> {
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        {
-            return Err(BaggageError::InvalidKey(key.to_owned()));
-        }
-        if self.is_denied(key) {
-            return Err(BaggageError::Denied(key.to_owned()));
-        }
+        let key = self.inner.check(key)?;
+        self.set_checked(cx, key, value.to_owned())
+    }
+
+    /// [`set`](Self::set) with an owned value, spared a copy.
+    pub(crate) fn set_owned(
+        &self,
+        cx: &Context,
+        key: &str,
+        value: String,
+    ) -> Result<Context, BaggageError> {
+        let key = self.inner.check(key)?;
+        self.set_checked(cx, key, value)
+    }
+
+    fn set_checked(
+        &self,
+        cx: &Context,
+        key: opentelemetry::Key,
+        value: String,
+    ) -> Result<Context, BaggageError> {
         let current = cx.baggage();
         if current.is_empty() {
             // The common case at an edge: nothing to copy or count.
-            if encoded_len(key, value, "") > MAX_BYTES {
-                return Err(BaggageError::Full(key.to_owned()));
+            if encoded_len(key.as_str(), &value, "") > MAX_BYTES {
+                return Err(BaggageError::Full(key.to_string()));
             }
             let mut baggage = opentelemetry::baggage::Baggage::new();
-            let _ = baggage.insert(key.to_owned(), value.to_owned());
+            let _ = baggage.insert(key, value);
             return Ok(cx.with_baggage(baggage));
         }
         let mut baggage = looptel_core::baggage::copy(current);
-        let existing = baggage.get(key).is_some();
+        let existing = baggage.get(key.as_str()).is_some();
         let bytes: usize = baggage
             .iter()
-            .filter(|(k, _)| k.as_str() != key)
+            .filter(|(k, _)| **k != key)
             .map(|(k, (v, m))| encoded_len(k.as_str(), v.as_str(), m.as_str()) + 1)
             .sum::<usize>()
-            + encoded_len(key, value, "");
+            + encoded_len(key.as_str(), &value, "");
         if (!existing && baggage.len() >= MAX_MEMBERS) || bytes > MAX_BYTES {
-            return Err(BaggageError::Full(key.to_owned()));
+            return Err(BaggageError::Full(key.to_string()));
         }
-        let _ = baggage.insert(key.to_owned(), value.to_owned());
+        let _ = baggage.insert(key, value);
         Ok(cx.with_baggage(baggage))
     }
 }
@@ -290,8 +332,17 @@ impl BaggagePolicyBuilder {
                 "baggage key does not follow the `tenant.id` style (lowercase, dot-separated)"
             );
         }
+        let known = self
+            .promote
+            .iter()
+            .map(|k| Known {
+                key: opentelemetry::Key::from(Arc::<str>::from(k.as_str())),
+                verdict: check(&self.deny, &self.allow, k),
+            })
+            .collect();
         BaggagePolicy {
             inner: Arc::new(Inner {
+                known,
                 promotion: BaggagePromotion::new(self.promote),
                 deny: self.deny,
                 allow: self.allow,

@@ -40,13 +40,15 @@ pub struct Decoded {
     pub over_limit: usize,
 }
 
+/// `tchar` of RFC 7230, the characters of a baggage key.
+#[inline]
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    OCTET[usize::from(b)] & 4 != 0
 }
 
 /// Per byte: 0 outside `baggage-octet` (printable ASCII except space, `"`,
 /// `,`, `;` and `\`); bit 1 for an octet; bit 2 for an octet written as is
-/// (all but `%`).
+/// (all but `%`); bit 4 for a `tchar`.
 const OCTET: [u8; 256] = {
     let mut t = [0_u8; 256];
     let mut b = 0x21;
@@ -54,10 +56,30 @@ const OCTET: [u8; 256] = {
         if b != 0x22 && b != 0x2c && b != 0x3b && b != 0x5c {
             t[b] = if b == 0x25 { 1 } else { 3 };
         }
+        let tchar = (b as u8).is_ascii_alphanumeric()
+            || matches!(
+                b as u8,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+                    | b'`' | b'|' | b'~'
+            );
+        if tchar {
+            t[b] |= 4;
+        }
         b += 1;
     }
     t
 };
+
+/// Whether `key` is a valid baggage key (an RFC 7230 token).
+///
+/// ```
+/// assert!(looptel_core::baggage::is_key("tenant.id"));
+/// assert!(!looptel_core::baggage::is_key("tenant id"));
+/// assert!(!looptel_core::baggage::is_key(""));
+/// ```
+pub fn is_key(key: &str) -> bool {
+    is_token(key.as_bytes())
+}
 
 /// `baggage-octet`.
 #[inline]

@@ -59,6 +59,19 @@ fn one(key: &str, m: &BTreeMap<String, (String, String)>) -> String {
 }
 
 #[test]
+fn keys_are_exactly_rfc_7230_tokens() {
+    // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+    //         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+    for b in 0..=255_u8 {
+        let tchar = b.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(char::from(b));
+        let key = [b'k', b];
+        let key = String::from_utf8_lossy(&key);
+        assert_eq!(looptel_core::baggage::is_key(&key), tchar, "byte {b:#04x}");
+    }
+    assert!(!looptel_core::baggage::is_key(""));
+}
+
+#[test]
 fn repeated_header_lines_are_all_read() {
     let m = extract(&["a=1,b=2", "c=3", "d=4"]);
     assert_eq!(m.len(), 4);
