@@ -162,7 +162,8 @@ fn looptel_dispatch(
 fn looptel() -> Stack {
     let provider = provider();
     let dispatch = looptel_dispatch(&provider, looptel_logs::JsonLogs::builder());
-    let inst = Instrumentation::new(&provider, Propagator::default());
+    // As `Telemetry::instrumentation` declares its default sampler.
+    let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
     let router =
         serve_ready(routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))));
     Stack {
@@ -185,7 +186,8 @@ fn full() -> Stack {
         &provider,
         looptel_logs::JsonLogs::builder().promote_baggage(policy.promotion()),
     );
-    let inst = Instrumentation::new(&provider, Propagator::default());
+    // As `Telemetry::instrumentation` declares its default sampler.
+    let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
     let registry = looptel_red_metrics::Registry::new();
     let red =
         looptel_red_metrics::RedLayer::new(looptel_red_metrics::HttpServerMetrics::new(&registry));

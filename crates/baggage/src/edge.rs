@@ -190,14 +190,15 @@ where
             cx = cx.with_baggage(Baggage::new());
             policy.count_untrusted();
         }
-        self.layer.members.members(&req, &mut |key, value| {
-            match policy.set_owned(&cx, key, value) {
+        self.layer.members.members(
+            &req,
+            &mut |key, value| match policy.set_owned(&cx, key, value) {
                 Ok(next) => cx = next,
                 Err(e) => {
                     tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
                 }
-            }
-        });
+            },
+        );
         // Onto the server span, if it records (children get the members
         // from the promotion span processor as they start).
         if cx.span().is_recording() {

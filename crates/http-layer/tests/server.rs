@@ -205,6 +205,75 @@ async fn the_remote_parent_is_continued() {
 }
 
 #[tokio::test]
+async fn an_unsampled_caller_is_followed_without_the_sampler_only_when_declared() {
+    const UNSAMPLED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    // A sampler that samples everything, whatever the parent says.
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let seen = Arc::new(Mutex::new(None));
+    let app = |inst: looptel_core::Instrumentation| {
+        let seen = seen.clone();
+        Router::new()
+            .route(
+                "/x",
+                get(move || {
+                    let seen = seen.clone();
+                    async move {
+                        *seen.lock().expect("lock") = current_ids();
+                        "x"
+                    }
+                }),
+            )
+            .layer(ServerLayer::new(inst).response_traceparent(true))
+    };
+    let req = || {
+        Request::get("/x")
+            .header("traceparent", UNSAMPLED)
+            .header("tracestate", "vendor=1")
+            .body(Body::empty())
+            .expect("req")
+    };
+    let inst =
+        || looptel_core::Instrumentation::new(&provider, looptel_core::Propagator::default());
+
+    // Undeclared: the sampler decides, and this one samples.
+    send(app(inst()), req()).await;
+    assert_eq!(exporter.get_finished_spans().expect("spans").len(), 1);
+    exporter.reset();
+
+    // Declared parent-based: the caller's decision is kept without asking.
+    let (status, headers, _) = send(app(inst().parent_based(true)), req()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(exporter.get_finished_spans().expect("spans").is_empty());
+    let (trace_id, span_id) = seen.lock().expect("lock").clone().expect("a current span");
+    assert_eq!(trace_id, "0af7651916cd43dd8448eb211c80319c");
+    assert_ne!(
+        span_id, "b7ad6b7169203331",
+        "a span of its own, not the caller's"
+    );
+    assert_eq!(
+        headers["traceparent"],
+        format!("00-{trace_id}-{span_id}-00"),
+        "the response names the request's (unsampled) span"
+    );
+
+    // A public endpoint does not take the outside caller's decision.
+    let app = Router::new()
+        .route("/x", get(|| async { "x" }))
+        .layer(ServerLayer::new(inst().parent_based(true)).public_endpoint(AllPublic));
+    send(app, req()).await;
+    let spans = exporter.get_finished_spans().expect("spans");
+    assert_eq!(spans.len(), 1, "a new, sampled root");
+    assert_ne!(
+        spans[0].span_context.trace_id().to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+}
+
+#[tokio::test]
 async fn malformed_or_non_utf8_traceparent_starts_a_new_trace_and_never_fails() {
     for bad in [
         &b"00-zz-yy-01"[..],

@@ -101,6 +101,8 @@ pub struct Telemetry {
     span_level: LevelFilter,
     shutdown_timeout: Duration,
     notes: Vec<Note>,
+    /// Whether the sampler follows a parent that did not sample.
+    parent_based: bool,
 }
 
 /// A start-up message: where telemetry goes, or a warning.
@@ -147,7 +149,9 @@ pub struct TelemetryBuilder {
     service_version: Option<Cow<'static, str>>,
     environment: Option<Cow<'static, str>>,
     attributes: Vec<KeyValue>,
-    sampler: Option<Box<dyn ShouldSample>>,
+    /// The sampler set in code, and whether it follows a parent that did
+    /// not sample.
+    sampler: Option<(Box<dyn ShouldSample>, bool)>,
     traces_exporter: Option<TracesExporter>,
     endpoint: Option<String>,
     protocol: Option<Protocol>,
@@ -230,7 +234,9 @@ impl Telemetry {
     /// The tracer and propagator for HTTP, gRPC and messaging layers.
     pub fn instrumentation(&self) -> Instrumentation {
         match &self.tracer_provider {
-            Some(p) => Instrumentation::new(p, self.propagator.clone()),
+            Some(p) => {
+                Instrumentation::new(p, self.propagator.clone()).parent_based(self.parent_based)
+            }
             None => Instrumentation::disabled(self.propagator.clone()),
         }
     }
@@ -333,13 +339,17 @@ impl TelemetryBuilder {
     /// A standard sampler (env `OTEL_TRACES_SAMPLER` and `_ARG`; default
     /// `parentbased_always_on`).
     pub fn sampler(mut self, sampler: SamplerConfig) -> Self {
-        self.sampler = Some(Box::new(sampler.into_sdk()));
+        self.sampler = Some((
+            Box::new(sampler.into_sdk()),
+            sampler.follows_unsampled_parent(),
+        ));
         self
     }
 
     /// The [`RuleSampler`]: per-route ratios, health checks never sampled.
     pub fn rule_sampler(mut self, sampler: RuleSampler) -> Self {
-        self.sampler = Some(Box::new(sampler));
+        let follows = sampler.follows_unsampled_parent();
+        self.sampler = Some((Box::new(sampler), follows));
         self
     }
 
@@ -440,6 +450,7 @@ impl TelemetryBuilder {
 
         let mut tracer_provider = None;
         let mut meter_provider = None;
+        let mut parent_based = false;
         if env.disabled {
             notes.push(Note::info(format!(
                 "telemetry disabled ({}=true): no traces or metrics",
@@ -482,8 +493,15 @@ impl TelemetryBuilder {
                 builder = builder.with_span_processor(self.promotion.clone());
             }
             builder = match self.sampler {
-                Some(s) => builder.with_sampler(s),
-                None => builder.with_sampler(env.sampler.unwrap_or_default().into_sdk()),
+                Some((s, follows)) => {
+                    parent_based = follows;
+                    builder.with_sampler(s)
+                }
+                None => {
+                    let s = env.sampler.unwrap_or_default();
+                    parent_based = s.follows_unsampled_parent();
+                    builder.with_sampler(s.into_sdk())
+                }
             };
             if let Some(custom) = self.span_exporter {
                 builder = builder.with_span_processor(custom(batch));
@@ -559,6 +577,7 @@ impl TelemetryBuilder {
             span_level: self.span_level,
             shutdown_timeout: self.shutdown_timeout,
             notes,
+            parent_based,
         })
     }
 

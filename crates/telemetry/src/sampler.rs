@@ -65,6 +65,11 @@ impl SamplerConfig {
         }))
     }
 
+    /// Whether a parent that did not sample always makes this sampler drop.
+    pub(crate) fn follows_unsampled_parent(self) -> bool {
+        !matches!(self, Self::AlwaysOn | Self::TraceIdRatio(_))
+    }
+
     pub(crate) fn into_sdk(self) -> Sampler {
         match self {
             Self::AlwaysOn => Sampler::AlwaysOn,
@@ -164,6 +169,11 @@ impl RuleSampler {
     /// Whether a valid parent's decision is kept (default `true`).
     pub fn parent_based(self, parent_based: bool) -> Self {
         self.update(|r| r.parent_based = parent_based)
+    }
+
+    /// Whether a parent that did not sample always makes this sampler drop.
+    pub(crate) fn follows_unsampled_parent(&self) -> bool {
+        self.inner.parent_based
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use looptel_core::TraceIds;
 use looptel_logs::JsonLogs;
 use looptel_logs::test_support::SharedBuf;
-use looptel_telemetry::{Telemetry, TelemetryBuilder, TelemetryError};
+use looptel_telemetry::{RuleSampler, Telemetry, TelemetryBuilder, TelemetryError};
 use looptel_tests::CapturedSpans;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::Resource;
@@ -376,6 +376,42 @@ fn code_settings_win_over_env() {
     .expect("ids");
     assert_eq!(mem.spans().len(), 1);
     assert!(ids.is_sampled());
+}
+
+#[test]
+fn layers_skip_the_sampler_for_unsampled_parents_only_when_it_follows_them() {
+    let parent_based = |builder: TelemetryBuilder| {
+        builder
+            .service_name("svc")
+            .span_exporter(keeping_exporter())
+            .build()
+            .expect("valid")
+            .instrumentation()
+            .is_parent_based()
+    };
+    assert!(parent_based(env(&[])), "parentbased_always_on by default");
+    for (name, follows) in [
+        ("parentbased_traceidratio", true),
+        ("parentbased_always_off", true),
+        ("always_off", true),
+        ("always_on", false),
+        ("traceidratio", false),
+    ] {
+        assert_eq!(
+            parent_based(env(&[("OTEL_TRACES_SAMPLER", name)])),
+            follows,
+            "{name}"
+        );
+    }
+    assert!(!parent_based(
+        env(&[]).sampler(looptel_telemetry::SamplerConfig::AlwaysOn)
+    ));
+    assert!(parent_based(
+        env(&[("OTEL_TRACES_SAMPLER", "always_on")]).rule_sampler(RuleSampler::new())
+    ));
+    assert!(!parent_based(
+        env(&[]).rule_sampler(RuleSampler::new().parent_based(false))
+    ));
 }
 
 #[test]

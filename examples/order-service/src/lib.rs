@@ -32,13 +32,13 @@ use axum::{Json, Router};
 use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{Instrumentation, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
-use tower::ServiceBuilder;
 use looptel_red_metrics::{
     Counter, HttpServerMetrics, Metric, ProcessCollector, RedLayer, Registry, TokioCollector,
     metrics_endpoint,
 };
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
+use tower::ServiceBuilder;
 
 /// The most orders kept in memory; the oldest are forgotten first.
 pub const MAX_ORDERS: usize = 10_000;

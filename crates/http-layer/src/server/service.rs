@@ -99,6 +99,17 @@ where
             };
             return ResponseFuture::traced(inner, remote, false, false);
         };
+        // Outside the trust boundary the caller's decision does not count.
+        let public = self.layer.public.is_public(&req);
+        if let Some(cx) = inst.unsampled_child(&remote).filter(|_| !public) {
+            // The caller did not sample and the sampler follows it: no
+            // sampler call, no attributes, no name.
+            let inner = {
+                let _attached = cx.clone().attach();
+                call_catching(&mut self.inner, req)
+            };
+            return ResponseFuture::traced(inner, cx, true, self.layer.response_traceparent);
+        }
 
         // Decide early, allocate late: the sampler sees the method, the
         // scheme and the route (else the path); everything else, and the
@@ -125,7 +136,7 @@ where
             ..SpanBuilder::from_name(name_method(method))
         };
         let remote_sc = remote.span().span_context().clone();
-        let (builder, parent) = if remote_sc.is_valid() && self.layer.public.is_public(&req) {
+        let (builder, parent) = if remote_sc.is_valid() && public {
             // Outside the trust boundary: a new root, linked to the caller,
             // and none of the caller's context (baggage) is taken in.
             (
