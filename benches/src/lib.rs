@@ -176,7 +176,7 @@ fn looptel() -> Stack {
 /// looptel's full stack, as order-service stacks it: server span, RED
 /// metrics with exemplars, the baggage edge (tenant from a header, promoted
 /// onto the span) and the JSON log layer with baggage promotion.
-/// One `Router::layer` call, as the docs advise.
+/// One layer, the edge and the metrics as its hooks, as the docs advise.
 fn full() -> Stack {
     let provider = provider();
     let policy = looptel_baggage::BaggagePolicy::builder()
@@ -189,18 +189,16 @@ fn full() -> Stack {
     // As `Telemetry::instrumentation` declares its default sampler.
     let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
     let registry = looptel_red_metrics::Registry::new();
-    let red =
-        looptel_red_metrics::RedLayer::new(looptel_red_metrics::HttpServerMetrics::new(&registry));
     let edge = looptel_baggage::EdgeLayer::new(policy).members(looptel_baggage::from_header(
         http::HeaderName::from_static("x-tenant-id"),
         "tenant.id",
     ));
     let router = serve_ready(
         routes().layer(
-            tower::ServiceBuilder::new()
-                .layer(ServerLayer::new(inst).filter(skip_paths(["/health"])))
-                .layer(red)
-                .layer(edge),
+            ServerLayer::new(inst)
+                .filter(skip_paths(["/health"]))
+                .hook(edge)
+                .hook(looptel_red_metrics::HttpServerMetrics::new(&registry)),
         ),
     );
     Stack {

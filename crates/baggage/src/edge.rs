@@ -4,6 +4,7 @@
 use std::task::{Context as TaskContext, Poll};
 
 use http::Request;
+use looptel_core::RequestHook;
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::context::{FutureExt as _, WithContext};
@@ -184,16 +185,32 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let policy = &self.layer.policy;
         let mut cx = Context::current();
-        if self.layer.untrusted.is_untrusted(&req) && !cx.baggage().is_empty() {
-            cx = cx.with_baggage(Baggage::new());
+        self.layer.apply(&req, &mut cx);
+        let fut = {
+            let _attached = cx.clone().attach();
+            self.inner.call(req)
+        };
+        fut.with_context(cx)
+    }
+}
+
+impl<M, U> EdgeLayer<M, U> {
+    /// The edge's work on a request entering in context `cx`.
+    fn apply<B>(&self, req: &Request<B>, cx: &mut Context)
+    where
+        M: MembersFromRequest<B>,
+        U: Untrusted<B>,
+    {
+        let policy = &self.policy;
+        if self.untrusted.is_untrusted(req) && !cx.baggage().is_empty() {
+            *cx = cx.with_baggage(Baggage::new());
             policy.count_untrusted();
         }
-        self.layer.members.members(
-            &req,
-            &mut |key, value| match policy.set_owned(&cx, key, value) {
-                Ok(next) => cx = next,
+        self.members.members(
+            req,
+            &mut |key, value| match policy.set_owned(cx, key, value) {
+                Ok(next) => *cx = next,
                 Err(e) => {
                     tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
                 }
@@ -202,15 +219,42 @@ where
         // Onto the server span, if it records (children get the members
         // from the promotion span processor as they start).
         if cx.span().is_recording() {
-            let promoted = policy.promotion().attributes(&cx);
+            let promoted = policy.promotion().attributes(cx);
             if !promoted.is_empty() {
                 cx.span().set_attributes(promoted);
             }
         }
-        let fut = {
-            let _attached = cx.clone().attach();
-            self.inner.call(req)
-        };
-        fut.with_context(cx)
+    }
+}
+
+/// The server layer's hook: the edge's work without a layer of its own —
+/// the context the server layer runs the request in gets the members, and
+/// its span the promoted ones.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use http::HeaderName;
+/// use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
+/// use looptel_core::{Instrumentation, Propagator};
+/// use looptel_http_layer::server::ServerLayer;
+///
+/// # let inst = Instrumentation::disabled(Propagator::default());
+/// let policy = BaggagePolicy::builder().promote(["tenant.id"]).build();
+/// let app: Router = Router::new()
+///     .route("/orders", get(|| async { "ok" }))
+///     .layer(ServerLayer::new(inst).hook(
+///         EdgeLayer::new(policy)
+///             .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id")),
+///     ));
+/// ```
+impl<B, M, U> RequestHook<B> for EdgeLayer<M, U>
+where
+    M: MembersFromRequest<B>,
+    U: Untrusted<B>,
+{
+    type State = ();
+
+    fn start(&self, request: &Request<B>, cx: &mut Context) {
+        self.apply(request, cx);
     }
 }

@@ -8,6 +8,8 @@
 //! - [`Outcome`]: the one classifier of how an operation ended (success,
 //!   business error, failure) that spans, metrics and logs agree on.
 //! - [`TraceIds`]: the trace and span id of the current span, as exported.
+//! - [`RequestHook`]: per-request work (RED metrics, the baggage edge) that
+//!   runs inside the server layer, sharing its span, future and body.
 //!
 //! # Example
 //!
@@ -26,6 +28,7 @@
 
 pub mod baggage;
 mod headers;
+mod hook;
 mod ids;
 mod instrumentation;
 mod method;
@@ -37,6 +40,7 @@ mod service;
 pub mod tracecontext;
 
 pub use headers::{HeaderExtractor, HeaderInjector};
+pub use hook::{HookState, RequestEnd, RequestHook};
 pub use ids::TraceIds;
 pub use instrumentation::{Instrumentation, SCOPE};
 pub use method::{OTHER_METHOD, normalize_method};

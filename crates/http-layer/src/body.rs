@@ -1,47 +1,73 @@
-//! The response body wrapper that ends a span when the body ends.
+//! The response body wrapper that finishes a request when the body ends.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame, SizeHint};
+use looptel_core::{HookState, RequestEnd};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
 use pin_project_lite::pin_project;
 
-/// Ends the span of a request exactly once: when the body ends, fails, or is
-/// dropped (a client that went away is not an error).
+/// Finishes a request exactly once — the hooks, then the span, if the
+/// layer started one — when the body ends, fails, or is dropped (a client
+/// that went away is not an error).
 #[derive(Debug)]
-pub(crate) struct SpanEnd(pub(crate) opentelemetry::Context);
+pub(crate) struct Finish<G: HookState> {
+    pub(crate) cx: opentelemetry::Context,
+    /// Whether `cx` holds a span of ours to end (not just the caller's).
+    pub(crate) owned: bool,
+    /// The hooks to end, and how the request ended.
+    pub(crate) hooks: Option<(G, RequestEnd)>,
+}
 
-impl SpanEnd {
-    fn fail(self, error_type: &'static str, description: String) {
-        let span = self.0.span();
-        span.set_attribute(KeyValue::new(ERROR_TYPE, error_type));
-        span.set_status(Status::error(description));
+impl Finish<()> {
+    /// Ends the span of `cx` and nothing else.
+    pub(crate) fn span(cx: opentelemetry::Context) -> Self {
+        Self {
+            cx,
+            owned: true,
+            hooks: None,
+        }
     }
 }
 
-impl Drop for SpanEnd {
+impl<G: HookState> Finish<G> {
+    fn fail(self, error_type: &'static str, description: String) {
+        if self.owned {
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new(ERROR_TYPE, error_type));
+            span.set_status(Status::error(description));
+        }
+    }
+}
+
+impl<G: HookState> Drop for Finish<G> {
     fn drop(&mut self) {
-        self.0.span().end();
+        if let Some((hooks, end)) = self.hooks.take() {
+            hooks.end(end);
+        }
+        if self.owned {
+            self.cx.span().end();
+        }
     }
 }
 
 pin_project! {
     /// The body of a traced response: the inner body, unchanged, whose end
-    /// ends the request's span. Streaming bodies keep the span open until
-    /// their last frame.
+    /// finishes the request (its span and hooks). Streaming bodies keep the
+    /// span open until their last frame.
     #[derive(Debug)]
-    pub struct ResponseBody<B> {
+    pub struct ResponseBody<B, G: HookState = ()> {
         #[pin]
         inner: Option<B>,
-        span: Option<SpanEnd>,
+        span: Option<Finish<G>>,
     }
 }
 
-impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, span: Option<SpanEnd>) -> Self {
+impl<B, G: HookState> ResponseBody<B, G> {
+    pub(crate) fn new(inner: B, span: Option<Finish<G>>) -> Self {
         Self {
             inner: Some(inner),
             span,
@@ -57,9 +83,10 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> Body for ResponseBody<B>
+impl<B, G> Body for ResponseBody<B, G>
 where
     B: Body,
+    G: HookState,
     B::Error: std::fmt::Display,
 {
     type Data = B::Data;

@@ -20,7 +20,7 @@ use looptel_core::Instrumentation;
 use opentelemetry::trace::TraceContextExt;
 use reqwest_middleware::{Middleware, Next, Result};
 
-use crate::body::SpanEnd;
+use crate::body::Finish;
 use crate::client::future::{record_error, record_status};
 use crate::client::start_client_span;
 
@@ -58,7 +58,7 @@ impl Middleware for TracingMiddleware {
                 Err(e) => record_error(&cx, e),
             }
             debug_assert!(cx.has_active_span());
-            drop(SpanEnd(cx));
+            drop(Finish::span(cx));
         }
         result
     }

@@ -51,7 +51,8 @@ pub use registry::{
 };
 pub use saturation::{ProcessCollector, TokioCollector};
 pub use server::{
-    ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, MeteredBody, Red, RedLayer, ResponseFuture,
+    ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, MeteredBody, Recording, Red, RedLayer,
+    ResponseFuture,
 };
 
 /// `GET /metrics` for an axum router: OpenMetrics with exemplars when the

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use looptel_core::{TraceIds, Untraced, normalize_method};
+use looptel_core::{HookState, RequestEnd, RequestHook, TraceIds, Untraced, normalize_method};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -77,6 +77,60 @@ impl HttpServerMetrics {
             .unwrap_or(METHODS.len() - 1);
         &self.active[m][usize::from(https)]
     }
+
+    /// Starts recording `req`: counts it active and starts its clock.
+    fn begin<B>(&self, req: &Request<B>, ids: Option<TraceIds>) -> Recording {
+        let method = normalize_method(req.method());
+        let https = req.uri().scheme_str() == Some("https");
+        let gauge = self.active(method, https).clone();
+        gauge.add(1);
+        Recording {
+            duration: self.duration.clone(),
+            active: Active(gauge),
+            method,
+            scheme: SCHEMES[usize::from(https)],
+            route: route(req),
+            version: version(req.version()),
+            ids,
+            start: Instant::now(),
+        }
+    }
+}
+
+/// The server layer's hook: records each request it traces, with the
+/// server span as exemplar when sampled, until the response body ends —
+/// the cheapest way to stack RED metrics (one future and one body wrapper
+/// for span and metrics):
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use looptel_core::{Instrumentation, Propagator};
+/// use looptel_http_layer::server::{ServerLayer, skip_paths};
+/// use looptel_red_metrics::{HttpServerMetrics, Registry, metrics_endpoint};
+///
+/// # let inst = Instrumentation::disabled(Propagator::default());
+/// let registry = Registry::new();
+/// let app: Router = Router::new()
+///     .route("/orders", get(|| async { "ok" }))
+///     .route("/metrics", metrics_endpoint(registry.clone()))
+///     .layer(
+///         ServerLayer::new(inst)
+///             .filter(skip_paths(["/health", "/metrics"]))
+///             .hook(HttpServerMetrics::new(&registry)),
+///     );
+/// ```
+impl<B> RequestHook<B> for HttpServerMetrics {
+    type State = Recording;
+
+    fn start(&self, request: &Request<B>, cx: &mut opentelemetry::Context) -> Recording {
+        self.begin(request, TraceIds::from_context(cx))
+    }
+}
+
+impl HookState for Recording {
+    fn end(self, end: RequestEnd) {
+        self.finish(end);
+    }
 }
 
 /// Records RED metrics for each request of the wrapped service.
@@ -117,46 +171,42 @@ pub struct Red<S> {
     metrics: HttpServerMetrics,
 }
 
-/// What a request is recorded with; kept until the body ends.
+/// A request being recorded by [`HttpServerMetrics`], until it ends.
 #[derive(Debug)]
-struct Recording {
+pub struct Recording {
     duration: Arc<Metric<Histogram>>,
+    active: Active,
     method: &'static str,
     scheme: &'static str,
     route: Option<Route>,
     version: &'static str,
-    status: http::StatusCode,
-    error_type: Option<ErrorType>,
     ids: Option<TraceIds>,
     start: Instant,
 }
 
 impl Recording {
-    fn finish(self) {
+    fn finish(self, end: RequestEnd) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let status = end.status.as_ref().map_or("", http::StatusCode::as_str);
+        // `error.type`: the status code of a 5xx, or the service error's type.
+        let error_type = match end.error_type {
+            Some(name) => name,
+            None if end.status.is_some_and(|s| s.is_server_error()) => status,
+            None => "",
+        };
         let values = [
             self.method,
             self.scheme,
-            self.status.as_str(),
+            status,
             self.route.as_ref().map_or("", Route::as_str),
-            match self.error_type {
-                None => "",
-                Some(ErrorType::Status) => self.status.as_str(),
-                Some(ErrorType::Named(name)) => name,
-            },
+            error_type,
             "http",
             self.version,
         ];
-        let elapsed = self.start.elapsed().as_secs_f64();
         self.duration
             .with(&values, |h| h.observe(elapsed, self.ids));
+        drop(self.active);
     }
-}
-
-/// `error.type`: the status code of a 5xx, or the service error's type.
-#[derive(Clone, Copy, Debug)]
-enum ErrorType {
-    Status,
-    Named(&'static str),
 }
 
 /// Decrements the active-requests gauge exactly once, however the request ends.
@@ -224,32 +274,12 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        if req.extensions().get::<Untraced>().is_some() {
-            return ResponseFuture {
-                inner: self.inner.call(req),
-                state: None,
-            };
-        }
-        let method = normalize_method(req.method());
-        let https = req.uri().scheme_str() == Some("https");
-        let scheme = SCHEMES[usize::from(https)];
-        let gauge = self.metrics.active(method, https).clone();
-        gauge.add(1);
-        let active = Active(gauge);
-        let recording = Recording {
-            duration: self.metrics.duration.clone(),
-            method,
-            scheme,
-            route: route(&req),
-            version: version(req.version()),
-            status: http::StatusCode::OK,
-            error_type: None,
-            ids: None,
-            start: Instant::now(),
-        };
+        // The server span is the current context while the service runs.
+        let recording = (req.extensions().get::<Untraced>().is_none())
+            .then(|| self.metrics.begin(&req, TraceIds::current()));
         ResponseFuture {
             inner: self.inner.call(req),
-            state: Some((recording, active)),
+            recording,
         }
     }
 }
@@ -260,7 +290,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        state: Option<(Recording, Active)>,
+        recording: Option<Recording>,
     }
 }
 
@@ -276,32 +306,19 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(r) => r,
         };
-        let Some((mut rec, active)) = this.state.take() else {
-            return Poll::Ready(result.map(|res| {
-                res.map(|b| MeteredBody {
-                    inner: b,
-                    done: None,
-                })
-            }));
-        };
-        // The server span is the current context while the service runs.
-        rec.ids = TraceIds::current();
+        let recording = this.recording.take();
         Poll::Ready(match result {
             Ok(res) => {
-                rec.status = res.status();
-                if res.status().is_server_error() {
-                    rec.error_type = Some(ErrorType::Status);
-                }
+                let end = RequestEnd::answered(res.status());
                 Ok(res.map(|b| MeteredBody {
                     inner: b,
-                    done: Some(Done(Some((rec, active)))),
+                    done: recording.map(|r| Done(Some((r, end)))),
                 }))
             }
             Err(e) => {
-                rec.status = http::StatusCode::INTERNAL_SERVER_ERROR;
-                rec.error_type = Some(ErrorType::Named(std::any::type_name::<E>()));
-                rec.finish();
-                drop(active);
+                if let Some(r) = recording {
+                    r.finish(RequestEnd::failed(std::any::type_name::<E>()));
+                }
                 Err(e)
             }
         })
@@ -310,13 +327,12 @@ where
 
 /// Records the request when the body ends or is dropped.
 #[derive(Debug)]
-struct Done(Option<(Recording, Active)>);
+struct Done(Option<(Recording, RequestEnd)>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        if let Some((rec, active)) = self.0.take() {
-            rec.finish();
-            drop(active);
+        if let Some((recording, end)) = self.0.take() {
+            recording.finish(end);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! RED metrics through ServerLayer + RedLayer on an axum router: labels,
+//! RED metrics through ServerLayer + RedLayer, and as the server layer's
+//! hook, on an axum router: labels,
 //! exemplars from sampled server spans only, filtered requests, streaming
 //! bodies, both expositions, and a flood of random paths.
 
@@ -23,6 +24,12 @@ struct Stack {
 }
 
 fn stack(sampler: Sampler) -> Stack {
+    stack_with(sampler, false)
+}
+
+/// The routes, measured by a `RedLayer` inside the server layer, or — when
+/// `hooked` — by `HttpServerMetrics` as the server layer's hook.
+fn stack_with(sampler: Sampler, hooked: bool) -> Stack {
     let spans = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
@@ -30,8 +37,10 @@ fn stack(sampler: Sampler) -> Stack {
         .build();
     let registry = Registry::new();
     registry.register_collector(std::sync::Arc::new(looptel_red_metrics::ProcessCollector));
-    let red = RedLayer::new(HttpServerMetrics::new(&registry));
-    let app = Router::new()
+    let metrics = HttpServerMetrics::new(&registry);
+    let server = ServerLayer::new(Instrumentation::new(&provider, Propagator::default()))
+        .filter(skip_paths(["/health", "/metrics"]));
+    let routes = Router::new()
         .route("/orders/{id}", get(|| async { "order" }))
         .route("/fail", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
         .route(
@@ -45,12 +54,16 @@ fn stack(sampler: Sampler) -> Stack {
             }),
         )
         .route("/health", get(|| async { "ok" }))
-        .route("/metrics", metrics_endpoint(registry.clone()))
-        .layer(red)
-        .layer(
-            ServerLayer::new(Instrumentation::new(&provider, Propagator::default()))
-                .filter(skip_paths(["/health", "/metrics"])),
-        );
+        .route("/metrics", metrics_endpoint(registry.clone()));
+    let app = if hooked {
+        routes.layer(server.hook(metrics))
+    } else {
+        routes.layer(
+            tower::ServiceBuilder::new()
+                .layer(server)
+                .layer(RedLayer::new(metrics)),
+        )
+    };
     Stack {
         app,
         registry,
@@ -77,119 +90,127 @@ fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
 
 #[tokio::test]
 async fn requests_are_recorded_with_bounded_labels_and_sampled_exemplars() {
-    let s = stack(Sampler::AlwaysOn);
-    get_body(&s.app, "/orders/1").await;
-    get_body(&s.app, "/orders/2").await;
-    get_body(&s.app, "/fail").await;
-    let om = s.registry.encode(Format::OpenMetrics);
-    let bucket = line(
-        &om,
-        r#"http_server_request_duration_seconds_bucket{http_request_method="GET",url_scheme="http",http_response_status_code="200",http_route="/orders/{id}",network_protocol_name="http",network_protocol_version="1.1",le="0.005"} 2"#,
-    );
-    let span = s
-        .spans
-        .get_finished_spans()
-        .expect("spans")
-        .into_iter()
-        .find(|sp| sp.name == "GET /orders/{id}")
-        .expect("span");
-    let trace = span.span_context.trace_id().to_string();
-    assert!(bucket.contains(" # {trace_id=\""), "{bucket}");
-    let exemplar_trace = bucket
-        .split("trace_id=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("trace id");
-    let traces: Vec<String> = s
-        .spans
-        .get_finished_spans()
-        .expect("spans")
-        .iter()
-        .map(|sp| sp.span_context.trace_id().to_string())
-        .collect();
-    assert!(
-        traces.contains(&exemplar_trace.to_owned()),
-        "exemplar {exemplar_trace} is one of {traces:?}; e.g. {trace}"
-    );
-    let exemplar_part = bucket.split(" # ").nth(1).expect("exemplar");
-    let labels = exemplar_part.split('}').next().expect("labels");
-    assert!(
-        labels.len() <= 128,
-        "exemplar labels within 128 characters: {labels}"
-    );
-    // The 5xx request carries error.type.
-    line(
-        &om,
-        r#"http_server_request_duration_seconds_count{http_request_method="GET",url_scheme="http",http_response_status_code="503",http_route="/fail",error_type="503",network_protocol_name="http",network_protocol_version="1.1"} 1"#,
-    );
-    // Active requests went back to zero.
-    line(
-        &om,
-        r#"http_server_active_requests{http_request_method="GET",url_scheme="http"} 0"#,
-    );
-    assert!(om.ends_with("# EOF\n"));
+    for hooked in [false, true] {
+        let s = stack_with(Sampler::AlwaysOn, hooked);
+        get_body(&s.app, "/orders/1").await;
+        get_body(&s.app, "/orders/2").await;
+        get_body(&s.app, "/fail").await;
+        let om = s.registry.encode(Format::OpenMetrics);
+        let bucket = line(
+            &om,
+            r#"http_server_request_duration_seconds_bucket{http_request_method="GET",url_scheme="http",http_response_status_code="200",http_route="/orders/{id}",network_protocol_name="http",network_protocol_version="1.1",le="0.005"} 2"#,
+        );
+        let span = s
+            .spans
+            .get_finished_spans()
+            .expect("spans")
+            .into_iter()
+            .find(|sp| sp.name == "GET /orders/{id}")
+            .expect("span");
+        let trace = span.span_context.trace_id().to_string();
+        assert!(bucket.contains(" # {trace_id=\""), "{bucket}");
+        let exemplar_trace = bucket
+            .split("trace_id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("trace id");
+        let traces: Vec<String> = s
+            .spans
+            .get_finished_spans()
+            .expect("spans")
+            .iter()
+            .map(|sp| sp.span_context.trace_id().to_string())
+            .collect();
+        assert!(
+            traces.contains(&exemplar_trace.to_owned()),
+            "exemplar {exemplar_trace} is one of {traces:?}; e.g. {trace}"
+        );
+        let exemplar_part = bucket.split(" # ").nth(1).expect("exemplar");
+        let labels = exemplar_part.split('}').next().expect("labels");
+        assert!(
+            labels.len() <= 128,
+            "exemplar labels within 128 characters: {labels}"
+        );
+        // The 5xx request carries error.type.
+        line(
+            &om,
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",url_scheme="http",http_response_status_code="503",http_route="/fail",error_type="503",network_protocol_name="http",network_protocol_version="1.1"} 1"#,
+        );
+        // Active requests went back to zero.
+        line(
+            &om,
+            r#"http_server_active_requests{http_request_method="GET",url_scheme="http"} 0"#,
+        );
+        assert!(om.ends_with("# EOF\n"));
+    }
 }
 
 #[tokio::test]
 async fn unsampled_requests_leave_no_exemplar() {
-    let s = stack(Sampler::AlwaysOff);
-    get_body(&s.app, "/orders/1").await;
-    let om = s.registry.encode(Format::OpenMetrics);
-    assert!(om.contains("http_server_request_duration_seconds_count{"));
-    assert!(!om.contains("trace_id"), "{om}");
+    for hooked in [false, true] {
+        let s = stack_with(Sampler::AlwaysOff, hooked);
+        get_body(&s.app, "/orders/1").await;
+        let om = s.registry.encode(Format::OpenMetrics);
+        assert!(om.contains("http_server_request_duration_seconds_count{"));
+        assert!(!om.contains("trace_id"), "{om}");
+    }
 }
 
 #[tokio::test]
 async fn filtered_requests_are_not_recorded() {
-    let s = stack(Sampler::AlwaysOn);
-    for _ in 0..5 {
-        get_body(&s.app, "/health").await;
+    for hooked in [false, true] {
+        let s = stack_with(Sampler::AlwaysOn, hooked);
+        for _ in 0..5 {
+            get_body(&s.app, "/health").await;
+        }
+        let text = s.registry.encode(Format::Prometheus);
+        assert!(!text.contains("/health"));
+        assert!(
+            !text.contains("http_server_request_duration_seconds_count{"),
+            "{text}"
+        );
     }
-    let text = s.registry.encode(Format::Prometheus);
-    assert!(!text.contains("/health"));
-    assert!(
-        !text.contains("http_server_request_duration_seconds_count{"),
-        "{text}"
-    );
 }
 
 #[tokio::test]
 async fn duration_runs_until_the_body_ends_like_the_span() {
-    let s = stack(Sampler::AlwaysOn);
-    let (_, body) = get_body(&s.app, "/slow").await;
-    assert_eq!(body, "done");
-    let text = s.registry.encode(Format::Prometheus);
-    let sum_line = line(
-        &text,
-        "http_server_request_duration_seconds_sum{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"/slow\"",
-    );
-    let sum: f64 = sum_line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("sum");
-    let span = s
-        .spans
-        .get_finished_spans()
-        .expect("spans")
-        .into_iter()
-        .find(|sp| sp.name == "GET /slow")
-        .expect("span");
-    let span_secs = span
-        .end_time
-        .duration_since(span.start_time)
-        .expect("ordered")
-        .as_secs_f64();
-    assert!(sum >= 0.06, "the body took 60 ms: {sum}");
-    assert!(
-        sum <= span_secs,
-        "the metric runs inside the span: {sum} vs {span_secs}"
-    );
-    // Ending at the headers instead would leave it 60 ms short of the span.
-    assert!(
-        span_secs - sum < 0.03,
-        "and ends with it: {sum} vs {span_secs}"
-    );
+    for hooked in [false, true] {
+        let s = stack_with(Sampler::AlwaysOn, hooked);
+        let (_, body) = get_body(&s.app, "/slow").await;
+        assert_eq!(body, "done");
+        let text = s.registry.encode(Format::Prometheus);
+        let sum_line = line(
+            &text,
+            "http_server_request_duration_seconds_sum{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"/slow\"",
+        );
+        let sum: f64 = sum_line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("sum");
+        let span = s
+            .spans
+            .get_finished_spans()
+            .expect("spans")
+            .into_iter()
+            .find(|sp| sp.name == "GET /slow")
+            .expect("span");
+        let span_secs = span
+            .end_time
+            .duration_since(span.start_time)
+            .expect("ordered")
+            .as_secs_f64();
+        assert!(sum >= 0.06, "the body took 60 ms: {sum}");
+        assert!(
+            sum <= span_secs,
+            "the metric runs inside the span: {sum} vs {span_secs}"
+        );
+        // Ending at the headers instead would leave it 60 ms short of the span.
+        assert!(
+            span_secs - sum < 0.03,
+            "and ends with it: {sum} vs {span_secs}"
+        );
+    }
 }
 
 #[tokio::test]

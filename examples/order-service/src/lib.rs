@@ -33,12 +33,11 @@ use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{Instrumentation, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{
-    Counter, HttpServerMetrics, Metric, ProcessCollector, RedLayer, Registry, TokioCollector,
+    Counter, HttpServerMetrics, Metric, ProcessCollector, Registry, TokioCollector,
     metrics_endpoint,
 };
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
-use tower::ServiceBuilder;
 
 /// The most orders kept in memory; the oldest are forgotten first.
 pub const MAX_ORDERS: usize = 10_000;
@@ -147,8 +146,9 @@ pub fn baggage_policy() -> BaggagePolicy {
 /// scrapes are neither traced nor measured), measured by the RED layer, with
 /// `tenant.id` taken from [`TENANT_HEADER`] at the edge.
 ///
-/// Layer order, outermost first: server span → RED metrics (exemplars come
-/// from the server span) → baggage edge → handler.
+/// One server layer with two hooks: the server span starts, the baggage edge
+/// sets `tenant.id` (promoted onto the span), the RED metrics start their
+/// clock with the span as exemplar; both end when the response body does.
 pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Metrics) -> Router {
     let state = AppState {
         store: Arc::default(),
@@ -160,20 +160,17 @@ pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Me
         .route("/health", get(health))
         .route("/metrics", metrics_endpoint(metrics.registry.clone()))
         .with_state(state)
-        // One `Router::layer` call for the whole stack: axum boxes every
-        // layer it is given separately, at a cost on every request.
+        // One layer: the baggage edge and the RED metrics run as its hooks,
+        // inside its span and in that order, sharing its future and body.
         .layer(
-            ServiceBuilder::new()
-                .layer(
-                    ServerLayer::new(instrumentation)
-                        .filter(skip_paths(["/health", "/metrics"]))
-                        .response_traceparent(true),
-                )
-                .layer(RedLayer::new(metrics.http))
-                .layer(EdgeLayer::new(baggage).members(from_header(
+            ServerLayer::new(instrumentation)
+                .filter(skip_paths(["/health", "/metrics"]))
+                .response_traceparent(true)
+                .hook(EdgeLayer::new(baggage).members(from_header(
                     HeaderName::from_static(TENANT_HEADER),
                     "tenant.id",
-                ))),
+                )))
+                .hook(metrics.http),
         )
 }
 

@@ -8,7 +8,7 @@ use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE};
 use pin_project_lite::pin_project;
 
-use crate::body::{ResponseBody, SpanEnd};
+use crate::body::{Finish, ResponseBody};
 
 pin_project! {
     /// The response future of [`Client`](super::Client).
@@ -65,12 +65,12 @@ where
                 if let Some(span) = &span {
                     record_status(span, res.status());
                 }
-                Ok(res.map(|b| ResponseBody::new(b, span.map(SpanEnd))))
+                Ok(res.map(|b| ResponseBody::new(b, span.map(Finish::span))))
             }
             Err(e) => {
                 if let Some(span) = span {
                     record_error(&span, &e);
-                    drop(SpanEnd(span));
+                    drop(Finish::span(span));
                 }
                 Err(e)
             }

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use http::{HeaderValue, Response, StatusCode};
 use looptel_core::tracecontext::render_traceparent;
+use looptel_core::{HookState, RequestEnd};
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
@@ -12,7 +13,7 @@ use opentelemetry_semantic_conventions::attribute::{
 };
 use pin_project_lite::pin_project;
 
-use crate::body::{ResponseBody, SpanEnd};
+use crate::body::{Finish, ResponseBody};
 
 pin_project! {
     #[project = InnerProj]
@@ -27,39 +28,41 @@ pin_project! {
 pin_project! {
     /// The response future of [`Server`](super::Server).
     #[derive(Debug)]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, G: HookState = ()> {
         #[pin]
         inner: Inner<F>,
-        state: Option<State>,
+        state: Option<State<G>>,
     }
 }
 
 #[derive(Debug)]
-struct State {
-    cx: OtelContext,
+pub(crate) struct State<G> {
+    pub(crate) cx: OtelContext,
     /// Whether `cx` holds a span of ours to end (not just the caller's).
-    owned: bool,
-    response_traceparent: bool,
+    pub(crate) owned: bool,
+    pub(crate) response_traceparent: bool,
+    pub(crate) hooks: G,
 }
 
-impl<F> ResponseFuture<F> {
+impl<G: HookState> State<G> {
+    fn finish(self, end: RequestEnd) -> Finish<G> {
+        Finish {
+            cx: self.cx,
+            owned: self.owned,
+            hooks: Some((self.hooks, end)),
+        }
+    }
+}
+
+impl<F, G: HookState> ResponseFuture<F, G> {
     pub(crate) fn untraced(inner: Inner<F>) -> Self {
         Self { inner, state: None }
     }
 
-    pub(crate) fn traced(
-        inner: Inner<F>,
-        cx: OtelContext,
-        owned: bool,
-        response_traceparent: bool,
-    ) -> Self {
+    pub(crate) fn traced(inner: Inner<F>, state: State<G>) -> Self {
         Self {
             inner,
-            state: Some(State {
-                cx,
-                owned,
-                response_traceparent,
-            }),
+            state: Some(state),
         }
     }
 }
@@ -72,12 +75,13 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "handler panicked".to_owned())
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E, G> Future for ResponseFuture<F, G>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: http_body::Body,
+    G: HookState,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B, G>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -96,11 +100,14 @@ where
         Poll::Ready(match polled {
             Ok(Ok(res)) => Ok(respond(res, state)),
             Ok(Err(e)) => {
-                if let Some(s) = state.filter(|s| s.owned) {
-                    let span = s.cx.span();
-                    span.set_attribute(KeyValue::new(ERROR_TYPE, std::any::type_name::<E>()));
-                    span.set_status(Status::error("service error"));
-                    drop(SpanEnd(s.cx));
+                if let Some(s) = state {
+                    let error_type = std::any::type_name::<E>();
+                    if s.owned {
+                        let span = s.cx.span();
+                        span.set_attribute(KeyValue::new(ERROR_TYPE, error_type));
+                        span.set_status(Status::error("service error"));
+                    }
+                    drop(s.finish(RequestEnd::failed(error_type)));
                 }
                 Err(e)
             }
@@ -109,19 +116,20 @@ where
     }
 }
 
-fn respond<B>(res: Response<B>, state: Option<State>) -> Response<ResponseBody<B>> {
+fn respond<B, G: HookState>(
+    res: Response<B>,
+    state: Option<State<G>>,
+) -> Response<ResponseBody<B, G>> {
     let Some(state) = state else {
         return res.map(|b| ResponseBody::new(b, None));
     };
-    if !state.owned {
-        return res.map(|b| ResponseBody::new(b, None));
-    }
-    let span = state.cx.span();
-    if !span.is_recording() && !state.response_traceparent {
-        // Nothing to record: the span only needs ending.
-        return res.map(|b| ResponseBody::new(b, Some(SpanEnd(state.cx))));
-    }
     let status = res.status();
+    let span = state.cx.span();
+    if !state.owned || (!span.is_recording() && !state.response_traceparent) {
+        // Nothing to record: the span only needs ending, the hooks finishing.
+        let finish = state.finish(RequestEnd::answered(status));
+        return res.map(|b| ResponseBody::new(b, Some(finish)));
+    }
     span.set_attribute(KeyValue::new(
         HTTP_RESPONSE_STATUS_CODE,
         i64::from(status.as_u16()),
@@ -137,23 +145,29 @@ fn respond<B>(res: Response<B>, state: Option<State>) -> Response<ResponseBody<B
         res.headers_mut()
             .insert(looptel_core::tracecontext::TRACEPARENT, v);
     }
-    res.map(|b| ResponseBody::new(b, Some(SpanEnd(state.cx))))
+    let finish = state.finish(RequestEnd::answered(status));
+    res.map(|b| ResponseBody::new(b, Some(finish)))
 }
 
-fn panicked<B>(message: String, state: Option<State>) -> Response<ResponseBody<B>> {
-    if let Some(s) = state.filter(|s| s.owned) {
-        let span = s.cx.span();
-        span.add_event(
-            "exception",
-            vec![
-                KeyValue::new(EXCEPTION_MESSAGE, message.clone()),
-                KeyValue::new("exception.type", "panic"),
-            ],
-        );
-        span.set_attribute(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, 500_i64));
-        span.set_attribute(KeyValue::new(ERROR_TYPE, "500"));
-        span.set_status(Status::error(message));
-        drop(SpanEnd(s.cx));
+fn panicked<B, G: HookState>(
+    message: String,
+    state: Option<State<G>>,
+) -> Response<ResponseBody<B, G>> {
+    if let Some(s) = state {
+        if s.owned {
+            let span = s.cx.span();
+            span.add_event(
+                "exception",
+                vec![
+                    KeyValue::new(EXCEPTION_MESSAGE, message.clone()),
+                    KeyValue::new("exception.type", "panic"),
+                ],
+            );
+            span.set_attribute(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, 500_i64));
+            span.set_attribute(KeyValue::new(ERROR_TYPE, "500"));
+            span.set_status(Status::error(message));
+        }
+        drop(s.finish(RequestEnd::answered(StatusCode::INTERNAL_SERVER_ERROR)));
     }
     let mut res = Response::new(ResponseBody::empty());
     *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;

@@ -46,10 +46,17 @@
 //! has matched.
 //!
 //! # Layer order
-//! Put `ServerLayer` outermost of looptel's layers: metrics and baggage
-//! layers inside it find its span as the current context. Inside the
-//! handler, `opentelemetry::Context::current()` — and so every `tracing`
-//! span and JSON log line — belongs to the request's trace.
+//! RED metrics and the baggage edge are best added as the server layer's
+//! [hooks](ServerLayer::hook): they then run inside its span in the order
+//! given, end with the response body, and share one future and one body
+//! wrapper — there is no order to get wrong. Inside the handler,
+//! `opentelemetry::Context::current()` — and so every `tracing` span and
+//! JSON log line — belongs to the request's trace.
+//!
+//! Stacked as layers of their own instead (for a stack looptel does not
+//! build), put `ServerLayer` outermost so they find its span as the current
+//! context, and give axum one `Router::layer` call: it boxes each layer it
+//! is given separately, at a cost on every request.
 //!
 //! ```
 //! # use looptel_core::{Instrumentation, Propagator};

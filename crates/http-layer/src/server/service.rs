@@ -2,6 +2,7 @@ use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
+use looptel_core::RequestHook;
 use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
@@ -10,16 +11,16 @@ use opentelemetry_semantic_conventions::attribute::{
 use tower_service::Service;
 
 use super::filter::{PublicEndpoint, RequestFilter};
-use super::future::{Inner, ResponseFuture};
+use super::future::{Inner, ResponseFuture, State};
 use super::{ServerLayer, Untraced};
 use crate::attributes::{name_method, push_method, push_protocol, push_server};
 use crate::body::ResponseBody;
 
 /// The service built by [`ServerLayer`]; see the [module docs](super).
 #[derive(Clone, Debug)]
-pub struct Server<S, F = (), P = ()> {
+pub struct Server<S, F = (), P = (), H = ()> {
     pub(crate) inner: S,
-    pub(crate) layer: ServerLayer<F, P>,
+    pub(crate) layer: ServerLayer<F, P, H>,
 }
 
 impl<S> Server<S> {
@@ -29,7 +30,7 @@ impl<S> Server<S> {
     }
 }
 
-crate::macros::service_accessors!(Server<S, F, P>);
+crate::macros::service_accessors!(Server<S, F, P, H>);
 
 /// The route template of a request, when the router has matched it.
 fn matched_route<B>(req: &Request<B>) -> Option<&str> {
@@ -67,16 +68,17 @@ fn client_address<B>(req: &Request<B>) -> Option<String> {
     None
 }
 
-impl<S, F, P, ReqB, ResB> Service<Request<ReqB>> for Server<S, F, P>
+impl<S, F, P, H, ReqB, ResB> Service<Request<ReqB>> for Server<S, F, P, H>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     F: RequestFilter<ReqB>,
     P: PublicEndpoint<ReqB>,
+    H: RequestHook<ReqB>,
     ResB: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResB>>;
+    type Response = Response<ResponseBody<ResB, H::State>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, H::State>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -92,23 +94,15 @@ where
         let remote = inst.propagator().extract_headers(req.headers());
         let Some(tracer) = inst.tracer() else {
             // Telemetry off: no span, but the caller's context still flows
-            // to outgoing calls.
-            let inner = {
-                let _attached = remote.clone().attach();
-                call_catching(&mut self.inner, req)
-            };
-            return ResponseFuture::traced(inner, remote, false, false);
+            // to outgoing calls, and the hooks run.
+            return self.run(req, remote, false);
         };
         // Outside the trust boundary the caller's decision does not count.
         let public = self.layer.public.is_public(&req);
         if let Some(cx) = inst.unsampled_child(&remote).filter(|_| !public) {
             // The caller did not sample and the sampler follows it: no
             // sampler call, no attributes, no name.
-            let inner = {
-                let _attached = cx.clone().attach();
-                call_catching(&mut self.inner, req)
-            };
-            return ResponseFuture::traced(inner, cx, true, self.layer.response_traceparent);
+            return self.run(req, cx, true);
         }
 
         // Decide early, allocate late: the sampler sees the method, the
@@ -153,12 +147,37 @@ where
             }
             span.set_attributes(recorded_only_attributes(&req, route.is_some()));
         }
-        let cx = parent.with_span(span);
+        self.run(req, parent.with_span(span), true)
+    }
+}
+
+impl<S, F, P, H> Server<S, F, P, H> {
+    /// Starts the hooks and calls the inner service in `cx`; `owned` when
+    /// `cx` holds a span of this layer's.
+    fn run<ReqB>(
+        &mut self,
+        req: Request<ReqB>,
+        mut cx: OtelContext,
+        owned: bool,
+    ) -> ResponseFuture<S::Future, H::State>
+    where
+        S: Service<Request<ReqB>>,
+        H: RequestHook<ReqB>,
+    {
+        let hooks = self.layer.hooks.start(&req, &mut cx);
         let inner = {
             let _attached = cx.clone().attach();
             call_catching(&mut self.inner, req)
         };
-        ResponseFuture::traced(inner, cx, true, self.layer.response_traceparent)
+        ResponseFuture::traced(
+            inner,
+            State {
+                cx,
+                owned,
+                response_traceparent: owned && self.layer.response_traceparent,
+                hooks,
+            },
+        )
     }
 }
 

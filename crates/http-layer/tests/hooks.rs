@@ -1,0 +1,245 @@
+//! Request hooks of the server layer: what they see, what they may change,
+//! when and how they end, and that filtered requests never reach them.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use bytes::Bytes;
+use common::Spans;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use looptel_core::{HookState, Instrumentation, Propagator, RequestEnd, RequestHook};
+use looptel_http_layer::server::{ServerLayer, SkipPaths, skip_paths};
+use opentelemetry::Context;
+use opentelemetry::trace::TraceContextExt;
+use tower::ServiceExt;
+
+/// What a hook saw, in order.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Records its start (with the span it ran in) and its end; puts a value of
+/// its own in the context.
+#[derive(Clone)]
+struct Recorder {
+    name: &'static str,
+    log: Log,
+}
+
+#[derive(Debug, PartialEq)]
+struct Mark(&'static str);
+
+struct Ending {
+    name: &'static str,
+    log: Log,
+}
+
+impl<B> RequestHook<B> for Recorder {
+    type State = Ending;
+
+    fn start(&self, request: &Request<B>, cx: &mut Context) -> Ending {
+        let span = cx.span().span_context().span_id();
+        self.log.lock().expect("log").push(format!(
+            "start {} {} in {span}",
+            self.name,
+            request.uri().path()
+        ));
+        *cx = cx.with_value(Mark(self.name));
+        Ending {
+            name: self.name,
+            log: self.log.clone(),
+        }
+    }
+}
+
+impl HookState for Ending {
+    fn end(self, end: RequestEnd) {
+        self.log.lock().expect("log").push(format!(
+            "end {} {:?} {:?}",
+            self.name,
+            end.status.map(|s| s.as_u16()),
+            end.error_type
+        ));
+    }
+}
+
+fn layer(spans: &Spans, log: &Log) -> ServerLayer<SkipPaths, (), (((), Recorder), Recorder)> {
+    ServerLayer::new(spans.instrumentation())
+        .filter(skip_paths(["/health"]))
+        .hook(Recorder {
+            name: "first",
+            log: log.clone(),
+        })
+        .hook(Recorder {
+            name: "second",
+            log: log.clone(),
+        })
+}
+
+fn take(log: &Log) -> Vec<String> {
+    std::mem::take(&mut *log.lock().expect("log"))
+}
+
+#[tokio::test]
+async fn hooks_run_in_the_span_change_its_context_and_end_with_the_body() {
+    let spans = Spans::new();
+    let log = Log::default();
+    let seen = Arc::new(Mutex::new(None));
+    let seen2 = seen.clone();
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(move || {
+                *seen2.lock().expect("seen") =
+                    Context::map_current(|cx| cx.get::<Mark>().map(|m| m.0));
+                async {
+                    let stream = futures_util::stream::once(async {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"done"))
+                    });
+                    Body::from_stream(stream)
+                }
+            }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .layer(layer(&spans, &log));
+
+    let res = app
+        .clone()
+        .oneshot(Request::get("/slow").body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    let started = take(&log);
+    assert!(spans.finished().is_empty(), "the span runs with the body");
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"done");
+    // Started in order inside the server span, ended in reverse with the body.
+    let id = spans.one().span_context.span_id();
+    assert_eq!(
+        started,
+        [
+            format!("start first /slow in {id}"),
+            format!("start second /slow in {id}"),
+        ]
+    );
+    assert_eq!(
+        take(&log),
+        ["end second Some(200) None", "end first Some(200) None"]
+    );
+    // The handler ran in the context the hooks left.
+    assert_eq!(*seen.lock().expect("seen"), Some("second"));
+
+    // Filtered requests reach no hook.
+    let res = app
+        .oneshot(Request::get("/health").body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    res.into_body().collect().await.expect("body");
+    assert!(take(&log).is_empty());
+}
+
+#[tokio::test]
+async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
+    let log = Log::default();
+    let spans = Spans::new();
+
+    // A service error: no status, the error's type.
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer(&spans, &log))
+        .service_fn(|_req: Request<Body>| async {
+            Err::<http::Response<Body>, _>(std::io::Error::other("backend gone"))
+        });
+    assert!(
+        svc.oneshot(Request::get("/x").body(Body::empty()).expect("req"))
+            .await
+            .is_err()
+    );
+    let ends: Vec<String> = take(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("end"))
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            "end second None Some(\"std::io::error::Error\")",
+            "end first None Some(\"std::io::error::Error\")"
+        ]
+    );
+
+    // A panicking handler: the 500 it is answered with.
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(layer(&spans, &log));
+    let res = app
+        .oneshot(Request::get("/panic").body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let ends: Vec<String> = take(&log)
+        .into_iter()
+        .filter(|l| l.starts_with("end"))
+        .collect();
+    assert_eq!(
+        ends,
+        ["end second Some(500) None", "end first Some(500) None"]
+    );
+
+    // A body dropped unread (the client went away): ended once, on drop.
+    let app = Router::new()
+        .route("/x", get(|| async { "x" }))
+        .layer(layer(&spans, &log));
+    let res = app
+        .oneshot(Request::get("/x").body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    assert_eq!(take(&log).len(), 2);
+    drop(res);
+    assert_eq!(
+        take(&log),
+        ["end second Some(200) None", "end first Some(200) None"]
+    );
+}
+
+#[tokio::test]
+async fn without_a_tracer_hooks_still_run_in_the_callers_context() {
+    let log = Log::default();
+    let app = Router::new().route("/x", get(|| async { "x" })).layer(
+        ServerLayer::new(Instrumentation::disabled(Propagator::default())).hook(Recorder {
+            name: "only",
+            log: log.clone(),
+        }),
+    );
+    let res = app
+        .oneshot(
+            Request::get("/x")
+                .header(
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    res.into_body().collect().await.expect("body");
+    assert_eq!(
+        take(&log),
+        [
+            "start only /x in b7ad6b7169203331",
+            "end only Some(200) None"
+        ]
+    );
+}
