@@ -40,7 +40,11 @@ impl BaggagePromotion {
         K: Into<String>,
     {
         Self {
-            keys: keys.into_iter().map(|k| Key::new(k.into())).collect(),
+            // Shared, so a key is cloned onto a span without allocating.
+            keys: keys
+                .into_iter()
+                .map(|k| Key::from(Arc::<str>::from(k.into())))
+                .collect(),
         }
     }
 

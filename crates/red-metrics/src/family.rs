@@ -19,7 +19,9 @@ pub(crate) type LabelValues = Box<[Box<str>]>;
 /// hash points into that list.
 struct Series<M> {
     list: Vec<(LabelValues, Arc<M>)>,
-    index: HashMap<u64, Vec<usize>>,
+    /// Positions in `list` by the hash of their values (already a hash:
+    /// no second SipHash round on the way in).
+    index: HashMap<u64, Vec<usize>, rustc_hash::FxBuildHasher>,
 }
 
 impl<M> Series<M> {
@@ -82,7 +84,7 @@ impl<M> Family<M> {
             max_series,
             series: RwLock::new(Series {
                 list: Vec::new(),
-                index: HashMap::new(),
+                index: HashMap::default(),
             }),
             len: AtomicU64::new(0),
             overflow: OnceLock::new(),

@@ -32,6 +32,13 @@ impl<S> Server<S> {
 
 crate::macros::service_accessors!(Server<S, F, P, H>);
 
+/// How many attributes a server span can get: the conventions' own, a few
+/// promoted baggage members, the status code and `error.type`.
+const SPAN_ATTRIBUTES: usize = 16;
+
+/// Looked up without parsing the name on every request.
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+
 /// The route template of a request, when the router has matched it.
 fn matched_route<B>(req: &Request<B>) -> Option<&str> {
     #[cfg(feature = "axum")]
@@ -50,7 +57,7 @@ fn matched_route<B>(req: &Request<B>) -> Option<&str> {
 fn client_address<B>(req: &Request<B>) -> Option<String> {
     if let Some(first) = req
         .headers()
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
         .map(str::trim)
@@ -108,7 +115,9 @@ where
         // Decide early, allocate late: the sampler sees the method, the
         // scheme and the route (else the path); everything else, and the
         // route in the span name, is built only for a span that records.
-        let mut attrs = Vec::with_capacity(4);
+        // Room for all a recording span gets (the SDK keeps this Vec), so
+        // none of the attributes set later reallocates it.
+        let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
         let method = push_method(&mut attrs, req.method());
         let uri = req.uri();
         attrs.push(KeyValue::new(
