@@ -153,6 +153,11 @@ impl<M> Family<M> {
         }
     }
 
+    /// Whether `series` is the overflow series.
+    pub(crate) fn is_overflow(&self, series: &Arc<M>) -> bool {
+        self.overflow.get().is_some_and(|o| Arc::ptr_eq(o, series))
+    }
+
     /// The series for `values`, for callers that record on one label set
     /// often: keep the handle, skip the lookup.
     pub fn series(&self, values: &[&str]) -> Arc<M> {

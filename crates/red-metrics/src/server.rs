@@ -1,8 +1,9 @@
 //! The HTTP server RED layer.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -40,10 +41,95 @@ const SCHEMES: [&str; 2] = ["http", "https"];
 /// The HTTP server instruments, registered once.
 #[derive(Clone, Debug)]
 pub struct HttpServerMetrics {
-    duration: Arc<Metric<Histogram>>,
+    duration: Arc<Duration>,
     /// One active-requests gauge per (method, scheme), resolved up front so a
     /// request touches no map for it.
     active: Arc<[[Arc<Gauge>; 2]; METHODS.len()]>,
+}
+
+/// `http.server.request.duration`, and the series requests have landed in,
+/// found again by a key of small numbers and the route template's address
+/// instead of by hashing and comparing seven label strings.
+#[derive(Debug)]
+struct Duration {
+    metric: Arc<Metric<Histogram>>,
+    resolved: RwLock<HashMap<SeriesKey, Resolved, rustc_hash::FxBuildHasher>>,
+}
+
+/// At most this many keys are remembered (the labels are bounded by
+/// construction; this bounds the memory even so). Beyond, series are looked
+/// up by their labels.
+const MAX_RESOLVED: usize = 4096;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct SeriesKey {
+    /// Address and length of the route template: the router hands every
+    /// request of a route the same shared string, and [`Resolved`] keeps it
+    /// alive, so the address cannot be reused for another route.
+    route: (usize, usize),
+    method: u8,
+    https: bool,
+    version: u8,
+    status: u16,
+}
+
+#[derive(Debug)]
+struct Resolved {
+    _route: Option<Route>,
+    series: Arc<Histogram>,
+}
+
+impl Duration {
+    fn record(
+        &self,
+        rec: &Recording,
+        status: Option<http::StatusCode>,
+        error_type: &str,
+        value: f64,
+    ) {
+        let key = (error_type.is_empty()).then(|| SeriesKey {
+            route: rec
+                .route
+                .as_ref()
+                .map_or((0, 0), |r| (r.as_str().as_ptr() as usize, r.as_str().len())),
+            method: rec.method,
+            https: rec.https,
+            version: rec.version,
+            status: status.map_or(0, |s| s.as_u16()),
+        });
+        if let Some(key) = key {
+            let resolved = self.resolved.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(r) = resolved.get(&key) {
+                r.series.observe(value, rec.ids);
+                return;
+            }
+        }
+        let status = status.as_ref().map_or("", http::StatusCode::as_str);
+        let values = [
+            METHODS[usize::from(rec.method)],
+            SCHEMES[usize::from(rec.https)],
+            status,
+            rec.route.as_ref().map_or("", Route::as_str),
+            error_type,
+            "http",
+            VERSIONS[usize::from(rec.version)],
+        ];
+        let series = self.metric.family().series(&values);
+        series.observe(value, rec.ids);
+        // Records over the cap are counted by the family on every lookup.
+        if let Some(key) = key.filter(|_| !self.metric.family().is_overflow(&series)) {
+            let mut resolved = self
+                .resolved
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if resolved.len() < MAX_RESOLVED {
+                resolved.entry(key).or_insert_with(|| Resolved {
+                    _route: rec.route.clone(),
+                    series,
+                });
+            }
+        }
+    }
 }
 
 impl HttpServerMetrics {
@@ -51,13 +137,16 @@ impl HttpServerMetrics {
     /// `http.server.active_requests` in `registry`.
     pub fn new(registry: &Registry) -> Self {
         Self {
-            duration: registry.histogram(
-                "http.server.request.duration",
-                "s",
-                "Duration of HTTP server requests, until the response body ended.",
-                DURATION_LABELS,
-                DURATION_BUCKETS,
-            ),
+            duration: Arc::new(Duration {
+                metric: registry.histogram(
+                    "http.server.request.duration",
+                    "s",
+                    "Duration of HTTP server requests, until the response body ended.",
+                    DURATION_LABELS,
+                    DURATION_BUCKETS,
+                ),
+                resolved: RwLock::default(),
+            }),
             active: {
                 let gauge = registry.gauge(
                     "http.server.active_requests",
@@ -70,25 +159,21 @@ impl HttpServerMetrics {
         }
     }
 
-    fn active(&self, method: &str, https: bool) -> &Arc<Gauge> {
-        let m = METHODS
-            .iter()
-            .position(|x| *x == method)
-            .unwrap_or(METHODS.len() - 1);
-        &self.active[m][usize::from(https)]
-    }
-
     /// Starts recording `req`: counts it active and starts its clock.
     fn begin<B>(&self, req: &Request<B>, ids: Option<TraceIds>) -> Recording {
-        let method = normalize_method(req.method());
+        let normalised = normalize_method(req.method());
+        let method = METHODS
+            .iter()
+            .position(|x| *x == normalised)
+            .unwrap_or(METHODS.len() - 1);
         let https = req.uri().scheme_str() == Some("https");
-        let gauge = self.active(method, https).clone();
+        let gauge = self.active[method][usize::from(https)].clone();
         gauge.add(1);
         Recording {
             duration: self.duration.clone(),
             active: Active(gauge),
-            method,
-            scheme: SCHEMES[usize::from(https)],
+            method: u8::try_from(method).unwrap_or(u8::MAX),
+            https,
             route: route(req),
             version: version(req.version()),
             ids,
@@ -174,12 +259,14 @@ pub struct Red<S> {
 /// A request being recorded by [`HttpServerMetrics`], until it ends.
 #[derive(Debug)]
 pub struct Recording {
-    duration: Arc<Metric<Histogram>>,
+    duration: Arc<Duration>,
     active: Active,
-    method: &'static str,
-    scheme: &'static str,
+    /// Index in `METHODS`.
+    method: u8,
+    https: bool,
     route: Option<Route>,
-    version: &'static str,
+    /// Index in `VERSIONS`.
+    version: u8,
     ids: Option<TraceIds>,
     start: Instant,
 }
@@ -187,24 +274,16 @@ pub struct Recording {
 impl Recording {
     fn finish(self, end: RequestEnd) {
         let elapsed = self.start.elapsed().as_secs_f64();
-        let status = end.status.as_ref().map_or("", http::StatusCode::as_str);
         // `error.type`: the status code of a 5xx, or the service error's type.
         let error_type = match end.error_type {
             Some(name) => name,
-            None if end.status.is_some_and(|s| s.is_server_error()) => status,
-            None => "",
+            None => end
+                .status
+                .as_ref()
+                .filter(|s| s.is_server_error())
+                .map_or("", http::StatusCode::as_str),
         };
-        let values = [
-            self.method,
-            self.scheme,
-            status,
-            self.route.as_ref().map_or("", Route::as_str),
-            error_type,
-            "http",
-            self.version,
-        ];
-        self.duration
-            .with(&values, |h| h.observe(elapsed, self.ids));
+        self.duration.record(&self, end.status, error_type, elapsed);
         drop(self.active);
     }
 }
@@ -249,13 +328,16 @@ fn route<B>(req: &Request<B>) -> Option<Route> {
     }
 }
 
-fn version(v: http::Version) -> &'static str {
+/// `network.protocol.version`, by the index [`version`] gives.
+const VERSIONS: [&str; 5] = ["0.9", "1.0", "1.1", "2", "3"];
+
+fn version(v: http::Version) -> u8 {
     match v {
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        http::Version::HTTP_09 => "0.9",
-        _ => "1.1",
+        http::Version::HTTP_09 => 0,
+        http::Version::HTTP_10 => 1,
+        http::Version::HTTP_2 => 3,
+        http::Version::HTTP_3 => 4,
+        _ => 2,
     }
 }
 

@@ -324,6 +324,51 @@ async fn a_flood_of_random_paths_and_methods_stays_under_the_cap() {
     assert!(text.contains("http_request_method=\"_OTHER\""));
 }
 
+#[tokio::test]
+async fn repeated_requests_count_in_their_series_and_overflow_is_counted_per_record() {
+    // Room for two duration series: GET /a 200 and GET /b 200.
+    let registry = Registry::new().with_max_series(2);
+    let app = Router::new()
+        .route("/a", get(|| async { "a" }))
+        .route("/b", get(|| async { "b" }))
+        .route("/c", get(|| async { "c" }))
+        .layer(
+            ServerLayer::new(Instrumentation::disabled(Propagator::default()))
+                .hook(HttpServerMetrics::new(&registry)),
+        );
+    for (path, n) in [("/a", 5), ("/b", 3), ("/c", 4), ("/a", 2)] {
+        for _ in 0..n {
+            get_body(&app, path).await;
+        }
+    }
+    let text = registry.encode(Format::Prometheus);
+    let count = |route: &str| {
+        line(
+            &text,
+            &format!("http_server_request_duration_seconds_count{{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"{route}\""),
+        )
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("count")
+    };
+    assert_eq!(count("/a"), 7);
+    assert_eq!(count("/b"), 3);
+    assert!(!text.contains("http_route=\"/c\""));
+    assert!(
+        text.contains(
+            "http_server_request_duration_seconds_count{otel_metric_overflow=\"true\"} 4"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "looptel_metric_overflow_records_total{metric=\"http_server_request_duration_seconds\"} 4"
+        ),
+        "every overflowed record is counted: {text}"
+    );
+}
+
 /// `promtool check metrics` — the Prometheus project's own linter — finds
 /// nothing to complain about in the Prometheus text exposition. (It reads
 /// only that format; the OpenMetrics exposition, exemplars included, is

@@ -9,7 +9,7 @@ use opentelemetry_semantic_conventions::attribute::HTTP_ROUTE;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::attributes::name_method;
+use crate::attributes::span_name;
 
 /// For a [`ServerLayer`](super::ServerLayer) placed *outside* an axum
 /// `Router` (around the whole app, as with a `ServiceBuilder`), where the
@@ -68,7 +68,7 @@ where
             let span = cx.span();
             if span.is_recording() {
                 let method = looptel_core::normalize_method(req.method());
-                span.update_name(format!("{} {}", name_method(method), route.as_str()));
+                span.update_name(span_name(method, route.as_str()));
                 span.set_attribute(KeyValue::new(HTTP_ROUTE, route.as_str().to_owned()));
             }
         }

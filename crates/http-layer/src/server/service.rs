@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::filter::{PublicEndpoint, RequestFilter};
 use super::future::{Inner, ResponseFuture, State};
 use super::{ServerLayer, Untraced};
-use crate::attributes::{name_method, push_method, push_protocol, push_server};
+use crate::attributes::{name_method, push_method, push_protocol, push_server, span_name};
 use crate::body::ResponseBody;
 
 /// The service built by [`ServerLayer`]; see the [module docs](super).
@@ -152,7 +152,7 @@ where
         let mut span = tracer.build_with_context(builder, &parent);
         if span.is_recording() {
             if let Some(route) = route {
-                span.update_name(format!("{} {route}", name_method(method)));
+                span.update_name(span_name(method, route));
             }
             span.set_attributes(recorded_only_attributes(&req, route.is_some()));
         }
