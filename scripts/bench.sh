@@ -20,12 +20,12 @@ count() { # scenario n -> instructions on the request thread (thread 1)
     rm -f "$out"/cg*
 }
 declare -A per
-for s in bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered full-sampled full-unsampled; do
+for s in bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled; do
     a=$(count "$s" "$N1"); b=$(count "$s" "$N2")
     per[$s]=$(( (b - a) / (N2 - N1) ))
 done
 printf '%-20s %14s %16s\n' scenario "instr/request" "added over bare"
-for s in bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered full-sampled full-unsampled; do
+for s in bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled; do
     printf '%-20s %14d %16d\n' "$s" "${per[$s]}" $(( per[$s] - per[bare] ))
 done
 ps=$(( per[peer-sampled] - per[bare] )); pu=$(( per[peer-unsampled] - per[bare] ))
@@ -33,5 +33,7 @@ ls=$(( per[looptel-sampled] - per[bare] )); lu=$(( per[looptel-unsampled] - per[
 echo
 echo "sampled:   looptel adds ${ls}, peer ${ps} (target: at most a quarter, $(( ps / 4 )))"
 echo "unsampled: looptel adds ${lu}, peer ${pu} (target: at most a tenth, $(( pu / 10 )))"
+rs=$(( per[red-sampled] - per[bare] )); ru=$(( per[red-unsampled] - per[bare] ))
+echo "server + RED metrics: sampled ${rs}, unsampled ${ru}"
 fs=$(( per[full-sampled] - per[bare] )); fu=$(( per[full-unsampled] - per[bare] ))
 echo "full stack (server + RED + baggage + logs): sampled ${fs}, unsampled ${fu}"

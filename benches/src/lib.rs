@@ -26,6 +26,8 @@ pub const SCENARIOS: &[&str] = &[
     "looptel-sampled",
     "looptel-unsampled",
     "looptel-filtered",
+    "red-sampled",
+    "red-unsampled",
     "full-sampled",
     "full-unsampled",
 ];
@@ -108,6 +110,7 @@ pub fn stack(scenario: &str) -> Stack {
         },
         s if s.starts_with("peer") => peer(),
         s if s.starts_with("looptel") => looptel(),
+        s if s.starts_with("red") => red(),
         s if s.starts_with("full") => full(),
         other => panic!("unknown scenario {other}"),
     }
@@ -166,6 +169,27 @@ fn looptel() -> Stack {
     let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
     let router =
         serve_ready(routes().layer(ServerLayer::new(inst).filter(skip_paths(["/health"]))));
+    Stack {
+        router,
+        dispatch,
+        _provider: Some(provider),
+    }
+}
+
+/// looptel's server layer with the RED metrics as its hook.
+fn red() -> Stack {
+    let provider = provider();
+    let dispatch = looptel_dispatch(&provider, looptel_logs::JsonLogs::builder());
+    // As `Telemetry::instrumentation` declares its default sampler.
+    let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
+    let registry = looptel_red_metrics::Registry::new();
+    let router = serve_ready(
+        routes().layer(
+            ServerLayer::new(inst)
+                .filter(skip_paths(["/health"]))
+                .hook(looptel_red_metrics::HttpServerMetrics::new(&registry)),
+        ),
+    );
     Stack {
         router,
         dispatch,

@@ -3,7 +3,7 @@
 use http::{Request, StatusCode};
 use opentelemetry::Context;
 
-/// How a request ended, as handed to [`RequestHook::end`].
+/// How a request ended, as handed to [`HookState::end`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RequestEnd {
@@ -40,7 +40,7 @@ impl RequestEnd {
 ///
 /// [`start`](Self::start) runs after the server span has started, before
 /// the inner service is called, with the context the request runs in; it
-/// may replace that context (to add baggage, say). [`end`](Self::end) runs
+/// may replace that context (to add baggage, say). [`end`](HookState::end) runs
 /// exactly once, when the response body has ended (or failed, or was
 /// dropped), or when the service failed, before the span ends.
 ///
@@ -69,7 +69,7 @@ impl RequestEnd {
 /// struct Counting(Arc<AtomicU64>);
 ///
 /// impl HookState for Counting {
-///     fn end(self, end: RequestEnd) {
+///     fn end(self, end: RequestEnd, _: &Context) {
 ///         if end.status.is_none_or(|s| s.is_server_error()) {
 ///             self.0.fetch_add(1, Ordering::Relaxed);
 ///         }
@@ -78,7 +78,7 @@ impl RequestEnd {
 ///
 /// let hook = ServerErrors::default();
 /// let state = hook.start(&Request::new(()), &mut Context::new());
-/// state.end(RequestEnd::answered(http::StatusCode::BAD_GATEWAY));
+/// state.end(RequestEnd::answered(http::StatusCode::BAD_GATEWAY), &Context::new());
 /// assert_eq!(hook.0.load(Ordering::Relaxed), 1);
 /// ```
 pub trait RequestHook<B>: Clone + Send + Sync + 'static {
@@ -92,8 +92,9 @@ pub trait RequestHook<B>: Clone + Send + Sync + 'static {
 
 /// What a [`RequestHook`] keeps while its request runs.
 pub trait HookState: Send + 'static {
-    /// Runs once when the request has ended.
-    fn end(self, end: RequestEnd);
+    /// Runs once when the request has ended; `cx` is the context it ran in
+    /// (its server span, still open).
+    fn end(self, end: RequestEnd, cx: &Context);
 }
 
 impl<B> RequestHook<B> for () {
@@ -105,7 +106,7 @@ impl<B> RequestHook<B> for () {
 
 impl HookState for () {
     #[inline]
-    fn end(self, _: RequestEnd) {}
+    fn end(self, _: RequestEnd, _: &Context) {}
 }
 
 impl<B, H1, H2> RequestHook<B> for (H1, H2)
@@ -124,8 +125,8 @@ where
 
 impl<S1: HookState, S2: HookState> HookState for (S1, S2) {
     #[inline]
-    fn end(self, end: RequestEnd) {
-        self.1.end(end);
-        self.0.end(end);
+    fn end(self, end: RequestEnd, cx: &Context) {
+        self.1.end(end, cx);
+        self.0.end(end, cx);
     }
 }

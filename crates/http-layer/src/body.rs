@@ -46,7 +46,7 @@ impl<G: HookState> Finish<G> {
 impl<G: HookState> Drop for Finish<G> {
     fn drop(&mut self) {
         if let Some((hooks, end)) = self.hooks.take() {
-            hooks.end(end);
+            hooks.end(end, &self.cx);
         }
         if self.owned {
             self.cx.span().end();

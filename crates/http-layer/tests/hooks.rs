@@ -57,7 +57,7 @@ impl<B> RequestHook<B> for Recorder {
 }
 
 impl HookState for Ending {
-    fn end(self, end: RequestEnd) {
+    fn end(self, end: RequestEnd, _: &Context) {
         self.log.lock().expect("log").push(format!(
             "end {} {:?} {:?}",
             self.name,

@@ -86,6 +86,7 @@ impl Duration {
         status: Option<http::StatusCode>,
         error_type: &str,
         value: f64,
+        ids: Option<TraceIds>,
     ) {
         let key = (error_type.is_empty()).then(|| SeriesKey {
             route: rec
@@ -100,7 +101,7 @@ impl Duration {
         if let Some(key) = key {
             let resolved = self.resolved.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(r) = resolved.get(&key) {
-                r.series.observe(value, rec.ids);
+                r.series.observe(value, ids);
                 return;
             }
         }
@@ -115,7 +116,7 @@ impl Duration {
             VERSIONS[usize::from(rec.version)],
         ];
         let series = self.metric.family().series(&values);
-        series.observe(value, rec.ids);
+        series.observe(value, ids);
         // Records over the cap are counted by the family on every lookup.
         if let Some(key) = key.filter(|_| !self.metric.family().is_overflow(&series)) {
             let mut resolved = self
@@ -160,7 +161,7 @@ impl HttpServerMetrics {
     }
 
     /// Starts recording `req`: counts it active and starts its clock.
-    fn begin<B>(&self, req: &Request<B>, ids: Option<TraceIds>) -> Recording {
+    fn begin<B>(&self, req: &Request<B>) -> Recording {
         let normalised = normalize_method(req.method());
         let method = METHODS
             .iter()
@@ -176,7 +177,6 @@ impl HttpServerMetrics {
             https,
             route: route(req),
             version: version(req.version()),
-            ids,
             start: Instant::now(),
         }
     }
@@ -207,14 +207,15 @@ impl HttpServerMetrics {
 impl<B> RequestHook<B> for HttpServerMetrics {
     type State = Recording;
 
-    fn start(&self, request: &Request<B>, cx: &mut opentelemetry::Context) -> Recording {
-        self.begin(request, TraceIds::from_context(cx))
+    fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> Recording {
+        self.begin(request)
     }
 }
 
 impl HookState for Recording {
-    fn end(self, end: RequestEnd) {
-        self.finish(end);
+    fn end(self, end: RequestEnd, cx: &opentelemetry::Context) {
+        // The server span, when sampled, is the exemplar.
+        self.finish(end, TraceIds::from_context(cx));
     }
 }
 
@@ -267,12 +268,11 @@ pub struct Recording {
     route: Option<Route>,
     /// Index in `VERSIONS`.
     version: u8,
-    ids: Option<TraceIds>,
     start: Instant,
 }
 
 impl Recording {
-    fn finish(self, end: RequestEnd) {
+    fn finish(self, end: RequestEnd, ids: Option<TraceIds>) {
         let elapsed = self.start.elapsed().as_secs_f64();
         // `error.type`: the status code of a 5xx, or the service error's type.
         let error_type = match end.error_type {
@@ -283,7 +283,8 @@ impl Recording {
                 .filter(|s| s.is_server_error())
                 .map_or("", http::StatusCode::as_str),
         };
-        self.duration.record(&self, end.status, error_type, elapsed);
+        self.duration
+            .record(&self, end.status, error_type, elapsed, ids);
         drop(self.active);
     }
 }
@@ -358,7 +359,7 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         // The server span is the current context while the service runs.
         let recording = (req.extensions().get::<Untraced>().is_none())
-            .then(|| self.metrics.begin(&req, TraceIds::current()));
+            .then(|| (self.metrics.begin(&req), TraceIds::current()));
         ResponseFuture {
             inner: self.inner.call(req),
             recording,
@@ -372,7 +373,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        recording: Option<Recording>,
+        recording: Option<(Recording, Option<TraceIds>)>,
     }
 }
 
@@ -394,12 +395,12 @@ where
                 let end = RequestEnd::answered(res.status());
                 Ok(res.map(|b| MeteredBody {
                     inner: b,
-                    done: recording.map(|r| Done(Some((r, end)))),
+                    done: recording.map(|(r, ids)| Done(Some((r, end, ids)))),
                 }))
             }
             Err(e) => {
-                if let Some(r) = recording {
-                    r.finish(RequestEnd::failed(std::any::type_name::<E>()));
+                if let Some((r, ids)) = recording {
+                    r.finish(RequestEnd::failed(std::any::type_name::<E>()), ids);
                 }
                 Err(e)
             }
@@ -409,12 +410,12 @@ where
 
 /// Records the request when the body ends or is dropped.
 #[derive(Debug)]
-struct Done(Option<(Recording, RequestEnd)>);
+struct Done(Option<(Recording, RequestEnd, Option<TraceIds>)>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        if let Some((recording, end)) = self.0.take() {
-            recording.finish(end);
+        if let Some((recording, end, ids)) = self.0.take() {
+            recording.finish(end, ids);
         }
     }
 }

@@ -75,7 +75,7 @@ impl<F, P, H> ServerLayer<F, P, H> {
     ///     }
     /// }
     /// impl HookState for Started {
-    ///     fn end(self, _: RequestEnd) {
+    ///     fn end(self, _: RequestEnd, _: &opentelemetry::Context) {
     ///         if self.0.elapsed().as_secs() >= 1 {
     ///             tracing::warn!("slow request"); // carries the request's trace id
     ///         }
