@@ -139,7 +139,7 @@ fn parse_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0_u8; N];
-    if N % 4 == 0 {
+    if N.is_multiple_of(4) {
         for (o, digits) in out.chunks_exact_mut(4).zip(s.chunks_exact(8)) {
             let word = u64::from_le_bytes(digits.try_into().ok()?);
             o.copy_from_slice(&hex8(word)?.to_le_bytes());
@@ -441,7 +441,7 @@ mod tests {
                 state ^= state >> 7;
                 state ^= state << 17;
                 // Mostly valid digits, so whole ids parse too.
-                *d = if state % 4 == 0 {
+                *d = if state.is_multiple_of(4) {
                     alphabet[(state >> 8) as usize % alphabet.len()]
                 } else {
                     b"0123456789abcdef"[(state >> 8) as usize % 16]
