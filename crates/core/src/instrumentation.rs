@@ -73,29 +73,12 @@ impl Instrumentation {
     /// that did not sample (every `parentbased_*` sampler with its default
     /// delegates does; `looptel-telemetry` declares it for the samplers it
     /// builds). Layers then skip the sampler for such requests and give
-    /// them a non-recording span straight away: the request is not traced
-    /// either way, and propagation carries the same trace id onwards.
+    /// them a non-recording span straight away (see
+    /// [`extract_request`](Self::extract_request)): the request is not
+    /// traced either way, and propagation carries the same trace id onwards.
     ///
     /// Default `false`: the sampler decides every span. Declaring it for a
     /// sampler that may sample under an unsampled parent loses those spans.
-    ///
-    /// ```
-    /// use looptel_core::{Instrumentation, Propagator};
-    /// use opentelemetry::Context;
-    /// use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-    /// use opentelemetry_sdk::trace::SdkTracerProvider;
-    ///
-    /// let provider = SdkTracerProvider::builder().build(); // parent-based by default
-    /// let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
-    /// let caller = SpanContext::new(
-    ///     TraceId::from(7), SpanId::from(9), TraceFlags::NOT_SAMPLED, true, TraceState::NONE,
-    /// );
-    /// let cx = inst
-    ///     .unsampled_child(&Context::new().with_remote_span_context(caller))
-    ///     .expect("the caller did not sample");
-    /// assert_eq!(cx.span().span_context().trace_id(), TraceId::from(7));
-    /// assert!(!cx.span().is_recording());
-    /// ```
     #[must_use]
     pub fn parent_based(self, parent_based: bool) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.inner);
@@ -110,27 +93,85 @@ impl Instrumentation {
         self.inner.parent_based
     }
 
-    /// The context of a request whose caller did not sample, when the
-    /// sampler is [parent-based](Self::parent_based): `parent` with a
-    /// non-recording span of the caller's trace (a new span id, the
-    /// caller's flags and trace state), made without consulting the
-    /// sampler. `None` when the sampler must decide.
-    pub fn unsampled_child(&self, parent: &Context) -> Option<Context> {
-        if !self.inner.parent_based || self.inner.tracer.is_none() {
-            return None;
+    /// The context an incoming request runs in, from its headers. When the
+    /// caller did not sample, the sampler is [parent-based](Self::parent_based)
+    /// and `trust_caller` holds (not a public endpoint), the sampler has
+    /// nothing to decide: the context already holds the request's own
+    /// non-recording span — a new span id in the caller's trace, with its
+    /// flags and trace state — built without a span of the caller's first.
+    ///
+    /// ```
+    /// use looptel_core::{Extracted, Instrumentation, Propagator};
+    /// use opentelemetry::trace::TraceContextExt;
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// let provider = SdkTracerProvider::builder().build(); // parent-based by default
+    /// let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert(
+    ///     "traceparent",
+    ///     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00".parse().unwrap(),
+    /// );
+    /// let Extracted::UnsampledChild(cx) = inst.extract_request(&headers, true) else {
+    ///     panic!("the caller did not sample");
+    /// };
+    /// let span = cx.span();
+    /// assert_eq!(span.span_context().trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
+    /// assert_ne!(span.span_context().span_id().to_string(), "b7ad6b7169203331");
+    /// assert!(!span.is_recording());
+    /// ```
+    pub fn extract_request(&self, headers: &http::HeaderMap, trust_caller: bool) -> Extracted {
+        let propagator = &self.inner.propagator;
+        if !(trust_caller && self.inner.parent_based && self.inner.tracer.is_some()) {
+            return Extracted::Remote(propagator.extract_headers(headers));
         }
-        let span = parent.span();
-        let caller = span.span_context();
-        if !caller.is_valid() || caller.is_sampled() {
-            return None;
+        let mut child = false;
+        let mapped = propagator.extract_headers_mapped(headers, |caller| {
+            if caller.is_sampled() {
+                caller
+            } else {
+                child = true;
+                unsampled_child(&caller)
+            }
+        });
+        match mapped {
+            Ok(cx) if child => Extracted::UnsampledChild(cx),
+            Ok(cx) => Extracted::Remote(cx),
+            Err(cx) => {
+                // Not a W3C propagator: replace the caller's span instead.
+                let span = cx.span();
+                let caller = span.span_context();
+                if caller.is_valid() && !caller.is_sampled() {
+                    let child = cx.with_remote_span_context(unsampled_child(caller));
+                    Extracted::UnsampledChild(child)
+                } else {
+                    drop(span);
+                    Extracted::Remote(cx)
+                }
+            }
         }
-        let sc = SpanContext::new(
-            caller.trace_id(),
-            RandomIdGenerator::default().new_span_id(),
-            caller.trace_flags(),
-            false,
-            caller.trace_state().clone(),
-        );
-        Some(parent.with_remote_span_context(sc))
     }
+}
+
+/// The context an incoming request runs in; see
+/// [`Instrumentation::extract_request`].
+#[derive(Clone, Debug)]
+pub enum Extracted {
+    /// The caller's context (or an empty one): the request's span is the
+    /// sampler's to decide.
+    Remote(Context),
+    /// The caller did not sample and the sampler follows it: the context
+    /// holds the request's own non-recording span already.
+    UnsampledChild(Context),
+}
+
+/// The non-recording span of a request whose caller did not sample.
+fn unsampled_child(caller: &SpanContext) -> SpanContext {
+    SpanContext::new(
+        caller.trace_id(),
+        RandomIdGenerator::default().new_span_id(),
+        caller.trace_flags(),
+        false,
+        caller.trace_state().clone(),
+    )
 }

@@ -42,7 +42,7 @@ pub mod tracecontext;
 pub use headers::{HeaderExtractor, HeaderInjector};
 pub use hook::{HookState, RequestEnd, RequestHook};
 pub use ids::TraceIds;
-pub use instrumentation::{Instrumentation, SCOPE};
+pub use instrumentation::{Extracted, Instrumentation, SCOPE};
 pub use method::{OTHER_METHOD, normalize_method};
 pub use outcome::Outcome;
 pub use promotion::BaggagePromotion;

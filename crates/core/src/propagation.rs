@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::SpanContext;
 
 /// A text-map propagator handle, built once at start-up and cloned into every
 /// layer that extracts or injects context.
@@ -112,14 +113,26 @@ impl Propagator {
     /// directly, with the same rules and no intermediate allocations;
     /// others go through [`HeaderExtractor`](crate::HeaderExtractor).
     pub fn extract_headers(&self, headers: &http::HeaderMap) -> Context {
+        self.extract_headers_mapped(headers, |sc| sc)
+            .unwrap_or_else(|cx| cx)
+    }
+
+    /// [`extract_headers`](Self::extract_headers), the caller's span
+    /// context (if valid) passed through `map` on its way into the context;
+    /// `Err` with the unmapped context when the propagator is not a W3C one.
+    pub(crate) fn extract_headers_mapped(
+        &self,
+        headers: &http::HeaderMap,
+        map: impl FnOnce(SpanContext) -> SpanContext,
+    ) -> Result<Context, Context> {
         let base = Context::new();
         let Some(w3c) = self.w3c else {
-            return self
+            return Err(self
                 .inner
-                .extract_with_context(&base, &crate::HeaderExtractor(headers));
+                .extract_with_context(&base, &crate::HeaderExtractor(headers)));
         };
         let mut cx = if w3c.trace_context {
-            TRACE_CONTEXT.extract_lines(
+            TRACE_CONTEXT.extract_lines_mapped(
                 &base,
                 headers
                     .get_all(&TRACEPARENT_HEADER)
@@ -131,6 +144,7 @@ impl Propagator {
                         .iter()
                         .map(http::HeaderValue::as_bytes)
                 },
+                map,
             )
         } else {
             base
@@ -146,7 +160,7 @@ impl Propagator {
             );
             cx = crate::baggage::BaggagePropagator::context_with(&cx, decoded);
         }
-        cx
+        Ok(cx)
     }
 
     /// Extracts a context from `carrier`; a malformed or missing header gives

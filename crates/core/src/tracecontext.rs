@@ -305,8 +305,23 @@ impl TraceContextPropagator {
     pub fn extract_lines<'a, I>(
         &self,
         cx: &Context,
+        traceparent: impl Iterator<Item = &'a [u8]>,
+        tracestate: impl FnOnce() -> I,
+    ) -> Context
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
+        self.extract_lines_mapped(cx, traceparent, tracestate, |sc| sc)
+    }
+
+    /// [`extract_lines`](Self::extract_lines), the caller's span context
+    /// passed through `map` before it goes into the context.
+    pub(crate) fn extract_lines_mapped<'a, I>(
+        &self,
+        cx: &Context,
         mut traceparent: impl Iterator<Item = &'a [u8]>,
         tracestate: impl FnOnce() -> I,
+        map: impl FnOnce(SpanContext) -> SpanContext,
     ) -> Context
     where
         I: Iterator<Item = &'a [u8]>,
@@ -333,11 +348,16 @@ impl TraceContextPropagator {
                 }
             }
         }
-        build_context(cx, parent, joined.as_deref())
+        build_context(cx, parent, joined.as_deref(), map)
     }
 }
 
-fn build_context(cx: &Context, parent: TraceParent, tracestate: Option<&str>) -> Context {
+fn build_context(
+    cx: &Context,
+    parent: TraceParent,
+    tracestate: Option<&str>,
+    map: impl FnOnce(SpanContext) -> SpanContext,
+) -> Context {
     let trace_state = tracestate
         .and_then(|joined| {
             parse_tracestate(joined).and_then(|m| TraceState::from_key_value(m).ok())
@@ -350,7 +370,7 @@ fn build_context(cx: &Context, parent: TraceParent, tracestate: Option<&str>) ->
         true,
         trace_state,
     );
-    let cx = cx.with_remote_span_context(sc);
+    let cx = cx.with_remote_span_context(map(sc));
     if parent.flags & FLAG_RANDOM != 0 {
         cx.with_value(RandomTraceId(parent.trace_id))
     } else {
@@ -385,7 +405,7 @@ impl TextMapPropagator for TraceContextPropagator {
             return cx.clone();
         };
         let joined = extractor.get_all(TRACESTATE).map(|lines| lines.join(","));
-        build_context(cx, parent, joined.as_deref())
+        build_context(cx, parent, joined.as_deref(), |sc| sc)
     }
 
     fn fields(&self) -> FieldIter<'_> {

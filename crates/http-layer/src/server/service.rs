@@ -2,7 +2,7 @@ use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
-use looptel_core::RequestHook;
+use looptel_core::{Extracted, RequestHook};
 use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
@@ -98,19 +98,21 @@ where
             return ResponseFuture::untraced(call_catching(&mut self.inner, req));
         }
         let inst = &self.layer.instrumentation;
-        let remote = inst.propagator().extract_headers(req.headers());
+        // Outside the trust boundary the caller's decision does not count.
+        let public = self.layer.public.is_public(&req);
+        let remote = match inst.extract_request(req.headers(), !public) {
+            Extracted::Remote(cx) => cx,
+            Extracted::UnsampledChild(cx) => {
+                // The caller did not sample and the sampler follows it: no
+                // sampler call, no attributes, no name.
+                return self.run(req, cx, true);
+            }
+        };
         let Some(tracer) = inst.tracer() else {
             // Telemetry off: no span, but the caller's context still flows
             // to outgoing calls, and the hooks run.
             return self.run(req, remote, false);
         };
-        // Outside the trust boundary the caller's decision does not count.
-        let public = self.layer.public.is_public(&req);
-        if let Some(cx) = inst.unsampled_child(&remote).filter(|_| !public) {
-            // The caller did not sample and the sampler follows it: no
-            // sampler call, no attributes, no name.
-            return self.run(req, cx, true);
-        }
 
         // Decide early, allocate late: the sampler sees the method, the
         // scheme and the route (else the path); everything else, and the
