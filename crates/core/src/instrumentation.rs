@@ -139,14 +139,14 @@ impl Instrumentation {
             Ok(cx) => Extracted::Remote(cx),
             Err(cx) => {
                 // Not a W3C propagator: replace the caller's span instead.
-                let span = cx.span();
-                let caller = span.span_context();
-                if caller.is_valid() && !caller.is_sampled() {
-                    let child = cx.with_remote_span_context(unsampled_child(caller));
-                    Extracted::UnsampledChild(child)
-                } else {
-                    drop(span);
-                    Extracted::Remote(cx)
+                let child = {
+                    let span = cx.span();
+                    let caller = span.span_context();
+                    (caller.is_valid() && !caller.is_sampled()).then(|| unsampled_child(caller))
+                };
+                match child {
+                    Some(child) => Extracted::UnsampledChild(cx.with_remote_span_context(child)),
+                    None => Extracted::Remote(cx),
                 }
             }
         }
