@@ -40,20 +40,20 @@ where
 /// claim put in the extensions by an auth layer). `()` sets none.
 pub trait MembersFromRequest<B>: Clone + Send + Sync + 'static {
     /// Calls `set` with each `(key, value)` pair of the request.
-    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, String));
+    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, &str));
 }
 
 impl<B> MembersFromRequest<B> for () {
-    fn members(&self, _: &Request<B>, _: &mut dyn FnMut(&'static str, String)) {}
+    fn members(&self, _: &Request<B>, _: &mut dyn FnMut(&'static str, &str)) {}
 }
 
 impl<B, F> MembersFromRequest<B> for F
 where
     F: Fn(&Request<B>) -> Option<(&'static str, String)> + Clone + Send + Sync + 'static,
 {
-    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, String)) {
+    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, &str)) {
         if let Some((key, value)) = self(request) {
-            set(key, value);
+            set(key, &value);
         }
     }
 }
@@ -72,7 +72,7 @@ pub fn from_header(header: http::HeaderName, key: &'static str) -> FromHeader {
 }
 
 impl<B> MembersFromRequest<B> for FromHeader {
-    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, String)) {
+    fn members(&self, request: &Request<B>, set: &mut dyn FnMut(&'static str, &str)) {
         if let Some(v) = request
             .headers()
             .get(&self.header)
@@ -80,7 +80,7 @@ impl<B> MembersFromRequest<B> for FromHeader {
             .map(str::trim)
             .filter(|v| !v.is_empty())
         {
-            set(self.key, v.to_owned());
+            set(self.key, v);
         }
     }
 }
@@ -207,23 +207,24 @@ impl<M, U> EdgeLayer<M, U> {
             *cx = cx.with_baggage(Baggage::new());
             policy.count_untrusted();
         }
+        // Promoted members go onto the server span as they are set, if it
+        // records (children get them from the promotion span processor as
+        // they start; inbound ones the server span got that way too).
+        let recording = cx.span().is_recording();
         self.members.members(
             req,
-            &mut |key, value| match policy.set_owned(cx, key, value) {
-                Ok(next) => *cx = next,
+            &mut |key, value| match policy.set_promoting(cx, key, value) {
+                Ok((next, promoted)) => {
+                    *cx = next;
+                    if let Some(attribute) = promoted.filter(|_| recording) {
+                        cx.span().set_attribute(attribute);
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
                 }
             },
         );
-        // Onto the server span, if it records (children get the members
-        // from the promotion span processor as they start).
-        if cx.span().is_recording() {
-            let promoted = policy.promotion().attributes(cx);
-            if !promoted.is_empty() {
-                cx.span().set_attributes(promoted);
-            }
-        }
     }
 }
 

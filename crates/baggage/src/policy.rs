@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use looptel_core::baggage::{InjectPolicy, MAX_BYTES, MAX_MEMBERS, encoded_len, is_key};
 use looptel_core::{BaggagePromotion, pii};
-use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
+use opentelemetry::{Context, KeyValue};
 
 /// The recommended byte budget of one service's outgoing baggage.
 pub const DEFAULT_BUDGET_BYTES: usize = 1024;
@@ -65,13 +65,21 @@ struct Known {
 }
 
 impl Inner {
-    /// The key to insert `key` under, if the policy allows it.
-    fn check(&self, key: &str) -> Result<opentelemetry::Key, BaggageError> {
+    /// The key to insert `key` under, if the policy allows it, and whether
+    /// it is promoted.
+    fn check(&self, key: &str) -> Result<(opentelemetry::Key, bool), BaggageError> {
         if let Some(known) = self.known.iter().find(|k| k.key.as_str() == key) {
-            return known.verdict.clone().map(|()| known.key.clone());
+            return known.verdict.clone().map(|()| (known.key.clone(), true));
         }
-        check(&self.deny, &self.allow, key).map(|()| opentelemetry::Key::from(key.to_owned()))
+        check(&self.deny, &self.allow, key)
+            .map(|()| (opentelemetry::Key::from(key.to_owned()), false))
     }
+}
+
+/// A value shared by reference count: promotion copies it onto spans and
+/// log lines without allocating.
+fn shared(value: &str) -> opentelemetry::StringValue {
+    opentelemetry::StringValue::from(Arc::<str>::from(value))
 }
 
 /// The checks of [`BaggagePolicy::set`] on a key.
@@ -209,31 +217,34 @@ impl BaggagePolicy {
     /// `cx` with member `key` set to `value`, if the policy allows it: not a
     /// denied key, a valid token, and within 64 members and 8192 bytes.
     pub fn set(&self, cx: &Context, key: &str, value: &str) -> Result<Context, BaggageError> {
-        let key = self.inner.check(key)?;
-        self.set_checked(cx, key, value.to_owned())
+        let (key, _) = self.inner.check(key)?;
+        self.set_checked(cx, key, shared(value))
     }
 
-    /// [`set`](Self::set) with an owned value, spared a copy.
-    pub(crate) fn set_owned(
+    /// [`set`](Self::set), and the member as a span attribute when it is
+    /// promoted (so the edge need not look it up again).
+    pub(crate) fn set_promoting(
         &self,
         cx: &Context,
         key: &str,
-        value: String,
-    ) -> Result<Context, BaggageError> {
-        let key = self.inner.check(key)?;
-        self.set_checked(cx, key, value)
+        value: &str,
+    ) -> Result<(Context, Option<KeyValue>), BaggageError> {
+        let (key, promoted) = self.inner.check(key)?;
+        let value = shared(value);
+        let attribute = promoted.then(|| KeyValue::new(key.clone(), value.clone()));
+        Ok((self.set_checked(cx, key, value)?, attribute))
     }
 
     fn set_checked(
         &self,
         cx: &Context,
         key: opentelemetry::Key,
-        value: String,
+        value: opentelemetry::StringValue,
     ) -> Result<Context, BaggageError> {
         let current = cx.baggage();
         if current.is_empty() {
             // The common case at an edge: nothing to copy or count.
-            if encoded_len(key.as_str(), &value, "") > MAX_BYTES {
+            if encoded_len(key.as_str(), value.as_str(), "") > MAX_BYTES {
                 return Err(BaggageError::Full(key.to_string()));
             }
             let mut baggage = opentelemetry::baggage::Baggage::new();
@@ -247,7 +258,7 @@ impl BaggagePolicy {
             .filter(|(k, _)| **k != key)
             .map(|(k, (v, m))| encoded_len(k.as_str(), v.as_str(), m.as_str()) + 1)
             .sum::<usize>()
-            + encoded_len(key.as_str(), &value, "");
+            + encoded_len(key.as_str(), value.as_str(), "");
         if (!existing && baggage.len() >= MAX_MEMBERS) || bytes > MAX_BYTES {
             return Err(BaggageError::Full(key.to_string()));
         }

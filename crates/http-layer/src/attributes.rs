@@ -53,14 +53,14 @@ pub(crate) fn protocol_version(v: Version) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn push_protocol(attrs: &mut Vec<KeyValue>, v: Version) {
+pub(crate) fn push_protocol(attrs: &mut impl Extend<KeyValue>, v: Version) {
     if let Some(v) = protocol_version(v) {
-        attrs.push(KeyValue::new(NETWORK_PROTOCOL_VERSION, v));
+        attrs.extend([KeyValue::new(NETWORK_PROTOCOL_VERSION, v)]);
     }
 }
 
 /// `server.address` and `server.port` from the URI authority, else `Host`.
-pub(crate) fn push_server(attrs: &mut Vec<KeyValue>, uri: &Uri, headers: &HeaderMap) {
+pub(crate) fn push_server(attrs: &mut impl Extend<KeyValue>, uri: &Uri, headers: &HeaderMap) {
     let authority = uri.authority().cloned().or_else(|| {
         headers
             .get(header::HOST)
@@ -68,14 +68,14 @@ pub(crate) fn push_server(attrs: &mut Vec<KeyValue>, uri: &Uri, headers: &Header
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
     });
     if let Some(a) = authority {
-        attrs.push(KeyValue::new(SERVER_ADDRESS, a.host().to_owned()));
+        attrs.extend([KeyValue::new(SERVER_ADDRESS, a.host().to_owned())]);
         let port = a.port_u16().or(match uri.scheme_str() {
             Some("https") => Some(443),
             Some("http") => Some(80),
             _ => None,
         });
         if let Some(p) = port {
-            attrs.push(KeyValue::new(SERVER_PORT, i64::from(p)));
+            attrs.extend([KeyValue::new(SERVER_PORT, i64::from(p))]);
         }
     }
 }

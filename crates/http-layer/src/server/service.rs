@@ -156,7 +156,7 @@ where
             if let Some(route) = route {
                 span.update_name(span_name(method, route));
             }
-            span.set_attributes(recorded_only_attributes(&req, route.is_some()));
+            recorded_only_attributes(&req, route.is_some(), &mut SetOn(&mut span));
         }
         self.run(req, parent.with_span(span), true)
     }
@@ -193,27 +193,36 @@ impl<S, F, P, H> Server<S, F, P, H> {
 }
 
 /// The attributes no sampler needs, built only for recording spans.
-fn recorded_only_attributes<B>(req: &Request<B>, with_path: bool) -> Vec<KeyValue> {
-    let mut attrs = Vec::with_capacity(8);
+fn recorded_only_attributes<B>(req: &Request<B>, with_path: bool, out: &mut impl Extend<KeyValue>) {
     if with_path {
-        attrs.push(KeyValue::new(URL_PATH, req.uri().path().to_owned()));
+        out.extend([KeyValue::new(URL_PATH, req.uri().path().to_owned())]);
     }
     if let Some(q) = req.uri().query() {
-        attrs.push(KeyValue::new(URL_QUERY, q.to_owned()));
+        out.extend([KeyValue::new(URL_QUERY, q.to_owned())]);
     }
-    push_protocol(&mut attrs, req.version());
-    push_server(&mut attrs, req.uri(), req.headers());
+    push_protocol(out, req.version());
+    push_server(out, req.uri(), req.headers());
     if let Some(addr) = client_address(req) {
-        attrs.push(KeyValue::new(CLIENT_ADDRESS, addr));
+        out.extend([KeyValue::new(CLIENT_ADDRESS, addr)]);
     }
     if let Some(ua) = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        attrs.push(KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned()));
+        out.extend([KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned())]);
     }
-    attrs
+}
+
+/// Sets attributes straight on a span, with no list in between.
+struct SetOn<'a, S>(&'a mut S);
+
+impl<S: opentelemetry::trace::Span> Extend<KeyValue> for SetOn<'_, S> {
+    fn extend<I: IntoIterator<Item = KeyValue>>(&mut self, attributes: I) {
+        for kv in attributes {
+            self.0.set_attribute(kv);
+        }
+    }
 }
 
 /// Calls the inner service; a panic in `call` itself becomes a panicked
