@@ -117,8 +117,7 @@ where
         // Decide early, allocate late: the sampler sees the method, the
         // scheme and the route (else the path); everything else, and the
         // route in the span name, is built only for a span that records.
-        // Room for all a recording span gets (the SDK keeps this Vec), so
-        // none of the attributes set later reallocates it.
+        // The SDK keeps this Vec for the span: room for all it can get.
         let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
         let method = push_method(&mut attrs, req.method());
         let uri = req.uri();
