@@ -85,17 +85,22 @@ impl<B> MembersFromRequest<B> for FromHeader {
     }
 }
 
-/// Applies the [`BaggagePolicy`] where requests enter the service. Place it
-/// inside the server layer (which extracts the caller's context):
+/// Applies the [`BaggagePolicy`] where requests enter the service:
 ///
 /// 1. drops inbound baggage of untrusted callers ([`untrusted`](Self::untrusted));
 /// 2. sets business members from the request ([`members`](Self::members)),
 ///    refusing denied keys;
-/// 3. copies the promoted members onto the server span, so they are there
-///    before the handler runs; child spans get them from the span processor
-///    and log lines from the log layer.
+/// 3. copies the promoted members it set onto the server span, so they are
+///    there before the handler runs; child spans get them from the span
+///    processor and log lines from the log layer.
 ///
-/// Works for any `http::Request` service: axum routers and tonic servers.
+/// Best as the server layer's hook (`ServerLayer::hook`, see below): then
+/// an untrusted caller's baggage is dropped before the server span starts,
+/// so none of it is promoted onto the span. As a layer of its own — for any
+/// `http::Request` service, tonic servers too — place it inside the server
+/// layer (which extracts the caller's context); the server span has then
+/// started with the caller's baggage, and the promotion span processor may
+/// already have copied promoted members of an untrusted caller onto it.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -186,6 +191,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut cx = Context::current();
+        self.layer.drop_untrusted(&req, &mut cx);
         self.layer.apply(&req, &mut cx);
         let fut = {
             let _attached = cx.clone().attach();
@@ -196,17 +202,24 @@ where
 }
 
 impl<M, U> EdgeLayer<M, U> {
-    /// The edge's work on a request entering in context `cx`.
+    /// Drops the inbound baggage of an untrusted caller from `cx`.
+    fn drop_untrusted<B>(&self, req: &Request<B>, cx: &mut Context)
+    where
+        U: Untrusted<B>,
+    {
+        if self.untrusted.is_untrusted(req) && !cx.baggage().is_empty() {
+            *cx = cx.with_baggage(Baggage::new());
+            self.policy.count_untrusted();
+        }
+    }
+
+    /// Sets the members from the request in `cx`, promoting them onto its
+    /// span.
     fn apply<B>(&self, req: &Request<B>, cx: &mut Context)
     where
         M: MembersFromRequest<B>,
-        U: Untrusted<B>,
     {
         let policy = &self.policy;
-        if self.untrusted.is_untrusted(req) && !cx.baggage().is_empty() {
-            *cx = cx.with_baggage(Baggage::new());
-            policy.count_untrusted();
-        }
         // Promoted members go onto the server span as they are set, if it
         // records (children get them from the promotion span processor as
         // they start; inbound ones the server span got that way too).
@@ -254,6 +267,12 @@ where
     U: Untrusted<B>,
 {
     type State = ();
+
+    /// An untrusted caller's baggage goes before the server span starts,
+    /// so none of it is promoted onto the span.
+    fn prepare(&self, request: &Request<B>, parent: &mut Context) {
+        self.drop_untrusted(request, parent);
+    }
 
     fn start(&self, request: &Request<B>, cx: &mut Context) {
         self.apply(request, cx);

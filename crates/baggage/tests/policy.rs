@@ -155,6 +155,16 @@ async fn run(
     edge: EdgeLayer<looptel_baggage::FromHeader, fn(&Request<Body>) -> bool>,
     req: Request<Body>,
 ) -> Observed {
+    run_stacked(policy, edge, req, false).await
+}
+
+/// [`run`], the edge a layer of its own or (`hooked`) the server layer's hook.
+async fn run_stacked(
+    policy: BaggagePolicy,
+    edge: EdgeLayer<looptel_baggage::FromHeader, fn(&Request<Body>) -> bool>,
+    req: Request<Body>,
+    hooked: bool,
+) -> Observed {
     let spans = CapturedSpans::default();
     let out = SharedBuf::default();
     let t = Telemetry::builder()
@@ -171,22 +181,24 @@ async fn run(
     let seen = Arc::new(Mutex::new(None));
     let seen2 = seen.clone();
     let handler_policy = policy.clone();
-    let app = Router::new()
-        .route(
-            "/orders",
-            get(move || {
-                let seen = seen2.clone();
-                let policy = handler_policy.clone();
-                async move {
-                    let _child = tracing::info_span!("Order.OrderService.ListOrders").entered();
-                    tracing::info!("listing orders");
-                    *seen.lock().expect("lock") = policy.current("tenant.id");
-                    "ok"
-                }
-            }),
-        )
-        .layer(edge)
-        .layer(ServerLayer::new(inst));
+    let routes = Router::new().route(
+        "/orders",
+        get(move || {
+            let seen = seen2.clone();
+            let policy = handler_policy.clone();
+            async move {
+                let _child = tracing::info_span!("Order.OrderService.ListOrders").entered();
+                tracing::info!("listing orders");
+                *seen.lock().expect("lock") = policy.current("tenant.id");
+                "ok"
+            }
+        }),
+    );
+    let app = if hooked {
+        routes.layer(ServerLayer::new(inst).hook(edge))
+    } else {
+        routes.layer(edge).layer(ServerLayer::new(inst))
+    };
     let res = app.oneshot(req).await.expect("infallible");
     drop(res);
     drop(_default);
@@ -262,18 +274,29 @@ async fn inbound_baggage_is_kept_from_trusted_callers_and_dropped_from_untrusted
     assert_eq!(o.seen.as_deref(), Some("from-caller"));
     assert_eq!(policy.stats().untrusted_dropped, 0);
 
-    let o = run(policy.clone(), edge(&policy, always), req()).await;
-    assert_eq!(
-        o.seen, None,
-        "an untrusted caller's baggage is not taken in"
-    );
-    assert_eq!(policy.stats().untrusted_dropped, 1);
-    let line = o
-        .logs
-        .iter()
-        .find(|l| l["message"] == "listing orders")
-        .expect("log line");
-    assert!(line.get("tenant.id").is_none());
+    for (hooked, dropped) in [(false, 1), (true, 2)] {
+        let o = run_stacked(policy.clone(), edge(&policy, always), req(), hooked).await;
+        assert_eq!(
+            o.seen, None,
+            "an untrusted caller's baggage is not taken in"
+        );
+        assert_eq!(policy.stats().untrusted_dropped, dropped);
+        let line = o
+            .logs
+            .iter()
+            .find(|l| l["message"] == "listing orders")
+            .expect("log line");
+        assert!(line.get("tenant.id").is_none());
+        if hooked {
+            // Dropped before the server span started: not promoted onto it.
+            let server = o
+                .spans
+                .iter()
+                .find(|s| s.name == "GET /orders")
+                .expect("server span");
+            assert_eq!(attr(server, "tenant.id"), None, "{server:?}");
+        }
+    }
 }
 
 #[tokio::test]

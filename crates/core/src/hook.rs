@@ -38,6 +38,8 @@ impl RequestEnd {
 /// wrapper instead of stacking a layer of its own — RED metrics and the
 /// baggage edge plug in this way.
 ///
+/// [`prepare`](Self::prepare) runs before the server span starts, with the
+/// context it will start in (to drop baggage that must not reach it, say);
 /// [`start`](Self::start) runs after the server span has started, before
 /// the inner service is called, with the context the request runs in; it
 /// may replace that context (to add baggage, say). [`end`](HookState::end) runs
@@ -85,6 +87,13 @@ pub trait RequestHook<B>: Clone + Send + Sync + 'static {
     /// What [`start`](Self::start) leaves for the end of the request.
     type State: HookState;
 
+    /// Runs before the server span starts; `parent` is the context it will
+    /// start in (the caller's, or a new root's). Does nothing by default.
+    #[inline]
+    fn prepare(&self, request: &Request<B>, parent: &mut Context) {
+        let _ = (request, parent);
+    }
+
     /// Runs before the inner service is called; `cx` is the context the
     /// request runs in (its server span, the caller's baggage).
     fn start(&self, request: &Request<B>, cx: &mut Context) -> Self::State;
@@ -115,6 +124,12 @@ where
     H2: RequestHook<B>,
 {
     type State = (H1::State, H2::State);
+
+    #[inline]
+    fn prepare(&self, request: &Request<B>, parent: &mut Context) {
+        self.0.prepare(request, parent);
+        self.1.prepare(request, parent);
+    }
 
     #[inline]
     fn start(&self, request: &Request<B>, cx: &mut Context) -> Self::State {

@@ -41,6 +41,15 @@ struct Ending {
 impl<B> RequestHook<B> for Recorder {
     type State = Ending;
 
+    fn prepare(&self, request: &Request<B>, parent: &mut Context) {
+        let span = parent.span().span_context().span_id();
+        self.log.lock().expect("log").push(format!(
+            "prepare {} {} under {span}",
+            self.name,
+            request.uri().path()
+        ));
+    }
+
     fn start(&self, request: &Request<B>, cx: &mut Context) -> Ending {
         let span = cx.span().span_context().span_id();
         self.log.lock().expect("log").push(format!(
@@ -123,6 +132,8 @@ async fn hooks_run_in_the_span_change_its_context_and_end_with_the_body() {
     assert_eq!(
         started,
         [
+            "prepare first /slow under 0000000000000000".to_owned(),
+            "prepare second /slow under 0000000000000000".to_owned(),
             format!("start first /slow in {id}"),
             format!("start second /slow in {id}"),
         ]
@@ -205,7 +216,7 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
         .oneshot(Request::get("/x").body(Body::empty()).expect("req"))
         .await
         .expect("infallible");
-    assert_eq!(take(&log).len(), 2);
+    assert_eq!(take(&log).len(), 4, "prepared and started, not ended");
     drop(res);
     assert_eq!(
         take(&log),
@@ -238,6 +249,7 @@ async fn without_a_tracer_hooks_still_run_in_the_callers_context() {
     assert_eq!(
         take(&log),
         [
+            "prepare only /x under b7ad6b7169203331",
             "start only /x in b7ad6b7169203331",
             "end only Some(200) None"
         ]

@@ -102,16 +102,19 @@ where
         let public = self.layer.public.is_public(&req);
         let remote = match inst.extract_request(req.headers(), !public) {
             Extracted::Remote(cx) => cx,
-            Extracted::UnsampledChild(cx) => {
+            Extracted::UnsampledChild(mut cx) => {
                 // The caller did not sample and the sampler follows it: no
                 // sampler call, no attributes, no name.
+                self.layer.hooks.prepare(&req, &mut cx);
                 return self.run(req, cx, true);
             }
         };
         let Some(tracer) = inst.tracer() else {
             // Telemetry off: no span, but the caller's context still flows
             // to outgoing calls, and the hooks run.
-            return self.run(req, remote, false);
+            let mut cx = remote;
+            self.layer.hooks.prepare(&req, &mut cx);
+            return self.run(req, cx, false);
         };
 
         // Decide early, allocate late: the sampler sees the method, the
@@ -140,7 +143,7 @@ where
             ..SpanBuilder::from_name(name_method(method))
         };
         let remote_sc = remote.span().span_context().clone();
-        let (builder, parent) = if remote_sc.is_valid() && public {
+        let (builder, mut parent) = if remote_sc.is_valid() && public {
             // Outside the trust boundary: a new root, linked to the caller,
             // and none of the caller's context (baggage) is taken in.
             (
@@ -150,6 +153,7 @@ where
         } else {
             (builder, remote)
         };
+        self.layer.hooks.prepare(&req, &mut parent);
         let mut span = tracer.build_with_context(builder, &parent);
         if span.is_recording() {
             if let Some(route) = route {
