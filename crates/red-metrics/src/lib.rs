@@ -18,11 +18,14 @@
 //! assert!(text.contains("orders_created_total{tenant_id=\"acme\"} 1"));
 //! ```
 //!
-//! # Layer order
-//! [`RedLayer`] goes inside the server layer of `looptel-http-layer`: the
-//! duration then runs with the server span (until the response body ends),
-//! its exemplar is that span when sampled, and requests the server layer
-//! filtered out (health checks, scrapes) are not recorded.
+//! # With the server layer
+//! [`HttpServerMetrics`] is best given to `looptel-http-layer`'s server
+//! layer as its hook (`ServerLayer::new(inst).hook(metrics)`): the duration
+//! then runs with the server span (until the response body ends), its
+//! exemplar is that span when sampled, requests the server layer filtered
+//! out (health checks, scrapes) are not recorded, and span and metrics share
+//! one future and one body wrapper. [`RedLayer`] does the same as a layer of
+//! its own, inside the server layer.
 //!
 //! # Cardinality
 //! Labels come only from route templates, normalised methods, status codes
