@@ -44,7 +44,9 @@ impl RequestEnd {
 /// the inner service is called, with the context the request runs in; it
 /// may replace that context (to add baggage, say). [`end`](HookState::end) runs
 /// exactly once, when the response body has ended (or failed, or was
-/// dropped), or when the service failed, before the span ends.
+/// dropped), or when the service failed, before the span ends — and not at
+/// all when the request is dropped before it was answered (the client went
+/// away while the handler ran): then the state is only dropped.
 ///
 /// `()` does nothing; a pair runs the first then the second at the start
 /// and in reverse order at the end. What `start` returns is the

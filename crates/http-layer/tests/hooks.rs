@@ -208,6 +208,20 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
         ["end second Some(500) None", "end first Some(500) None"]
     );
 
+    // A request dropped before it was answered: started, never ended.
+    let app = Router::new()
+        .route("/slow", get(|| std::future::pending::<&str>()))
+        .layer(layer(&spans, &log));
+    let fut = app.oneshot(Request::get("/slow").body(Body::empty()).expect("req"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), fut)
+            .await
+            .is_err()
+    );
+    let lines = take(&log);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.iter().all(|l| !l.starts_with("end")), "{lines:?}");
+
     // A body dropped unread (the client went away): ended once, on drop.
     let app = Router::new()
         .route("/x", get(|| async { "x" }))
