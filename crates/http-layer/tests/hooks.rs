@@ -210,7 +210,7 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
 
     // A request dropped before it was answered: started, never ended.
     let app = Router::new()
-        .route("/slow", get(|| std::future::pending::<&str>()))
+        .route("/slow", get(std::future::pending::<&str>))
         .layer(layer(&spans, &log));
     let fut = app.oneshot(Request::get("/slow").body(Body::empty()).expect("req"));
     assert!(

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::Hasher;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
@@ -48,7 +49,7 @@ pub struct HttpServerMetrics {
 }
 
 /// `http.server.request.duration`, and the series requests have landed in,
-/// found again by a key of small numbers and the route template's address
+/// found again by a key of small numbers and the route template's hash
 /// instead of by hashing and comparing seven label strings.
 #[derive(Debug)]
 struct Duration {
@@ -63,10 +64,9 @@ const MAX_RESOLVED: usize = 4096;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 struct SeriesKey {
-    /// Address and length of the route template: the router hands every
-    /// request of a route the same shared string, and [`Resolved`] keeps it
-    /// alive, so the address cannot be reused for another route.
-    route: (usize, usize),
+    /// Hash of the route template (nested axum routers build a new string
+    /// for every request, so its address would not do).
+    route: u64,
     method: u8,
     https: bool,
     version: u8,
@@ -75,7 +75,9 @@ struct SeriesKey {
 
 #[derive(Debug)]
 struct Resolved {
-    _route: Option<Route>,
+    /// The route template itself, compared on every hit: two templates
+    /// with the same hash never share a series.
+    route: Box<str>,
     series: Arc<Histogram>,
 }
 
@@ -88,21 +90,29 @@ impl Duration {
         value: f64,
         ids: Option<TraceIds>,
     ) {
-        let key = (error_type.is_empty()).then(|| SeriesKey {
-            route: rec
-                .route
-                .as_ref()
-                .map_or((0, 0), |r| (r.as_str().as_ptr() as usize, r.as_str().len())),
+        let route = rec.route.as_ref().map_or("", Route::as_str);
+        // Service errors (rare, named by type) are looked up by labels.
+        let key = error_type.is_empty().then(|| SeriesKey {
+            route: {
+                let mut h = rustc_hash::FxHasher::default();
+                h.write(route.as_bytes());
+                h.finish()
+            },
             method: rec.method,
             https: rec.https,
             version: rec.version,
             status: status.map_or(0, |s| s.as_u16()),
         });
-        if let Some(key) = key {
+        let mut room = false;
+        if let Some(key) = &key {
             let resolved = self.resolved.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(r) = resolved.get(&key) {
-                r.series.observe(value, ids);
-                return;
+            match resolved.get(key) {
+                Some(r) if *r.route == *route => {
+                    r.series.observe(value, ids);
+                    return;
+                }
+                Some(_) => {} // another route with the same hash
+                None => room = resolved.len() < MAX_RESOLVED,
             }
         }
         let status = status.as_ref().map_or("", http::StatusCode::as_str);
@@ -110,25 +120,24 @@ impl Duration {
             METHODS[usize::from(rec.method)],
             SCHEMES[usize::from(rec.https)],
             status,
-            rec.route.as_ref().map_or("", Route::as_str),
+            route,
             error_type,
             "http",
             VERSIONS[usize::from(rec.version)],
         ];
         let series = self.metric.family().series(&values);
         series.observe(value, ids);
-        // Records over the cap are counted by the family on every lookup.
-        if let Some(key) = key.filter(|_| !self.metric.family().is_overflow(&series)) {
-            let mut resolved = self
-                .resolved
+        // Records over the cap are counted by the family on every lookup, and
+        // a full table takes no write lock.
+        if let Some(key) = key.filter(|_| room && !self.metric.family().is_overflow(&series)) {
+            self.resolved
                 .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            if resolved.len() < MAX_RESOLVED {
-                resolved.entry(key).or_insert_with(|| Resolved {
-                    _route: rec.route.clone(),
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_insert_with(|| Resolved {
+                    route: route.into(),
                     series,
                 });
-            }
         }
     }
 }

@@ -326,17 +326,29 @@ async fn a_flood_of_random_paths_and_methods_stays_under_the_cap() {
 
 #[tokio::test]
 async fn repeated_requests_count_in_their_series_and_overflow_is_counted_per_record() {
-    // Room for two duration series: GET /a 200 and GET /b 200.
-    let registry = Registry::new().with_max_series(2);
+    // Room for three duration series: GET /a, /b and the nested route.
+    let registry = Registry::new().with_max_series(3);
     let app = Router::new()
         .route("/a", get(|| async { "a" }))
         .route("/b", get(|| async { "b" }))
+        // A nested router: axum builds the route's string anew per request.
+        .nest(
+            "/api",
+            Router::new().route("/items/{id}", get(|| async { "item" })),
+        )
         .route("/c", get(|| async { "c" }))
         .layer(
             ServerLayer::new(Instrumentation::disabled(Propagator::default()))
                 .hook(HttpServerMetrics::new(&registry)),
         );
-    for (path, n) in [("/a", 5), ("/b", 3), ("/c", 4), ("/a", 2)] {
+    for (path, n) in [
+        ("/a", 5),
+        ("/b", 3),
+        ("/api/items/7", 6),
+        ("/c", 4),
+        ("/a", 2),
+        ("/api/items/8", 1),
+    ] {
         for _ in 0..n {
             get_body(&app, path).await;
         }
@@ -354,6 +366,7 @@ async fn repeated_requests_count_in_their_series_and_overflow_is_counted_per_rec
     };
     assert_eq!(count("/a"), 7);
     assert_eq!(count("/b"), 3);
+    assert_eq!(count("/api/items/{id}"), 7);
     assert!(!text.contains("http_route=\"/c\""));
     assert!(
         text.contains(
