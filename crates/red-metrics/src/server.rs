@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use looptel_core::{HookState, RequestEnd, RequestHook, TraceIds, Untraced, normalize_method};
+use looptel_core::{HookState, RequestEnd, RequestHook, TraceIds, Untraced};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -32,6 +32,22 @@ pub const DURATION_LABELS: &[&str] = &[
 /// The labels of `http.server.active_requests`.
 pub const ACTIVE_LABELS: &[&str] = &["http.request.method", "url.scheme"];
 
+/// The index in [`METHODS`] of a request's normalised method.
+fn method_index(method: &http::Method) -> u8 {
+    match *method {
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::CONNECT => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::TRACE => 7,
+        http::Method::PATCH => 8,
+        _ => 9,
+    }
+}
+
 /// The methods `http.request.method` takes, `_OTHER` last.
 const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
@@ -42,10 +58,15 @@ const SCHEMES: [&str; 2] = ["http", "https"];
 /// The HTTP server instruments, registered once.
 #[derive(Clone, Debug)]
 pub struct HttpServerMetrics {
-    duration: Arc<Duration>,
+    instruments: Arc<Instruments>,
+}
+
+#[derive(Debug)]
+struct Instruments {
+    duration: Duration,
     /// One active-requests gauge per (method, scheme), resolved up front so a
     /// request touches no map for it.
-    active: Arc<[[Arc<Gauge>; 2]; METHODS.len()]>,
+    active: [[Arc<Gauge>; 2]; METHODS.len()],
 }
 
 /// `http.server.request.duration`, and the series requests have landed in,
@@ -146,43 +167,37 @@ impl HttpServerMetrics {
     /// Registers `http.server.request.duration` and
     /// `http.server.active_requests` in `registry`.
     pub fn new(registry: &Registry) -> Self {
+        let gauge = registry.gauge(
+            "http.server.active_requests",
+            "{request}",
+            "Number of active HTTP server requests.",
+            ACTIVE_LABELS,
+        );
         Self {
-            duration: Arc::new(Duration {
-                metric: registry.histogram(
-                    "http.server.request.duration",
-                    "s",
-                    "Duration of HTTP server requests, until the response body ended.",
-                    DURATION_LABELS,
-                    DURATION_BUCKETS,
-                ),
-                resolved: RwLock::default(),
+            instruments: Arc::new(Instruments {
+                duration: Duration {
+                    metric: registry.histogram(
+                        "http.server.request.duration",
+                        "s",
+                        "Duration of HTTP server requests, until the response body ended.",
+                        DURATION_LABELS,
+                        DURATION_BUCKETS,
+                    ),
+                    resolved: RwLock::default(),
+                },
+                active: METHODS.map(|m| SCHEMES.map(|s| gauge.family().series(&[m, s]))),
             }),
-            active: {
-                let gauge = registry.gauge(
-                    "http.server.active_requests",
-                    "{request}",
-                    "Number of active HTTP server requests.",
-                    ACTIVE_LABELS,
-                );
-                Arc::new(METHODS.map(|m| SCHEMES.map(|s| gauge.family().series(&[m, s]))))
-            },
         }
     }
 
     /// Starts recording `req`: counts it active and starts its clock.
     fn begin<B>(&self, req: &Request<B>) -> Recording {
-        let normalised = normalize_method(req.method());
-        let method = METHODS
-            .iter()
-            .position(|x| *x == normalised)
-            .unwrap_or(METHODS.len() - 1);
+        let method = method_index(req.method());
         let https = req.uri().scheme_str() == Some("https");
-        let gauge = self.active[method][usize::from(https)].clone();
-        gauge.add(1);
+        self.instruments.active[usize::from(method)][usize::from(https)].add(1);
         Recording {
-            duration: self.duration.clone(),
-            active: Active(gauge),
-            method: u8::try_from(method).unwrap_or(u8::MAX),
+            instruments: self.instruments.clone(),
+            method,
             https,
             route: route(req),
             version: version(req.version()),
@@ -269,11 +284,11 @@ pub struct Red<S> {
     metrics: HttpServerMetrics,
 }
 
-/// A request being recorded by [`HttpServerMetrics`], until it ends.
+/// A request being recorded by [`HttpServerMetrics`], until it ends; it
+/// stays counted active until dropped, however the request ends.
 #[derive(Debug)]
 pub struct Recording {
-    duration: Arc<Duration>,
-    active: Active,
+    instruments: Arc<Instruments>,
     /// Index in `METHODS`.
     method: u8,
     https: bool,
@@ -295,19 +310,15 @@ impl Recording {
                 .filter(|s| s.is_server_error())
                 .map_or("", http::StatusCode::as_str),
         };
-        self.duration
+        self.instruments
+            .duration
             .record(&self, end.status, error_type, elapsed, ids);
-        drop(self.active);
     }
 }
 
-/// Decrements the active-requests gauge exactly once, however the request ends.
-#[derive(Debug)]
-struct Active(Arc<Gauge>);
-
-impl Drop for Active {
+impl Drop for Recording {
     fn drop(&mut self) {
-        self.0.add(-1);
+        self.instruments.active[usize::from(self.method)][usize::from(self.https)].add(-1);
     }
 }
 
@@ -464,5 +475,27 @@ impl<B: Body> Body for MeteredBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use looptel_core::normalize_method;
+
+    use super::*;
+
+    #[test]
+    fn method_indexes_name_the_normalised_method() {
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "get",
+            "BREW", "PURGE",
+        ] {
+            let method = http::Method::from_bytes(m.as_bytes()).expect("method");
+            assert_eq!(
+                METHODS[usize::from(method_index(&method))],
+                normalize_method(&method),
+                "{m}"
+            );
+        }
     }
 }
