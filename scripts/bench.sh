@@ -2,14 +2,15 @@
 # Instructions per request of each stack, counted by callgrind (steady on
 # shared machines, unlike time) on the thread that serves the requests: the
 # batch processor's export thread, off the request path, is left out. Each
-# scenario runs twice, with N1 and N2 requests; the difference divided by
+# scenario runs twice, with N1 and N2 requests (thousands: the peer stack
+# has periodic upkeep that fewer requests do not average out); the difference divided by
 # N2 - N1 cancels start-up.
 # Time per request: `cargo bench -p looptel-benches`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
-N1=${N1:-200}
-N2=${N2:-1200}
+N1=${N1:-1000}
+N2=${N2:-6000}
 cargo build --release --locked -q -p looptel-benches --bin count
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
