@@ -43,7 +43,7 @@ pub use headers::{HeaderExtractor, HeaderInjector};
 pub use hook::{HookState, RequestEnd, RequestHook};
 pub use ids::TraceIds;
 pub use instrumentation::{Extracted, Instrumentation, SCOPE};
-pub use method::{OTHER_METHOD, normalize_method};
+pub use method::{METHODS, OTHER_METHOD, method_index, normalize_method};
 pub use outcome::Outcome;
 pub use promotion::BaggagePromotion;
 pub use propagation::Propagator;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use looptel_core::{HookState, RequestEnd, RequestHook, TraceIds, Untraced};
+use looptel_core::{HookState, METHODS, RequestEnd, RequestHook, TraceIds, Untraced, method_index};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -31,27 +31,6 @@ pub const DURATION_LABELS: &[&str] = &[
 
 /// The labels of `http.server.active_requests`.
 pub const ACTIVE_LABELS: &[&str] = &["http.request.method", "url.scheme"];
-
-/// The index in [`METHODS`] of a request's normalised method.
-fn method_index(method: &http::Method) -> u8 {
-    match *method {
-        http::Method::GET => 0,
-        http::Method::HEAD => 1,
-        http::Method::POST => 2,
-        http::Method::PUT => 3,
-        http::Method::DELETE => 4,
-        http::Method::CONNECT => 5,
-        http::Method::OPTIONS => 6,
-        http::Method::TRACE => 7,
-        http::Method::PATCH => 8,
-        _ => 9,
-    }
-}
-
-/// The methods `http.request.method` takes, `_OTHER` last.
-const METHODS: [&str; 10] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
-];
 
 const SCHEMES: [&str; 2] = ["http", "https"];
 
@@ -88,7 +67,7 @@ struct SeriesKey {
     /// Hash of the route template (nested axum routers build a new string
     /// for every request, so its address would not do).
     route: u64,
-    method: u8,
+    method: usize,
     https: bool,
     version: u8,
     status: u16,
@@ -138,7 +117,7 @@ impl Duration {
         }
         let status = status.as_ref().map_or("", http::StatusCode::as_str);
         let values = [
-            METHODS[usize::from(rec.method)],
+            METHODS[rec.method],
             SCHEMES[usize::from(rec.https)],
             status,
             route,
@@ -194,7 +173,7 @@ impl HttpServerMetrics {
     fn begin<B>(&self, req: &Request<B>) -> Recording {
         let method = method_index(req.method());
         let https = req.uri().scheme_str() == Some("https");
-        self.instruments.active[usize::from(method)][usize::from(https)].add(1);
+        self.instruments.active[method][usize::from(https)].add(1);
         Recording {
             instruments: self.instruments.clone(),
             method,
@@ -290,7 +269,7 @@ pub struct Red<S> {
 pub struct Recording {
     instruments: Arc<Instruments>,
     /// Index in `METHODS`.
-    method: u8,
+    method: usize,
     https: bool,
     route: Option<Route>,
     /// Index in `VERSIONS`.
@@ -318,7 +297,7 @@ impl Recording {
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.instruments.active[usize::from(self.method)][usize::from(self.https)].add(-1);
+        self.instruments.active[self.method][usize::from(self.https)].add(-1);
     }
 }
 
@@ -475,27 +454,5 @@ impl<B: Body> Body for MeteredBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use looptel_core::normalize_method;
-
-    use super::*;
-
-    #[test]
-    fn method_indexes_name_the_normalised_method() {
-        for m in [
-            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "get",
-            "BREW", "PURGE",
-        ] {
-            let method = http::Method::from_bytes(m.as_bytes()).expect("method");
-            assert_eq!(
-                METHODS[usize::from(method_index(&method))],
-                normalize_method(&method),
-                "{m}"
-            );
-        }
     }
 }
