@@ -127,23 +127,16 @@ impl Instrumentation {
         }
         let mut child = false;
         let mapped = propagator.extract_headers_mapped(headers, |caller| {
-            if caller.is_sampled() {
-                caller
-            } else {
-                child = true;
-                unsampled_child(&caller)
-            }
+            unsampled_child(&caller)
+                .inspect(|_| child = true)
+                .unwrap_or(caller)
         });
         match mapped {
             Ok(cx) if child => Extracted::UnsampledChild(cx),
             Ok(cx) => Extracted::Remote(cx),
             Err(cx) => {
                 // Not a W3C propagator: replace the caller's span instead.
-                let child = {
-                    let span = cx.span();
-                    let caller = span.span_context();
-                    (caller.is_valid() && !caller.is_sampled()).then(|| unsampled_child(caller))
-                };
+                let child = unsampled_child(cx.span().span_context());
                 match child {
                     Some(child) => Extracted::UnsampledChild(cx.with_remote_span_context(child)),
                     None => Extracted::Remote(cx),
@@ -165,13 +158,16 @@ pub enum Extracted {
     UnsampledChild(Context),
 }
 
-/// The non-recording span of a request whose caller did not sample.
-fn unsampled_child(caller: &SpanContext) -> SpanContext {
-    SpanContext::new(
-        caller.trace_id(),
-        RandomIdGenerator::default().new_span_id(),
-        caller.trace_flags(),
-        false,
-        caller.trace_state().clone(),
-    )
+/// The non-recording span of a request, when its caller (valid) did not
+/// sample.
+fn unsampled_child(caller: &SpanContext) -> Option<SpanContext> {
+    (caller.is_valid() && !caller.is_sampled()).then(|| {
+        SpanContext::new(
+            caller.trace_id(),
+            RandomIdGenerator::default().new_span_id(),
+            caller.trace_flags(),
+            false,
+            caller.trace_state().clone(),
+        )
+    })
 }
