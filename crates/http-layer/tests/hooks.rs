@@ -93,6 +93,14 @@ fn take(log: &Log) -> Vec<String> {
     std::mem::take(&mut *log.lock().expect("log"))
 }
 
+/// The `end` lines of the log, taking all of it.
+fn take_ends(log: &Log) -> Vec<String> {
+    take(log)
+        .into_iter()
+        .filter(|l| l.starts_with("end"))
+        .collect()
+}
+
 #[tokio::test]
 async fn hooks_run_in_the_span_change_its_context_and_end_with_the_body() {
     let spans = Spans::new();
@@ -170,10 +178,7 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
             .await
             .is_err()
     );
-    let ends: Vec<String> = take(&log)
-        .into_iter()
-        .filter(|l| l.starts_with("end"))
-        .collect();
+    let ends = take_ends(&log);
     assert_eq!(
         ends,
         [
@@ -199,10 +204,7 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
         .await
         .expect("infallible");
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let ends: Vec<String> = take(&log)
-        .into_iter()
-        .filter(|l| l.starts_with("end"))
-        .collect();
+    let ends = take_ends(&log);
     assert_eq!(
         ends,
         ["end second Some(500) None", "end first Some(500) None"]
