@@ -1,40 +1,14 @@
 //! The edge layer: the trust boundary for inbound baggage, business keys
 //! from the request, and promotion onto the server span.
 
-use std::task::{Context as TaskContext, Poll};
-
 use http::Request;
-use looptel_core::RequestHook;
+use looptel_engine::{HookLayer, Hooked, PublicEndpoint, RequestHook};
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt};
-use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::trace::TraceContextExt;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::BaggagePolicy;
-
-/// Decides whether a caller is outside the trust boundary; its inbound
-/// baggage is then dropped. `()` trusts every caller.
-pub trait Untrusted<B>: Clone + Send + Sync + 'static {
-    /// `true` to drop the request's inbound baggage.
-    fn is_untrusted(&self, request: &Request<B>) -> bool;
-}
-
-impl<B> Untrusted<B> for () {
-    fn is_untrusted(&self, _: &Request<B>) -> bool {
-        false
-    }
-}
-
-impl<B, F> Untrusted<B> for F
-where
-    F: Fn(&Request<B>) -> bool + Clone + Send + Sync + 'static,
-{
-    fn is_untrusted(&self, request: &Request<B>) -> bool {
-        self(request)
-    }
-}
 
 /// Sets business members from the request (a verified header, a token
 /// claim put in the extensions by an auth layer). `()` sets none.
@@ -87,7 +61,9 @@ impl<B> MembersFromRequest<B> for FromHeader {
 
 /// Applies the [`BaggagePolicy`] where requests enter the service:
 ///
-/// 1. drops inbound baggage of untrusted callers ([`untrusted`](Self::untrusted));
+/// 1. drops inbound baggage of callers outside the trust boundary
+///    ([`public_endpoint`](Self::public_endpoint), the same rule the server
+///    layer takes);
 /// 2. sets business members from the request ([`members`](Self::members)),
 ///    refusing denied keys;
 /// 3. copies the promoted members it set onto the server span, so they are
@@ -113,16 +89,16 @@ impl<B> MembersFromRequest<B> for FromHeader {
 ///     .layer(
 ///         EdgeLayer::new(policy)
 ///             .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id"))
-///             .untrusted(|req: &http::Request<axum::body::Body>| !req.headers().contains_key("x-internal")),
+///             .public_endpoint(|req: &http::Request<axum::body::Body>| !req.headers().contains_key("x-internal")),
 ///     );
 ///     // .layer(ServerLayer::new(inst)) goes outside (added after) this one.
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct EdgeLayer<M = (), U = ()> {
+pub struct EdgeLayer<M = (), P = ()> {
     policy: BaggagePolicy,
     members: M,
-    untrusted: U,
+    public: P,
 }
 
 impl EdgeLayer {
@@ -131,83 +107,51 @@ impl EdgeLayer {
         Self {
             policy,
             members: (),
-            untrusted: (),
+            public: (),
         }
     }
 }
 
-impl<M, U> EdgeLayer<M, U> {
+impl<M, P> EdgeLayer<M, P> {
     /// Business members from the request (default none).
-    pub fn members<M2>(self, members: M2) -> EdgeLayer<M2, U> {
+    pub fn members<M2>(self, members: M2) -> EdgeLayer<M2, P> {
         EdgeLayer {
             policy: self.policy,
             members,
-            untrusted: self.untrusted,
+            public: self.public,
         }
     }
 
-    /// Callers whose inbound baggage is dropped (default none).
-    pub fn untrusted<U2>(self, rule: U2) -> EdgeLayer<M, U2> {
+    /// Callers outside the trust boundary, whose inbound baggage is dropped
+    /// (default: every caller trusted). Given to the server layer's
+    /// `public_endpoint` as well, such callers' context is not taken in at
+    /// all.
+    pub fn public_endpoint<P2>(self, rule: P2) -> EdgeLayer<M, P2> {
         EdgeLayer {
             policy: self.policy,
             members: self.members,
-            untrusted: rule,
+            public: rule,
         }
     }
 }
 
-impl<S, M: Clone, U: Clone> Layer<S> for EdgeLayer<M, U> {
-    type Service = Edge<S, M, U>;
+/// As a layer of its own, the edge is the engine's
+/// [`HookLayer`](looptel_engine::HookLayer) running it.
+impl<S, M: Clone, P: Clone> Layer<S> for EdgeLayer<M, P> {
+    type Service = Hooked<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Edge {
-            inner,
-            layer: self.clone(),
-        }
+        HookLayer::new(self.clone()).layer(inner)
     }
 }
 
-/// The service built by [`EdgeLayer`].
-#[derive(Clone, Debug)]
-pub struct Edge<S, M = (), U = ()> {
-    inner: S,
-    layer: EdgeLayer<M, U>,
-}
-
-impl<S, M, U, B> Service<Request<B>> for Edge<S, M, U>
-where
-    S: Service<Request<B>>,
-    M: MembersFromRequest<B>,
-    U: Untrusted<B>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = WithContext<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut cx = Context::current();
-        self.layer.drop_untrusted(&req, &mut cx);
-        self.layer.apply(&req, &mut cx);
-        let fut = {
-            let _attached = cx.clone().attach();
-            self.inner.call(req)
-        };
-        fut.with_context(cx)
-    }
-}
-
-impl<M, U> EdgeLayer<M, U> {
+impl<M, P> EdgeLayer<M, P> {
     /// Drops the inbound baggage of an untrusted caller from `cx`.
     fn drop_untrusted<B>(&self, req: &Request<B>, cx: &mut Context)
     where
-        U: Untrusted<B>,
+        P: PublicEndpoint<Request<B>>,
     {
-        if self.untrusted.is_untrusted(req) && !cx.baggage().is_empty() {
+        if self.public.is_public(req) && !cx.baggage().is_empty() {
             *cx = cx.with_baggage(Baggage::new());
             self.policy.count_untrusted();
         }
@@ -261,10 +205,10 @@ impl<M, U> EdgeLayer<M, U> {
 ///             .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id")),
 ///     ));
 /// ```
-impl<B, M, U> RequestHook<B> for EdgeLayer<M, U>
+impl<B, M, P> RequestHook<Request<B>> for EdgeLayer<M, P>
 where
     M: MembersFromRequest<B>,
-    U: Untrusted<B>,
+    P: PublicEndpoint<Request<B>>,
 {
     type State = ();
 

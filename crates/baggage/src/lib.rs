@@ -40,7 +40,7 @@
 mod edge;
 mod policy;
 
-pub use edge::{Edge, EdgeLayer, FromHeader, MembersFromRequest, Untrusted, from_header};
+pub use edge::{EdgeLayer, FromHeader, MembersFromRequest, from_header};
 pub use policy::{
     BaggageError, BaggagePolicy, BaggagePolicyBuilder, BaggageStats, DEFAULT_BUDGET_BYTES,
     is_conventional_key,

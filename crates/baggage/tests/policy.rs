@@ -229,7 +229,7 @@ fn edge(
             HeaderName::from_static("x-tenant-id"),
             "tenant.id",
         ))
-        .untrusted(untrusted)
+        .public_endpoint(untrusted)
 }
 
 #[tokio::test]
@@ -307,7 +307,7 @@ async fn the_edge_sets_members_but_refuses_denied_ones() {
             HeaderName::from_static("x-user-email"),
             "user.email",
         ))
-        .untrusted(never as fn(&Request<Body>) -> bool);
+        .public_endpoint(never as fn(&Request<Body>) -> bool);
     let req = Request::get("/orders")
         .header("x-user-email", "a@example.com")
         .body(Body::empty())

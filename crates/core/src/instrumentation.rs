@@ -1,8 +1,13 @@
 use std::sync::Arc;
 
 use opentelemetry::Context;
-use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::{
+    Link, SpanBuilder, SpanContext, TraceContextExt, Tracer as _, TracerProvider as _,
+};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider, Span as SdkSpan,
+};
 
 use crate::Propagator;
 
@@ -122,7 +127,7 @@ impl Instrumentation {
     /// ```
     pub fn extract_request(&self, headers: &http::HeaderMap, trust_caller: bool) -> Extracted {
         let propagator = &self.inner.propagator;
-        if !(trust_caller && self.inner.parent_based && self.inner.tracer.is_some()) {
+        if !self.may_skip_sampler(trust_caller) {
             return Extracted::Remote(propagator.extract_headers(headers));
         }
         let mut child = false;
@@ -134,15 +139,42 @@ impl Instrumentation {
         match mapped {
             Ok(cx) if child => Extracted::UnsampledChild(cx),
             Ok(cx) => Extracted::Remote(cx),
-            Err(cx) => {
-                // Not a W3C propagator: replace the caller's span instead.
-                let child = unsampled_child(cx.span().span_context());
-                match child {
-                    Some(child) => Extracted::UnsampledChild(cx.with_remote_span_context(child)),
-                    None => Extracted::Remote(cx),
-                }
-            }
+            // Not a W3C propagator: replace the caller's span instead.
+            Err(cx) => Extracted::replacing_unsampled(cx),
         }
+    }
+
+    /// [`extract_request`](Self::extract_request) from any carrier: gRPC
+    /// metadata, Kafka or AMQP message headers — the same trust rule and
+    /// the same unsampled shortcut.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use looptel_core::{Extracted, Instrumentation, Propagator};
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let inst = Instrumentation::new(&provider, Propagator::default()).parent_based(true);
+    /// let headers = HashMap::from([(
+    ///     "traceparent".to_owned(),
+    ///     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00".to_owned(),
+    /// )]);
+    /// assert!(matches!(inst.extract(&headers, true), Extracted::UnsampledChild(_)));
+    /// // Outside the trust boundary the caller's decision does not count.
+    /// assert!(matches!(inst.extract(&headers, false), Extracted::Remote(_)));
+    /// ```
+    pub fn extract(&self, carrier: &dyn Extractor, trust_caller: bool) -> Extracted {
+        let cx = self.inner.propagator.extract(carrier);
+        if self.may_skip_sampler(trust_caller) {
+            Extracted::replacing_unsampled(cx)
+        } else {
+            Extracted::Remote(cx)
+        }
+    }
+
+    /// Whether an unsampled, trusted caller's request may skip the sampler.
+    fn may_skip_sampler(&self, trust_caller: bool) -> bool {
+        trust_caller && self.inner.parent_based && self.inner.tracer.is_some()
     }
 }
 
@@ -156,6 +188,100 @@ pub enum Extracted {
     /// The caller did not sample and the sampler follows it: the context
     /// holds the request's own non-recording span already.
     UnsampledChild(Context),
+}
+
+impl Extracted {
+    /// The caller's context, its span replaced by the request's own
+    /// non-recording one when the caller did not sample.
+    fn replacing_unsampled(cx: Context) -> Self {
+        match unsampled_child(cx.span().span_context()) {
+            Some(child) => Self::UnsampledChild(cx.with_remote_span_context(child)),
+            None => Self::Remote(cx),
+        }
+    }
+}
+
+/// Where a span starts: the context it is a child of, and the contexts it
+/// links to. The trust decision lives here once for every transport: a
+/// caller outside the trust boundary gets a new root that links to its
+/// context, and none of its context (baggage) is taken in.
+///
+/// ```
+/// use looptel_core::SpanStart;
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+///
+/// let caller = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+///     TraceId::from(1), SpanId::from(2), TraceFlags::SAMPLED, true, TraceState::default(),
+/// ));
+/// let public = SpanStart::from_remote(caller.clone(), true);
+/// assert!(!public.parent().has_active_span());
+/// assert_eq!(public.links().len(), 1);
+/// let trusted = SpanStart::from_remote(caller, false);
+/// assert!(trusted.parent().has_active_span() && trusted.links().is_empty());
+/// ```
+#[derive(Clone, Debug)]
+pub struct SpanStart {
+    parent: Context,
+    links: Vec<Link>,
+}
+
+impl SpanStart {
+    /// A child of `parent` (the current context, a trusted caller's).
+    pub fn child_of(parent: Context) -> Self {
+        Self {
+            parent,
+            links: Vec::new(),
+        }
+    }
+
+    /// A new root linked to `links` (the messages of a batch, say).
+    pub fn root_linked(links: Vec<Link>) -> Self {
+        Self {
+            parent: Context::new(),
+            links,
+        }
+    }
+
+    /// From a caller's context: its child, or — when `public` (outside the
+    /// trust boundary) and the context is valid — a new root linked to it.
+    pub fn from_remote(remote: Context, public: bool) -> Self {
+        let span = remote.span();
+        let sc = span.span_context();
+        if public && sc.is_valid() {
+            Self::root_linked(vec![Link::with_context(sc.clone())])
+        } else {
+            drop(span);
+            Self::child_of(remote)
+        }
+    }
+
+    /// The context the span starts in.
+    pub fn parent(&self) -> &Context {
+        &self.parent
+    }
+
+    /// The context the span starts in, to change before it does (a hook
+    /// dropping baggage).
+    pub fn parent_mut(&mut self) -> &mut Context {
+        &mut self.parent
+    }
+
+    /// The links the span starts with.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// Starts the span of `builder` (its links added) with `tracer`;
+    /// returns the parent context and the span.
+    pub fn start(self, tracer: &SdkTracer, builder: SpanBuilder) -> (Context, SdkSpan) {
+        let builder = if self.links.is_empty() {
+            builder
+        } else {
+            builder.with_links(self.links)
+        };
+        let span = tracer.build_with_context(builder, &self.parent);
+        (self.parent, span)
+    }
 }
 
 /// The non-recording span of a request, when its caller (valid) did not

@@ -8,8 +8,6 @@
 //! - [`Outcome`]: the one classifier of how an operation ended (success,
 //!   business error, failure) that spans, metrics and logs agree on.
 //! - [`TraceIds`]: the trace and span id of the current span, as exported.
-//! - [`RequestHook`]: per-request work (RED metrics, the baggage edge) that
-//!   runs inside the server layer, sharing its span, future and body.
 //!
 //! # Example
 //!
@@ -28,7 +26,6 @@
 
 pub mod baggage;
 mod headers;
-mod hook;
 mod ids;
 mod instrumentation;
 mod method;
@@ -40,9 +37,8 @@ mod service;
 pub mod tracecontext;
 
 pub use headers::{HeaderExtractor, HeaderInjector};
-pub use hook::{HookState, RequestEnd, RequestHook};
 pub use ids::TraceIds;
-pub use instrumentation::{Extracted, Instrumentation, SCOPE};
+pub use instrumentation::{Extracted, Instrumentation, SCOPE, SpanStart};
 pub use method::{METHODS, OTHER_METHOD, method_index, normalize_method};
 pub use outcome::Outcome;
 pub use promotion::BaggagePromotion;
@@ -52,8 +48,3 @@ pub use service::ServiceInfo;
 /// The OpenTelemetry API crate this version of looptel is built against,
 /// re-exported so users name exactly one version.
 pub use opentelemetry;
-
-/// A request extension set by the server layer on requests its filter skips
-/// (health checks), so inner layers — RED metrics — skip them too.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Untraced;

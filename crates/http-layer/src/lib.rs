@@ -34,13 +34,11 @@
 //! - `reqwest`: [`reqwest::TracingMiddleware`] for `reqwest-middleware`.
 
 mod attributes;
-mod body;
 pub mod client;
-mod macros;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 pub mod server;
 
-pub use body::ResponseBody;
 pub use client::ClientLayer;
+pub use looptel_engine::ResponseBody;
 pub use server::ServerLayer;

@@ -17,11 +17,9 @@
 
 use http::Extensions;
 use looptel_core::Instrumentation;
-use opentelemetry::trace::TraceContextExt;
+use looptel_engine::{Call, Classify, ClassifyError, HttpClient};
 use reqwest_middleware::{Middleware, Next, Result};
 
-use crate::body::Finish;
-use crate::client::future::{record_error, record_status};
 use crate::client::start_client_span;
 
 /// Traces and propagates each request of a `reqwest_middleware` client.
@@ -47,18 +45,19 @@ impl Middleware for TracingMiddleware {
     ) -> Result<reqwest::Response> {
         let uri: Option<http::Uri> = req.url().as_str().parse().ok();
         let method = req.method().clone();
-        let span = match uri {
-            Some(uri) => start_client_span(&self.instrumentation, &method, &uri, req.headers_mut()),
-            None => None,
-        };
+        let call = uri.map(|uri| {
+            let (cx, owned) =
+                start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
+            Call::new(cx, owned, ())
+        });
         let result = next.run(req, extensions).await;
-        if let Some(cx) = span {
-            match &result {
-                Ok(res) => record_status(&cx, res.status()),
-                Err(e) => record_error(&cx, e),
-            }
-            debug_assert!(cx.has_active_span());
-            drop(Finish::span(cx));
+        if let Some(call) = call {
+            call.end(match &result {
+                Ok(res) => HttpClient
+                    .classify_response(res.status(), res.headers())
+                    .unwrap_or_else(|| HttpClient.classify_eos(None)),
+                Err(e) => HttpClient.classify_error(e),
+            });
         }
         result
     }

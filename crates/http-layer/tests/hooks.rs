@@ -13,7 +13,8 @@ use bytes::Bytes;
 use common::Spans;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use looptel_core::{HookState, Instrumentation, Propagator, RequestEnd, RequestHook};
+use looptel_core::{Instrumentation, Propagator};
+use looptel_engine::{Classification, HookState, RequestHook};
 use looptel_http_layer::server::{ServerLayer, SkipPaths, skip_paths};
 use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
@@ -38,7 +39,7 @@ struct Ending {
     log: Log,
 }
 
-impl<B> RequestHook<B> for Recorder {
+impl<B> RequestHook<Request<B>> for Recorder {
     type State = Ending;
 
     fn prepare(&self, request: &Request<B>, parent: &mut Context) {
@@ -66,12 +67,12 @@ impl<B> RequestHook<B> for Recorder {
 }
 
 impl HookState for Ending {
-    fn end(self, end: RequestEnd, _: &Context) {
+    fn end(self, end: &Classification, _: &Context) {
         self.log.lock().expect("log").push(format!(
             "end {} {:?} {:?}",
             self.name,
-            end.status.map(|s| s.as_u16()),
-            end.error_type
+            end.http_status().map(|s| s.as_u16()),
+            end.error_type()
         ));
     }
 }
@@ -187,7 +188,8 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
         ]
     );
 
-    // A panicking handler: the 500 it is answered with.
+    // A panicking handler: the 500 it is answered with (a failure, so
+    // `error.type` is its code).
     let app = Router::new()
         .route(
             "/panic",
@@ -207,7 +209,10 @@ async fn hooks_end_once_for_failures_panics_and_dropped_bodies() {
     let ends = take_ends(&log);
     assert_eq!(
         ends,
-        ["end second Some(500) None", "end first Some(500) None"]
+        [
+            "end second Some(500) Some(\"500\")",
+            "end first Some(500) Some(\"500\")"
+        ]
     );
 
     // A request dropped before it was answered: started, never ended.

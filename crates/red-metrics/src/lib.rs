@@ -53,10 +53,7 @@ pub use registry::{
     PROMETHEUS_CONTENT_TYPE, Registry,
 };
 pub use saturation::{ProcessCollector, TokioCollector};
-pub use server::{
-    ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, MeteredBody, Recording, Red, RedLayer,
-    ResponseFuture,
-};
+pub use server::{ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, Recording, RedLayer};
 
 /// `GET /metrics` for an axum router: OpenMetrics with exemplars when the
 /// scraper accepts it, Prometheus text 0.0.4 otherwise.

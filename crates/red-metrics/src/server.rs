@@ -1,19 +1,13 @@
-//! The HTTP server RED layer.
+//! The HTTP server RED hook.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::Hasher;
-use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use looptel_core::{HookState, METHODS, RequestEnd, RequestHook, TraceIds, Untraced, method_index};
-use pin_project_lite::pin_project;
-use tower_layer::Layer;
-use tower_service::Service;
+use http::Request;
+use looptel_core::{METHODS, TraceIds, method_index};
+use looptel_engine::{Classification, HookLayer, HookState, RequestHook};
 
 use crate::metrics::{DURATION_BUCKETS, Gauge, Histogram};
 use crate::registry::{Metric, Registry};
@@ -207,7 +201,7 @@ impl HttpServerMetrics {
 ///             .hook(HttpServerMetrics::new(&registry)),
 ///     );
 /// ```
-impl<B> RequestHook<B> for HttpServerMetrics {
+impl<B> RequestHook<Request<B>> for HttpServerMetrics {
     type State = Recording;
 
     fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> Recording {
@@ -216,52 +210,27 @@ impl<B> RequestHook<B> for HttpServerMetrics {
 }
 
 impl HookState for Recording {
-    fn end(self, end: RequestEnd, cx: &opentelemetry::Context) {
+    fn end(self, end: &Classification, cx: &opentelemetry::Context) {
         // The server span, when sampled, is the exemplar.
         self.finish(end, TraceIds::from_context(cx));
     }
 }
 
-/// Records RED metrics for each request of the wrapped service.
+/// Records RED metrics for each request of the wrapped service, as a layer
+/// of its own: [`HttpServerMetrics`] run by the engine's
+/// [`HookLayer`](looptel_engine::HookLayer).
 ///
 /// Put it inside the server layer (`ServerLayer` outermost): the duration
 /// then runs with the server span, until the response body ends, and its
 /// exemplar is the server span when sampled. Requests the server layer's
-/// filter skipped ([`Untraced`]) are not recorded. Labels come only from the
-/// route template, the normalised method, the scheme, the status code and
-/// the protocol, so their number is bounded.
+/// filter skipped ([`Untraced`](looptel_engine::Untraced)) are not
+/// recorded. Labels come only from the route template, the normalised
+/// method, the scheme, the status code and the protocol, so their number
+/// is bounded.
 ///
 /// With looptel's server layer, prefer [`HttpServerMetrics`] as its hook:
 /// the same records, one future and one body wrapper fewer per request.
-#[derive(Clone, Debug)]
-pub struct RedLayer {
-    metrics: HttpServerMetrics,
-}
-
-impl RedLayer {
-    /// Records into `metrics`.
-    pub fn new(metrics: HttpServerMetrics) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> Layer<S> for RedLayer {
-    type Service = Red<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Red {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// The service built by [`RedLayer`].
-#[derive(Clone, Debug)]
-pub struct Red<S> {
-    inner: S,
-    metrics: HttpServerMetrics,
-}
+pub type RedLayer = HookLayer<HttpServerMetrics>;
 
 /// A request being recorded by [`HttpServerMetrics`], until it ends; it
 /// stays counted active until dropped, however the request ends.
@@ -278,20 +247,14 @@ pub struct Recording {
 }
 
 impl Recording {
-    fn finish(self, end: RequestEnd, ids: Option<TraceIds>) {
+    fn finish(self, end: &Classification, ids: Option<TraceIds>) {
         let elapsed = self.start.elapsed().as_secs_f64();
-        // `error.type`: the status code of a 5xx, or the service error's type.
-        let error_type = match end.error_type {
-            Some(name) => name,
-            None => end
-                .status
-                .as_ref()
-                .filter(|s| s.is_server_error())
-                .map_or("", http::StatusCode::as_str),
-        };
+        // `error.type`: as the classifier says (the code of a 5xx, the
+        // service error's type, `body_error`).
+        let error_type = end.error_type().unwrap_or("");
         self.instruments
             .duration
-            .record(&self, end.status, error_type, elapsed, ids);
+            .record(&self, end.http_status(), error_type, elapsed, ids);
     }
 }
 
@@ -341,118 +304,5 @@ fn version(v: http::Version) -> u8 {
         http::Version::HTTP_2 => 3,
         http::Version::HTTP_3 => 4,
         _ => 2,
-    }
-}
-
-impl<S, ReqB, ResB> Service<Request<ReqB>> for Red<S>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    ResB: Body,
-{
-    type Response = Response<MeteredBody<ResB>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        // The server span is the current context while the service runs.
-        let recording = (req.extensions().get::<Untraced>().is_none())
-            .then(|| (self.metrics.begin(&req), TraceIds::current()));
-        ResponseFuture {
-            inner: self.inner.call(req),
-            recording,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`Red`].
-    #[derive(Debug)]
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        recording: Option<(Recording, Option<TraceIds>)>,
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<MeteredBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = match this.inner.poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(r) => r,
-        };
-        let recording = this.recording.take();
-        Poll::Ready(match result {
-            Ok(res) => {
-                let end = RequestEnd::answered(res.status());
-                Ok(res.map(|b| MeteredBody {
-                    inner: b,
-                    done: recording.map(|(r, ids)| Done(Some((r, end, ids)))),
-                }))
-            }
-            Err(e) => {
-                if let Some((r, ids)) = recording {
-                    r.finish(RequestEnd::failed(std::any::type_name::<E>()), ids);
-                }
-                Err(e)
-            }
-        })
-    }
-}
-
-/// Records the request when the body ends or is dropped.
-#[derive(Debug)]
-struct Done(Option<(Recording, RequestEnd, Option<TraceIds>)>);
-
-impl Drop for Done {
-    fn drop(&mut self) {
-        if let Some((recording, end, ids)) = self.0.take() {
-            recording.finish(end, ids);
-        }
-    }
-}
-
-pin_project! {
-    /// A response body that records the request's duration when it ends.
-    #[derive(Debug)]
-    pub struct MeteredBody<B> {
-        #[pin]
-        inner: B,
-        done: Option<Done>,
-    }
-}
-
-impl<B: Body> Body for MeteredBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let Poll::Ready(None | Some(Err(_))) = &polled {
-            drop(this.done.take());
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

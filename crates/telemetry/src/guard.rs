@@ -15,7 +15,7 @@ use crate::ShutdownError;
 #[must_use = "dropping the guard shuts telemetry down"]
 pub struct TelemetryGuard {
     pub(crate) service: ServiceInfo,
-    pub(crate) propagator: Propagator,
+    pub(crate) instrumentation: Instrumentation,
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) meter_provider: Option<SdkMeterProvider>,
     pub(crate) logs: Option<LogsGuard>,
@@ -31,15 +31,14 @@ impl TelemetryGuard {
 
     /// The propagator to hand to HTTP, gRPC and messaging layers.
     pub fn propagator(&self) -> &Propagator {
-        &self.propagator
+        self.instrumentation.propagator()
     }
 
     /// The tracer and propagator for HTTP, gRPC and messaging layers.
+    /// The same as [`Telemetry::instrumentation`](crate::Telemetry::instrumentation)
+    /// gave before `init`: one value, built once.
     pub fn instrumentation(&self) -> Instrumentation {
-        match &self.tracer_provider {
-            Some(p) => Instrumentation::new(p, self.propagator.clone()),
-            None => Instrumentation::disabled(self.propagator.clone()),
-        }
+        self.instrumentation.clone()
     }
 
     /// Counters of log lines not written.

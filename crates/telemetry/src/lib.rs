@@ -92,7 +92,6 @@ type Lookup = Box<dyn Fn(&str) -> Option<String> + Send>;
 #[derive(Debug)]
 pub struct Telemetry {
     service: ServiceInfo,
-    propagator: Propagator,
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
     logs: JsonLogs,
@@ -101,8 +100,9 @@ pub struct Telemetry {
     span_level: LevelFilter,
     shutdown_timeout: Duration,
     notes: Vec<Note>,
-    /// Whether the sampler follows a parent that did not sample.
-    parent_based: bool,
+    /// Built once from the tracer provider and the propagator; the guard
+    /// hands out the same.
+    instrumentation: Instrumentation,
 }
 
 /// A start-up message: where telemetry goes, or a warning.
@@ -223,7 +223,7 @@ impl Telemetry {
 
     /// The propagator to hand to HTTP, gRPC and messaging layers.
     pub fn propagator(&self) -> &Propagator {
-        &self.propagator
+        self.instrumentation.propagator()
     }
 
     /// The start-up messages ([`init`](TelemetryBuilder::init) logs them).
@@ -233,12 +233,7 @@ impl Telemetry {
 
     /// The tracer and propagator for HTTP, gRPC and messaging layers.
     pub fn instrumentation(&self) -> Instrumentation {
-        match &self.tracer_provider {
-            Some(p) => {
-                Instrumentation::new(p, self.propagator.clone()).parent_based(self.parent_based)
-            }
-            None => Instrumentation::disabled(self.propagator.clone()),
-        }
+        self.instrumentation.clone()
     }
 
     /// The tracer provider, `None` when telemetry is disabled.
@@ -260,7 +255,7 @@ impl Telemetry {
         if let Some(m) = &self.meter_provider {
             opentelemetry::global::set_meter_provider(m.clone());
         }
-        opentelemetry::global::set_text_map_propagator(self.propagator.clone());
+        opentelemetry::global::set_text_map_propagator(self.propagator().clone());
         let notes = self.notes.clone();
         let (subscriber, guard) = self.into_subscriber();
         tracing::subscriber::set_global_default(subscriber)
@@ -287,7 +282,7 @@ impl Telemetry {
             // Only what the conventions name: no thread ids, busy/idle
             // timings or `target` attributes on every span.
             tracing_opentelemetry::layer()
-                .with_tracer(p.tracer("looptel"))
+                .with_tracer(p.tracer(looptel_core::SCOPE))
                 .with_threads(false)
                 .with_tracked_inactivity(false)
                 .with_target(false)
@@ -298,7 +293,7 @@ impl Telemetry {
             .with(self.logs.layer());
         let guard = TelemetryGuard {
             service: self.service,
-            propagator: self.propagator,
+            instrumentation: self.instrumentation,
             tracer_provider: self.tracer_provider,
             meter_provider: self.meter_provider,
             logs: Some(self.logs_guard),
@@ -566,9 +561,13 @@ impl TelemetryBuilder {
             }
         }
 
+        let instrumentation = match &tracer_provider {
+            Some(p) => Instrumentation::new(p, propagator).parent_based(parent_based),
+            None => Instrumentation::disabled(propagator),
+        };
         Ok(Telemetry {
             service,
-            propagator,
+            instrumentation,
             tracer_provider,
             meter_provider,
             logs,
@@ -577,7 +576,6 @@ impl TelemetryBuilder {
             span_level: self.span_level,
             shutdown_timeout: self.shutdown_timeout,
             notes,
-            parent_based,
         })
     }
 

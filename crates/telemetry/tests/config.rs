@@ -415,6 +415,24 @@ fn layers_skip_the_sampler_for_unsampled_parents_only_when_it_follows_them() {
 }
 
 #[test]
+fn the_guard_hands_out_the_same_instrumentation_as_telemetry() {
+    // order-service builds its layers from the guard: the unsampled fast
+    // path must hold there too.
+    for (sampler, follows) in [("parentbased_always_on", true), ("always_on", false)] {
+        let t = env(&[("OTEL_TRACES_SAMPLER", sampler)])
+            .service_name("svc")
+            .span_exporter(keeping_exporter())
+            .build()
+            .expect("valid");
+        assert_eq!(t.instrumentation().is_parent_based(), follows, "{sampler}");
+        let (_subscriber, guard) = t.into_subscriber();
+        let inst = guard.instrumentation();
+        assert_eq!(inst.is_parent_based(), follows, "{sampler}: guard");
+        assert!(inst.tracer().is_some());
+    }
+}
+
+#[test]
 fn remote_parent_is_continued() {
     let mem = keeping_exporter();
     let t = env(&[])

@@ -23,22 +23,18 @@
 //! current context, so calls made inside a traced request continue its
 //! trace. The span ends when the response body ends.
 
-pub(crate) mod future;
-
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use looptel_core::{HeaderInjector, Instrumentation};
+use looptel_engine::{Engine, HttpClient, ResponseBody, ResponseFuture};
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::URL_FULL;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use future::ResponseFuture;
-
 use crate::attributes::{full_url_without_credentials, name_method, push_method, push_server};
-use crate::body::ResponseBody;
 
 /// Traces and propagates each outgoing request; see the [module docs](self).
 #[derive(Clone, Debug)]
@@ -61,6 +57,7 @@ impl<S> Layer<S> for ClientLayer {
         Client {
             inner,
             instrumentation: self.instrumentation.clone(),
+            engine: Engine::new(HttpClient),
         }
     }
 }
@@ -70,6 +67,7 @@ impl<S> Layer<S> for ClientLayer {
 pub struct Client<S> {
     inner: S,
     instrumentation: Instrumentation,
+    engine: Engine<HttpClient>,
 }
 
 impl<S> Client<S> {
@@ -79,21 +77,22 @@ impl<S> Client<S> {
     }
 }
 
-crate::macros::service_accessors!(Client<S>);
+looptel_engine::service_accessors!(Client<S>);
 
 /// Starts the CLIENT span of `req` as a child of the current context and
-/// injects the context into its headers. Returns the context to end.
+/// injects the context into its headers. Returns the context the call runs
+/// in, and whether it holds a span of ours.
 pub(crate) fn start_client_span(
     inst: &Instrumentation,
     method: &http::Method,
     uri: &http::Uri,
     headers: &mut http::HeaderMap,
-) -> Option<OtelContext> {
+) -> (OtelContext, bool) {
     let parent = OtelContext::current();
     let Some(tracer) = inst.tracer() else {
         inst.propagator()
             .inject(&parent, &mut HeaderInjector(headers));
-        return None;
+        return (parent, false);
     };
     let mut attrs = Vec::with_capacity(6);
     let m = push_method(&mut attrs, method);
@@ -105,7 +104,7 @@ pub(crate) fn start_client_span(
         .with_attributes(attrs);
     let cx = parent.with_span(tracer.build_with_context(builder, &parent));
     inst.propagator().inject(&cx, &mut HeaderInjector(headers));
-    Some(cx)
+    (cx, true)
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for Client<S>
@@ -114,9 +113,9 @@ where
     S::Error: std::error::Error + 'static,
     ResB: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResB>>;
+    type Response = Response<ResponseBody<ResB, HttpClient>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, HttpClient>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -125,33 +124,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let cx = start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
-        ResponseFuture::new(self.inner.call(req), cx)
+        let (cx, owned) = start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
+        self.engine.call(&mut self.inner, req, &(), cx, owned)
     }
-}
-
-/// A low-cardinality class for a transport error, from the `std::io::Error`
-/// in its source chain: `timeout`, `connection_refused`, … or `_OTHER`.
-pub(crate) fn error_class(error: &(dyn std::error::Error + 'static)) -> &'static str {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            return match io.kind() {
-                K::TimedOut => "timeout",
-                K::ConnectionRefused => "connection_refused",
-                K::ConnectionReset => "connection_reset",
-                K::ConnectionAborted => "connection_aborted",
-                K::NotConnected => "not_connected",
-                K::AddrNotAvailable => "address_not_available",
-                K::UnexpectedEof => "unexpected_eof",
-                _ => "io_error",
-            };
-        }
-        current = e.source();
-    }
-    if error.to_string().to_ascii_lowercase().contains("timed out") {
-        return "timeout";
-    }
-    "_OTHER"
 }

@@ -1,4 +1,5 @@
 use looptel_core::Instrumentation;
+use looptel_engine::{Engine, HttpServer};
 use tower_layer::Layer;
 
 use super::Server;
@@ -11,7 +12,7 @@ pub struct ServerLayer<F = (), P = (), H = ()> {
     pub(crate) filter: F,
     pub(crate) public: P,
     pub(crate) hooks: H,
-    pub(crate) response_traceparent: bool,
+    pub(crate) engine: Engine<HttpServer>,
 }
 
 impl ServerLayer {
@@ -22,7 +23,7 @@ impl ServerLayer {
             filter: (),
             public: (),
             hooks: (),
-            response_traceparent: false,
+            engine: Engine::new(HttpServer),
         }
     }
 }
@@ -36,7 +37,7 @@ impl<F, P, H> ServerLayer<F, P, H> {
             filter,
             public: self.public,
             hooks: self.hooks,
-            response_traceparent: self.response_traceparent,
+            engine: self.engine,
         }
     }
 
@@ -48,7 +49,7 @@ impl<F, P, H> ServerLayer<F, P, H> {
             filter: self.filter,
             public: rule,
             hooks: self.hooks,
-            response_traceparent: self.response_traceparent,
+            engine: self.engine,
         }
     }
 
@@ -57,25 +58,28 @@ impl<F, P, H> ServerLayer<F, P, H> {
     /// way to add RED metrics (`looptel_red_metrics::HttpServerMetrics`)
     /// and the baggage edge (`looptel_baggage::EdgeLayer`) without a layer
     /// each, and in the right order by construction. Hooks start in the
-    /// order they are added and end in reverse.
+    /// order they are added and end in reverse; a closure
+    /// `Fn(&Request<B>, &mut Context) -> S` is a hook too (see
+    /// [`RequestHook`](looptel_engine::RequestHook)).
     ///
     /// ```
     /// use axum::{Router, routing::get};
-    /// use looptel_core::{HookState, Instrumentation, Propagator, RequestEnd, RequestHook};
+    /// use looptel_core::{Instrumentation, Propagator};
+    /// use looptel_engine::{Classification, HookState, RequestHook};
     /// use looptel_http_layer::server::ServerLayer;
     ///
     /// /// Logs slow requests.
     /// #[derive(Clone)]
     /// struct Slow;
     /// struct Started(std::time::Instant);
-    /// impl<B> RequestHook<B> for Slow {
+    /// impl<B> RequestHook<http::Request<B>> for Slow {
     ///     type State = Started;
     ///     fn start(&self, _: &http::Request<B>, _: &mut opentelemetry::Context) -> Started {
     ///         Started(std::time::Instant::now())
     ///     }
     /// }
     /// impl HookState for Started {
-    ///     fn end(self, _: RequestEnd, _: &opentelemetry::Context) {
+    ///     fn end(self, _: &Classification, _: &opentelemetry::Context) {
     ///         if self.0.elapsed().as_secs() >= 1 {
     ///             tracing::warn!("slow request"); // carries the request's trace id
     ///         }
@@ -93,14 +97,14 @@ impl<F, P, H> ServerLayer<F, P, H> {
             filter: self.filter,
             public: self.public,
             hooks: (self.hooks, hook),
-            response_traceparent: self.response_traceparent,
+            engine: self.engine,
         }
     }
 
     /// Writes the server span's `traceparent` into the response headers, so a
     /// user can go from a response to its trace (default `false`).
     pub fn response_traceparent(mut self, enabled: bool) -> Self {
-        self.response_traceparent = enabled;
+        self.engine = self.engine.response_traceparent(enabled);
         self
     }
 }

@@ -70,20 +70,16 @@
 //! # let _ = stack;
 //! ```
 
-mod filter;
-mod future;
 mod layer;
 #[cfg(feature = "axum")]
 mod route;
 mod service;
 
-pub use filter::{
-    AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, SkipPaths, skip_paths,
-};
-pub use future::ResponseFuture;
 pub use layer::ServerLayer;
+pub use looptel_engine::{
+    AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, ResponseFuture, SkipPaths,
+    Untraced, skip_paths,
+};
 #[cfg(feature = "axum")]
 pub use route::{Route, RouteLayer};
 pub use service::Server;
-
-pub use looptel_core::Untraced;

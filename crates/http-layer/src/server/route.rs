@@ -47,7 +47,7 @@ pub struct Route<S> {
     inner: S,
 }
 
-crate::macros::service_accessors!(Route<S>);
+looptel_engine::service_accessors!(Route<S>);
 
 impl<S, B> Service<Request<B>> for Route<S>
 where

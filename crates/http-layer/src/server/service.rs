@@ -1,20 +1,19 @@
-use std::panic::AssertUnwindSafe;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
-use looptel_core::{Extracted, RequestHook};
-use opentelemetry::trace::{Link, Span as _, SpanBuilder, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{Context as OtelContext, KeyValue};
+use looptel_core::{Extracted, SpanStart};
+use looptel_engine::{
+    HttpServer, PublicEndpoint, RequestFilter, RequestHook, ResponseBody, ResponseFuture, Untraced,
+};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt};
+use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
 };
 use tower_service::Service;
 
-use super::filter::{PublicEndpoint, RequestFilter};
-use super::future::{Inner, ResponseFuture, State};
-use super::{ServerLayer, Untraced};
+use super::ServerLayer;
 use crate::attributes::{name_method, push_method, push_protocol, push_server, span_name};
-use crate::body::ResponseBody;
 
 /// The service built by [`ServerLayer`]; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -30,7 +29,7 @@ impl<S> Server<S> {
     }
 }
 
-crate::macros::service_accessors!(Server<S, F, P, H>);
+looptel_engine::service_accessors!(Server<S, F, P, H>);
 
 /// How many attributes a server span can get: the conventions' own, a few
 /// promoted baggage members, the status code and `error.type`.
@@ -78,14 +77,14 @@ fn client_address<B>(req: &Request<B>) -> Option<String> {
 impl<S, F, P, H, ReqB, ResB> Service<Request<ReqB>> for Server<S, F, P, H>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
-    F: RequestFilter<ReqB>,
-    P: PublicEndpoint<ReqB>,
-    H: RequestHook<ReqB>,
+    F: RequestFilter<Request<ReqB>>,
+    P: PublicEndpoint<Request<ReqB>>,
+    H: RequestHook<Request<ReqB>>,
     ResB: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResB, H::State>>;
+    type Response = Response<ResponseBody<ResB, HttpServer, H::State>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, H::State>;
+    type Future = ResponseFuture<S::Future, HttpServer, H::State>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -93,28 +92,33 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        if !self.layer.filter.traced(&req) {
+        let layer = &self.layer;
+        if !layer.filter.traced(&req) {
             req.extensions_mut().insert(Untraced);
-            return ResponseFuture::untraced(call_catching(&mut self.inner, req));
+            return layer.engine.untraced(&mut self.inner, req);
         }
-        let inst = &self.layer.instrumentation;
+        let inst = &layer.instrumentation;
         // Outside the trust boundary the caller's decision does not count.
-        let public = self.layer.public.is_public(&req);
+        let public = layer.public.is_public(&req);
         let remote = match inst.extract_request(req.headers(), !public) {
             Extracted::Remote(cx) => cx,
             Extracted::UnsampledChild(mut cx) => {
                 // The caller did not sample and the sampler follows it: no
                 // sampler call, no attributes, no name.
-                self.layer.hooks.prepare(&req, &mut cx);
-                return self.run(req, cx, true);
+                layer.hooks.prepare(&req, &mut cx);
+                return layer
+                    .engine
+                    .call(&mut self.inner, req, &layer.hooks, cx, true);
             }
         };
         let Some(tracer) = inst.tracer() else {
             // Telemetry off: no span, but the caller's context still flows
             // to outgoing calls, and the hooks run.
             let mut cx = remote;
-            self.layer.hooks.prepare(&req, &mut cx);
-            return self.run(req, cx, false);
+            layer.hooks.prepare(&req, &mut cx);
+            return layer
+                .engine
+                .call(&mut self.inner, req, &layer.hooks, cx, false);
         };
 
         // Decide early, allocate late: the sampler sees the method, the
@@ -142,56 +146,19 @@ where
             attributes: Some(attrs),
             ..SpanBuilder::from_name(name_method(method))
         };
-        let remote_sc = remote.span().span_context().clone();
-        let (builder, mut parent) = if remote_sc.is_valid() && public {
-            // Outside the trust boundary: a new root, linked to the caller,
-            // and none of the caller's context (baggage) is taken in.
-            (
-                builder.with_links(vec![Link::with_context(remote_sc)]),
-                OtelContext::new(),
-            )
-        } else {
-            (builder, remote)
-        };
-        self.layer.hooks.prepare(&req, &mut parent);
-        let mut span = tracer.build_with_context(builder, &parent);
+        let mut start = SpanStart::from_remote(remote, public);
+        layer.hooks.prepare(&req, start.parent_mut());
+        let (parent, mut span) = start.start(tracer, builder);
         if span.is_recording() {
             if let Some(route) = route {
                 span.update_name(span_name(method, route));
             }
             recorded_only_attributes(&req, route.is_some(), &mut SetOn(&mut span));
         }
-        self.run(req, parent.with_span(span), true)
-    }
-}
-
-impl<S, F, P, H> Server<S, F, P, H> {
-    /// Starts the hooks and calls the inner service in `cx`; `owned` when
-    /// `cx` holds a span of this layer's.
-    fn run<ReqB>(
-        &mut self,
-        req: Request<ReqB>,
-        mut cx: OtelContext,
-        owned: bool,
-    ) -> ResponseFuture<S::Future, H::State>
-    where
-        S: Service<Request<ReqB>>,
-        H: RequestHook<ReqB>,
-    {
-        let hooks = self.layer.hooks.start(&req, &mut cx);
-        let inner = {
-            let _attached = cx.clone().attach();
-            call_catching(&mut self.inner, req)
-        };
-        ResponseFuture::traced(
-            inner,
-            State {
-                cx,
-                owned,
-                response_traceparent: owned && self.layer.response_traceparent,
-                hooks,
-            },
-        )
+        let cx = parent.with_span(span);
+        layer
+            .engine
+            .call(&mut self.inner, req, &layer.hooks, cx, true)
     }
 }
 
@@ -225,19 +192,5 @@ impl<S: opentelemetry::trace::Span> Extend<KeyValue> for SetOn<'_, S> {
         for kv in attributes {
             self.0.set_attribute(kv);
         }
-    }
-}
-
-/// Calls the inner service; a panic in `call` itself becomes a panicked
-/// future, answered like a handler panic.
-fn call_catching<S, R>(inner: &mut S, req: R) -> Inner<S::Future>
-where
-    S: Service<R>,
-{
-    match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
-        Ok(fut) => Inner::Running { fut },
-        Err(panic) => Inner::Panicked {
-            message: super::future::panic_message(&*panic),
-        },
     }
 }

@@ -1,0 +1,105 @@
+//! A call in flight, ended exactly once.
+
+use opentelemetry::Context;
+use opentelemetry::trace::TraceContextExt;
+
+use crate::{Classification, HookState};
+
+/// A request, call or message in flight: the context it runs in (with its
+/// span, when the layer started one), its hooks' state and, once known, its
+/// [`Classification`]. It ends exactly once, when dropped: the
+/// classification is recorded on the span, the hooks end, the span ends.
+///
+/// The engine's future and body wrapper carry one; transports that have
+/// no response future (a message handler, a `reqwest` middleware) hold one
+/// themselves and [`end`](Self::end) it.
+///
+/// ```
+/// use looptel_engine::{Call, Messaging};
+/// use opentelemetry::Context;
+///
+/// let call = Call::new(Context::new(), false, ());
+/// call.end(Messaging.success()); // hooks ended, span (none here) ended
+/// ```
+#[derive(Debug)]
+pub struct Call<G: HookState = ()> {
+    cx: Context,
+    /// Whether `cx` holds a span of ours to record and end.
+    owned: bool,
+    hooks: Option<G>,
+    classified: Option<Classification>,
+    /// What the call ends as when dropped before it was classified.
+    on_cancel: Option<Classification>,
+}
+
+impl<G: HookState> Call<G> {
+    /// A call running in `cx`; `owned` when `cx` holds a span the call must
+    /// record and end (not just a caller's context).
+    pub fn new(cx: Context, owned: bool, hooks: G) -> Self {
+        Self {
+            cx,
+            owned,
+            hooks: Some(hooks),
+            classified: None,
+            on_cancel: None,
+        }
+    }
+
+    /// What the call ends as if dropped before it is classified; by default
+    /// it does not end then (its hooks are dropped, its span ends without a
+    /// status).
+    #[must_use]
+    pub fn on_cancel(mut self, classification: Option<Classification>) -> Self {
+        self.on_cancel = classification;
+        self
+    }
+
+    /// The context the call runs in.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Whether the context holds a span of this call's.
+    pub fn owns_span(&self) -> bool {
+        self.owned
+    }
+
+    /// Whether the call has been classified.
+    pub fn is_classified(&self) -> bool {
+        self.classified.is_some()
+    }
+
+    /// Sets how the call ended; it ends with that when dropped.
+    pub fn classify(&mut self, classification: Classification) {
+        self.classified = Some(classification);
+    }
+
+    /// Takes the classification given so far.
+    pub(crate) fn take_classification(&mut self) -> Option<Classification> {
+        self.classified.take()
+    }
+
+    /// Ends the call now, as `classification` says.
+    pub fn end(mut self, classification: Classification) {
+        self.classify(classification);
+    }
+}
+
+impl<G: HookState> Drop for Call<G> {
+    fn drop(&mut self) {
+        if let Some(end) = self.classified.take().or_else(|| self.on_cancel.take()) {
+            if self.owned {
+                let span = self.cx.span();
+                if span.is_recording() {
+                    end.record(&span);
+                }
+            }
+            if let Some(hooks) = self.hooks.take() {
+                hooks.end(&end, &self.cx);
+            }
+        }
+        if self.owned {
+            self.cx.span().end();
+        }
+    }
+}

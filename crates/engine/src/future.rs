@@ -1,0 +1,231 @@
+//! The future that runs a call: context attached, panics caught, the
+//! response classified.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use http::{HeaderValue, Response};
+use looptel_core::tracecontext::{TRACEPARENT, render_traceparent};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_semantic_conventions::attribute::EXCEPTION_MESSAGE;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::{Call, Classify, ClassifyError, HookState, RequestHook, ResponseBody};
+
+/// A transport's settings for the engine, built once with its layer: the
+/// classifier, and whether responses carry the span's `traceparent`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Engine<C> {
+    classifier: C,
+    response_traceparent: bool,
+}
+
+impl<C: Classify> Engine<C> {
+    /// An engine classifying with `classifier`.
+    pub fn new(classifier: C) -> Self {
+        Self {
+            classifier,
+            response_traceparent: false,
+        }
+    }
+
+    /// Writes the span's `traceparent` into response headers (default
+    /// `false`); only for calls whose span is the layer's own.
+    #[must_use]
+    pub fn response_traceparent(mut self, enabled: bool) -> Self {
+        self.response_traceparent = enabled;
+        self
+    }
+
+    /// The classifier.
+    pub fn classifier(&self) -> &C {
+        &self.classifier
+    }
+
+    /// Starts `hooks` in `cx`, calls `inner` with `cx` attached, and
+    /// returns the future that ends the call; `owned` when `cx` holds a
+    /// span of the layer's. A panic in `inner.call` is handled like one in
+    /// its future.
+    pub fn call<S, R, H>(
+        &self,
+        inner: &mut S,
+        request: R,
+        hooks: &H,
+        mut cx: opentelemetry::Context,
+        owned: bool,
+    ) -> ResponseFuture<S::Future, C, H::State>
+    where
+        S: Service<R>,
+        H: RequestHook<R>,
+    {
+        let state = hooks.start(&request, &mut cx);
+        let fut = {
+            let _attached = cx.clone().attach();
+            call_catching(inner, request)
+        };
+        ResponseFuture {
+            inner: fut,
+            call: Some(
+                Call::new(cx, owned, state).on_cancel(self.classifier.classify_cancel()),
+            ),
+            classifier: self.classifier.clone(),
+            response_traceparent: owned && self.response_traceparent,
+        }
+    }
+
+    /// Calls `inner` for a request the layer does not trace: no context,
+    /// no hooks; a panic is still answered as the classifier says.
+    pub fn untraced<S, R, G>(&self, inner: &mut S, request: R) -> ResponseFuture<S::Future, C, G>
+    where
+        S: Service<R>,
+        G: HookState,
+    {
+        ResponseFuture {
+            inner: call_catching(inner, request),
+            call: None,
+            classifier: self.classifier.clone(),
+            response_traceparent: false,
+        }
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    /// The inner service's future, or the panic its `call` raised.
+    #[derive(Debug)]
+    enum Inner<F> {
+        Running { #[pin] fut: F },
+        Panicked { payload: Option<Box<dyn Any + Send>> },
+    }
+}
+
+/// Calls the inner service; a panic in `call` itself becomes a panicked
+/// future.
+fn call_catching<S: Service<R>, R>(inner: &mut S, req: R) -> Inner<S::Future> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req))) {
+        Ok(fut) => Inner::Running { fut },
+        Err(payload) => Inner::Panicked {
+            payload: Some(payload),
+        },
+    }
+}
+
+pin_project! {
+    /// The response future of every looptel layer: runs the inner future
+    /// in the call's context, classifies the response head (or the
+    /// service's error), and hands the call to the [`ResponseBody`], which
+    /// ends it at end of stream.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, C, G: HookState = ()> {
+        #[pin]
+        inner: Inner<F>,
+        call: Option<Call<G>>,
+        classifier: C,
+        response_traceparent: bool,
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_owned())
+}
+
+impl<F, B, E, C, G> Future for ResponseFuture<F, C, G>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+    C: Classify + ClassifyError<E>,
+    G: HookState,
+{
+    type Output = Result<Response<ResponseBody<B, C, G>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _attached = this.call.as_ref().map(|c| c.context().clone().attach());
+        let polled = match this.inner.project() {
+            InnerProj::Running { fut } => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(r)) => Ok(r),
+                    Err(payload) => Err(payload),
+                }
+            }
+            InnerProj::Panicked { payload } => Err(payload
+                .take()
+                .unwrap_or_else(|| Box::new("polled after completion"))),
+        };
+        let call = this.call.take();
+        let classifier = this.classifier;
+        Poll::Ready(match polled {
+            Ok(Ok(res)) => Ok(respond(res, call, classifier, *this.response_traceparent)),
+            Ok(Err(e)) => {
+                if let Some(call) = call {
+                    call.end(classifier.classify_error(&e));
+                }
+                Err(e)
+            }
+            Err(payload) => Ok(panicked(payload, call, classifier)),
+        })
+    }
+}
+
+fn respond<B, C: Classify, G: HookState>(
+    mut res: Response<B>,
+    call: Option<Call<G>>,
+    classifier: &C,
+    response_traceparent: bool,
+) -> Response<ResponseBody<B, C, G>> {
+    let Some(mut call) = call else {
+        return res.map(|b| ResponseBody::new(b, None, classifier.clone()));
+    };
+    if let Some(c) = classifier.classify_response(res.status(), res.headers()) {
+        call.classify(c);
+    }
+    if response_traceparent
+        && let Ok(v) = HeaderValue::from_str(&render_traceparent(
+            call.context().span().span_context(),
+            false,
+        ))
+    {
+        res.headers_mut().insert(TRACEPARENT, v);
+    }
+    res.map(|b| ResponseBody::new(b, Some(call), classifier.clone()))
+}
+
+/// Answers a panic as the classifier says, or lets it go on.
+fn panicked<B, C: Classify, G: HookState>(
+    payload: Box<dyn Any + Send>,
+    call: Option<Call<G>>,
+    classifier: &C,
+) -> Response<ResponseBody<B, C, G>> {
+    let Some(answer) = classifier.panic_response() else {
+        drop(call);
+        std::panic::resume_unwind(payload);
+    };
+    let message = panic_message(&*payload);
+    if let Some(call) = call {
+        if call.owns_span() {
+            call.context().span().add_event(
+                "exception",
+                vec![
+                    KeyValue::new(EXCEPTION_MESSAGE, message.clone()),
+                    KeyValue::new("exception.type", "panic"),
+                ],
+            );
+        }
+        let classified = classifier
+            .classify_response(answer.status(), answer.headers())
+            .unwrap_or_else(|| classifier.classify_eos(None));
+        call.end(classified.with_message(message));
+    }
+    answer.map(|()| ResponseBody::empty(classifier.clone()))
+}

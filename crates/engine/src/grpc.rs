@@ -1,0 +1,179 @@
+//! gRPC status codes, as the protocol and the conventions name them.
+
+use http::HeaderMap;
+
+/// A gRPC status code. [`name`](Self::name) is the text the semantic
+/// conventions put in `rpc.response.status_code` and `error.type`.
+///
+/// ```
+/// use looptel_engine::GrpcCode;
+/// assert_eq!(GrpcCode::from_i32(4), Some(GrpcCode::DeadlineExceeded));
+/// assert_eq!(GrpcCode::DeadlineExceeded.name(), "DEADLINE_EXCEEDED");
+/// assert_eq!(GrpcCode::parse(b"14"), Some(GrpcCode::Unavailable));
+/// assert_eq!(GrpcCode::parse(b"+14"), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrpcCode {
+    /// 0
+    Ok,
+    /// 1
+    Cancelled,
+    /// 2
+    Unknown,
+    /// 3
+    InvalidArgument,
+    /// 4
+    DeadlineExceeded,
+    /// 5
+    NotFound,
+    /// 6
+    AlreadyExists,
+    /// 7
+    PermissionDenied,
+    /// 8
+    ResourceExhausted,
+    /// 9
+    FailedPrecondition,
+    /// 10
+    Aborted,
+    /// 11
+    OutOfRange,
+    /// 12
+    Unimplemented,
+    /// 13
+    Internal,
+    /// 14
+    Unavailable,
+    /// 15
+    DataLoss,
+    /// 16
+    Unauthenticated,
+}
+
+/// The codes in numeric order: `ALL[n]` has code `n`.
+const ALL: [GrpcCode; 17] = [
+    GrpcCode::Ok,
+    GrpcCode::Cancelled,
+    GrpcCode::Unknown,
+    GrpcCode::InvalidArgument,
+    GrpcCode::DeadlineExceeded,
+    GrpcCode::NotFound,
+    GrpcCode::AlreadyExists,
+    GrpcCode::PermissionDenied,
+    GrpcCode::ResourceExhausted,
+    GrpcCode::FailedPrecondition,
+    GrpcCode::Aborted,
+    GrpcCode::OutOfRange,
+    GrpcCode::Unimplemented,
+    GrpcCode::Internal,
+    GrpcCode::Unavailable,
+    GrpcCode::DataLoss,
+    GrpcCode::Unauthenticated,
+];
+
+const NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The header (or trailer) that carries the status.
+pub const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+impl GrpcCode {
+    /// The code with number `code`; `None` outside 0–16.
+    pub fn from_i32(code: i32) -> Option<Self> {
+        usize::try_from(code).ok().and_then(|i| ALL.get(i)).copied()
+    }
+
+    /// The code's number.
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    /// The name: `OK`, `DEADLINE_EXCEEDED`, ….
+    pub fn name(self) -> &'static str {
+        NAMES[self as usize]
+    }
+
+    /// A `grpc-status` value: one or two ASCII digits, nothing else.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let n = match value {
+            [d] if d.is_ascii_digit() => i32::from(d - b'0'),
+            [t, u] if t.is_ascii_digit() && u.is_ascii_digit() && *t != b'0' => {
+                i32::from(t - b'0') * 10 + i32::from(u - b'0')
+            }
+            _ => return None,
+        };
+        Self::from_i32(n)
+    }
+
+    /// The `grpc-status` of `headers` (response headers or trailers):
+    /// `None` when absent, [`Unknown`](Self::Unknown) when unreadable.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        headers
+            .get(&GRPC_STATUS)
+            .map(|v| Self::parse(v.as_bytes()).unwrap_or(Self::Unknown))
+    }
+
+    /// The code for an HTTP status received without a `grpc-status`, by
+    /// gRPC's "HTTP to gRPC status code mapping".
+    pub fn from_http(status: http::StatusCode) -> Self {
+        match status.as_u16() {
+            400 => Self::Internal,
+            401 => Self::Unauthenticated,
+            403 => Self::PermissionDenied,
+            404 => Self::Unimplemented,
+            429 | 502..=504 => Self::Unavailable,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for GrpcCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_number_name_and_header() {
+        for (n, code) in ALL.iter().enumerate() {
+            let n = i32::try_from(n).expect("small");
+            assert_eq!(code.as_i32(), n);
+            assert_eq!(GrpcCode::from_i32(n), Some(*code));
+            assert_eq!(GrpcCode::parse(n.to_string().as_bytes()), Some(*code));
+        }
+        assert_eq!(GrpcCode::Unauthenticated.name(), "UNAUTHENTICATED");
+        for bad in [&b""[..], b"17", b"-1", b"01", b"1 ", b"\xff", b"100"] {
+            assert_eq!(GrpcCode::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(GrpcCode::from_i32(17), None);
+    }
+
+    #[test]
+    fn an_unreadable_status_is_unknown_and_a_missing_one_is_none() {
+        let mut h = HeaderMap::new();
+        assert_eq!(GrpcCode::from_headers(&h), None);
+        h.insert(GRPC_STATUS, http::HeaderValue::from_static("x"));
+        assert_eq!(GrpcCode::from_headers(&h), Some(GrpcCode::Unknown));
+    }
+}
