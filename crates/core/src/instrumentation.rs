@@ -245,12 +245,12 @@ impl SpanStart {
     /// From a caller's context: its child, or — when `public` (outside the
     /// trust boundary) and the context is valid — a new root linked to it.
     pub fn from_remote(remote: Context, public: bool) -> Self {
-        let span = remote.span();
-        let sc = span.span_context();
-        if public && sc.is_valid() {
-            Self::root_linked(vec![Link::with_context(sc.clone())])
+        let link = public
+            .then(|| remote.span().span_context().clone())
+            .filter(SpanContext::is_valid);
+        if let Some(sc) = link {
+            Self::root_linked(vec![Link::with_context(sc)])
         } else {
-            drop(span);
             Self::child_of(remote)
         }
     }

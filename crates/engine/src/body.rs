@@ -14,12 +14,23 @@ pin_project! {
     /// (with the trailers' status when the head had none, as gRPC sends
     /// it), when the body fails, or when it is dropped (a client that went
     /// away). Streaming bodies keep the span open until their end.
-    #[derive(Debug)]
     pub struct ResponseBody<B, C, G: HookState = ()> {
         #[pin]
         inner: Option<B>,
         call: Option<Call<G>>,
         classifier: C,
+    }
+}
+
+impl<B: std::fmt::Debug, C: std::fmt::Debug, G: HookState> std::fmt::Debug
+    for ResponseBody<B, C, G>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .field("call", &self.call)
+            .field("classifier", &self.classifier)
+            .finish()
     }
 }
 

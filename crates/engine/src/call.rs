@@ -21,7 +21,6 @@ use crate::{Classification, HookState};
 /// let call = Call::new(Context::new(), false, ());
 /// call.end(Messaging.success()); // hooks ended, span (none here) ended
 /// ```
-#[derive(Debug)]
 pub struct Call<G: HookState = ()> {
     cx: Context,
     /// Whether `cx` holds a span of ours to record and end.
@@ -30,6 +29,16 @@ pub struct Call<G: HookState = ()> {
     classified: Option<Classification>,
     /// What the call ends as when dropped before it was classified.
     on_cancel: Option<Classification>,
+}
+
+impl<G: HookState> std::fmt::Debug for Call<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("cx", &self.cx)
+            .field("owned", &self.owned)
+            .field("classified", &self.classified)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<G: HookState> Call<G> {

@@ -179,8 +179,7 @@ impl Classification {
 pub trait Classify: Clone + Send + Sync + 'static {
     /// The result from the response head; `None` to wait for the end of
     /// the stream (a gRPC response without `grpc-status` in its headers).
-    fn classify_response(&self, status: StatusCode, headers: &HeaderMap)
-    -> Option<Classification>;
+    fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Option<Classification>;
 
     /// The result at end of stream when the head gave none: from the
     /// trailers, or without them.
@@ -413,7 +412,10 @@ impl Classify for GrpcServer {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/grpc"),
         );
-        h.insert(crate::grpc::GRPC_STATUS, http::HeaderValue::from_static("13"));
+        h.insert(
+            crate::grpc::GRPC_STATUS,
+            http::HeaderValue::from_static("13"),
+        );
         h.insert(
             http::HeaderName::from_static("grpc-message"),
             http::HeaderValue::from_static("handler%20panicked"),
@@ -504,7 +506,8 @@ impl Messaging {
 
 impl<E: ErrorOutcome> ClassifyError<E> for Messaging {
     fn classify_error(&self, error: &E) -> Classification {
-        Classification::new(error.outcome(), ProtocolStatus::None).with_error_type(error.error_type())
+        Classification::new(error.outcome(), ProtocolStatus::None)
+            .with_error_type(error.error_type())
     }
 }
 
@@ -555,14 +558,20 @@ mod tests {
             HttpClient.classify_error(&refused).error_type(),
             Some("connection_refused")
         );
-        assert!(HttpClient.panic_response().is_none(), "a client's panic goes on");
+        assert!(
+            HttpClient.panic_response().is_none(),
+            "a client's panic goes on"
+        );
     }
 
     const SERVER_ERRORS: [i32; 6] = [2, 4, 12, 13, 14, 15];
 
     fn trailers(code: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(crate::grpc::GRPC_STATUS, http::HeaderValue::from_static(code));
+        h.insert(
+            crate::grpc::GRPC_STATUS,
+            http::HeaderValue::from_static(code),
+        );
         h
     }
 
@@ -619,7 +628,10 @@ mod tests {
         }
         let cancel = GrpcServer.classify_cancel().expect("cancelled");
         assert_eq!(cancel.grpc_code(), Some(GrpcCode::Cancelled));
-        assert!(!cancel.is_error(), "a client that cancels is not a server error");
+        assert!(
+            !cancel.is_error(),
+            "a client that cancels is not a server error"
+        );
         assert!(GrpcClient.classify_cancel().expect("cancelled").is_error());
         let panic = GrpcServer.panic_response().expect("answered");
         assert_eq!(

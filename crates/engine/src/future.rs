@@ -70,9 +70,7 @@ impl<C: Classify> Engine<C> {
         };
         ResponseFuture {
             inner: fut,
-            call: Some(
-                Call::new(cx, owned, state).on_cancel(self.classifier.classify_cancel()),
-            ),
+            call: Some(Call::new(cx, owned, state).on_cancel(self.classifier.classify_cancel())),
             classifier: self.classifier.clone(),
             response_traceparent: owned && self.response_traceparent,
         }
@@ -120,13 +118,24 @@ pin_project! {
     /// in the call's context, classifies the response head (or the
     /// service's error), and hands the call to the [`ResponseBody`], which
     /// ends it at end of stream.
-    #[derive(Debug)]
     pub struct ResponseFuture<F, C, G: HookState = ()> {
         #[pin]
         inner: Inner<F>,
         call: Option<Call<G>>,
         classifier: C,
         response_traceparent: bool,
+    }
+}
+
+impl<F: std::fmt::Debug, C: std::fmt::Debug, G: HookState> std::fmt::Debug
+    for ResponseFuture<F, C, G>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .field("call", &self.call)
+            .field("classifier", &self.classifier)
+            .finish_non_exhaustive()
     }
 }
 

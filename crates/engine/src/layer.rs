@@ -108,6 +108,7 @@ where
         // The span is the layer outside's: the current context.
         let mut cx = opentelemetry::Context::current();
         self.hook.prepare(&req, &mut cx);
-        self.engine.call(&mut self.inner, req, &self.hook, cx, false)
+        self.engine
+            .call(&mut self.inner, req, &self.hook, cx, false)
     }
 }

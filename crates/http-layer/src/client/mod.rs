@@ -124,7 +124,8 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        let (cx, owned) = start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
+        let (cx, owned) =
+            start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
         self.engine.call(&mut self.inner, req, &(), cx, owned)
     }
 }

@@ -5,8 +5,8 @@ use looptel_core::{Extracted, SpanStart};
 use looptel_engine::{
     HttpServer, PublicEndpoint, RequestFilter, RequestHook, ResponseBody, ResponseFuture, Untraced,
 };
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
 };
