@@ -1,5 +1,6 @@
 //! The JSON layer itself.
 
+use looptel_catalogue::logs as f;
 use std::fmt;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,9 +36,6 @@ pub struct JsonLayer {
     /// context of spans that are not entered.
     pub(crate) dispatch: OnceLock<WeakDispatch>,
 }
-
-/// Written for a service field that was never configured.
-const UNKNOWN: &str = "unknown";
 
 /// Span fields kept for the log lines written inside the span.
 #[derive(Debug, Default)]
@@ -85,35 +83,38 @@ where
         let mut obj = Map::new();
         let now = OffsetDateTime::now_utc();
         obj.insert(
-            "timestamp".into(),
+            f::TIMESTAMP.into(),
             Value::String(now.format(&Rfc3339).unwrap_or_default()),
         );
-        obj.insert("level".into(), Value::String(meta.level().as_str().into()));
-        obj.insert("message".into(), Value::String(String::new()));
-        obj.insert("target".into(), Value::String(meta.target().into()));
+        obj.insert(f::LEVEL.into(), Value::String(meta.level().as_str().into()));
+        obj.insert(f::MESSAGE.into(), Value::String(String::new()));
+        obj.insert(f::TARGET.into(), Value::String(meta.target().into()));
 
         if let Some(ids) = self.event_trace_ids(event, &ctx) {
-            obj.insert("trace_id".into(), Value::String(ids.trace_id().to_string()));
-            obj.insert("span_id".into(), Value::String(ids.span_id().to_string()));
+            obj.insert(
+                f::TRACE_ID.into(),
+                Value::String(ids.trace_id().to_string()),
+            );
+            obj.insert(f::SPAN_ID.into(), Value::String(ids.span_id().to_string()));
         }
         // Required on every line: `unknown` where it was never configured.
         let service = self.service.as_ref();
         obj.insert(
-            "service.name".into(),
-            service.map_or(UNKNOWN, ServiceInfo::name).into(),
+            f::SERVICE_NAME.into(),
+            service.map_or(f::UNKNOWN, ServiceInfo::name).into(),
         );
         obj.insert(
-            "service.version".into(),
+            f::SERVICE_VERSION.into(),
             service
                 .and_then(ServiceInfo::version)
-                .unwrap_or(UNKNOWN)
+                .unwrap_or(f::UNKNOWN)
                 .into(),
         );
         obj.insert(
-            "deployment.environment".into(),
+            f::DEPLOYMENT_ENVIRONMENT.into(),
             service
                 .and_then(ServiceInfo::environment)
-                .unwrap_or(UNKNOWN)
+                .unwrap_or(f::UNKNOWN)
                 .into(),
         );
 

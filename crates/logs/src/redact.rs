@@ -69,7 +69,7 @@ struct Rule {
 
 /// Masked in logs on top of [`looptel_core::pii::PERSONAL`]: the
 /// conventions want user ids hashed or masked, never plain.
-pub const USER_ID: &str = "user.id";
+pub const USER_ID: &str = looptel_catalogue::logs::USER_ID;
 
 const MASK: &str = "****";
 

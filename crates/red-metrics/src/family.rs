@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 /// The label the overflow series carries, as the OpenTelemetry
 /// specification names it.
-pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
+pub use looptel_catalogue::metrics::OVERFLOW_LABEL;
 
 /// The default most series per metric family.
 pub const DEFAULT_MAX_SERIES: usize = 2000;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use looptel_core::TraceIds;
 
-use crate::metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};
+use looptel_catalogue::metrics as m;
+
+use crate::metrics::{Counter, Gauge, Histogram};
 use crate::registry::{Metric, Registry};
 
 impl Metric<Counter> {
@@ -55,30 +57,15 @@ impl HttpClientMetrics {
     /// Registers the instrument.
     pub fn new(registry: &Registry) -> Self {
         Self {
-            duration: registry.histogram(
-                "http.client.request.duration",
-                "s",
-                "Duration of HTTP client requests.",
-                &[
-                    "http.request.method",
-                    "url.scheme",
-                    "http.response.status_code",
-                    "error.type",
-                    "network.protocol.version",
-                ],
-                DURATION_BUCKETS,
-            ),
+            duration: registry.instrument_histogram(&m::HTTP_CLIENT_REQUEST_DURATION),
         }
     }
 }
 
-/// The labels of the RPC durations.
-pub const RPC_LABELS: &[&str] = &[
-    "rpc.system",
-    "rpc.service",
-    "rpc.method",
-    "rpc.grpc.status_code",
-];
+/// The labels of `rpc.server.call.duration` (semantic conventions 1.42):
+/// `rpc.system.name`, `rpc.method`, `rpc.response.status_code`,
+/// `error.type`; the client's add `server.address` and `server.port`.
+pub const RPC_LABELS: &[&str] = m::RPC_SERVER_CALL_DURATION.labels;
 
 /// `rpc.server.call.duration` and `rpc.client.call.duration`.
 #[derive(Clone, Debug)]
@@ -93,31 +80,14 @@ impl RpcMetrics {
     /// Registers the instruments.
     pub fn new(registry: &Registry) -> Self {
         Self {
-            server: registry.histogram(
-                "rpc.server.call.duration",
-                "s",
-                "Duration of RPC server calls.",
-                RPC_LABELS,
-                DURATION_BUCKETS,
-            ),
-            client: registry.histogram(
-                "rpc.client.call.duration",
-                "s",
-                "Duration of RPC client calls.",
-                RPC_LABELS,
-                DURATION_BUCKETS,
-            ),
+            server: registry.instrument_histogram(&m::RPC_SERVER_CALL_DURATION),
+            client: registry.instrument_histogram(&m::RPC_CLIENT_CALL_DURATION),
         }
     }
 }
 
 /// The labels of the messaging instruments.
-pub const MESSAGING_LABELS: &[&str] = &[
-    "messaging.system",
-    "messaging.operation.name",
-    "messaging.destination.name",
-    "error.type",
-];
+pub const MESSAGING_LABELS: &[&str] = m::MESSAGING_LABELS;
 
 /// The messaging instruments: operation and process durations, sent and
 /// consumed messages.
@@ -137,32 +107,11 @@ impl MessagingMetrics {
     /// Registers the instruments.
     pub fn new(registry: &Registry) -> Self {
         Self {
-            operation_duration: registry.histogram(
-                "messaging.client.operation.duration",
-                "s",
-                "Duration of messaging operations (send, receive, settle).",
-                MESSAGING_LABELS,
-                DURATION_BUCKETS,
-            ),
-            process_duration: registry.histogram(
-                "messaging.process.duration",
-                "s",
-                "Duration of processing a message.",
-                MESSAGING_LABELS,
-                DURATION_BUCKETS,
-            ),
-            sent: registry.counter(
-                "messaging.client.sent.messages",
-                "{message}",
-                "Messages sent.",
-                MESSAGING_LABELS,
-            ),
-            consumed: registry.counter(
-                "messaging.client.consumed.messages",
-                "{message}",
-                "Messages consumed.",
-                MESSAGING_LABELS,
-            ),
+            operation_duration: registry
+                .instrument_histogram(&m::MESSAGING_CLIENT_OPERATION_DURATION),
+            process_duration: registry.instrument_histogram(&m::MESSAGING_PROCESS_DURATION),
+            sent: registry.instrument_counter(&m::MESSAGING_CLIENT_SENT_MESSAGES),
+            consumed: registry.instrument_counter(&m::MESSAGING_CLIENT_CONSUMED_MESSAGES),
         }
     }
 }

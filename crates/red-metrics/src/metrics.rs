@@ -9,9 +9,7 @@ use looptel_core::TraceIds;
 use crate::exemplar::{Exemplar, ExemplarSlot};
 
 /// The bucket bounds the conventions advise for durations, in seconds.
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub use looptel_catalogue::metrics::DURATION_BUCKETS;
 
 fn add_f64(cell: &AtomicU64, v: f64) {
     let mut old = cell.load(Ordering::Relaxed);

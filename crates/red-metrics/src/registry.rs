@@ -149,36 +149,8 @@ struct Inner {
     collectors: Vec<Arc<dyn Collector>>,
 }
 
-/// `http.server.request.duration` + `s` → `http_server_request_duration_seconds`.
-pub(crate) fn prometheus_name(name: &str, unit: &str) -> (String, Option<&'static str>) {
-    let base: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let unit = match unit {
-        "s" => Some("seconds"),
-        "ms" => Some("milliseconds"),
-        "By" => Some("bytes"),
-        "1" => Some("ratio"),
-        _ => None, // annotations such as {request} are not units
-    };
-    match unit {
-        Some(u) if !base.ends_with(&format!("_{u}")) => (format!("{base}_{u}"), Some(u)),
-        other => (base, other),
-    }
-}
-
-fn label_name(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
+use looptel_catalogue::metrics::{DURATION_BUCKETS, Instrument};
+use looptel_catalogue::prometheus::{label_name, metric_name as prometheus_name};
 
 fn escape(value: &str, out: &mut String) {
     if !value.contains(['\\', '"', '\n']) {
@@ -194,9 +166,6 @@ fn escape(value: &str, out: &mut String) {
         }
     }
 }
-
-/// [`OVERFLOW_LABEL`](crate::OVERFLOW_LABEL) as exposed.
-const OVERFLOW_LABEL_NAME: &str = "otel_metric_overflow";
 
 /// Writes `{k="v",…}`: the series' labels (names already exposed form;
 /// empty values left out: an absent route or error), or the overflow label,
@@ -226,7 +195,7 @@ fn labels(
                 push(out, k, v);
             }
         }
-        None => push(out, OVERFLOW_LABEL_NAME, "true"),
+        None => push(out, &label_name(crate::OVERFLOW_LABEL), "true"),
     }
     if let Some((k, v)) = extra {
         push(out, k, v);
@@ -367,7 +336,7 @@ impl Encode for Metric<Gauge> {
 }
 
 /// The counter of records sent to overflow series.
-pub const OVERFLOW_COUNTER: &str = "looptel_metric_overflow_records";
+pub use looptel_catalogue::metrics::OVERFLOW_COUNTER;
 
 impl Registry {
     /// The exposition `accept` asks for, with its `Content-Type`.
@@ -436,6 +405,21 @@ impl Registry {
     ) -> Arc<Metric<Histogram>> {
         let (name, unit) = prometheus_name(name, unit);
         self.add(name, unit, help, labels, move || Histogram::new(buckets))
+    }
+
+    /// A histogram of the catalogue, with the duration buckets.
+    pub(crate) fn instrument_histogram(&self, i: &Instrument) -> Arc<Metric<Histogram>> {
+        self.histogram(i.name, i.unit, i.description, i.labels, DURATION_BUCKETS)
+    }
+
+    /// A counter of the catalogue.
+    pub(crate) fn instrument_counter(&self, i: &Instrument) -> Arc<Metric<Counter>> {
+        self.counter(i.name, i.unit, i.description, i.labels)
+    }
+
+    /// A gauge of the catalogue.
+    pub(crate) fn instrument_gauge(&self, i: &Instrument) -> Arc<Metric<Gauge>> {
+        self.gauge(i.name, i.unit, i.description, i.labels)
     }
 
     /// A counter (`orders.created`, unit `{order}`); exposed with `_total`.

@@ -6,25 +6,18 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use http::Request;
+use looptel_catalogue::metrics::{HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_DURATION};
 use looptel_core::{METHODS, TraceIds, method_index};
 use looptel_engine::{Classification, HookLayer, HookState, RequestHook};
 
-use crate::metrics::{DURATION_BUCKETS, Gauge, Histogram};
+use crate::metrics::{Gauge, Histogram};
 use crate::registry::{Metric, Registry};
 
 /// The labels of `http.server.request.duration`, as the conventions list them.
-pub const DURATION_LABELS: &[&str] = &[
-    "http.request.method",
-    "url.scheme",
-    "http.response.status_code",
-    "http.route",
-    "error.type",
-    "network.protocol.name",
-    "network.protocol.version",
-];
+pub const DURATION_LABELS: &[&str] = HTTP_SERVER_REQUEST_DURATION.labels;
 
 /// The labels of `http.server.active_requests`.
-pub const ACTIVE_LABELS: &[&str] = &["http.request.method", "url.scheme"];
+pub const ACTIVE_LABELS: &[&str] = HTTP_SERVER_ACTIVE_REQUESTS.labels;
 
 const SCHEMES: [&str; 2] = ["http", "https"];
 
@@ -140,22 +133,11 @@ impl HttpServerMetrics {
     /// Registers `http.server.request.duration` and
     /// `http.server.active_requests` in `registry`.
     pub fn new(registry: &Registry) -> Self {
-        let gauge = registry.gauge(
-            "http.server.active_requests",
-            "{request}",
-            "Number of active HTTP server requests.",
-            ACTIVE_LABELS,
-        );
+        let gauge = registry.instrument_gauge(&HTTP_SERVER_ACTIVE_REQUESTS);
         Self {
             instruments: Arc::new(Instruments {
                 duration: Duration {
-                    metric: registry.histogram(
-                        "http.server.request.duration",
-                        "s",
-                        "Duration of HTTP server requests, until the response body ended.",
-                        DURATION_LABELS,
-                        DURATION_BUCKETS,
-                    ),
+                    metric: registry.instrument_histogram(&HTTP_SERVER_REQUEST_DURATION),
                     resolved: RwLock::default(),
                 },
                 active: METHODS.map(|m| SCHEMES.map(|s| gauge.family().series(&[m, s]))),

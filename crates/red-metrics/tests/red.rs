@@ -447,10 +447,12 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
         .tracer("t")
         .in_span("PlaceOrder", |_cx| orders.inc(&["acme"]));
     rpc.server.record(
-        &["grpc", "inventory.v1.StockService", "ReserveItem", "0"],
+        &["grpc", "inventory.v1.StockService/ReserveItem", "OK", ""],
         0.02,
     );
-    messaging.sent.add(&["kafka", "send", "orders", ""], 3);
+    messaging
+        .sent
+        .add(&["kafka", "send", "orders", "3", "", ""], 3);
 
     let om = registry.encode(Format::OpenMetrics);
     let trace = spans.get_finished_spans().expect("spans")[0]
@@ -468,11 +470,12 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
     );
     line(
         &om,
-        "rpc_server_call_duration_seconds_count{rpc_system=\"grpc\",rpc_service=\"inventory.v1.StockService\",rpc_method=\"ReserveItem\",rpc_grpc_status_code=\"0\"} 1",
+        // Semantic conventions 1.42: the new RPC names.
+        "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"inventory.v1.StockService/ReserveItem\",rpc_response_status_code=\"OK\"} 1",
     );
     line(
         &om,
-        "messaging_client_sent_messages_total{messaging_system=\"kafka\",messaging_operation_name=\"send\",messaging_destination_name=\"orders\"} 3",
+        "messaging_client_sent_messages_total{messaging_system=\"kafka\",messaging_operation_name=\"send\",messaging_destination_name=\"orders\",messaging_destination_partition_id=\"3\"} 3",
     );
     let text = registry.encode(Format::Prometheus);
     assert!(text.contains("# TYPE orders_created_total counter\n"));

@@ -81,7 +81,7 @@ use config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
 use otlp::{otlp_metric_exporter, otlp_span_exporter};
 
 /// `deployment.environment`, as the conventions name it.
-pub const DEPLOYMENT_ENVIRONMENT: &str = "deployment.environment";
+pub const DEPLOYMENT_ENVIRONMENT: &str = looptel_catalogue::logs::DEPLOYMENT_ENVIRONMENT;
 
 /// The default bound on shutdown: flushing spans, metrics and logs.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,237 @@
+//! Every instrument looptel records, by the semantic conventions.
+
+use opentelemetry_semantic_conventions::attribute::{
+    ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
+    MESSAGING_CONSUMER_GROUP_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_OPERATION_NAME, MESSAGING_SYSTEM, NETWORK_PROTOCOL_NAME, NETWORK_PROTOCOL_VERSION,
+    RPC_METHOD, RPC_RESPONSE_STATUS_CODE, RPC_SYSTEM_NAME, SERVER_ADDRESS, SERVER_PORT, URL_SCHEME,
+};
+
+use crate::prometheus;
+
+/// The bucket bounds of every duration histogram, in seconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The label a series over the cardinality cap carries (`="true"`).
+pub const OVERFLOW_LABEL: &str = "otel.metric.overflow";
+
+/// The counter of records that landed in an overflow series (Prometheus
+/// name, without `_total`), labelled `metric`.
+pub const OVERFLOW_COUNTER: &str = "looptel_metric_overflow_records";
+
+/// What kind of instrument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A histogram (`_bucket`, `_sum`, `_count`).
+    Histogram,
+    /// A monotonic counter (`_total`).
+    Counter,
+    /// A value that goes up and down (an up-down counter).
+    Gauge,
+}
+
+/// An instrument: its OpenTelemetry name, unit, kind, description and
+/// label keys (in order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Instrument {
+    /// The OpenTelemetry name: `http.server.request.duration`.
+    pub name: &'static str,
+    /// The UCUM unit: `s`, `{request}`.
+    pub unit: &'static str,
+    /// The kind.
+    pub kind: Kind,
+    /// The help text.
+    pub description: &'static str,
+    /// The label keys, in order.
+    pub labels: &'static [&'static str],
+}
+
+impl Instrument {
+    /// The Prometheus family name: `http_server_request_duration_seconds`
+    /// (a counter's samples add `_total`).
+    pub fn prometheus_name(&self) -> String {
+        prometheus::metric_name(self.name, self.unit).0
+    }
+
+    /// The label keys as Prometheus names.
+    pub fn prometheus_label_names(&self) -> Vec<String> {
+        self.labels
+            .iter()
+            .map(|k| prometheus::label_name(k))
+            .collect()
+    }
+}
+
+/// `http.server.request.duration`: until the response body ended.
+pub const HTTP_SERVER_REQUEST_DURATION: Instrument = Instrument {
+    name: "http.server.request.duration",
+    unit: "s",
+    kind: Kind::Histogram,
+    description: "Duration of HTTP server requests, until the response body ended.",
+    labels: &[
+        HTTP_REQUEST_METHOD,
+        URL_SCHEME,
+        HTTP_RESPONSE_STATUS_CODE,
+        HTTP_ROUTE,
+        ERROR_TYPE,
+        NETWORK_PROTOCOL_NAME,
+        NETWORK_PROTOCOL_VERSION,
+    ],
+};
+
+/// `http.server.active_requests`: saturation.
+pub const HTTP_SERVER_ACTIVE_REQUESTS: Instrument = Instrument {
+    name: "http.server.active_requests",
+    unit: "{request}",
+    kind: Kind::Gauge,
+    description: "Number of active HTTP server requests.",
+    labels: &[HTTP_REQUEST_METHOD, URL_SCHEME],
+};
+
+/// `http.client.request.duration`.
+pub const HTTP_CLIENT_REQUEST_DURATION: Instrument = Instrument {
+    name: "http.client.request.duration",
+    unit: "s",
+    kind: Kind::Histogram,
+    description: "Duration of HTTP client requests.",
+    labels: &[
+        HTTP_REQUEST_METHOD,
+        URL_SCHEME,
+        HTTP_RESPONSE_STATUS_CODE,
+        ERROR_TYPE,
+        NETWORK_PROTOCOL_VERSION,
+    ],
+};
+
+/// `rpc.server.call.duration`: until the end of the stream.
+pub const RPC_SERVER_CALL_DURATION: Instrument = Instrument {
+    name: "rpc.server.call.duration",
+    unit: "s",
+    kind: Kind::Histogram,
+    description: "Duration of RPC server calls, until the end of the stream.",
+    labels: &[
+        RPC_SYSTEM_NAME,
+        RPC_METHOD,
+        RPC_RESPONSE_STATUS_CODE,
+        ERROR_TYPE,
+    ],
+};
+
+/// `rpc.client.call.duration`: with the server's address.
+pub const RPC_CLIENT_CALL_DURATION: Instrument = Instrument {
+    name: "rpc.client.call.duration",
+    unit: "s",
+    kind: Kind::Histogram,
+    description: "Duration of RPC client calls, until the end of the stream.",
+    labels: &[
+        RPC_SYSTEM_NAME,
+        RPC_METHOD,
+        RPC_RESPONSE_STATUS_CODE,
+        ERROR_TYPE,
+        SERVER_ADDRESS,
+        SERVER_PORT,
+    ],
+};
+
+/// The labels of every messaging instrument: names of destinations, never
+/// per-message ids.
+pub const MESSAGING_LABELS: &[&str] = &[
+    MESSAGING_SYSTEM,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_CONSUMER_GROUP_NAME,
+    ERROR_TYPE,
+];
+
+/// `messaging.client.operation.duration`: send, receive, settle.
+pub const MESSAGING_CLIENT_OPERATION_DURATION: Instrument = Instrument {
+    name: "messaging.client.operation.duration",
+    unit: "s",
+    kind: Kind::Histogram,
+    description: "Duration of messaging operations (send, receive, settle).",
+    labels: MESSAGING_LABELS,
+};
+
+/// `messaging.process.duration`.
+pub const MESSAGING_PROCESS_DURATION: Instrument = Instrument {
+    name: "messaging.process.duration",
+    unit: "s",
+    kind: Kind::Histogram,
+    description: "Duration of processing a message.",
+    labels: MESSAGING_LABELS,
+};
+
+/// `messaging.client.sent.messages`.
+pub const MESSAGING_CLIENT_SENT_MESSAGES: Instrument = Instrument {
+    name: "messaging.client.sent.messages",
+    unit: "{message}",
+    kind: Kind::Counter,
+    description: "Messages sent.",
+    labels: MESSAGING_LABELS,
+};
+
+/// `messaging.client.consumed.messages`.
+pub const MESSAGING_CLIENT_CONSUMED_MESSAGES: Instrument = Instrument {
+    name: "messaging.client.consumed.messages",
+    unit: "{message}",
+    kind: Kind::Counter,
+    description: "Messages consumed.",
+    labels: MESSAGING_LABELS,
+};
+
+/// Every instrument above.
+pub const ALL: &[Instrument] = &[
+    HTTP_SERVER_REQUEST_DURATION,
+    HTTP_SERVER_ACTIVE_REQUESTS,
+    HTTP_CLIENT_REQUEST_DURATION,
+    RPC_SERVER_CALL_DURATION,
+    RPC_CLIENT_CALL_DURATION,
+    MESSAGING_CLIENT_OPERATION_DURATION,
+    MESSAGING_PROCESS_DURATION,
+    MESSAGING_CLIENT_SENT_MESSAGES,
+    MESSAGING_CLIENT_CONSUMED_MESSAGES,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_names_follow_the_conventions() {
+        let names: Vec<String> = ALL.iter().map(Instrument::prometheus_name).collect();
+        assert_eq!(
+            names,
+            [
+                "http_server_request_duration_seconds",
+                "http_server_active_requests",
+                "http_client_request_duration_seconds",
+                "rpc_server_call_duration_seconds",
+                "rpc_client_call_duration_seconds",
+                "messaging_client_operation_duration_seconds",
+                "messaging_process_duration_seconds",
+                "messaging_client_sent_messages",
+                "messaging_client_consumed_messages",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_label_is_per_request() {
+        for i in ALL {
+            for forbidden in ["url.path", "url.full", "client.address", "user.id"] {
+                assert!(!i.labels.contains(&forbidden), "{} {forbidden}", i.name);
+            }
+        }
+        assert!(
+            !HTTP_SERVER_REQUEST_DURATION
+                .labels
+                .contains(&SERVER_ADDRESS)
+        );
+        // Buckets strictly increasing.
+        assert!(DURATION_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
+}
