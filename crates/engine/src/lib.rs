@@ -21,6 +21,11 @@
 //! - [`HookLayer`]: any hook as a layer of its own.
 //! - [`RequestFilter`] and [`PublicEndpoint`]: which requests are traced,
 //!   and the one trust rule.
+//! - [`HttpFacts`] and [`matched_route`]: what the conventions read off an
+//!   HTTP request, derived the same way for spans and metrics.
+//!
+//! # Features
+//! - `axum`: [`matched_route`] reads axum's `MatchedPath`.
 //!
 //! # Example
 //!
@@ -53,6 +58,7 @@
 mod body;
 mod call;
 mod classify;
+mod facts;
 mod filter;
 mod future;
 mod grpc;
@@ -65,6 +71,7 @@ pub use classify::{
     Classification, Classify, ClassifyError, ErrorOutcome, GrpcClient, GrpcServer, HttpClient,
     HttpServer, Messaging, ProtocolStatus, transport_error_class,
 };
+pub use facts::{HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route};
 pub use filter::{
     AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, SkipPaths, Untraced,
     skip_paths,

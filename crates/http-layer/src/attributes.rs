@@ -1,17 +1,19 @@
 //! Semantic-convention attributes read from requests and responses.
 
-use http::{HeaderMap, Method, Uri, Version, header};
-use looptel_core::{OTHER_METHOD, normalize_method};
+use http::{HeaderMap, Method, Uri, header};
+use looptel_core::OTHER_METHOD;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute::{
-    HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS,
-    SERVER_PORT,
+    HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, SERVER_ADDRESS, SERVER_PORT,
 };
 
-/// `http.request.method` (and `_original` when normalised); returns the
-/// normalised method for the span name.
-pub(crate) fn push_method(attrs: &mut Vec<KeyValue>, method: &Method) -> &'static str {
-    let normalised = normalize_method(method);
+/// `http.request.method` (and `_original`, the method itself, when
+/// normalised to `_OTHER`); returns `normalised` for the span name.
+pub(crate) fn push_method(
+    attrs: &mut Vec<KeyValue>,
+    normalised: &'static str,
+    method: &Method,
+) -> &'static str {
     attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, normalised));
     if normalised == OTHER_METHOD {
         attrs.push(KeyValue::new(
@@ -40,23 +42,6 @@ pub(crate) fn span_name(normalised: &'static str, route: &str) -> String {
     name.push(' ');
     name.push_str(route);
     name
-}
-
-pub(crate) fn protocol_version(v: Version) -> Option<&'static str> {
-    match v {
-        Version::HTTP_09 => Some("0.9"),
-        Version::HTTP_10 => Some("1.0"),
-        Version::HTTP_11 => Some("1.1"),
-        Version::HTTP_2 => Some("2"),
-        Version::HTTP_3 => Some("3"),
-        _ => None,
-    }
-}
-
-pub(crate) fn push_protocol(attrs: &mut impl Extend<KeyValue>, v: Version) {
-    if let Some(v) = protocol_version(v) {
-        attrs.extend([KeyValue::new(NETWORK_PROTOCOL_VERSION, v)]);
-    }
 }
 
 /// `server.address` and `server.port` from the URI authority, else `Host`.

@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use http::Request;
 use looptel_catalogue::metrics::{HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_DURATION};
-use looptel_core::{METHODS, TraceIds, method_index};
-use looptel_engine::{Classification, HookLayer, HookState, RequestHook};
+use looptel_core::{METHODS, TraceIds};
+use looptel_engine::{
+    Classification, HookLayer, HookState, HttpFacts, PROTOCOL_VERSIONS, RequestHook, Route,
+    SCHEMES, matched_route,
+};
 
 use crate::metrics::{Gauge, Histogram};
 use crate::registry::{Metric, Registry};
@@ -18,8 +21,6 @@ pub const DURATION_LABELS: &[&str] = HTTP_SERVER_REQUEST_DURATION.labels;
 
 /// The labels of `http.server.active_requests`.
 pub const ACTIVE_LABELS: &[&str] = HTTP_SERVER_ACTIVE_REQUESTS.labels;
-
-const SCHEMES: [&str; 2] = ["http", "https"];
 
 /// The HTTP server instruments, registered once.
 #[derive(Clone, Debug)]
@@ -54,9 +55,7 @@ struct SeriesKey {
     /// Hash of the route template (nested axum routers build a new string
     /// for every request, so its address would not do).
     route: u64,
-    method: usize,
-    https: bool,
-    version: u8,
+    facts: HttpFacts,
     status: u16,
 }
 
@@ -85,9 +84,7 @@ impl Duration {
                 h.write(route.as_bytes());
                 h.finish()
             },
-            method: rec.method,
-            https: rec.https,
-            version: rec.version,
+            facts: rec.facts,
             status: status.map_or(0, |s| s.as_u16()),
         });
         let mut room = false;
@@ -104,13 +101,13 @@ impl Duration {
         }
         let status = status.as_ref().map_or("", http::StatusCode::as_str);
         let values = [
-            METHODS[rec.method],
-            SCHEMES[usize::from(rec.https)],
+            rec.facts.method(),
+            rec.facts.scheme(),
             status,
             route,
             error_type,
             "http",
-            VERSIONS[usize::from(rec.version)],
+            PROTOCOL_VERSIONS[rec.facts.version_index()],
         ];
         let series = self.metric.family().series(&values);
         series.observe(value, ids);
@@ -147,15 +144,12 @@ impl HttpServerMetrics {
 
     /// Starts recording `req`: counts it active and starts its clock.
     fn begin<B>(&self, req: &Request<B>) -> Recording {
-        let method = method_index(req.method());
-        let https = req.uri().scheme_str() == Some("https");
-        self.instruments.active[method][usize::from(https)].add(1);
+        let facts = HttpFacts::of(req);
+        self.instruments.active[facts.method_index()][usize::from(facts.https())].add(1);
         Recording {
             instruments: self.instruments.clone(),
-            method,
-            https,
-            route: route(req),
-            version: version(req.version()),
+            facts,
+            route: matched_route(req).cloned(),
             start: Instant::now(),
         }
     }
@@ -219,12 +213,8 @@ pub type RedLayer = HookLayer<HttpServerMetrics>;
 #[derive(Debug)]
 pub struct Recording {
     instruments: Arc<Instruments>,
-    /// Index in `METHODS`.
-    method: usize,
-    https: bool,
+    facts: HttpFacts,
     route: Option<Route>,
-    /// Index in `VERSIONS`.
-    version: u8,
     start: Instant,
 }
 
@@ -242,49 +232,6 @@ impl Recording {
 
 impl Drop for Recording {
     fn drop(&mut self) {
-        self.instruments.active[self.method][usize::from(self.https)].add(-1);
-    }
-}
-
-/// The matched route template (axum keeps it in an `Arc`: cloning is cheap).
-#[cfg(feature = "axum")]
-type Route = axum::extract::MatchedPath;
-
-/// Without axum no route is known.
-#[cfg(not(feature = "axum"))]
-#[derive(Clone, Debug)]
-struct Route(Box<str>);
-
-#[cfg(not(feature = "axum"))]
-impl Route {
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-fn route<B>(req: &Request<B>) -> Option<Route> {
-    #[cfg(feature = "axum")]
-    {
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .cloned()
-    }
-    #[cfg(not(feature = "axum"))]
-    {
-        let _ = req;
-        None
-    }
-}
-
-/// `network.protocol.version`, by the index [`version`] gives.
-const VERSIONS: [&str; 5] = ["0.9", "1.0", "1.1", "2", "3"];
-
-fn version(v: http::Version) -> u8 {
-    match v {
-        http::Version::HTTP_09 => 0,
-        http::Version::HTTP_10 => 1,
-        http::Version::HTTP_2 => 3,
-        http::Version::HTTP_3 => 4,
-        _ => 2,
+        self.instruments.active[self.facts.method_index()][usize::from(self.facts.https())].add(-1);
     }
 }

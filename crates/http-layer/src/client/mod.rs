@@ -95,7 +95,7 @@ pub(crate) fn start_client_span(
         return (parent, false);
     };
     let mut attrs = Vec::with_capacity(6);
-    let m = push_method(&mut attrs, method);
+    let m = push_method(&mut attrs, looptel_core::normalize_method(method), method);
     push_server(&mut attrs, uri, headers);
     attrs.push(KeyValue::new(URL_FULL, full_url_without_credentials(uri)));
     let builder = tracer

@@ -3,17 +3,19 @@ use std::task::{Context, Poll};
 use http::{Request, Response, header};
 use looptel_core::{Extracted, SpanStart};
 use looptel_engine::{
-    HttpServer, PublicEndpoint, RequestFilter, RequestHook, ResponseBody, ResponseFuture, Untraced,
+    HttpFacts, HttpServer, PublicEndpoint, RequestFilter, RequestHook, ResponseBody,
+    ResponseFuture, Untraced, matched_route,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry_semantic_conventions::attribute::{
-    CLIENT_ADDRESS, HTTP_ROUTE, URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
+    CLIENT_ADDRESS, HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, URL_PATH, URL_QUERY, URL_SCHEME,
+    USER_AGENT_ORIGINAL,
 };
 use tower_service::Service;
 
 use super::ServerLayer;
-use crate::attributes::{name_method, push_method, push_protocol, push_server, span_name};
+use crate::attributes::{name_method, push_method, push_server, span_name};
 
 /// The service built by [`ServerLayer`]; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -37,21 +39,6 @@ const SPAN_ATTRIBUTES: usize = 16;
 
 /// Looked up without parsing the name on every request.
 const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
-
-/// The route template of a request, when the router has matched it.
-fn matched_route<B>(req: &Request<B>) -> Option<&str> {
-    #[cfg(feature = "axum")]
-    {
-        req.extensions()
-            .get::<axum::extract::MatchedPath>()
-            .map(axum::extract::MatchedPath::as_str)
-    }
-    #[cfg(not(feature = "axum"))]
-    {
-        let _ = req;
-        None
-    }
-}
 
 fn client_address<B>(req: &Request<B>) -> Option<String> {
     if let Some(first) = req
@@ -126,17 +113,11 @@ where
         // route in the span name, is built only for a span that records.
         // The SDK keeps this Vec for the span: room for all it can get.
         let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
-        let method = push_method(&mut attrs, req.method());
+        let facts = HttpFacts::of(&req);
+        let method = push_method(&mut attrs, facts.method(), req.method());
         let uri = req.uri();
-        attrs.push(KeyValue::new(
-            URL_SCHEME,
-            if uri.scheme_str() == Some("https") {
-                "https"
-            } else {
-                "http"
-            },
-        ));
-        let route = matched_route(&req);
+        attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
+        let route = matched_route(&req).map(looptel_engine::Route::as_str);
         attrs.push(match route {
             Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
             None => KeyValue::new(URL_PATH, uri.path().to_owned()),
@@ -153,7 +134,7 @@ where
             if let Some(route) = route {
                 span.update_name(span_name(method, route));
             }
-            recorded_only_attributes(&req, route.is_some(), &mut SetOn(&mut span));
+            recorded_only_attributes(&req, facts, route.is_some(), &mut SetOn(&mut span));
         }
         let cx = parent.with_span(span);
         layer
@@ -163,14 +144,21 @@ where
 }
 
 /// The attributes no sampler needs, built only for recording spans.
-fn recorded_only_attributes<B>(req: &Request<B>, with_path: bool, out: &mut impl Extend<KeyValue>) {
+fn recorded_only_attributes<B>(
+    req: &Request<B>,
+    facts: HttpFacts,
+    with_path: bool,
+    out: &mut impl Extend<KeyValue>,
+) {
     if with_path {
         out.extend([KeyValue::new(URL_PATH, req.uri().path().to_owned())]);
     }
     if let Some(q) = req.uri().query() {
         out.extend([KeyValue::new(URL_QUERY, q.to_owned())]);
     }
-    push_protocol(out, req.version());
+    if let Some(v) = facts.protocol_version() {
+        out.extend([KeyValue::new(NETWORK_PROTOCOL_VERSION, v)]);
+    }
     push_server(out, req.uri(), req.headers());
     if let Some(addr) = client_address(req) {
         out.extend([KeyValue::new(CLIENT_ADDRESS, addr)]);

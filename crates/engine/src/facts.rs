@@ -1,0 +1,151 @@
+//! What the conventions read off an HTTP request, derived once for spans
+//! and metrics alike.
+
+use http::{Request, Version};
+use looptel_core::{METHODS, method_index};
+
+/// `url.scheme` values, by [`HttpFacts::https`].
+pub const SCHEMES: [&str; 2] = ["http", "https"];
+
+/// `network.protocol.version` values, by [`HttpFacts::version_index`]; the
+/// last (empty: left out) for a version `http` does not name.
+pub const PROTOCOL_VERSIONS: [&str; 6] = ["0.9", "1.0", "1.1", "2", "3", ""];
+
+/// The normalised method, the scheme and the protocol version of a request,
+/// as small numbers: the server span and RED metrics read the same values,
+/// and tables kept per method or scheme need no lookup.
+///
+/// ```
+/// use looptel_engine::HttpFacts;
+///
+/// let req = http::Request::builder()
+///     .method("BREW")
+///     .uri("https://shop.example/orders")
+///     .version(http::Version::HTTP_2)
+///     .body(())
+///     .unwrap();
+/// let facts = HttpFacts::of(&req);
+/// assert_eq!((facts.method(), facts.scheme(), facts.protocol_version()), ("_OTHER", "https", Some("2")));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HttpFacts {
+    method: u8,
+    https: bool,
+    version: u8,
+}
+
+impl HttpFacts {
+    /// The facts of `request`.
+    #[inline]
+    pub fn of<B>(request: &Request<B>) -> Self {
+        let method = method_index(request.method());
+        Self {
+            // METHODS has ten entries.
+            method: u8::try_from(method).unwrap_or(u8::MAX),
+            https: request.uri().scheme_str() == Some("https"),
+            version: match request.version() {
+                Version::HTTP_09 => 0,
+                Version::HTTP_10 => 1,
+                Version::HTTP_11 => 2,
+                Version::HTTP_2 => 3,
+                Version::HTTP_3 => 4,
+                _ => 5,
+            },
+        }
+    }
+
+    /// The index of the normalised method in `looptel_core::METHODS`.
+    #[inline]
+    pub fn method_index(self) -> usize {
+        usize::from(self.method).min(METHODS.len() - 1)
+    }
+
+    /// `http.request.method`: the method, or `_OTHER`.
+    #[inline]
+    pub fn method(self) -> &'static str {
+        METHODS[self.method_index()]
+    }
+
+    /// Whether the scheme is `https`.
+    #[inline]
+    pub fn https(self) -> bool {
+        self.https
+    }
+
+    /// `url.scheme`: `https`, else `http`.
+    #[inline]
+    pub fn scheme(self) -> &'static str {
+        SCHEMES[usize::from(self.https)]
+    }
+
+    /// The index in [`PROTOCOL_VERSIONS`].
+    #[inline]
+    pub fn version_index(self) -> usize {
+        usize::from(self.version)
+    }
+
+    /// `network.protocol.version`, when the version is a known one.
+    #[inline]
+    pub fn protocol_version(self) -> Option<&'static str> {
+        Some(PROTOCOL_VERSIONS[self.version_index()]).filter(|v| !v.is_empty())
+    }
+}
+
+/// The matched route template (axum keeps it in an `Arc`: cloning is cheap).
+#[cfg(feature = "axum")]
+pub type Route = axum::extract::MatchedPath;
+
+/// The matched route template; without axum, none is ever found.
+#[cfg(not(feature = "axum"))]
+#[derive(Clone, Debug)]
+pub struct Route(Box<str>);
+
+#[cfg(not(feature = "axum"))]
+impl Route {
+    /// The template.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The route template the router matched for `request` (axum's
+/// `MatchedPath`, with the `axum` feature), never the raw path.
+#[inline]
+pub fn matched_route<B>(request: &Request<B>) -> Option<&Route> {
+    #[cfg(feature = "axum")]
+    {
+        request.extensions().get::<Route>()
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = request;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_and_scheme() {
+        for (v, expected) in [
+            (Version::HTTP_09, Some("0.9")),
+            (Version::HTTP_10, Some("1.0")),
+            (Version::HTTP_11, Some("1.1")),
+            (Version::HTTP_2, Some("2")),
+            (Version::HTTP_3, Some("3")),
+        ] {
+            let req = Request::builder().version(v).body(()).expect("req");
+            assert_eq!(HttpFacts::of(&req).protocol_version(), expected);
+        }
+        let plain = Request::builder().uri("/x").body(()).expect("req");
+        assert_eq!(HttpFacts::of(&plain).scheme(), "http");
+        for m in METHODS {
+            if let Ok(method) = http::Method::from_bytes(m.as_bytes()) {
+                let req = Request::builder().method(method).body(()).expect("req");
+                assert_eq!(HttpFacts::of(&req).method(), m);
+            }
+        }
+    }
+}
