@@ -17,8 +17,8 @@ use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_http_layer::client::ClientLayer;
 use looptel_http_layer::server::ServerLayer;
 use looptel_logs::JsonLogs;
-use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::Telemetry;
+use looptel_tests::SharedBuf;
 use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceBuilder, ServiceExt};
 

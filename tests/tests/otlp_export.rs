@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use looptel_logs::JsonLogs;
-use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::{Telemetry, TelemetryBuilder};
 use looptel_tests::FakeCollector;
+use looptel_tests::SharedBuf;
 use opentelemetry::metrics::MeterProvider as _;
 
 fn env(pairs: Vec<(&'static str, String)>) -> TelemetryBuilder {

@@ -12,8 +12,8 @@ use looptel_baggage::{BaggageError, BaggagePolicy, EdgeLayer, from_header, is_co
 use looptel_core::{HeaderInjector, Propagator};
 use looptel_http_layer::server::ServerLayer;
 use looptel_logs::JsonLogs;
-use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::Telemetry;
+use looptel_tests::SharedBuf;
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry_sdk::trace::SpanData;

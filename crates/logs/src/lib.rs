@@ -15,7 +15,7 @@
 //! use looptel_logs::JsonLogs;
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
-//! # let out = looptel_logs::test_support::SharedBuf::default();
+//! # let out = looptel_tests::SharedBuf::default();
 //! let (logs, guard) = JsonLogs::builder()
 //!     .service(ServiceInfo::new("order-service").with_version("1.0.0"))
 //!     .filter("info")?
@@ -60,8 +60,6 @@ mod layer;
 mod redact;
 mod sample;
 #[doc(hidden)]
-pub mod test_support;
-
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

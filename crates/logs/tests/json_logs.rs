@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use looptel_core::ServiceInfo;
-use looptel_logs::test_support::SharedBuf;
 use looptel_logs::{JsonLogs, LogsBuilder, LogsError, Redaction, Sampling};
+use looptel_tests::SharedBuf;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::Value;

@@ -8,8 +8,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, ShouldSample};
 use opentelemetry_semantic_conventions::attribute::{HTTP_ROUTE, URL_PATH};
 
-use crate::config::vars::{OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG};
 use crate::error::ConfigError;
+use crate::vars::{OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG};
 
 /// A standard sampler, as named by `OTEL_TRACES_SAMPLER`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

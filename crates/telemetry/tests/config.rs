@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use looptel_core::TraceIds;
 use looptel_logs::JsonLogs;
-use looptel_logs::test_support::SharedBuf;
 use looptel_telemetry::{RuleSampler, Telemetry, TelemetryBuilder, TelemetryError};
 use looptel_tests::CapturedSpans;
+use looptel_tests::SharedBuf;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::Resource;
 

@@ -1,0 +1,426 @@
+//! The builder: configuration from code and `OTEL_*`, validated once.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use looptel_core::baggage::InjectPolicy;
+use looptel_core::{BaggagePromotion, Instrumentation, Propagator, ServiceInfo};
+use looptel_logs::LogsBuilder;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{
+    self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
+};
+use opentelemetry_semantic_conventions::resource::{SERVICE_NAME, SERVICE_VERSION};
+use tracing::level_filters::LevelFilter;
+
+use crate::config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
+use crate::otlp::{otlp_metric_exporter, otlp_span_exporter};
+use crate::{
+    DEPLOYMENT_ENVIRONMENT, Lookup, MetricsExporter, Note, Protocol, RuleSampler, SamplerConfig,
+    Telemetry, TelemetryError, TelemetryGuard, TracesExporter, console, vars,
+};
+
+/// Where a custom span exporter sits: see [`TelemetryBuilder::span_exporter`].
+type CustomExporter = Box<dyn FnOnce(BatchConfigBuilder) -> BatchSpanProcessor + Send>;
+
+/// Configures telemetry; code settings win over environment variables.
+#[must_use]
+pub struct TelemetryBuilder {
+    pub(crate) env: Option<Lookup>,
+    pub(crate) service_name: Option<Cow<'static, str>>,
+    pub(crate) service_version: Option<Cow<'static, str>>,
+    pub(crate) environment: Option<Cow<'static, str>>,
+    pub(crate) attributes: Vec<KeyValue>,
+    /// The sampler set in code, and whether it follows a parent that did
+    /// not sample.
+    pub(crate) sampler: Option<(Box<dyn ShouldSample>, bool)>,
+    pub(crate) traces_exporter: Option<TracesExporter>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) span_exporter: Option<CustomExporter>,
+    pub(crate) logs: LogsBuilder,
+    pub(crate) span_level: LevelFilter,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) promotion: BaggagePromotion,
+    pub(crate) baggage_policy: Option<Arc<dyn InjectPolicy>>,
+}
+
+impl std::fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("reads_env", &self.env.is_some())
+            .field("service_name", &self.service_name)
+            .field("traces_exporter", &self.traces_exporter)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TelemetryBuilder {
+    /// `service.name` (env `OTEL_SERVICE_NAME`). Without one, the service is
+    /// `unknown_service:<executable>` and start-up warns.
+    pub fn service_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// `service.version` (env: `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn service_version(mut self, version: impl Into<Cow<'static, str>>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// `deployment.environment` (env: `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn deployment_environment(mut self, environment: impl Into<Cow<'static, str>>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Any other resource attribute, such as `team` (env:
+    /// `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn resource_attribute(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.attributes.push(KeyValue::new(key, value));
+        self
+    }
+
+    /// A standard sampler (env `OTEL_TRACES_SAMPLER` and `_ARG`; default
+    /// `parentbased_always_on`).
+    pub fn sampler(mut self, sampler: SamplerConfig) -> Self {
+        self.sampler = Some((
+            Box::new(sampler.into_sdk()),
+            sampler.follows_unsampled_parent(),
+        ));
+        self
+    }
+
+    /// The [`RuleSampler`]: per-route ratios, health checks never sampled.
+    pub fn rule_sampler(mut self, sampler: RuleSampler) -> Self {
+        let follows = sampler.follows_unsampled_parent();
+        self.sampler = Some((Box::new(sampler), follows));
+        self
+    }
+
+    /// Where spans go (env `OTEL_TRACES_EXPORTER`; default: OTLP when an
+    /// endpoint is set, else the embedded console default).
+    pub fn traces_exporter(mut self, exporter: TracesExporter) -> Self {
+        self.traces_exporter = Some(exporter);
+        self
+    }
+
+    /// The OTLP base endpoint (env `OTEL_EXPORTER_OTLP_ENDPOINT`); over HTTP
+    /// `/v1/traces` and `/v1/metrics` are appended.
+    pub fn otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The OTLP protocol (env `OTEL_EXPORTER_OTLP_PROTOCOL`; default
+    /// `http/protobuf`).
+    pub fn otlp_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Exports spans to `exporter` instead, still through the batch processor
+    /// with its bounded queue (e.g. an in-memory exporter in tests).
+    pub fn span_exporter(mut self, exporter: impl SpanExporter + 'static) -> Self {
+        self.span_exporter = Some(Box::new(move |config| {
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config.build())
+                .build()
+        }));
+        self
+    }
+
+    /// Configures the JSON logs (default [`JsonLogs::builder`](looptel_logs::JsonLogs::builder); `RUST_LOG`
+    /// is read when the builder reads the environment).
+    pub fn logs(mut self, logs: LogsBuilder) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    /// Copies these baggage members (such as `tenant.id`) onto every span the
+    /// service starts and every log line it writes (default none).
+    pub fn promote_baggage(mut self, promotion: BaggagePromotion) -> Self {
+        self.promotion = promotion;
+        self
+    }
+
+    /// Filters outgoing baggage (a deny-list, a byte budget), e.g. a
+    /// `looptel_baggage::BaggagePolicy` (default: everything propagated).
+    pub fn baggage_policy(mut self, policy: Arc<dyn InjectPolicy>) -> Self {
+        self.baggage_policy = Some(policy);
+        self
+    }
+
+    /// The most verbose `tracing` spans and events exported to traces
+    /// (default `INFO`).
+    pub fn span_level(mut self, level: LevelFilter) -> Self {
+        self.span_level = level;
+        self
+    }
+
+    /// The bound on flushing and shutting down (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`](crate::DEFAULT_SHUTDOWN_TIMEOUT)).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Builds and installs everything globally; see [`Telemetry::init`].
+    pub fn init(self) -> Result<TelemetryGuard, TelemetryError> {
+        self.build()?.init()
+    }
+
+    /// Validates the configuration and builds the providers, installing
+    /// nothing globally.
+    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+        let env = match &self.env {
+            Some(lookup) => EnvConfig::parse(lookup)?,
+            None => EnvConfig::default(),
+        };
+        let mut notes = Vec::new();
+        let service = self.service_info(&env, &mut notes);
+        let mut propagator = propagator(env.propagators.as_deref());
+        if let Some(policy) = self.baggage_policy {
+            propagator = propagator.with_baggage_policy(policy);
+        }
+        let logs = match &self.env {
+            Some(lookup) => self.logs.filter_from_lookup(lookup)?,
+            None => self.logs,
+        };
+        let (logs, logs_guard) = logs
+            .service(service.clone())
+            .promote_baggage(self.promotion.clone())
+            .build();
+        let logs_handle = logs.handle();
+
+        let mut tracer_provider = None;
+        let mut meter_provider = None;
+        let mut parent_based = false;
+        if env.disabled {
+            notes.push(Note::info(format!(
+                "telemetry disabled ({}=true): no traces or metrics",
+                vars::OTEL_SDK_DISABLED
+            )));
+        } else {
+            let resource = resource(&service, &env.resource_attributes, &self.attributes);
+            let mut traces_signal = with_code_settings(&env.traces, &self.endpoint, self.protocol);
+            // The batch processor runs exports on its own thread and bounds
+            // them through the exporter: OTEL_BSP_EXPORT_TIMEOUT caps the
+            // OTLP timeout.
+            if let Some(bsp) = env.bsp_export_timeout {
+                traces_signal.timeout = Some(traces_signal.timeout.map_or(bsp, |t| t.min(bsp)));
+            }
+            let exporter_kind = self.traces_exporter.or(env.traces_exporter).unwrap_or(
+                if traces_signal.endpoint.is_some() {
+                    TracesExporter::Otlp
+                } else {
+                    TracesExporter::Console
+                },
+            );
+            // Every value set here: the SDK's own default builder would read
+            // OTEL_BSP_* from the process, behind the configured lookup.
+            let batch = BatchConfigBuilder::default()
+                .with_scheduled_delay(
+                    env.bsp_schedule_delay
+                        .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
+                )
+                .with_max_queue_size(
+                    env.bsp_max_queue_size
+                        .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
+                )
+                .with_max_export_batch_size(
+                    env.bsp_max_export_batch_size
+                        .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
+                );
+            let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            if !self.promotion.is_empty() {
+                // First, so attributes are set before any exporter sees the span.
+                builder = builder.with_span_processor(self.promotion.clone());
+            }
+            builder = match self.sampler {
+                Some((s, follows)) => {
+                    parent_based = follows;
+                    builder.with_sampler(s)
+                }
+                None => {
+                    let s = env.sampler.unwrap_or_default();
+                    parent_based = s.follows_unsampled_parent();
+                    builder.with_sampler(s.into_sdk())
+                }
+            };
+            if let Some(custom) = self.span_exporter {
+                builder = builder.with_span_processor(custom(batch));
+                notes.push(Note::info(
+                    "traces: exported to a custom exporter".to_owned(),
+                ));
+            } else {
+                match exporter_kind {
+                    TracesExporter::Otlp => {
+                        let (exporter, target) = otlp_span_exporter(&traces_signal)?;
+                        notes.push(Note::info(format!("traces: OTLP to {target}")));
+                        builder = builder.with_span_processor(
+                            BatchSpanProcessor::builder(exporter)
+                                .with_batch_config(batch.build())
+                                .build(),
+                        );
+                    }
+                    TracesExporter::Console => {
+                        notes.push(Note::info(format!(
+                            "traces: written as JSON lines to standard error \
+                             (set {} to send them to a collector)",
+                            vars::OTEL_EXPORTER_OTLP_ENDPOINT
+                        )));
+                        let exporter = console::ConsoleExporter::new(Box::new(std::io::stderr()));
+                        builder = builder.with_span_processor(
+                            BatchSpanProcessor::builder(exporter)
+                                .with_batch_config(batch.build())
+                                .build(),
+                        );
+                    }
+                    TracesExporter::None => notes.push(Note::info(format!(
+                        "traces: created and sampled but not exported ({}=none)",
+                        vars::OTEL_TRACES_EXPORTER
+                    ))),
+                }
+            }
+            tracer_provider = Some(builder.build());
+
+            let mut metrics_signal =
+                with_code_settings(&env.metrics, &self.endpoint, self.protocol);
+            if let Some(t) = env.metric_export_timeout {
+                metrics_signal.timeout = Some(metrics_signal.timeout.map_or(t, |o| o.min(t)));
+            }
+            let push_metrics = match env.metrics_exporter {
+                Some(MetricsExporter::Otlp) => true,
+                Some(MetricsExporter::None) => false,
+                None => metrics_signal.endpoint.is_some() && exporter_kind == TracesExporter::Otlp,
+            };
+            if push_metrics {
+                let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
+                notes.push(Note::info(format!("metrics: OTLP to {target}")));
+                let reader = PeriodicReader::builder(exporter).with_interval(
+                    env.metric_export_interval
+                        .unwrap_or(Duration::from_secs(60)),
+                );
+                meter_provider = Some(
+                    SdkMeterProvider::builder()
+                        .with_resource(resource)
+                        .with_reader(reader.build())
+                        .build(),
+                );
+            }
+        }
+
+        let instrumentation = match &tracer_provider {
+            Some(p) => Instrumentation::new(p, propagator).parent_based(parent_based),
+            None => Instrumentation::disabled(propagator),
+        };
+        Ok(Telemetry {
+            service,
+            instrumentation,
+            tracer_provider,
+            meter_provider,
+            logs,
+            logs_handle,
+            logs_guard,
+            span_level: self.span_level,
+            shutdown_timeout: self.shutdown_timeout,
+            notes,
+        })
+    }
+
+    fn service_info(&self, env: &EnvConfig, notes: &mut Vec<Note>) -> ServiceInfo {
+        let from_attrs = |key: &str| {
+            env.resource_attributes
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| Cow::Owned(v.clone()))
+        };
+        let name = self
+            .service_name
+            .clone()
+            .or_else(|| env.service_name.clone().map(Cow::Owned))
+            .or_else(|| from_attrs(SERVICE_NAME));
+        let name = name.unwrap_or_else(|| {
+            let exe = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            notes.push(Note::warn(format!(
+                "no service.name: set {} or call service_name(); using unknown_service:{exe}",
+                vars::OTEL_SERVICE_NAME
+            )));
+            Cow::Owned(format!("unknown_service:{exe}"))
+        });
+        let mut info = ServiceInfo::new(name);
+        if let Some(v) = self
+            .service_version
+            .clone()
+            .or_else(|| from_attrs(SERVICE_VERSION))
+        {
+            info = info.with_version(v);
+        }
+        if let Some(e) = self
+            .environment
+            .clone()
+            .or_else(|| from_attrs(DEPLOYMENT_ENVIRONMENT))
+            .or_else(|| from_attrs("deployment.environment.name"))
+        {
+            info = info.with_environment(e);
+        }
+        info
+    }
+}
+
+fn with_code_settings(
+    env: &OtlpSignal,
+    endpoint: &Option<String>,
+    protocol: Option<Protocol>,
+) -> OtlpSignal {
+    let mut s = env.clone();
+    if let Some(e) = endpoint {
+        s.endpoint = Some(Endpoint::Base(e.clone()));
+    }
+    if protocol.is_some() {
+        s.protocol = protocol;
+    }
+    s
+}
+
+/// Resource attributes, later sources winning: SDK, environment, code; the
+/// service identity as resolved last.
+fn resource(service: &ServiceInfo, env: &[(String, String)], code: &[KeyValue]) -> Resource {
+    let mut attrs: Vec<KeyValue> = env
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attrs.extend(code.iter().cloned());
+    attrs.push(KeyValue::new(SERVICE_NAME, service.name().to_owned()));
+    if let Some(v) = service.version() {
+        attrs.push(KeyValue::new(SERVICE_VERSION, v.to_owned()));
+    }
+    if let Some(e) = service.environment() {
+        attrs.push(KeyValue::new(DEPLOYMENT_ENVIRONMENT, e.to_owned()));
+    }
+    Resource::builder_empty()
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
+        .with_attributes(attrs)
+        .build()
+}
+
+fn propagator(names: Option<&[PropagatorName]>) -> Propagator {
+    let names = names.unwrap_or(&[PropagatorName::TraceContext, PropagatorName::Baggage]);
+    Propagator::w3c(
+        names.contains(&PropagatorName::TraceContext),
+        names.contains(&PropagatorName::Baggage),
+    )
+}
