@@ -64,6 +64,43 @@ impl Outcome {
     }
 }
 
+/// An error type that says its own outcome — a business error (a rejected
+/// order) or a failure (a broken dependency) — and its low-cardinality
+/// class. Business operations ([`Operation`](crate::Operation)) and the
+/// engine's messaging classifier read it.
+///
+/// ```
+/// use looptel_core::Outcome;
+/// use looptel_core::ErrorOutcome;
+///
+/// enum PlaceOrderError { OutOfStock, InventoryDown }
+///
+/// impl ErrorOutcome for PlaceOrderError {
+///     fn outcome(&self) -> Outcome {
+///         match self {
+///             Self::OutOfStock => Outcome::BusinessError,
+///             Self::InventoryDown => Outcome::Failure,
+///         }
+///     }
+///     fn error_type(&self) -> &'static str {
+///         match self {
+///             Self::OutOfStock => "out_of_stock",
+///             Self::InventoryDown => "inventory_unavailable",
+///         }
+///     }
+/// }
+/// # assert!(PlaceOrderError::InventoryDown.outcome().is_error());
+/// ```
+pub trait ErrorOutcome {
+    /// Business error or failure (the default).
+    fn outcome(&self) -> Outcome {
+        Outcome::Failure
+    }
+
+    /// The low-cardinality class written as `error.type`.
+    fn error_type(&self) -> &'static str;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

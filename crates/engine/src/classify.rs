@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use http::{HeaderMap, Response, StatusCode};
-use looptel_core::Outcome;
+use looptel_core::{ErrorOutcome, Outcome};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanRef, Status};
 use opentelemetry_semantic_conventions::attribute::{
@@ -211,42 +211,6 @@ pub trait Classify: Clone + Send + Sync + 'static {
 pub trait ClassifyError<E> {
     /// The result of a request whose service failed with `error`.
     fn classify_error(&self, error: &E) -> Classification;
-}
-
-/// An error type that says its own outcome — a business error (a rejected
-/// order) or a failure (a broken dependency) — and its low-cardinality
-/// class. The [`Messaging`] preset and business operations read it.
-///
-/// ```
-/// use looptel_core::Outcome;
-/// use looptel_engine::ErrorOutcome;
-///
-/// enum PlaceOrderError { OutOfStock, InventoryDown }
-///
-/// impl ErrorOutcome for PlaceOrderError {
-///     fn outcome(&self) -> Outcome {
-///         match self {
-///             Self::OutOfStock => Outcome::BusinessError,
-///             Self::InventoryDown => Outcome::Failure,
-///         }
-///     }
-///     fn error_type(&self) -> &'static str {
-///         match self {
-///             Self::OutOfStock => "out_of_stock",
-///             Self::InventoryDown => "inventory_unavailable",
-///         }
-///     }
-/// }
-/// # assert!(PlaceOrderError::InventoryDown.outcome().is_error());
-/// ```
-pub trait ErrorOutcome {
-    /// Business error or failure (the default).
-    fn outcome(&self) -> Outcome {
-        Outcome::Failure
-    }
-
-    /// The low-cardinality class written as `error.type`.
-    fn error_type(&self) -> &'static str;
 }
 
 /// A low-cardinality class for a transport error, from the

@@ -68,8 +68,8 @@ mod layer;
 pub use body::ResponseBody;
 pub use call::Call;
 pub use classify::{
-    Classification, Classify, ClassifyError, ErrorOutcome, GrpcClient, GrpcServer, HttpClient,
-    HttpServer, Messaging, ProtocolStatus, transport_error_class,
+    Classification, Classify, ClassifyError, GrpcClient, GrpcServer, HttpClient, HttpServer,
+    Messaging, ProtocolStatus, transport_error_class,
 };
 pub use facts::{HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route};
 pub use filter::{
@@ -80,6 +80,7 @@ pub use future::{Engine, ResponseFuture};
 pub use grpc::{GRPC_STATUS, GrpcCode};
 pub use hook::{HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
+pub use looptel_core::ErrorOutcome;
 
 /// `get_ref`, `get_mut` and `into_inner` for a service with an `inner`
 /// field: the one copy of this boilerplate for looptel's services.

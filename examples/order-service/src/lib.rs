@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
-use looptel_core::{Instrumentation, Outcome};
+use looptel_core::{ErrorOutcome, Instrumentation, Operation, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{
     Counter, HttpServerMetrics, Metric, ProcessCollector, Registry, TokioCollector,
@@ -38,6 +38,7 @@ use looptel_red_metrics::{
 };
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The most orders kept in memory; the oldest are forgotten first.
 pub const MAX_ORDERS: usize = 10_000;
@@ -87,7 +88,7 @@ struct Store {
 #[derive(Clone, Debug)]
 pub struct AppState {
     store: Arc<RwLock<Store>>,
-    orders_created: Arc<Metric<Counter>>,
+    place_order: Operation,
 }
 
 /// What the service records beyond traces: RED metrics, a business counter,
@@ -150,9 +151,22 @@ pub fn baggage_policy() -> BaggagePolicy {
 /// sets `tenant.id` (promoted onto the span), the RED metrics start their
 /// clock with the span as exemplar; both end when the response body does.
 pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Metrics) -> Router {
+    let orders_created = metrics.orders_created.clone();
+    let placing = Operation::new("Order.OrderService.PlaceOrder")
+        .expect("a Domain.Service.Action name")
+        .messages("order placed", "order rejected", "order failed")
+        .on_end(move |outcome| {
+            if outcome == Outcome::Success {
+                // Bounded by the family's series cap, like every label.
+                let tenant = opentelemetry::Context::map_current(|cx| {
+                    cx.baggage().get("tenant.id").map(|v| v.to_string())
+                });
+                orders_created.inc(&[tenant.as_deref().unwrap_or("")]);
+            }
+        });
     let state = AppState {
         store: Arc::default(),
-        orders_created: metrics.orders_created.clone(),
+        place_order: placing,
     };
     Router::new()
         .route("/orders", post(place_order))
@@ -189,7 +203,9 @@ enum PlaceOrderError {
     InventoryUnavailable(String),
 }
 
-impl PlaceOrderError {
+/// Which errors are the caller's and which the service's: the span status,
+/// `error.type` and the log level follow from it.
+impl ErrorOutcome for PlaceOrderError {
     fn outcome(&self) -> Outcome {
         match self {
             Self::Invalid(_) => Outcome::BusinessError,
@@ -223,7 +239,10 @@ async fn place_order(
     State(state): State<AppState>,
     Json(new): Json<NewOrder>,
 ) -> Result<(StatusCode, Json<Order>), PlaceOrderError> {
-    let order = PlaceOrder { state, new }.run().await?;
+    let operation = state.place_order.clone();
+    // The business operation, in its own span named per the service's API;
+    // its status, `error.type`, log line and counter follow from the result.
+    let order = operation.run(PlaceOrder { state, new }.run()).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 
@@ -233,38 +252,12 @@ struct PlaceOrder {
 }
 
 impl PlaceOrder {
-    /// The business operation, in its own span named per the service's API.
-    #[tracing::instrument(
-        name = "Order.OrderService.PlaceOrder",
-        skip_all,
-        fields(order.id, order.items = self.new.items.len(), customer.id = %self.new.customer_id)
-    )]
     async fn run(self) -> Result<Order, PlaceOrderError> {
         let span = tracing::Span::current();
-        let orders_created = self.state.orders_created.clone();
-        let result = self.place();
-        match &result {
-            Ok(order) => {
-                span.record("order.id", order.id.as_str());
-                // Bounded by the family's series cap, like every label.
-                let tenant = opentelemetry::Context::map_current(|cx| {
-                    cx.baggage().get("tenant.id").map(|v| v.to_string())
-                });
-                orders_created.inc(&[tenant.as_deref().unwrap_or("")]);
-                tracing::info!(order.id = %order.id, "order placed");
-            }
-            Err(e) => {
-                let outcome = e.outcome();
-                outcome.record(&span, e.error_type(), &e.to_string());
-                match outcome {
-                    Outcome::Failure => {
-                        tracing::error!(error.type = e.error_type(), error = %e, "order failed")
-                    }
-                    _ => tracing::warn!(error.type = e.error_type(), reason = %e, "order rejected"),
-                }
-            }
-        }
-        result
+        span.set_attribute("order.items", self.new.items.len() as i64);
+        let order = self.place()?;
+        span.set_attribute("order.id", order.id.clone());
+        Ok(order)
     }
 
     fn place(self) -> Result<Order, PlaceOrderError> {
