@@ -30,6 +30,9 @@ pub const SCENARIOS: &[&str] = &[
     "red-unsampled",
     "full-sampled",
     "full-unsampled",
+    "service-bare",
+    "service-sampled",
+    "service-unsampled",
 ];
 
 /// A sampled caller.
@@ -65,8 +68,27 @@ fn serve_ready(router: Router) -> Router {
     router.with_state(())
 }
 
-/// The request of a scenario.
+/// The request of a scenario. The `service-*` scenarios send what a
+/// gateway sends the reference service: a `Host` header too, and an order
+/// id (unknown: each run starts with an empty store, so every request is
+/// the same 404).
 pub fn request(scenario: &str) -> Request<Body> {
+    if let Some(kind) = scenario.strip_prefix("service-") {
+        return Request::get("/orders/o-1")
+            .header("host", "orders.internal:8080")
+            .header(
+                "traceparent",
+                if kind == "unsampled" {
+                    UNSAMPLED
+                } else {
+                    SAMPLED
+                },
+            )
+            .header("x-tenant-id", "acme")
+            .header("user-agent", "bench/1.0")
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
     let (path, tp) = match scenario {
         "bare" => ("/orders/42", SAMPLED),
         s if s.ends_with("unsampled") => ("/orders/42", UNSAMPLED),
@@ -89,6 +111,7 @@ pub struct Stack {
     /// The subscriber to run requests under.
     pub dispatch: tracing::Dispatch,
     _provider: Option<SdkTracerProvider>,
+    _telemetry: Option<looptel_telemetry::TelemetryGuard>,
 }
 
 /// Builds the stack of a scenario.
@@ -101,17 +124,27 @@ pub fn stack(scenario: &str) -> Stack {
             router: serve_ready(routes()),
             dispatch: tracing::Dispatch::none(),
             _provider: None,
+            _telemetry: None,
         },
         // What axum charges for any `Router::layer`, whatever the layer does.
         "noop-layer" => Stack {
             router: serve_ready(routes().layer(tower::layer::util::Identity::new())),
             dispatch: tracing::Dispatch::none(),
             _provider: None,
+            _telemetry: None,
         },
         s if s.starts_with("peer") => peer(),
         s if s.starts_with("looptel") => looptel(),
         s if s.starts_with("red") => red(),
         s if s.starts_with("full") => full(),
+        "service-bare" => Stack {
+            router: order_service::routes(&order_service::Metrics::new())
+                .unwrap_or_else(|e| panic!("{e}")),
+            dispatch: tracing::Dispatch::none(),
+            _provider: None,
+            _telemetry: None,
+        },
+        s if s.starts_with("service") => service(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -142,6 +175,7 @@ fn peer() -> Stack {
         router,
         dispatch,
         _provider: Some(provider),
+        _telemetry: None,
     }
 }
 
@@ -173,6 +207,7 @@ fn looptel() -> Stack {
         router,
         dispatch,
         _provider: Some(provider),
+        _telemetry: None,
     }
 }
 
@@ -194,6 +229,7 @@ fn red() -> Stack {
         router,
         dispatch,
         _provider: Some(provider),
+        _telemetry: None,
     }
 }
 
@@ -229,6 +265,40 @@ fn full() -> Stack {
         router,
         dispatch,
         _provider: Some(provider),
+        _telemetry: None,
+    }
+}
+
+/// The reference service as its `main` builds it: `Telemetry` from an
+/// empty environment (the embedded defaults: parent-based sampling, the
+/// batch processor and its export thread, JSON logs on standard output),
+/// baggage promotion and the inject policy, and `order_service::app` — the
+/// server layer with response `traceparent`, the baggage edge and RED
+/// metrics. Only the span exporter differs: spans are discarded after the
+/// batch processor hands them over.
+fn service() -> Stack {
+    let baggage = order_service::baggage_policy();
+    let telemetry = looptel_telemetry::Telemetry::from_lookup(|_| None)
+        .service_name("order-service")
+        .service_version("0.1.0")
+        .promote_baggage(baggage.promotion())
+        .baggage_policy(baggage.inject_policy())
+        .span_exporter(Discard)
+        .build()
+        .unwrap_or_else(|e| panic!("telemetry: {e}"));
+    let (subscriber, guard) = telemetry.into_subscriber();
+    // As `main` does: the layers take the guard's instrumentation.
+    let router = order_service::app(
+        guard.instrumentation(),
+        baggage,
+        order_service::Metrics::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    Stack {
+        router,
+        dispatch: tracing::Dispatch::new(subscriber),
+        _provider: None,
+        _telemetry: Some(guard),
     }
 }
 

@@ -14,7 +14,7 @@ pin_project! {
     /// (with the trailers' status when the head had none, as gRPC sends
     /// it), when the body fails, or when it is dropped (a client that went
     /// away). Streaming bodies keep the span open until their end.
-    pub struct ResponseBody<B, C, G: HookState = ()> {
+    pub struct ResponseBody<B, C: Classify, G: HookState = ()> {
         #[pin]
         inner: Option<B>,
         call: Option<Call<G>>,
@@ -22,7 +22,7 @@ pin_project! {
     }
 }
 
-impl<B: std::fmt::Debug, C: std::fmt::Debug, G: HookState> std::fmt::Debug
+impl<B: std::fmt::Debug, C: Classify + std::fmt::Debug, G: HookState> std::fmt::Debug
     for ResponseBody<B, C, G>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,7 +34,7 @@ impl<B: std::fmt::Debug, C: std::fmt::Debug, G: HookState> std::fmt::Debug
     }
 }
 
-impl<B, C, G: HookState> ResponseBody<B, C, G> {
+impl<B, C: Classify, G: HookState> ResponseBody<B, C, G> {
     pub(crate) fn new(inner: B, call: Option<Call<G>>, classifier: C) -> Self {
         Self {
             inner: Some(inner),

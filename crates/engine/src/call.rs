@@ -3,12 +3,17 @@
 use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
 
-use crate::{Classification, HookState};
+use looptel_core::Outcome;
+
+use crate::{Classification, HookState, ProtocolStatus};
 
 /// A request, call or message in flight: the context it runs in (with its
 /// span, when the layer started one), its hooks' state and, once known, its
 /// [`Classification`]. It ends exactly once, when dropped: the
 /// classification is recorded on the span, the hooks end, the span ends.
+/// Dropped before it was classified, it ends as [`on_cancel`](Self::on_cancel)
+/// says (the engine sets the classifier's
+/// [`classify_cancel`](crate::Classify::classify_cancel)).
 ///
 /// The engine's future and body wrapper carry one; transports that have
 /// no response future (a message handler, a `reqwest` middleware) hold one
@@ -27,8 +32,10 @@ pub struct Call<G: HookState = ()> {
     owned: bool,
     hooks: Option<G>,
     classified: Option<Classification>,
-    /// What the call ends as when dropped before it was classified.
-    on_cancel: Option<Classification>,
+    /// What the call ends as when dropped before it was classified: kept
+    /// as outcome and status only, so the call fits in 48 bytes (it is
+    /// copied with every request's future and body).
+    on_cancel: Option<(Outcome, ProtocolStatus)>,
 }
 
 impl<G: HookState> std::fmt::Debug for Call<G> {
@@ -54,12 +61,14 @@ impl<G: HookState> Call<G> {
         }
     }
 
-    /// What the call ends as if dropped before it is classified; by default
-    /// it does not end then (its hooks are dropped, its span ends without a
-    /// status).
+    /// What the call ends as if dropped before it is classified (gRPC:
+    /// CANCELLED): its outcome and status (an error class or message given
+    /// with it is not kept; `error.type` is then the status). By default it
+    /// does not end then: its hooks are dropped without
+    /// [`end`](crate::HookState::end), its span ends without a status.
     #[must_use]
     pub fn on_cancel(mut self, classification: Option<Classification>) -> Self {
-        self.on_cancel = classification;
+        self.on_cancel = classification.map(|c| (c.outcome(), c.status()));
         self
     }
 
@@ -96,7 +105,11 @@ impl<G: HookState> Call<G> {
 
 impl<G: HookState> Drop for Call<G> {
     fn drop(&mut self) {
-        if let Some(end) = self.classified.take().or_else(|| self.on_cancel.take()) {
+        let cancelled = || {
+            self.on_cancel
+                .map(|(outcome, status)| Classification::new(outcome, status))
+        };
+        if let Some(end) = self.classified.take().or_else(cancelled) {
             if self.owned {
                 let span = self.cx.span();
                 if span.is_recording() {

@@ -45,10 +45,20 @@ pub enum ProtocolStatus {
 /// let c = Classification::new(Outcome::Failure, ProtocolStatus::None).with_error_type("timeout");
 /// assert_eq!(c.error_type(), Some("timeout"));
 /// ```
+///
+/// Sixteen bytes: what is carried through every request's future and body
+/// is the outcome and the status; a failure's own class and description
+/// live behind one allocation, made on error paths only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Classification {
     outcome: Outcome,
     status: ProtocolStatus,
+    detail: Option<Box<Detail>>,
+}
+
+/// A failure's class and description, when given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Detail {
     error_type: Option<Cow<'static, str>>,
     message: Option<Cow<'static, str>>,
 }
@@ -59,23 +69,26 @@ impl Classification {
         Self {
             outcome,
             status,
-            error_type: None,
-            message: None,
+            detail: None,
         }
     }
 
     /// Sets the error class (`timeout`, a type name), used for failures.
     #[must_use]
     pub fn with_error_type(mut self, error_type: impl Into<Cow<'static, str>>) -> Self {
-        self.error_type = Some(error_type.into());
+        self.detail.get_or_insert_default().error_type = Some(error_type.into());
         self
     }
 
     /// Sets the description the span's Error status carries.
     #[must_use]
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.message = Some(message.into());
+        self.detail.get_or_insert_default().message = Some(message.into());
         self
+    }
+
+    fn given_error_type(&self) -> Option<&Cow<'static, str>> {
+        self.detail.as_ref().and_then(|d| d.error_type.as_ref())
     }
 
     /// The same status, now a failure of class `error_type` (a body that
@@ -132,7 +145,7 @@ impl Classification {
         if !self.is_error() {
             return None;
         }
-        Some(match (&self.error_type, &self.status) {
+        Some(match (self.given_error_type(), &self.status) {
             (Some(e), _) => e,
             (None, ProtocolStatus::Http(s)) => s.as_str(),
             (None, ProtocolStatus::Grpc(c)) => c.name(),
@@ -142,12 +155,13 @@ impl Classification {
 
     /// The description of a failure, if one was given.
     pub fn message(&self) -> Option<&str> {
-        self.message.as_deref()
+        self.detail.as_ref().and_then(|d| d.message.as_deref())
     }
 
     /// Records the result on `span`: the status attribute
     /// (`http.response.status_code` or `rpc.response.status_code`), and for
     /// failures `error.type` and status Error.
+    #[inline]
     pub fn record(&self, span: &SpanRef<'_>) {
         match self.status {
             ProtocolStatus::Http(s) => span.set_attribute(KeyValue::new(
@@ -160,13 +174,14 @@ impl Classification {
             ProtocolStatus::None => {}
         }
         if let Some(error_type) = self.error_type() {
-            let error_type = match &self.error_type {
+            let error_type = match self.given_error_type() {
                 Some(Cow::Borrowed(s)) => Cow::Borrowed(*s),
                 _ => Cow::Owned(error_type.to_owned()),
             };
             span.set_attribute(KeyValue::new(ERROR_TYPE, error_type));
+            let description = self.detail.as_ref().and_then(|d| d.message.clone());
             span.set_status(Status::Error {
-                description: self.message.clone().unwrap_or_default(),
+                description: description.unwrap_or_default(),
             });
         }
     }
@@ -325,6 +340,14 @@ fn grpc_head(status: StatusCode, headers: &HeaderMap) -> Option<GrpcCode> {
         .or_else(|| (status != StatusCode::OK).then(|| GrpcCode::from_http(status)))
 }
 
+/// The gRPC status at end of stream: the trailers', else UNKNOWN (a stream
+/// that ended without one).
+fn grpc_eos(trailers: Option<&HeaderMap>) -> GrpcCode {
+    trailers
+        .and_then(GrpcCode::from_headers)
+        .unwrap_or(GrpcCode::Unknown)
+}
+
 /// gRPC servers: failures are UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED,
 /// INTERNAL, UNAVAILABLE and DATA_LOSS; other non-OK codes are the
 /// caller's (business errors); the status is read from the head
@@ -358,11 +381,7 @@ impl Classify for GrpcServer {
     }
 
     fn classify_eos(&self, trailers: Option<&HeaderMap>) -> Classification {
-        Self::classify_code(
-            trailers
-                .and_then(GrpcCode::from_headers)
-                .unwrap_or(GrpcCode::Unknown),
-        )
+        Self::classify_code(grpc_eos(trailers))
     }
 
     fn classify_cancel(&self) -> Option<Classification> {
@@ -418,11 +437,7 @@ impl Classify for GrpcClient {
     }
 
     fn classify_eos(&self, trailers: Option<&HeaderMap>) -> Classification {
-        Self::classify_code(
-            trailers
-                .and_then(GrpcCode::from_headers)
-                .unwrap_or(GrpcCode::Unknown),
-        )
+        Self::classify_code(grpc_eos(trailers))
     }
 
     fn classify_cancel(&self) -> Option<Classification> {

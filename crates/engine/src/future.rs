@@ -70,6 +70,8 @@ impl<C: Classify> Engine<C> {
         };
         ResponseFuture {
             inner: fut,
+            // Dropped before it is classified (the client went away), the
+            // call ends as the classifier says of a cancelled one.
             call: Some(Call::new(cx, owned, state).on_cancel(self.classifier.classify_cancel())),
             classifier: self.classifier.clone(),
             response_traceparent: owned && self.response_traceparent,
@@ -118,7 +120,7 @@ pin_project! {
     /// in the call's context, classifies the response head (or the
     /// service's error), and hands the call to the [`ResponseBody`], which
     /// ends it at end of stream.
-    pub struct ResponseFuture<F, C, G: HookState = ()> {
+    pub struct ResponseFuture<F, C: Classify, G: HookState = ()> {
         #[pin]
         inner: Inner<F>,
         call: Option<Call<G>>,
@@ -127,7 +129,7 @@ pin_project! {
     }
 }
 
-impl<F: std::fmt::Debug, C: std::fmt::Debug, G: HookState> std::fmt::Debug
+impl<F: std::fmt::Debug, C: Classify + std::fmt::Debug, G: HookState> std::fmt::Debug
     for ResponseFuture<F, C, G>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
-use looptel_core::{ErrorOutcome, Instrumentation, Operation, Outcome};
+use looptel_core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{
     Counter, HttpServerMetrics, Metric, ProcessCollector, Registry, TokioCollector,
@@ -150,10 +150,37 @@ pub fn baggage_policy() -> BaggagePolicy {
 /// One server layer with two hooks: the server span starts, the baggage edge
 /// sets `tenant.id` (promoted onto the span), the RED metrics start their
 /// clock with the span as exemplar; both end when the response body does.
-pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Metrics) -> Router {
+///
+/// # Errors
+/// None in practice: the business operation's name is checked here, once.
+pub fn app(
+    instrumentation: Instrumentation,
+    baggage: BaggagePolicy,
+    metrics: Metrics,
+) -> Result<Router, OperationNameError> {
+    Ok(routes(&metrics)?
+        // One layer: the baggage edge and the RED metrics run as its hooks,
+        // inside its span and in that order, sharing its future and body.
+        .layer(
+            ServerLayer::new(instrumentation)
+                .filter(skip_paths(["/health", "/metrics"]))
+                .response_traceparent(true)
+                .hook(EdgeLayer::new(baggage).members(from_header(
+                    HeaderName::from_static(TENANT_HEADER),
+                    "tenant.id",
+                )))
+                .hook(metrics.http),
+        ))
+}
+
+/// The routes and their handlers, without the telemetry layer ([`app`]
+/// adds it): what the benchmarks measure the layer against.
+///
+/// # Errors
+/// None in practice: the business operation's name is checked here, once.
+pub fn routes(metrics: &Metrics) -> Result<Router, OperationNameError> {
     let orders_created = metrics.orders_created.clone();
-    let placing = Operation::new("Order.OrderService.PlaceOrder")
-        .expect("a Domain.Service.Action name")
+    let placing = Operation::new("Order.OrderService.PlaceOrder")?
         .messages("order placed", "order rejected", "order failed")
         .on_end(move |outcome| {
             if outcome == Outcome::Success {
@@ -168,24 +195,12 @@ pub fn app(instrumentation: Instrumentation, baggage: BaggagePolicy, metrics: Me
         store: Arc::default(),
         place_order: placing,
     };
-    Router::new()
+    Ok(Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
         .route("/health", get(health))
         .route("/metrics", metrics_endpoint(metrics.registry.clone()))
-        .with_state(state)
-        // One layer: the baggage edge and the RED metrics run as its hooks,
-        // inside its span and in that order, sharing its future and body.
-        .layer(
-            ServerLayer::new(instrumentation)
-                .filter(skip_paths(["/health", "/metrics"]))
-                .response_traceparent(true)
-                .hook(EdgeLayer::new(baggage).members(from_header(
-                    HeaderName::from_static(TENANT_HEADER),
-                    "tenant.id",
-                )))
-                .hook(metrics.http),
-        )
+        .with_state(state))
 }
 
 #[derive(Debug, Serialize)]

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
             telemetry.instrumentation(),
             baggage,
             order_service::Metrics::new(),
-        ),
+        )?,
     )
     .with_graceful_shutdown(shutdown_signal())
     .await

@@ -39,6 +39,7 @@ async fn call(req: Request<Body>) -> Observed {
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
     let res = order_service::app(inst, policy, order_service::Metrics::new())
+        .expect("app")
         .oneshot(req)
         .await
         .expect("infallible");
@@ -172,7 +173,8 @@ async fn orders_can_be_read_back_and_unknown_ids_are_404() {
         looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
         order_service::baggage_policy(),
         order_service::Metrics::new(),
-    );
+    )
+    .expect("app");
     let res = app
         .clone()
         .oneshot(post(
