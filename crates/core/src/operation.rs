@@ -58,8 +58,15 @@ use crate::{ErrorOutcome, Outcome};
 /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
 /// # }
 /// ```
+///
+/// Cheap to clone (one reference count): keep it in the application state.
 #[derive(Clone)]
 pub struct Operation {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     name: &'static str,
     messages: Messages,
     on_end: Option<Arc<dyn Fn(Outcome) + Send + Sync>>,
@@ -117,13 +124,15 @@ impl Operation {
             });
         }
         Ok(Self {
-            name,
-            messages: Messages {
-                success: "operation succeeded",
-                rejected: "operation rejected",
-                failed: "operation failed",
-            },
-            on_end: None,
+            inner: Arc::new(Inner {
+                name,
+                messages: Messages {
+                    success: "operation succeeded",
+                    rejected: "operation rejected",
+                    failed: "operation failed",
+                },
+                on_end: None,
+            }),
         })
     }
 
@@ -136,7 +145,7 @@ impl Operation {
         rejected: &'static str,
         failed: &'static str,
     ) -> Self {
-        self.messages = Messages {
+        Arc::make_mut(&mut self.inner).messages = Messages {
             success,
             rejected,
             failed,
@@ -148,19 +157,23 @@ impl Operation {
     /// takes the span as its exemplar).
     #[must_use]
     pub fn on_end(mut self, hook: impl Fn(Outcome) + Send + Sync + 'static) -> Self {
-        self.on_end = Some(Arc::new(hook));
+        Arc::make_mut(&mut self.inner).on_end = Some(Arc::new(hook));
         self
     }
 
     /// The name.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.inner.name
     }
 
     /// A new span of this operation, a child of the current one; exported
     /// under the operation's name.
     pub fn span(&self) -> tracing::Span {
-        tracing::info_span!("operation", otel.name = self.name, operation = self.name)
+        tracing::info_span!(
+            "operation",
+            otel.name = self.inner.name,
+            operation = self.inner.name
+        )
     }
 
     /// Runs `work` in a new span of this operation and ends it as the
@@ -183,10 +196,10 @@ impl Operation {
         E: ErrorOutcome + fmt::Display,
     {
         let _entered = span.enter();
-        let m = self.messages;
+        let m = self.inner.messages;
         let outcome = match result {
             Ok(_) => {
-                tracing::info!(operation = self.name, "{}", m.success);
+                tracing::info!(operation = self.inner.name, "{}", m.success);
                 Outcome::Success
             }
             Err(e) => {
@@ -194,14 +207,14 @@ impl Operation {
                 let error_type = e.error_type();
                 outcome.record(span, error_type, &e.to_string());
                 if outcome.is_error() {
-                    tracing::error!(operation = self.name, error.type = error_type, error = %e, "{}", m.failed);
+                    tracing::error!(operation = self.inner.name, error.type = error_type, error = %e, "{}", m.failed);
                 } else {
-                    tracing::warn!(operation = self.name, error.type = error_type, reason = %e, "{}", m.rejected);
+                    tracing::warn!(operation = self.inner.name, error.type = error_type, reason = %e, "{}", m.rejected);
                 }
                 outcome
             }
         };
-        if let Some(hook) = &self.on_end {
+        if let Some(hook) = &self.inner.on_end {
             hook(outcome);
         }
     }
@@ -210,9 +223,9 @@ impl Operation {
 impl fmt::Debug for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Operation")
-            .field("name", &self.name)
-            .field("messages", &self.messages)
-            .field("on_end", &self.on_end.is_some())
+            .field("name", &self.inner.name)
+            .field("messages", &self.inner.messages)
+            .field("on_end", &self.inner.on_end.is_some())
             .finish()
     }
 }
