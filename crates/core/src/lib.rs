@@ -1,12 +1,22 @@
-//! Shared pieces of looptel that every layer builds on.
+//! Shared pieces of looptel that every signal builds on, for any carrier
+//! (HTTP headers, gRPC metadata, message headers). The request engine the
+//! transports' layers are presets on is `looptel-engine`; the names they
+//! emit are in `looptel-catalogue`.
 //!
 //! - [`ServiceInfo`]: who is speaking — `service.name`, `service.version`,
 //!   `deployment.environment` — resolved once by the bootstrap and handed to
 //!   the logs layer and the metrics registry.
 //! - [`Propagator`]: the text-map propagator handle, built once at start-up and
 //!   cloned into layers, so no request looks up a global.
-//! - [`Outcome`]: the one classifier of how an operation ended (success,
-//!   business error, failure) that spans, metrics and logs agree on.
+//! - [`Instrumentation`]: the tracer and propagator a layer holds;
+//!   extraction with the trust rule and the unsampled shortcut
+//!   ([`extract_request`](Instrumentation::extract_request) for HTTP
+//!   headers, [`extract`](Instrumentation::extract) for any carrier) and
+//!   [`SpanStart`] — a parent, or a new root with links.
+//! - [`Outcome`]: how an operation ended (success, business error, failure),
+//!   which spans, metrics and logs agree on; [`ErrorOutcome`] lets an error
+//!   type say its own, and [`Operation`] turns a business operation's
+//!   result into its span status, `error.type` and log line.
 //! - [`TraceIds`]: the trace and span id of the current span, as exported.
 //!
 //! # Example
