@@ -172,7 +172,9 @@ pub fn parse_traceparent_bytes(value: &[u8]) -> Option<TraceParent> {
     match version {
         0xff => return None,
         0x00 if v.len() != 55 => return None,
-        _ if v.len() > 55 && v[55] != b'-' => return None,
+        // A future version's tail: after a `-`, ASCII only (the fixed
+        // fields are checked as hex below), as the generic carrier reads it.
+        _ if v.len() > 55 && (v[55] != b'-' || !v[56..].is_ascii()) => return None,
         _ => {}
     }
     let trace_id = u128::from_be_bytes(parse_hex::<16>(&v[3..35])?);

@@ -3,7 +3,8 @@
 
 use http::{HeaderMap, HeaderValue};
 use looptel_core::tracecontext::{
-    TraceContextPropagator, parse_traceparent, parse_tracestate, render_tracestate,
+    TraceContextPropagator, parse_traceparent, parse_traceparent_bytes, parse_tracestate,
+    render_tracestate,
 };
 use looptel_core::{HeaderExtractor, HeaderInjector};
 use opentelemetry::Context;
@@ -490,6 +491,11 @@ proptest! {
             prop_oneof![
                 Just(format!("00-{ID}-{PARENT}-01").into_bytes()),
                 Just(format!(" cc-{ID}-{PARENT}-03-x\t").into_bytes()),
+                // A future version's tail of any bytes (obs-text included):
+                // both paths must take the same decision.
+                proptest::collection::vec(any::<u8>(), 0..8).prop_map(|tail| {
+                    [format!("cc-{ID}-{PARENT}-01-").into_bytes(), tail].concat()
+                }),
                 proptest::collection::vec(any::<u8>(), 0..60),
             ],
             0..3,
@@ -517,6 +523,14 @@ proptest! {
         let generic = p.extract_with_context(&Context::new(), &HeaderExtractor(&h));
         prop_assert_eq!(direct.span().span_context().clone(), generic.span().span_context().clone());
         prop_assert_eq!(inject_all(&direct), inject_all(&generic));
+    }
+
+    #[test]
+    fn a_future_versions_tail_is_ascii_or_the_header_is_invalid(
+        tail in proptest::collection::vec(any::<u8>(), 1..8),
+    ) {
+        let value = [format!("cc-{ID}-{PARENT}-01-").into_bytes(), tail.clone()].concat();
+        prop_assert_eq!(parse_traceparent_bytes(&value).is_some(), tail.is_ascii());
     }
 
     #[test]
