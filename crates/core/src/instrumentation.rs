@@ -1,15 +1,47 @@
+use std::cell::RefCell;
+use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry::Context;
+use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{
-    Link, SpanBuilder, SpanContext, TraceContextExt, Tracer as _, TracerProvider as _,
+    Link, SpanBuilder, SpanContext, SpanId, TraceContextExt, Tracer, TracerProvider,
 };
-use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider, Span as SdkSpan,
-};
+use rand::{Rng as _, SeedableRng as _};
 
 use crate::Propagator;
+
+/// A tracer behind one dynamic call per span: layers depend on the
+/// OpenTelemetry API only, any tracer provider fits, and the span is put
+/// into its context as the concrete type (boxed once there, as the API
+/// does for every span — the API's `BoxedTracer` would box it twice).
+trait StartSpan: Send + Sync {
+    fn start(
+        &self,
+        builder: SpanBuilder,
+        parent: Context,
+        fill: &mut dyn FnMut(&mut dyn ObjectSafeSpan),
+    ) -> Context;
+}
+
+impl<T> StartSpan for T
+where
+    T: Tracer + Send + Sync,
+    T::Span: Send + Sync + 'static,
+{
+    #[inline]
+    fn start(
+        &self,
+        builder: SpanBuilder,
+        parent: Context,
+        fill: &mut dyn FnMut(&mut dyn ObjectSafeSpan),
+    ) -> Context {
+        let mut span = self.build_with_context(builder, &parent);
+        fill(&mut span);
+        parent.with_span(span)
+    }
+}
 
 /// What an instrumentation layer needs, built once at start-up: the tracer
 /// its spans come from and the propagator it extracts and injects with.
@@ -17,25 +49,38 @@ use crate::Propagator;
 /// Cheap to clone. With telemetry disabled there is no tracer: layers still
 /// propagate context but create no spans.
 ///
+/// Any tracer provider fits (the SDK's, a vendor's): looptel's layers
+/// depend on the OpenTelemetry API only.
+///
 /// ```
 /// use looptel_core::{Instrumentation, Propagator};
 /// use opentelemetry_sdk::trace::SdkTracerProvider;
 ///
 /// let provider = SdkTracerProvider::builder().build();
 /// let inst = Instrumentation::new(&provider, Propagator::default());
-/// assert!(inst.tracer().is_some());
-/// assert!(Instrumentation::disabled(Propagator::default()).tracer().is_none());
+/// assert!(inst.is_tracing());
+/// assert!(!Instrumentation::disabled(Propagator::default()).is_tracing());
 /// ```
 #[derive(Clone, Debug)]
 pub struct Instrumentation {
     inner: Arc<Inner>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Inner {
-    tracer: Option<SdkTracer>,
+    tracer: Option<Arc<dyn StartSpan>>,
     propagator: Propagator,
     parent_based: bool,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instrumentation")
+            .field("tracing", &self.tracer.is_some())
+            .field("propagator", &self.propagator)
+            .field("parent_based", &self.parent_based)
+            .finish()
+    }
 }
 
 /// The instrumentation scope name of looptel's spans.
@@ -43,10 +88,15 @@ pub const SCOPE: &str = "looptel";
 
 impl Instrumentation {
     /// Spans from `provider`, under the [`SCOPE`] name.
-    pub fn new(provider: &SdkTracerProvider, propagator: Propagator) -> Self {
+    pub fn new<P>(provider: &P, propagator: Propagator) -> Self
+    where
+        P: TracerProvider,
+        P::Tracer: Send + Sync + 'static,
+        <P::Tracer as Tracer>::Span: Send + Sync + 'static,
+    {
         Self {
             inner: Arc::new(Inner {
-                tracer: Some(provider.tracer(SCOPE)),
+                tracer: Some(Arc::new(provider.tracer(SCOPE))),
                 propagator,
                 parent_based: false,
             }),
@@ -64,9 +114,53 @@ impl Instrumentation {
         }
     }
 
-    /// The tracer, `None` when telemetry is disabled.
-    pub fn tracer(&self) -> Option<&SdkTracer> {
-        self.inner.tracer.as_ref()
+    /// Whether spans are made (`false` when telemetry is disabled: layers
+    /// still propagate context).
+    #[inline]
+    pub fn is_tracing(&self) -> bool {
+        self.inner.tracer.is_some()
+    }
+
+    /// Starts the span of `builder` where `start` says (its links added),
+    /// calls `fill` with it before it goes into its context (to name it,
+    /// set the attributes only a recording span needs), and returns that
+    /// context. Without a tracer ([`disabled`](Self::disabled)), the parent
+    /// context, and `fill` is not called.
+    ///
+    /// ```
+    /// use looptel_core::{Instrumentation, Propagator, SpanStart};
+    /// use opentelemetry::trace::{SpanBuilder, TraceContextExt};
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let inst = Instrumentation::new(&provider, Propagator::default());
+    /// let cx = inst.start_span(
+    ///     SpanStart::child_of(opentelemetry::Context::new()),
+    ///     SpanBuilder::from_name("GET"),
+    ///     &mut |span| {
+    ///         if span.is_recording() {
+    ///             span.update_name("GET /orders/{id}".into());
+    ///         }
+    ///     },
+    /// );
+    /// assert!(cx.span().span_context().is_sampled());
+    /// ```
+    #[inline]
+    pub fn start_span(
+        &self,
+        start: SpanStart,
+        builder: SpanBuilder,
+        fill: &mut dyn FnMut(&mut dyn ObjectSafeSpan),
+    ) -> Context {
+        let Some(tracer) = &self.inner.tracer else {
+            return start.parent;
+        };
+        let builder = if start.links.is_empty() {
+            builder
+        } else {
+            builder.with_links(start.links)
+        };
+        tracer.start(builder, start.parent, fill)
     }
 
     /// The propagator.
@@ -274,21 +368,6 @@ impl SpanStart {
     pub fn links(&self) -> &[Link] {
         &self.links
     }
-
-    /// Starts the span of `builder` (its links added) with `tracer`;
-    /// returns the parent context and the span.
-    // Always inlined: the builder and the span are large, and a call here
-    // costs their copies on every sampled request (~60 instructions).
-    #[inline(always)]
-    pub fn start(self, tracer: &SdkTracer, builder: SpanBuilder) -> (Context, SdkSpan) {
-        let builder = if self.links.is_empty() {
-            builder
-        } else {
-            builder.with_links(self.links)
-        };
-        let span = tracer.build_with_context(builder, &self.parent);
-        (self.parent, span)
-    }
 }
 
 /// The non-recording span of a request, when its caller (valid) did not
@@ -297,10 +376,29 @@ fn unsampled_child(caller: &SpanContext) -> Option<SpanContext> {
     (caller.is_valid() && !caller.is_sampled()).then(|| {
         SpanContext::new(
             caller.trace_id(),
-            RandomIdGenerator::default().new_span_id(),
+            new_span_id(),
             caller.trace_flags(),
             false,
             caller.trace_state().clone(),
         )
+    })
+}
+
+thread_local! {
+    /// Per-thread span-id generator, seeded from the OS, as the SDK's
+    /// `RandomIdGenerator` is.
+    static SPAN_IDS: RefCell<rand::rngs::SmallRng> = RefCell::new(rand::rngs::SmallRng::from_os_rng());
+}
+
+/// A random, valid (non-zero) span id.
+fn new_span_id() -> SpanId {
+    SPAN_IDS.with(|rng| {
+        let mut rng = rng.borrow_mut();
+        loop {
+            let id: u64 = rng.random();
+            if id != 0 {
+                return SpanId::from(id);
+            }
+        }
     })
 }

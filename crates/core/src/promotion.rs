@@ -1,18 +1,14 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::Span as _;
 use opentelemetry::{Context, Key, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 /// The baggage keys promoted to span attributes and log fields (an
 /// allow-list, such as `tenant.id`).
 ///
-/// As a [`SpanProcessor`] it copies those members of the parent context's
-/// baggage onto every span the service starts; the JSON log layer writes
-/// them as fields. Cheap to clone.
+/// `looptel-telemetry` copies those members of the parent context's
+/// baggage onto every span the service starts (a span processor of the
+/// SDK's); the JSON log layer writes them as fields. Cheap to clone.
 ///
 /// ```
 /// use looptel_core::BaggagePromotion;
@@ -73,27 +69,5 @@ impl BaggagePromotion {
             .iter()
             .filter_map(|k| baggage.get(k).map(|v| KeyValue::new(k.clone(), v.clone())))
             .collect()
-    }
-}
-
-impl SpanProcessor for BaggagePromotion {
-    fn on_start(&self, span: &mut Span, cx: &Context) {
-        if self.keys.is_empty() || !span.is_recording() {
-            return;
-        }
-        let attributes = self.attributes(cx);
-        if !attributes.is_empty() {
-            span.set_attributes(attributes);
-        }
-    }
-
-    fn on_end(&self, _span: SpanData) {}
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
     }
 }

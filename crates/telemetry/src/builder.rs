@@ -241,7 +241,8 @@ impl TelemetryBuilder {
             let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
             if !self.promotion.is_empty() {
                 // First, so attributes are set before any exporter sees the span.
-                builder = builder.with_span_processor(self.promotion.clone());
+                builder =
+                    builder.with_span_processor(crate::promotion::Promote(self.promotion.clone()));
             }
             builder = match self.sampler {
                 Some((s, follows)) => {

@@ -51,6 +51,7 @@ mod console;
 mod error;
 mod guard;
 mod otlp;
+mod promotion;
 mod sampler;
 pub mod vars;
 

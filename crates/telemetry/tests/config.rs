@@ -428,7 +428,7 @@ fn the_guard_hands_out_the_same_instrumentation_as_telemetry() {
         let (_subscriber, guard) = t.into_subscriber();
         let inst = guard.instrumentation();
         assert_eq!(inst.is_parent_based(), follows, "{sampler}: guard");
-        assert!(inst.tracer().is_some());
+        assert!(inst.is_tracing());
     }
 }
 

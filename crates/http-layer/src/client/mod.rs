@@ -26,9 +26,9 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use looptel_core::{HeaderInjector, Instrumentation};
+use looptel_core::{HeaderInjector, Instrumentation, SpanStart};
 use looptel_engine::{Engine, HttpClient, ResponseBody, ResponseFuture};
-use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanKind};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::URL_FULL;
 use tower_layer::Layer;
@@ -89,20 +89,19 @@ pub(crate) fn start_client_span(
     headers: &mut http::HeaderMap,
 ) -> (OtelContext, bool) {
     let parent = OtelContext::current();
-    let Some(tracer) = inst.tracer() else {
+    if !inst.is_tracing() {
         inst.propagator()
             .inject(&parent, &mut HeaderInjector(headers));
         return (parent, false);
-    };
+    }
     let mut attrs = Vec::with_capacity(6);
     let m = push_method(&mut attrs, looptel_core::normalize_method(method), method);
     push_server(&mut attrs, uri, headers);
     attrs.push(KeyValue::new(URL_FULL, full_url_without_credentials(uri)));
-    let builder = tracer
-        .span_builder(name_method(m))
+    let builder = SpanBuilder::from_name(name_method(m))
         .with_kind(SpanKind::Client)
         .with_attributes(attrs);
-    let cx = parent.with_span(tracer.build_with_context(builder, &parent));
+    let cx = inst.start_span(SpanStart::child_of(parent), builder, &mut |_| {});
     inst.propagator().inject(&cx, &mut HeaderInjector(headers));
     (cx, true)
 }

@@ -7,7 +7,8 @@ use looptel_engine::{
     ResponseFuture, Untraced, matched_route,
 };
 use opentelemetry::KeyValue;
-use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, TraceContextExt};
+use opentelemetry::global::ObjectSafeSpan;
+use opentelemetry::trace::{SpanBuilder, SpanKind};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, URL_PATH, URL_QUERY, URL_SCHEME,
     USER_AGENT_ORIGINAL,
@@ -98,7 +99,7 @@ where
                     .call(&mut self.inner, req, &layer.hooks, cx, true);
             }
         };
-        let Some(tracer) = inst.tracer() else {
+        if !inst.is_tracing() {
             // Telemetry off: no span, but the caller's context still flows
             // to outgoing calls, and the hooks run.
             let mut cx = remote;
@@ -106,7 +107,7 @@ where
             return layer
                 .engine
                 .call(&mut self.inner, req, &layer.hooks, cx, false);
-        };
+        }
 
         // Decide early, allocate late: the sampler sees the method, the
         // scheme and the route (else the path); everything else, and the
@@ -129,14 +130,14 @@ where
         };
         let mut start = SpanStart::from_remote(remote, public);
         layer.hooks.prepare(&req, start.parent_mut());
-        let (parent, mut span) = start.start(tracer, builder);
-        if span.is_recording() {
-            if let Some(route) = route {
-                span.update_name(span_name(method, route));
+        let cx = inst.start_span(start, builder, &mut |span| {
+            if span.is_recording() {
+                if let Some(route) = route {
+                    span.update_name(span_name(method, route).into());
+                }
+                recorded_only_attributes(&req, facts, route.is_some(), &mut SetOn(span));
             }
-            recorded_only_attributes(&req, facts, route.is_some(), &mut SetOn(&mut span));
-        }
-        let cx = parent.with_span(span);
+        });
         layer
             .engine
             .call(&mut self.inner, req, &layer.hooks, cx, true)
@@ -173,9 +174,9 @@ fn recorded_only_attributes<B>(
 }
 
 /// Sets attributes straight on a span, with no list in between.
-struct SetOn<'a, S>(&'a mut S);
+struct SetOn<'a>(&'a mut dyn ObjectSafeSpan);
 
-impl<S: opentelemetry::trace::Span> Extend<KeyValue> for SetOn<'_, S> {
+impl Extend<KeyValue> for SetOn<'_> {
     fn extend<I: IntoIterator<Item = KeyValue>>(&mut self, attributes: I) {
         for kv in attributes {
             self.0.set_attribute(kv);
