@@ -1,8 +1,10 @@
 //! What the conventions read off an HTTP request, derived once for spans
 //! and metrics alike.
 
-use http::{Request, Version};
+use http::{HeaderMap, Request, Uri, Version, header};
 use looptel_core::{METHODS, method_index};
+use opentelemetry::KeyValue;
+use opentelemetry_semantic_conventions::attribute::{SERVER_ADDRESS, SERVER_PORT};
 
 /// `url.scheme` values, by [`HttpFacts::https`].
 pub const SCHEMES: [&str; 2] = ["http", "https"];
@@ -123,9 +125,49 @@ pub fn matched_route<B>(request: &Request<B>) -> Option<&Route> {
     }
 }
 
+/// `server.address` and `server.port` of a request: from the URI's
+/// authority (HTTP/2's `:authority`, a client's target), else the `Host`
+/// header; the port defaults by scheme.
+pub fn server_attributes(uri: &Uri, headers: &HeaderMap, out: &mut impl Extend<KeyValue>) {
+    let authority = uri.authority().cloned().or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    });
+    if let Some(a) = authority {
+        out.extend([KeyValue::new(SERVER_ADDRESS, a.host().to_owned())]);
+        let port = a.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        if let Some(p) = port {
+            out.extend([KeyValue::new(SERVER_PORT, i64::from(p))]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_address_from_uri_or_host_header() {
+        let mut attrs = Vec::new();
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "shop.example:8080".parse().expect("host"));
+        server_attributes(&"/orders".parse().expect("uri"), &h, &mut attrs);
+        assert_eq!(attrs[0].value.as_str(), "shop.example");
+        assert_eq!(attrs[1].value, opentelemetry::Value::I64(8080));
+        let mut attrs = Vec::new();
+        server_attributes(
+            &"https://x.example/a".parse().expect("uri"),
+            &HeaderMap::new(),
+            &mut attrs,
+        );
+        assert_eq!(attrs[1].value, opentelemetry::Value::I64(443));
+    }
 
     #[test]
     fn every_version_and_scheme() {

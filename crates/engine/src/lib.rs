@@ -71,7 +71,7 @@ pub use classify::{
     Classification, Classify, ClassifyError, GrpcClient, GrpcServer, HttpClient, HttpServer,
     Messaging, ProtocolStatus, transport_error_class,
 };
-pub use facts::{HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route};
+pub use facts::{HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route, server_attributes};
 pub use filter::{
     AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, SkipPaths, Untraced,
     skip_paths,

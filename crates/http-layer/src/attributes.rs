@@ -1,10 +1,10 @@
 //! Semantic-convention attributes read from requests and responses.
 
-use http::{HeaderMap, Method, Uri, header};
+use http::{Method, Uri};
 use looptel_core::OTHER_METHOD;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute::{
-    HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, SERVER_ADDRESS, SERVER_PORT,
+    HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL,
 };
 
 /// `http.request.method` (and `_original`, the method itself, when
@@ -42,27 +42,6 @@ pub(crate) fn span_name(normalised: &'static str, route: &str) -> String {
     name.push(' ');
     name.push_str(route);
     name
-}
-
-/// `server.address` and `server.port` from the URI authority, else `Host`.
-pub(crate) fn push_server(attrs: &mut impl Extend<KeyValue>, uri: &Uri, headers: &HeaderMap) {
-    let authority = uri.authority().cloned().or_else(|| {
-        headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<http::uri::Authority>().ok())
-    });
-    if let Some(a) = authority {
-        attrs.extend([KeyValue::new(SERVER_ADDRESS, a.host().to_owned())]);
-        let port = a.port_u16().or(match uri.scheme_str() {
-            Some("https") => Some(443),
-            Some("http") => Some(80),
-            _ => None,
-        });
-        if let Some(p) = port {
-            attrs.extend([KeyValue::new(SERVER_PORT, i64::from(p))]);
-        }
-    }
 }
 
 /// `url.full` without user name or password.
@@ -103,22 +82,5 @@ mod tests {
             full_url_without_credentials(&uri),
             "http://api.example.com/v1"
         );
-    }
-
-    #[test]
-    fn server_address_from_uri_or_host_header() {
-        let mut attrs = Vec::new();
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, "shop.example:8080".parse().expect("host"));
-        push_server(&mut attrs, &"/orders".parse().expect("uri"), &h);
-        assert_eq!(attrs[0].value.as_str(), "shop.example");
-        assert_eq!(attrs[1].value, opentelemetry::Value::I64(8080));
-        let mut attrs = Vec::new();
-        push_server(
-            &mut attrs,
-            &"https://x.example/a".parse().expect("uri"),
-            &HeaderMap::new(),
-        );
-        assert_eq!(attrs[1].value, opentelemetry::Value::I64(443));
     }
 }

@@ -34,7 +34,8 @@ use opentelemetry_semantic_conventions::attribute::URL_FULL;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::attributes::{full_url_without_credentials, name_method, push_method, push_server};
+use crate::attributes::{full_url_without_credentials, name_method, push_method};
+use looptel_engine::server_attributes;
 
 /// Traces and propagates each outgoing request; see the [module docs](self).
 #[derive(Clone, Debug)]
@@ -96,7 +97,7 @@ pub(crate) fn start_client_span(
     }
     let mut attrs = Vec::with_capacity(6);
     let m = push_method(&mut attrs, looptel_core::normalize_method(method), method);
-    push_server(&mut attrs, uri, headers);
+    server_attributes(uri, headers, &mut attrs);
     attrs.push(KeyValue::new(URL_FULL, full_url_without_credentials(uri)));
     let builder = SpanBuilder::from_name(name_method(m))
         .with_kind(SpanKind::Client)

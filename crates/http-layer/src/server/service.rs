@@ -16,7 +16,8 @@ use opentelemetry_semantic_conventions::attribute::{
 use tower_service::Service;
 
 use super::ServerLayer;
-use crate::attributes::{name_method, push_method, push_server, span_name};
+use crate::attributes::{name_method, push_method, span_name};
+use looptel_engine::server_attributes;
 
 /// The service built by [`ServerLayer`]; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -160,7 +161,7 @@ fn recorded_only_attributes<B>(
     if let Some(v) = facts.protocol_version() {
         out.extend([KeyValue::new(NETWORK_PROTOCOL_VERSION, v)]);
     }
-    push_server(out, req.uri(), req.headers());
+    server_attributes(req.uri(), req.headers(), out);
     if let Some(addr) = client_address(req) {
         out.extend([KeyValue::new(CLIENT_ADDRESS, addr)]);
     }
