@@ -125,6 +125,26 @@ pub fn matched_route<B>(request: &Request<B>) -> Option<&Route> {
     }
 }
 
+/// Sets attributes straight on a span as they come, with no list in
+/// between (`Extend<KeyValue>`), for the span a layer fills before it goes
+/// into its context.
+pub struct AttributesOn<'a>(pub &'a mut dyn opentelemetry::global::ObjectSafeSpan);
+
+impl std::fmt::Debug for AttributesOn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttributesOn")
+    }
+}
+
+impl Extend<KeyValue> for AttributesOn<'_> {
+    #[inline]
+    fn extend<I: IntoIterator<Item = KeyValue>>(&mut self, attributes: I) {
+        for kv in attributes {
+            self.0.set_attribute(kv);
+        }
+    }
+}
+
 /// `server.address` and `server.port` of a request: from the URI's
 /// authority (HTTP/2's `:authority`, a client's target), else the `Host`
 /// header; the port defaults by scheme.

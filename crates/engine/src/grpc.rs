@@ -1,4 +1,7 @@
-//! gRPC status codes, as the protocol and the conventions name them.
+//! gRPC status codes and method names, as the protocol and the conventions
+//! name them: never a raw path in a span name or a metric label.
+
+use std::sync::Arc;
 
 use http::HeaderMap;
 
@@ -147,6 +150,111 @@ impl GrpcCode {
 impl std::fmt::Display for GrpcCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// `rpc.method` for methods the server does not know.
+pub const OTHER_METHOD: &str = "_OTHER";
+
+/// The services a server knows (tonic's `NamedService::NAME`s): a path
+/// whose service is not among them is `_OTHER`. The default knows none in
+/// particular: every path shaped like a method is one, and a call the
+/// router answered UNIMPLEMENTED is `_OTHER` (see [`rpc_method_label`]).
+#[derive(Clone, Debug, Default)]
+pub struct RpcServices(Option<Arc<[Box<str>]>>);
+
+impl RpcServices {
+    /// Exactly these services.
+    pub fn new<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self(Some(
+            names
+                .into_iter()
+                .map(|s| s.into().into_boxed_str())
+                .collect(),
+        ))
+    }
+
+    /// Whether a list was given.
+    pub fn is_listed(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn knows(&self, service: &str) -> bool {
+        self.0
+            .as_deref()
+            .is_none_or(|known| known.iter().any(|k| **k == *service))
+    }
+}
+
+/// The full method of a gRPC path, `package.Service/Method` (without the
+/// leading `/`), when the path is one and its service is known; `None`
+/// means `_OTHER`.
+///
+/// ```
+/// use looptel_engine::rpc_method;
+/// assert_eq!(rpc_method("/inventory.v1.StockService/ReserveItem"), Some("inventory.v1.StockService/ReserveItem"));
+/// assert_eq!(rpc_method("/orders/42"), Some("orders/42")); // shaped like one: only a known-services list tells
+/// assert_eq!(rpc_method("/a/b/c"), None);
+/// assert_eq!(rpc_method("/"), None);
+/// ```
+pub fn rpc_method(path: &str) -> Option<&str> {
+    method_of(path, &RpcServices::default())
+}
+
+/// [`rpc_method`] with a list of known services.
+pub fn method_of<'a>(path: &'a str, services: &RpcServices) -> Option<&'a str> {
+    let full = path.strip_prefix('/')?;
+    let (service, method) = full.split_once('/')?;
+    let shaped = |s: &str| {
+        !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+    };
+    (shaped(service) && shaped(method) && services.knows(service)).then_some(full)
+}
+
+/// The `rpc.method` of a call that ended as `end` says: its method, or
+/// `_OTHER` when the path names none (or an unknown service), or — without a
+/// list of known services — when the call was UNIMPLEMENTED (the router's
+/// answer to a method it does not have). Never the raw path.
+pub fn rpc_method_label<'a>(
+    path: &'a str,
+    services: &RpcServices,
+    end: &crate::Classification,
+) -> &'a str {
+    match method_of(path, services) {
+        Some(_) if !services.is_listed() && end.grpc_code() == Some(GrpcCode::Unimplemented) => {
+            OTHER_METHOD
+        }
+        Some(method) => method,
+        None => OTHER_METHOD,
+    }
+}
+
+#[cfg(test)]
+mod method_tests {
+    use super::*;
+
+    #[test]
+    fn only_known_services_name_a_method() {
+        let known = RpcServices::new(["inventory.v1.StockService"]);
+        assert_eq!(
+            method_of("/inventory.v1.StockService/ReserveItem", &known),
+            Some("inventory.v1.StockService/ReserveItem")
+        );
+        for other in [
+            "/evil.Service/Method",
+            "/inventory.v1.StockService/",
+            "inventory.v1.StockService/ReserveItem",
+            "/inventory.v1.StockService/Reserve/Item",
+            "/inventory.v1.StockService/Résérve",
+        ] {
+            assert_eq!(method_of(other, &known), None, "{other}");
+        }
+        let long = format!("/s/{}", "m".repeat(300));
+        assert_eq!(rpc_method(&long), None);
     }
 }
 

@@ -85,6 +85,16 @@ impl HookState for () {
     fn end(self, _: &Classification, _: &Context) {}
 }
 
+/// A state that may be absent (a hook with nothing to do for this request).
+impl<S: HookState> HookState for Option<S> {
+    #[inline]
+    fn end(self, end: &Classification, cx: &Context) {
+        if let Some(state) = self {
+            state.end(end, cx);
+        }
+    }
+}
+
 impl<R, H1, H2> RequestHook<R> for (H1, H2)
 where
     H1: RequestHook<R>,

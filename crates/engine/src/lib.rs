@@ -71,13 +71,17 @@ pub use classify::{
     Classification, Classify, ClassifyError, GrpcClient, GrpcServer, HttpClient, HttpServer,
     Messaging, ProtocolStatus, transport_error_class,
 };
-pub use facts::{HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route, server_attributes};
+pub use facts::{
+    AttributesOn, HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route, server_attributes,
+};
 pub use filter::{
     AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, SkipPaths, Untraced,
     skip_paths,
 };
 pub use future::{Engine, ResponseFuture};
-pub use grpc::{GRPC_STATUS, GrpcCode};
+pub use grpc::{
+    GRPC_STATUS, GrpcCode, OTHER_METHOD, RpcServices, method_of, rpc_method, rpc_method_label,
+};
 pub use hook::{HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
 pub use looptel_core::ErrorOutcome;

@@ -7,7 +7,6 @@ use looptel_engine::{
     ResponseFuture, Untraced, matched_route,
 };
 use opentelemetry::KeyValue;
-use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::trace::{SpanBuilder, SpanKind};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, URL_PATH, URL_QUERY, URL_SCHEME,
@@ -17,7 +16,7 @@ use tower_service::Service;
 
 use super::ServerLayer;
 use crate::attributes::{name_method, push_method, span_name};
-use looptel_engine::server_attributes;
+use looptel_engine::{AttributesOn, server_attributes};
 
 /// The service built by [`ServerLayer`]; see the [module docs](super).
 #[derive(Clone, Debug)]
@@ -136,7 +135,7 @@ where
                 if let Some(route) = route {
                     span.update_name(span_name(method, route).into());
                 }
-                recorded_only_attributes(&req, facts, route.is_some(), &mut SetOn(span));
+                recorded_only_attributes(&req, facts, route.is_some(), &mut AttributesOn(span));
             }
         });
         layer
@@ -171,16 +170,5 @@ fn recorded_only_attributes<B>(
         .and_then(|v| v.to_str().ok())
     {
         out.extend([KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned())]);
-    }
-}
-
-/// Sets attributes straight on a span, with no list in between.
-struct SetOn<'a>(&'a mut dyn ObjectSafeSpan);
-
-impl Extend<KeyValue> for SetOn<'_> {
-    fn extend<I: IntoIterator<Item = KeyValue>>(&mut self, attributes: I) {
-        for kv in attributes {
-            self.0.set_attribute(kv);
-        }
     }
 }

@@ -1,0 +1,231 @@
+//! The server layer: one SERVER span per call, from the request to the end
+//! of the response stream, with the status from the trailers.
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response, Uri};
+use looptel_core::{Extracted, Instrumentation, SpanStart};
+use looptel_engine::{
+    AttributesOn, Classification, Engine, GrpcServer, HookState, PublicEndpoint, RequestFilter,
+    RequestHook, ResponseBody, ResponseFuture, RpcServices, Untraced, method_of, rpc_method_label,
+    server_attributes,
+};
+use opentelemetry::KeyValue;
+use opentelemetry::global::ObjectSafeSpan;
+use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
+use opentelemetry_semantic_conventions::attribute::{
+    RPC_METHOD, RPC_METHOD_ORIGINAL, RPC_SYSTEM_NAME,
+};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::SkipServices;
+
+/// Traces each call of a tonic server; see the [crate docs](crate).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct GrpcServerLayer<F = SkipServices, P = (), H = ()> {
+    instrumentation: Instrumentation,
+    filter: F,
+    public: P,
+    hooks: H,
+    services: RpcServices,
+    engine: Engine<GrpcServer>,
+}
+
+impl GrpcServerLayer {
+    /// Traces every call but the health service's, trusts every caller.
+    pub fn new(instrumentation: Instrumentation) -> Self {
+        Self {
+            instrumentation,
+            filter: crate::skip_services([crate::HEALTH_SERVICE]),
+            public: (),
+            hooks: (),
+            services: RpcServices::default(),
+            engine: Engine::new(GrpcServer),
+        }
+    }
+}
+
+impl<F, P, H> GrpcServerLayer<F, P, H> {
+    /// Calls the filter rejects get no span and are marked
+    /// [`Untraced`] for inner layers (default: all but
+    /// `grpc.health.v1.Health`).
+    pub fn filter<F2>(self, filter: F2) -> GrpcServerLayer<F2, P, H> {
+        GrpcServerLayer {
+            instrumentation: self.instrumentation,
+            filter,
+            public: self.public,
+            hooks: self.hooks,
+            services: self.services,
+            engine: self.engine,
+        }
+    }
+
+    /// Callers the rule calls public start a new trace linked to their
+    /// context (default: every caller trusted).
+    pub fn public_endpoint<P2>(self, rule: P2) -> GrpcServerLayer<F, P2, H> {
+        GrpcServerLayer {
+            instrumentation: self.instrumentation,
+            filter: self.filter,
+            public: rule,
+            hooks: self.hooks,
+            services: self.services,
+            engine: self.engine,
+        }
+    }
+
+    /// Runs `hook` for every traced call, inside its span, ending with the
+    /// response stream (RED metrics, the baggage edge).
+    pub fn hook<H2>(self, hook: H2) -> GrpcServerLayer<F, P, (H, H2)> {
+        GrpcServerLayer {
+            instrumentation: self.instrumentation,
+            filter: self.filter,
+            public: self.public,
+            hooks: (self.hooks, hook),
+            services: self.services,
+            engine: self.engine,
+        }
+    }
+
+    /// The services the server has (tonic's `NamedService::NAME`): calls
+    /// to others are `_OTHER`. Without it, a call the router answers
+    /// UNIMPLEMENTED is `_OTHER`.
+    pub fn services<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.services = RpcServices::new(names);
+        self
+    }
+}
+
+impl<S, F: Clone, P: Clone, H: Clone> Layer<S> for GrpcServerLayer<F, P, H> {
+    type Service = GrpcServerService<S, F, P, H>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcServerService {
+            inner,
+            layer: GrpcServerLayer {
+                instrumentation: self.instrumentation.clone(),
+                filter: self.filter.clone(),
+                public: self.public.clone(),
+                hooks: (),
+                services: self.services.clone(),
+                engine: self.engine,
+            },
+            hooks: (MethodAtEnd(self.services.clone()), self.hooks.clone()),
+        }
+    }
+}
+
+/// The service built by [`GrpcServerLayer`].
+#[derive(Clone, Debug)]
+pub struct GrpcServerService<S, F = SkipServices, P = (), H = ()> {
+    inner: S,
+    layer: GrpcServerLayer<F, P, ()>,
+    /// The method namer first, then the user's hooks.
+    hooks: (MethodAtEnd, H),
+}
+
+looptel_engine::service_accessors!(GrpcServerService<S, F, P, H>);
+
+/// The server layer's own hook: the names a call's span gets once it has
+/// ended: `rpc.method`, and
+/// `_OTHER` with `rpc.method_original` for a method the server does not
+/// have. Runs first, so it ends last, before the span does.
+#[derive(Clone, Debug)]
+pub struct MethodAtEnd(RpcServices);
+
+/// What [`MethodAtEnd`] keeps: the path of a recording span's call.
+#[derive(Debug)]
+pub struct Ending {
+    services: RpcServices,
+    uri: Uri,
+}
+
+impl<B> RequestHook<Request<B>> for MethodAtEnd {
+    type State = Option<Ending>;
+
+    #[inline]
+    fn start(&self, request: &Request<B>, cx: &mut opentelemetry::Context) -> Self::State {
+        cx.span().is_recording().then(|| Ending {
+            services: self.0.clone(),
+            uri: request.uri().clone(),
+        })
+    }
+}
+
+impl HookState for Ending {
+    fn end(self, end: &Classification, cx: &opentelemetry::Context) {
+        let path = self.uri.path();
+        let method = rpc_method_label(path, &self.services, end);
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(RPC_METHOD, method.to_owned()));
+        if method == looptel_engine::OTHER_METHOD {
+            span.update_name(looptel_engine::OTHER_METHOD);
+            span.set_attribute(KeyValue::new(RPC_METHOD_ORIGINAL, path.to_owned()));
+        }
+    }
+}
+
+impl<S, F, P, H, ReqB, ResB> Service<Request<ReqB>> for GrpcServerService<S, F, P, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    F: RequestFilter<Request<ReqB>>,
+    P: PublicEndpoint<Request<ReqB>>,
+    H: RequestHook<Request<ReqB>>,
+    ResB: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResB, GrpcServer, (Option<Ending>, H::State)>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, GrpcServer, (Option<Ending>, H::State)>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let layer = &self.layer;
+        if !layer.filter.traced(&req) {
+            req.extensions_mut().insert(Untraced);
+            return layer.engine.untraced(&mut self.inner, req);
+        }
+        let hooks = &self.hooks;
+        let inst = &layer.instrumentation;
+        // Outside the trust boundary the caller's decision does not count.
+        let public = layer.public.is_public(&req);
+        let remote = match inst.extract_request(req.headers(), !public) {
+            Extracted::Remote(cx) => cx,
+            Extracted::UnsampledChild(mut cx) => {
+                hooks.prepare(&req, &mut cx);
+                return layer.engine.call(&mut self.inner, req, hooks, cx, true);
+            }
+        };
+        if !inst.is_tracing() {
+            let mut cx = remote;
+            hooks.prepare(&req, &mut cx);
+            return layer.engine.call(&mut self.inner, req, hooks, cx, false);
+        }
+        // The sampler sees the system and the span name: the method, or
+        // `_OTHER` (renamed at the end if the router did not know it).
+        let name = method_of(req.uri().path(), &layer.services)
+            .unwrap_or(looptel_engine::OTHER_METHOD)
+            .to_owned();
+        let builder = SpanBuilder {
+            span_kind: Some(SpanKind::Server),
+            attributes: Some(vec![KeyValue::new(RPC_SYSTEM_NAME, "grpc")]),
+            ..SpanBuilder::from_name(name)
+        };
+        let mut start = SpanStart::from_remote(remote, public);
+        hooks.prepare(&req, start.parent_mut());
+        let cx = inst.start_span(start, builder, &mut |span: &mut dyn ObjectSafeSpan| {
+            if span.is_recording() {
+                server_attributes(req.uri(), req.headers(), &mut AttributesOn(span));
+            }
+        });
+        layer.engine.call(&mut self.inner, req, hooks, cx, true)
+    }
+}

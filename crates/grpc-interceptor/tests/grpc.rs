@@ -1,0 +1,396 @@
+//! The gRPC layers over real sockets: a tonic server and a tonic channel on
+//! 127.0.0.1, the status read from trailers, streams, cancellation, unknown
+//! methods, panics, the health filter and propagation between the two.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use looptel_core::{Instrumentation, Propagator};
+use looptel_grpc_interceptor::{GrpcClientLayer, GrpcServerLayer};
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// One process's spans.
+struct Spans {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+}
+
+impl Spans {
+    fn new() -> Self {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        Self { exporter, provider }
+    }
+
+    fn inst(&self) -> Instrumentation {
+        Instrumentation::new(&self.provider, Propagator::default())
+    }
+
+    fn finished(&self) -> Vec<SpanData> {
+        self.exporter.get_finished_spans().expect("spans")
+    }
+
+    /// Waits for `n` finished spans (the server ends its span on its own
+    /// task).
+    async fn wait_for(&self, n: usize) -> Vec<SpanData> {
+        for _ in 0..200 {
+            let spans = self.finished();
+            if spans.len() >= n {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.finished()
+    }
+}
+
+fn attr(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+/// A gRPC message frame: the 5-byte prefix and the payload.
+fn message(payload: &'static [u8]) -> Frame<Bytes> {
+    let mut m = vec![0_u8];
+    m.extend_from_slice(&u32::try_from(payload.len()).expect("small").to_be_bytes());
+    m.extend_from_slice(payload);
+    Frame::data(Bytes::from(m))
+}
+
+fn trailers(code: &'static str) -> Frame<Bytes> {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from_static(code));
+    Frame::trailers(t)
+}
+
+/// A scripted response body: frames with a pause before each.
+struct Script {
+    frames: VecDeque<Frame<Bytes>>,
+    gap: Duration,
+    forever: bool,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for Script {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        if !self.gap.is_zero() {
+            let gap = self.gap;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+        }
+        if self.forever {
+            return Poll::Ready(Some(Ok(message(b"tick"))));
+        }
+        Poll::Ready(self.frames.pop_front().map(Ok))
+    }
+}
+
+/// A hand-written gRPC service (no code generation): what it answers
+/// depends on the method.
+#[derive(Clone)]
+struct Raw;
+
+impl NamedService for Raw {
+    const NAME: &'static str = "test.v1.Raw";
+}
+
+impl Service<Request<Body>> for Raw {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let method = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
+        Box::pin(async move {
+            let (frames, gap, forever) = match method.as_str() {
+                // OK headers, messages, then a failure in the trailers.
+                "StreamThenFail" => (
+                    vec![message(b"a"), message(b"b"), message(b"c"), trailers("13")],
+                    Duration::ZERO,
+                    false,
+                ),
+                "Long" => (
+                    vec![message(b"1"), message(b"2"), message(b"3"), trailers("0")],
+                    Duration::from_millis(40),
+                    false,
+                ),
+                "Forever" => (Vec::new(), Duration::from_millis(5), true),
+                "Panic" => panic!("handler bug"),
+                _ => (vec![trailers("12")], Duration::ZERO, false),
+            };
+            let body = Script {
+                frames: frames.into(),
+                gap,
+                forever,
+                sleep: None,
+            };
+            let mut res = Response::new(Body::new(body));
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            Ok(res)
+        })
+    }
+}
+
+/// Serves `Raw` and the health service on 127.0.0.1 behind a layer.
+macro_rules! serve {
+    ($layer:expr) => {{
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let routes = tonic::service::Routes::new(Raw).add_service(health);
+        let layer = $layer;
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .serve_with_incoming(
+                    routes,
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                )
+                .await
+        });
+        addr
+    }};
+}
+
+/// A traced channel to `addr`.
+async fn client(
+    inst: Instrumentation,
+    addr: SocketAddr,
+) -> looptel_grpc_interceptor::GrpcClientService<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    ServiceBuilder::new()
+        .layer(GrpcClientLayer::new(inst))
+        .service(channel)
+}
+
+fn call(addr: SocketAddr, method: &str) -> Request<Body> {
+    Request::post(format!("http://{addr}/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Body::empty())
+        .expect("request")
+}
+
+fn code(span: &SpanData) -> Option<Value> {
+    attr(span, "rpc.response.status_code")
+}
+
+fn by_kind(spans: &[SpanData], kind: SpanKind) -> Vec<&SpanData> {
+    spans.iter().filter(|s| s.span_kind == kind).collect()
+}
+
+#[tokio::test]
+async fn an_error_in_the_trailers_after_messages_is_that_error_on_both_sides() {
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
+    let mut client = client(client_spans.inst(), addr).await;
+    let res = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(call(addr, "test.v1.Raw/StreamThenFail"))
+        .await
+        .expect("answered");
+    assert_eq!(
+        res.status(),
+        http::StatusCode::OK,
+        "the head says nothing yet"
+    );
+    let collected = res.into_body().collect().await.expect("body");
+    assert_eq!(
+        collected.trailers().and_then(|t| t.get("grpc-status")),
+        Some(&HeaderValue::from_static("13"))
+    );
+
+    let server = server_spans.wait_for(1).await;
+    let server = by_kind(&server, SpanKind::Server)[0];
+    assert_eq!(server.name, "test.v1.Raw/StreamThenFail");
+    assert_eq!(code(server), Some("INTERNAL".into()));
+    assert_eq!(attr(server, "error.type"), Some("INTERNAL".into()));
+    assert!(matches!(server.status, Status::Error { .. }));
+    assert_eq!(attr(server, "rpc.system.name"), Some("grpc".into()));
+    assert_eq!(
+        attr(server, "rpc.method"),
+        Some("test.v1.Raw/StreamThenFail".into())
+    );
+
+    let client = client_spans.finished();
+    let client = by_kind(&client, SpanKind::Client)[0];
+    assert_eq!(code(client), Some("INTERNAL".into()));
+    assert!(matches!(client.status, Status::Error { .. }));
+    assert_eq!(attr(client, "server.address"), Some("127.0.0.1".into()));
+    assert_eq!(
+        attr(client, "server.port"),
+        Some(i64::from(addr.port()).into())
+    );
+    // One trace: the server continued the client's span.
+    assert_eq!(
+        server.span_context.trace_id(),
+        client.span_context.trace_id()
+    );
+    assert_eq!(server.parent_span_id, client.span_context.span_id());
+}
+
+#[tokio::test]
+async fn a_long_stream_is_timed_whole_and_a_dropped_one_is_cancelled_once() {
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
+    let mut client = client(client_spans.inst(), addr).await;
+
+    let res = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(call(addr, "test.v1.Raw/Long"))
+        .await
+        .expect("answered");
+    let mut body = res.into_body();
+    body.frame().await.expect("frame").expect("data");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(server_spans.finished().is_empty(), "not ended early");
+    while body.frame().await.is_some() {}
+    let spans = server_spans.wait_for(1).await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(code(&spans[0]), Some("OK".into()));
+    let took = spans[0]
+        .end_time
+        .duration_since(spans[0].start_time)
+        .expect("ordered");
+    assert!(
+        took >= Duration::from_millis(150),
+        "the whole stream: {took:?}"
+    );
+
+    // The client reads one message of an endless stream and goes away.
+    let res = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(call(addr, "test.v1.Raw/Forever"))
+        .await
+        .expect("answered");
+    let mut body = res.into_body();
+    body.frame().await.expect("frame").expect("data");
+    drop(body);
+    let spans = server_spans.wait_for(2).await;
+    assert_eq!(spans.len(), 2, "ended once");
+    let cancelled = &spans[1];
+    assert_eq!(code(cancelled), Some("CANCELLED".into()));
+    assert_eq!(
+        cancelled.status,
+        Status::Unset,
+        "a client that cancels is not a server error"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server_spans.finished().len(), 2, "and only once");
+    let client = client_spans.finished();
+    assert_eq!(code(&client[1]), Some("CANCELLED".into()));
+    assert!(
+        matches!(client[1].status, Status::Error { .. }),
+        "for the client, any non-OK"
+    );
+}
+
+#[tokio::test]
+async fn unknown_methods_are_other_panics_are_internal_and_health_is_skipped() {
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
+    let mut client = client(client_spans.inst(), addr).await;
+    for method in [
+        "nope.v1.Unknown/Call",
+        "test.v1.Raw/Panic",
+        "grpc.health.v1.Health/Check",
+    ] {
+        let res = client
+            .ready()
+            .await
+            .expect("ready")
+            .call(call(addr, method))
+            .await
+            .expect("answered");
+        res.into_body().collect().await.expect("body");
+    }
+    let spans = server_spans.wait_for(2).await;
+    assert_eq!(spans.len(), 2, "the health check is not traced: {spans:?}");
+    let unknown = &spans[0];
+    assert_eq!(unknown.name, "_OTHER");
+    assert_eq!(attr(unknown, "rpc.method"), Some("_OTHER".into()));
+    assert_eq!(
+        attr(unknown, "rpc.method_original"),
+        Some("/nope.v1.Unknown/Call".into())
+    );
+    assert_eq!(code(unknown), Some("UNIMPLEMENTED".into()));
+    let panicked = &spans[1];
+    assert_eq!(code(panicked), Some("INTERNAL".into()));
+    assert_eq!(panicked.status, Status::error("handler bug"));
+    assert_eq!(panicked.events.events[0].name, "exception");
+    // The client saw three calls; the health check was an empty request,
+    // answered with a status of its own.
+    assert_eq!(client_spans.finished().len(), 3);
+}
+
+#[tokio::test]
+async fn a_generated_client_and_server_work_through_the_layers() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    // Health traced here: the filter is the user's to change.
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()).filter(()));
+    let mut health = HealthClient::new(client(client_spans.inst(), addr).await);
+    let status = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .expect_err("unknown service");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    let server = server_spans.wait_for(1).await;
+    assert_eq!(server[0].name, "grpc.health.v1.Health/Check");
+    assert_eq!(code(&server[0]), Some("NOT_FOUND".into()));
+    assert_eq!(server[0].status, Status::Unset, "NOT_FOUND is the caller's");
+    let client = client_spans.finished();
+    assert_eq!(attr(&client[0], "error.type"), Some("NOT_FOUND".into()));
+}
