@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use looptel_core::{HeaderInjector, Instrumentation, SpanStart};
 use looptel_engine::{
-    AttributesOn, Engine, GrpcClient, ResponseBody, ResponseFuture, method_of, server_attributes,
+    AttributesOn, Engine, GrpcClient, RequestHook, ResponseBody, ResponseFuture, method_of,
+    server_attributes,
 };
 use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::trace::{SpanBuilder, SpanKind};
@@ -21,8 +22,9 @@ use tower_service::Service;
 /// see the [crate docs](crate).
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct GrpcClientLayer {
+pub struct GrpcClientLayer<H = ()> {
     instrumentation: Instrumentation,
+    hooks: H,
     engine: Engine<GrpcClient>,
 }
 
@@ -31,13 +33,27 @@ impl GrpcClientLayer {
     pub fn new(instrumentation: Instrumentation) -> Self {
         Self {
             instrumentation,
+            hooks: (),
             engine: Engine::new(GrpcClient),
         }
     }
 }
 
-impl<S> Layer<S> for GrpcClientLayer {
-    type Service = GrpcClientService<S>;
+impl<H> GrpcClientLayer<H> {
+    /// Runs `hook` for every call, inside its span, ending with the
+    /// response stream (`rpc.client.call.duration`:
+    /// `looptel_red_metrics::RpcMetrics::client_hook`).
+    pub fn hook<H2>(self, hook: H2) -> GrpcClientLayer<(H, H2)> {
+        GrpcClientLayer {
+            instrumentation: self.instrumentation,
+            hooks: (self.hooks, hook),
+            engine: self.engine,
+        }
+    }
+}
+
+impl<S, H: Clone> Layer<S> for GrpcClientLayer<H> {
+    type Service = GrpcClientService<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         GrpcClientService {
@@ -49,22 +65,23 @@ impl<S> Layer<S> for GrpcClientLayer {
 
 /// The service built by [`GrpcClientLayer`].
 #[derive(Clone, Debug)]
-pub struct GrpcClientService<S> {
+pub struct GrpcClientService<S, H = ()> {
     inner: S,
-    layer: GrpcClientLayer,
+    layer: GrpcClientLayer<H>,
 }
 
-looptel_engine::service_accessors!(GrpcClientService<S>);
+looptel_engine::service_accessors!(GrpcClientService<S, H>);
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for GrpcClientService<S>
+impl<S, H, ReqB, ResB> Service<Request<ReqB>> for GrpcClientService<S, H>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Error: std::error::Error + 'static,
+    H: RequestHook<Request<ReqB>>,
     ResB: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResB, GrpcClient>>;
+    type Response = Response<ResponseBody<ResB, GrpcClient, H::State>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, GrpcClient>;
+    type Future = ResponseFuture<S::Future, GrpcClient, H::State>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -77,10 +94,10 @@ where
         if !inst.is_tracing() {
             inst.propagator()
                 .inject(&parent, &mut HeaderInjector(req.headers_mut()));
-            return self
-                .layer
+            let layer = &self.layer;
+            return layer
                 .engine
-                .call(&mut self.inner, req, &(), parent, false);
+                .call(&mut self.inner, req, &layer.hooks, parent, false);
         }
         // The client knows what it calls: its own generated paths.
         let path = req.uri().path();
@@ -112,7 +129,10 @@ where
         );
         inst.propagator()
             .inject(&cx, &mut HeaderInjector(req.headers_mut()));
-        self.layer.engine.call(&mut self.inner, req, &(), cx, true)
+        let layer = &self.layer;
+        layer
+            .engine
+            .call(&mut self.inner, req, &layer.hooks, cx, true)
     }
 }
 

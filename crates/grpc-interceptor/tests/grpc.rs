@@ -394,3 +394,79 @@ async fn a_generated_client_and_server_work_through_the_layers() {
     let client = client_spans.finished();
     assert_eq!(attr(&client[0], "error.type"), Some("NOT_FOUND".into()));
 }
+
+#[tokio::test]
+async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_span() {
+    use looptel_red_metrics::{Format, Registry, RpcMetrics};
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let (server_registry, client_registry) = (Registry::new(), Registry::new());
+    let server_rpc = RpcMetrics::new(&server_registry);
+    let client_rpc = RpcMetrics::new(&client_registry);
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()).hook(server_rpc.server_hook()));
+    let mut client = ServiceBuilder::new()
+        .layer(GrpcClientLayer::new(client_spans.inst()).hook(client_rpc.client_hook()))
+        .service(
+            tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    for method in [
+        "test.v1.Raw/Long",
+        "test.v1.Raw/StreamThenFail",
+        "nope.v1.X/Y",
+    ] {
+        let res = client
+            .ready()
+            .await
+            .expect("ready")
+            .call(call(addr, method))
+            .await
+            .expect("answered");
+        res.into_body().collect().await.expect("body");
+    }
+    let spans = server_spans.wait_for(3).await;
+    let server = server_registry.encode(Format::OpenMetrics);
+    for line in [
+        "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"test.v1.Raw/Long\",rpc_response_status_code=\"OK\"} 1",
+        "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"test.v1.Raw/StreamThenFail\",rpc_response_status_code=\"INTERNAL\",error_type=\"INTERNAL\"} 1",
+        // Never the raw path of a method the server does not have.
+        "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"_OTHER\",rpc_response_status_code=\"UNIMPLEMENTED\",error_type=\"UNIMPLEMENTED\"} 1",
+    ] {
+        assert!(server.lines().any(|l| l == line), "{line}\n{server}");
+    }
+    assert!(!server.contains("nope.v1"), "{server}");
+    // The metric is the span's duration, and its exemplar is the span.
+    let long = &spans[0];
+    let span_secs = long
+        .end_time
+        .duration_since(long.start_time)
+        .expect("ordered")
+        .as_secs_f64();
+    let sum: f64 = server
+        .lines()
+        .find(|l| {
+            l.starts_with("rpc_server_call_duration_seconds_sum{") && l.contains("test.v1.Raw/Long")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("sum");
+    assert!(
+        (sum - span_secs).abs() < 0.005,
+        "metric {sum} vs span {span_secs}"
+    );
+    assert!(
+        server.contains(&long.span_context.trace_id().to_string()),
+        "exemplar of the sampled span"
+    );
+    let client = client_registry.encode(Format::OpenMetrics);
+    let expected = format!(
+        "rpc_client_call_duration_seconds_count{{rpc_system_name=\"grpc\",rpc_method=\"test.v1.Raw/StreamThenFail\",rpc_response_status_code=\"INTERNAL\",error_type=\"INTERNAL\",server_address=\"127.0.0.1\",server_port=\"{}\"}} 1",
+        addr.port()
+    );
+    assert!(
+        client.lines().any(|l| l == expected),
+        "{expected}\n{client}"
+    );
+}

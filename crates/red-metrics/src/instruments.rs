@@ -84,6 +84,21 @@ impl RpcMetrics {
             client: registry.instrument_histogram(&m::RPC_CLIENT_CALL_DURATION),
         }
     }
+
+    /// The gRPC server layer's hook recording `rpc.server.call.duration`.
+    pub fn server_hook(&self) -> crate::RpcServerMetrics {
+        crate::RpcServerMetrics {
+            duration: self.server.clone(),
+            services: looptel_engine::RpcServices::default(),
+        }
+    }
+
+    /// The gRPC client layer's hook recording `rpc.client.call.duration`.
+    pub fn client_hook(&self) -> crate::RpcClientMetrics {
+        crate::RpcClientMetrics {
+            duration: self.client.clone(),
+        }
+    }
 }
 
 /// The labels of the messaging instruments.

@@ -39,6 +39,7 @@ mod family;
 mod instruments;
 mod metrics;
 mod registry;
+mod rpc;
 mod saturation;
 mod server;
 
@@ -52,6 +53,7 @@ pub use registry::{
     Collected, Collector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER,
     PROMETHEUS_CONTENT_TYPE, Registry,
 };
+pub use rpc::{RpcClientMetrics, RpcRecording, RpcServerMetrics};
 pub use saturation::{ProcessCollector, TokioCollector};
 pub use server::{ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, Recording, RedLayer};
 

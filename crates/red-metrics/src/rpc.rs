@@ -1,0 +1,112 @@
+//! gRPC call durations as hooks of the gRPC layers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Uri};
+use looptel_core::TraceIds;
+use looptel_engine::{Classification, HookState, RequestHook, RpcServices, rpc_method_label};
+
+use crate::metrics::Histogram;
+use crate::registry::Metric;
+
+/// The hook that records `rpc.server.call.duration` for each call of a
+/// gRPC server layer (`GrpcServerLayer::hook`), from the start of its span
+/// to the end of its stream, with the span as exemplar when sampled. From
+/// [`RpcMetrics::server_hook`](crate::RpcMetrics::server_hook).
+#[derive(Clone, Debug)]
+pub struct RpcServerMetrics {
+    pub(crate) duration: Arc<Metric<Histogram>>,
+    pub(crate) services: RpcServices,
+}
+
+/// The hook that records `rpc.client.call.duration` for each call of a
+/// gRPC client layer (`GrpcClientLayer::hook`). From
+/// [`RpcMetrics::client_hook`](crate::RpcMetrics::client_hook).
+#[derive(Clone, Debug)]
+pub struct RpcClientMetrics {
+    pub(crate) duration: Arc<Metric<Histogram>>,
+}
+
+impl RpcServerMetrics {
+    /// Calls to services not among these are `_OTHER` (as the server
+    /// layer's `services`).
+    #[must_use]
+    pub fn services<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.services = RpcServices::new(names);
+        self
+    }
+}
+
+/// A call being timed.
+#[derive(Debug)]
+pub struct RpcRecording {
+    duration: Arc<Metric<Histogram>>,
+    /// The server's known services; `None` for a client's call.
+    services: Option<RpcServices>,
+    uri: Uri,
+    start: Instant,
+}
+
+impl<B> RequestHook<Request<B>> for RpcServerMetrics {
+    type State = RpcRecording;
+
+    fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> RpcRecording {
+        RpcRecording {
+            duration: self.duration.clone(),
+            services: Some(self.services.clone()),
+            uri: request.uri().clone(),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl<B> RequestHook<Request<B>> for RpcClientMetrics {
+    type State = RpcRecording;
+
+    fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> RpcRecording {
+        RpcRecording {
+            duration: self.duration.clone(),
+            services: None,
+            uri: request.uri().clone(),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl HookState for RpcRecording {
+    fn end(self, end: &Classification, cx: &opentelemetry::Context) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let status = end.grpc_code().map_or("", looptel_engine::GrpcCode::name);
+        let error_type = end.error_type().unwrap_or("");
+        let ids = TraceIds::from_context(cx);
+        let path = self.uri.path();
+        match &self.services {
+            Some(services) => {
+                let method = rpc_method_label(path, services, end);
+                self.duration
+                    .with(&["grpc", method, status, error_type], |h| {
+                        h.observe(elapsed, ids);
+                    });
+            }
+            None => {
+                // A client calls its own generated paths: any well-formed
+                // one is a method. The server is the channel's target.
+                let method = rpc_method_label(path, &RpcServices::default(), end);
+                let (host, port) = self
+                    .uri
+                    .authority()
+                    .map_or(("", None), |a| (a.host(), a.port_u16()));
+                let port = port.map(|p| p.to_string()).unwrap_or_default();
+                self.duration
+                    .with(&["grpc", method, status, error_type, host, &port], |h| {
+                        h.observe(elapsed, ids)
+                    });
+            }
+        }
+    }
+}
