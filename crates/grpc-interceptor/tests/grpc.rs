@@ -150,6 +150,20 @@ impl Service<Request<Body>> for Raw {
                 ),
                 "Forever" => (Vec::new(), Duration::from_millis(5), true),
                 "Panic" => panic!("handler bug"),
+                // Answers with the tenant the call's context carries.
+                "Tenant" => {
+                    let tenant = opentelemetry::Context::map_current(|cx| {
+                        use opentelemetry::baggage::BaggageExt;
+                        cx.baggage().get("tenant.id").map(|v| v.to_string())
+                    });
+                    let mut res = Response::new(Body::empty());
+                    res.headers_mut()
+                        .insert("grpc-status", HeaderValue::from_static("0"));
+                    if let Some(Ok(t)) = tenant.map(|t| HeaderValue::from_str(&t)) {
+                        res.headers_mut().insert("x-seen-tenant", t);
+                    }
+                    return Ok(res);
+                }
                 _ => (vec![trailers("12")], Duration::ZERO, false),
             };
             let body = Script {
@@ -469,4 +483,48 @@ async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_sp
         client.lines().any(|l| l == expected),
         "{expected}\n{client}"
     );
+}
+
+#[tokio::test]
+async fn baggage_crosses_the_call_and_the_edge_hook_runs_on_a_grpc_server() {
+    use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
+    use opentelemetry::KeyValue;
+    use opentelemetry::baggage::BaggageExt;
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let policy = BaggagePolicy::builder()
+        .promote(["tenant.id", "region.id"])
+        .build();
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()).hook(
+        EdgeLayer::new(policy).members(from_header(
+            http::HeaderName::from_static("x-region"),
+            "region.id",
+        ))
+    ));
+    let mut client = client(client_spans.inst(), addr).await;
+    let mut req = call(addr, "test.v1.Raw/Tenant");
+    req.headers_mut()
+        .insert("x-region", HeaderValue::from_static("eu-west"));
+    let cx = opentelemetry::Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]);
+    let res = {
+        let _attached = cx.attach();
+        client.ready().await.expect("ready").call(req)
+    }
+    .await
+    .expect("answered");
+    assert_eq!(
+        res.headers().get("x-seen-tenant"),
+        Some(&HeaderValue::from_static("acme")),
+        "the handler ran in a context holding the caller's baggage"
+    );
+    res.into_body().collect().await.expect("body");
+    let server = server_spans.wait_for(1).await;
+    let client = client_spans.finished();
+    assert_eq!(
+        server[0].span_context.trace_id(),
+        client[0].span_context.trace_id()
+    );
+    assert_eq!(code(&server[0]), Some("OK".into()));
+    // The edge hook ran inside the gRPC server span: the member it set from
+    // the metadata is promoted onto it.
+    assert_eq!(attr(&server[0], "region.id"), Some("eu-west".into()));
 }
