@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use http::{HeaderValue, Response};
 use looptel_core::tracecontext::{TRACEPARENT, render_traceparent};
+use looptel_core::{Extracted, Instrumentation, SpanStart};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_semantic_conventions::attribute::EXCEPTION_MESSAGE;
@@ -76,6 +77,61 @@ impl<C: Classify> Engine<C> {
             classifier: self.classifier.clone(),
             response_traceparent: owned && self.response_traceparent,
         }
+    }
+
+    /// Every server layer's call: requests `filter` skips are marked
+    /// [`Untraced`](crate::Untraced) and called untraced; the caller's
+    /// context is extracted from the headers (or metadata) with the trust
+    /// rule (`public`: a new root linked to it); a caller that did not
+    /// sample under a parent-based sampler, or telemetry switched off, gets
+    /// its call without a span of the layer's. Otherwise the hooks are
+    /// prepared and `span` — the transport's naming — starts the span where
+    /// the [`SpanStart`] says (with [`Instrumentation::start_span`]) and
+    /// returns its context; then the call runs in it.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn serve<S, B, F, P, H>(
+        &self,
+        inner: &mut S,
+        mut request: http::Request<B>,
+        instrumentation: &Instrumentation,
+        filter: &F,
+        public: &P,
+        hooks: &H,
+        span: impl FnOnce(&http::Request<B>, SpanStart) -> opentelemetry::Context,
+    ) -> ResponseFuture<S::Future, C, H::State>
+    where
+        S: Service<http::Request<B>>,
+        F: crate::RequestFilter<http::Request<B>>,
+        P: crate::PublicEndpoint<http::Request<B>>,
+        H: RequestHook<http::Request<B>>,
+    {
+        if !filter.traced(&request) {
+            request.extensions_mut().insert(crate::Untraced);
+            return self.untraced(inner, request);
+        }
+        // Outside the trust boundary the caller's decision does not count.
+        let public = public.is_public(&request);
+        let remote = match instrumentation.extract_request(request.headers(), !public) {
+            Extracted::Remote(cx) => cx,
+            Extracted::UnsampledChild(mut cx) => {
+                // The caller did not sample and the sampler follows it: no
+                // sampler call, no attributes, no name.
+                hooks.prepare(&request, &mut cx);
+                return self.call(inner, request, hooks, cx, true);
+            }
+        };
+        if !instrumentation.is_tracing() {
+            // Telemetry off: no span, but the caller's context still flows
+            // to outgoing calls, and the hooks run.
+            let mut cx = remote;
+            hooks.prepare(&request, &mut cx);
+            return self.call(inner, request, hooks, cx, false);
+        }
+        let mut start = SpanStart::from_remote(remote, public);
+        hooks.prepare(&request, start.parent_mut());
+        let cx = span(&request, start);
+        self.call(inner, request, hooks, cx, true)
     }
 
     /// Calls `inner` for a request the layer does not trace: no context,

@@ -4,10 +4,10 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response, Uri};
-use looptel_core::{Extracted, Instrumentation, SpanStart};
+use looptel_core::Instrumentation;
 use looptel_engine::{
     AttributesOn, Classification, Engine, GrpcServer, HookState, PublicEndpoint, RequestFilter,
-    RequestHook, ResponseBody, ResponseFuture, RpcServices, Untraced, method_of, rpc_method_label,
+    RequestHook, ResponseBody, ResponseFuture, RpcServices, method_of, rpc_method_label,
     server_attributes,
 };
 use opentelemetry::KeyValue;
@@ -49,7 +49,7 @@ impl GrpcServerLayer {
 
 impl<F, P, H> GrpcServerLayer<F, P, H> {
     /// Calls the filter rejects get no span and are marked
-    /// [`Untraced`] for inner layers (default: all but
+    /// [`Untraced`](looptel_engine::Untraced) for inner layers (default: all but
     /// `grpc.health.v1.Health`).
     pub fn filter<F2>(self, filter: F2) -> GrpcServerLayer<F2, P, H> {
         GrpcServerLayer {
@@ -187,45 +187,34 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let layer = &self.layer;
-        if !layer.filter.traced(&req) {
-            req.extensions_mut().insert(Untraced);
-            return layer.engine.untraced(&mut self.inner, req);
-        }
-        let hooks = &self.hooks;
         let inst = &layer.instrumentation;
-        // Outside the trust boundary the caller's decision does not count.
-        let public = layer.public.is_public(&req);
-        let remote = match inst.extract_request(req.headers(), !public) {
-            Extracted::Remote(cx) => cx,
-            Extracted::UnsampledChild(mut cx) => {
-                hooks.prepare(&req, &mut cx);
-                return layer.engine.call(&mut self.inner, req, hooks, cx, true);
-            }
-        };
-        if !inst.is_tracing() {
-            let mut cx = remote;
-            hooks.prepare(&req, &mut cx);
-            return layer.engine.call(&mut self.inner, req, hooks, cx, false);
-        }
-        // The sampler sees the system and the span name: the method, or
-        // `_OTHER` (renamed at the end if the router did not know it).
-        let name = method_of(req.uri().path(), &layer.services)
-            .unwrap_or(looptel_engine::OTHER_METHOD)
-            .to_owned();
-        let builder = SpanBuilder {
-            span_kind: Some(SpanKind::Server),
-            attributes: Some(vec![KeyValue::new(RPC_SYSTEM_NAME, "grpc")]),
-            ..SpanBuilder::from_name(name)
-        };
-        let mut start = SpanStart::from_remote(remote, public);
-        hooks.prepare(&req, start.parent_mut());
-        let cx = inst.start_span(start, builder, &mut |span: &mut dyn ObjectSafeSpan| {
-            if span.is_recording() {
-                server_attributes(req.uri(), req.headers(), &mut AttributesOn(span));
-            }
-        });
-        layer.engine.call(&mut self.inner, req, hooks, cx, true)
+        layer.engine.serve(
+            &mut self.inner,
+            req,
+            inst,
+            &layer.filter,
+            &layer.public,
+            &self.hooks,
+            |req, start| {
+                // The sampler sees the system and the span name: the
+                // method, or `_OTHER` (renamed at the end if the router did
+                // not know it).
+                let name = method_of(req.uri().path(), &layer.services)
+                    .unwrap_or(looptel_engine::OTHER_METHOD)
+                    .to_owned();
+                let builder = SpanBuilder {
+                    span_kind: Some(SpanKind::Server),
+                    attributes: Some(vec![KeyValue::new(RPC_SYSTEM_NAME, "grpc")]),
+                    ..SpanBuilder::from_name(name)
+                };
+                inst.start_span(start, builder, &mut |span: &mut dyn ObjectSafeSpan| {
+                    if span.is_recording() {
+                        server_attributes(req.uri(), req.headers(), &mut AttributesOn(span));
+                    }
+                })
+            },
+        )
     }
 }

@@ -1,10 +1,9 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
-use looptel_core::{Extracted, SpanStart};
 use looptel_engine::{
     HttpFacts, HttpServer, PublicEndpoint, RequestFilter, RequestHook, ResponseBody,
-    ResponseFuture, Untraced, matched_route,
+    ResponseFuture, matched_route,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanBuilder, SpanKind};
@@ -79,68 +78,51 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let layer = &self.layer;
-        if !layer.filter.traced(&req) {
-            req.extensions_mut().insert(Untraced);
-            return layer.engine.untraced(&mut self.inner, req);
-        }
         let inst = &layer.instrumentation;
-        // Outside the trust boundary the caller's decision does not count.
-        let public = layer.public.is_public(&req);
-        let remote = match inst.extract_request(req.headers(), !public) {
-            Extracted::Remote(cx) => cx,
-            Extracted::UnsampledChild(mut cx) => {
-                // The caller did not sample and the sampler follows it: no
-                // sampler call, no attributes, no name.
-                layer.hooks.prepare(&req, &mut cx);
-                return layer
-                    .engine
-                    .call(&mut self.inner, req, &layer.hooks, cx, true);
-            }
-        };
-        if !inst.is_tracing() {
-            // Telemetry off: no span, but the caller's context still flows
-            // to outgoing calls, and the hooks run.
-            let mut cx = remote;
-            layer.hooks.prepare(&req, &mut cx);
-            return layer
-                .engine
-                .call(&mut self.inner, req, &layer.hooks, cx, false);
-        }
-
-        // Decide early, allocate late: the sampler sees the method, the
-        // scheme and the route (else the path); everything else, and the
-        // route in the span name, is built only for a span that records.
-        // The SDK keeps this Vec for the span: room for all it can get.
-        let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
-        let facts = HttpFacts::of(&req);
-        let method = push_method(&mut attrs, facts.method(), req.method());
-        let uri = req.uri();
-        attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
-        let route = matched_route(&req).map(looptel_engine::Route::as_str);
-        attrs.push(match route {
-            Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
-            None => KeyValue::new(URL_PATH, uri.path().to_owned()),
-        });
-        let builder = SpanBuilder {
-            span_kind: Some(SpanKind::Server),
-            attributes: Some(attrs),
-            ..SpanBuilder::from_name(name_method(method))
-        };
-        let mut start = SpanStart::from_remote(remote, public);
-        layer.hooks.prepare(&req, start.parent_mut());
-        let cx = inst.start_span(start, builder, &mut |span| {
-            if span.is_recording() {
-                if let Some(route) = route {
-                    span.update_name(span_name(method, route).into());
-                }
-                recorded_only_attributes(&req, facts, route.is_some(), &mut AttributesOn(span));
-            }
-        });
-        layer
-            .engine
-            .call(&mut self.inner, req, &layer.hooks, cx, true)
+        layer.engine.serve(
+            &mut self.inner,
+            req,
+            inst,
+            &layer.filter,
+            &layer.public,
+            &layer.hooks,
+            |req, start| {
+                // Decide early, allocate late: the sampler sees the method,
+                // the scheme and the route (else the path); everything
+                // else, and the route in the span name, is built only for a
+                // span that records. The SDK keeps this Vec for the span:
+                // room for all it can get.
+                let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
+                let facts = HttpFacts::of(req);
+                let method = push_method(&mut attrs, facts.method(), req.method());
+                attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
+                let route = matched_route(req).map(looptel_engine::Route::as_str);
+                attrs.push(match route {
+                    Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
+                    None => KeyValue::new(URL_PATH, req.uri().path().to_owned()),
+                });
+                let builder = SpanBuilder {
+                    span_kind: Some(SpanKind::Server),
+                    attributes: Some(attrs),
+                    ..SpanBuilder::from_name(name_method(method))
+                };
+                inst.start_span(start, builder, &mut |span| {
+                    if span.is_recording() {
+                        if let Some(route) = route {
+                            span.update_name(span_name(method, route).into());
+                        }
+                        recorded_only_attributes(
+                            req,
+                            facts,
+                            route.is_some(),
+                            &mut AttributesOn(span),
+                        );
+                    }
+                })
+            },
+        )
     }
 }
 
