@@ -14,7 +14,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry_semantic_conventions::attribute::{
-    RPC_METHOD, RPC_METHOD_ORIGINAL, RPC_SYSTEM_NAME,
+    NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, RPC_METHOD, RPC_METHOD_ORIGINAL, RPC_SYSTEM_NAME,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -212,9 +212,28 @@ where
                 inst.start_span(start, builder, &mut |span: &mut dyn ObjectSafeSpan| {
                     if span.is_recording() {
                         server_attributes(req.uri(), req.headers(), &mut AttributesOn(span));
+                        peer_attributes(req, &mut AttributesOn(span));
                     }
                 })
             },
         )
     }
+}
+
+/// `network.peer.address` and `network.peer.port`: the connection tonic's
+/// server accepted.
+fn peer_attributes<B>(req: &Request<B>, out: &mut impl Extend<KeyValue>) {
+    #[cfg(feature = "server")]
+    if let Some(peer) = req
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+    {
+        out.extend([
+            KeyValue::new(NETWORK_PEER_ADDRESS, peer.ip().to_string()),
+            KeyValue::new(NETWORK_PEER_PORT, i64::from(peer.port())),
+        ]);
+    }
+    #[cfg(not(feature = "server"))]
+    let _ = (req, out);
 }

@@ -149,6 +149,25 @@ impl Service<Request<Body>> for Raw {
                     false,
                 ),
                 "Forever" => (Vec::new(), Duration::from_millis(5), true),
+                // Client streaming: reads every message the client sends,
+                // then answers with their count.
+                "Collect" => {
+                    let mut body = req.into_body();
+                    // Messages are 6 bytes each here; HTTP/2 may split or
+                    // join frames, so count bytes.
+                    let mut bytes = 0_u16;
+                    while let Some(frame) = body.frame().await {
+                        if let Some(data) = frame.ok().and_then(|f| f.into_data().ok()) {
+                            bytes += u16::try_from(data.len()).unwrap_or(u16::MAX);
+                        }
+                    }
+                    let n = bytes / 6;
+                    let mut res = Response::new(Body::empty());
+                    res.headers_mut()
+                        .insert("grpc-status", HeaderValue::from_static("0"));
+                    res.headers_mut().insert("x-messages", HeaderValue::from(n));
+                    return Ok(res);
+                }
                 "Panic" => panic!("handler bug"),
                 // Answers with the tenant the call's context carries.
                 "Tenant" => {
@@ -266,6 +285,14 @@ async fn an_error_in_the_trailers_after_messages_is_that_error_on_both_sides() {
     assert_eq!(attr(server, "error.type"), Some("INTERNAL".into()));
     assert!(matches!(server.status, Status::Error { .. }));
     assert_eq!(attr(server, "rpc.system.name"), Some("grpc".into()));
+    assert_eq!(
+        attr(server, "network.peer.address"),
+        Some("127.0.0.1".into())
+    );
+    assert_eq!(
+        attr(server, "server.port"),
+        Some(i64::from(addr.port()).into())
+    );
     assert_eq!(
         attr(server, "rpc.method"),
         Some("test.v1.Raw/StreamThenFail".into())
@@ -527,4 +554,43 @@ async fn baggage_crosses_the_call_and_the_edge_hook_runs_on_a_grpc_server() {
     // The edge hook ran inside the gRPC server span: the member it set from
     // the metadata is promoted onto it.
     assert_eq!(attr(&server[0], "region.id"), Some("eu-west".into()));
+}
+
+#[tokio::test]
+async fn a_client_stream_is_one_span_covering_the_whole_call() {
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
+    let mut client = client(client_spans.inst(), addr).await;
+    let body = Script {
+        frames: vec![message(b"1"), message(b"2"), message(b"3")].into(),
+        gap: Duration::from_millis(30),
+        forever: false,
+        sleep: None,
+    };
+    let mut req = call(addr, "test.v1.Raw/Collect");
+    *req.body_mut() = Body::new(body);
+    let res = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect("answered");
+    assert_eq!(
+        res.headers().get("x-messages"),
+        Some(&HeaderValue::from(3_u16))
+    );
+    res.into_body().collect().await.expect("body");
+    let spans = server_spans.wait_for(1).await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(code(&spans[0]), Some("OK".into()));
+    let took = spans[0]
+        .end_time
+        .duration_since(spans[0].start_time)
+        .expect("ordered");
+    assert!(
+        took >= Duration::from_millis(80),
+        "the whole upload: {took:?}"
+    );
+    assert_eq!(client_spans.finished().len(), 1);
 }
