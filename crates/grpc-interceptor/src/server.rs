@@ -14,7 +14,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry_semantic_conventions::attribute::{
-    NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, RPC_METHOD, RPC_METHOD_ORIGINAL, RPC_SYSTEM_NAME,
+    RPC_METHOD, RPC_METHOD_ORIGINAL, RPC_SYSTEM_NAME,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -223,6 +223,8 @@ where
 /// `network.peer.address` and `network.peer.port`: the connection tonic's
 /// server accepted.
 fn peer_attributes<B>(req: &Request<B>, out: &mut impl Extend<KeyValue>) {
+    #[cfg(feature = "server")]
+    use opentelemetry_semantic_conventions::attribute::{NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT};
     #[cfg(feature = "server")]
     if let Some(peer) = req
         .extensions()
