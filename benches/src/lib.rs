@@ -138,8 +138,12 @@ pub fn stack(scenario: &str) -> Stack {
         s if s.starts_with("red") => red(),
         s if s.starts_with("full") => full(),
         "service-bare" => Stack {
-            router: order_service::routes(&order_service::Metrics::new())
-                .unwrap_or_else(|e| panic!("{e}")),
+            router: {
+                let metrics = order_service::Metrics::new();
+                let inventory =
+                    unused_inventory(Instrumentation::disabled(Propagator::default()), &metrics);
+                order_service::routes(&metrics, inventory).unwrap_or_else(|e| panic!("{e}"))
+            },
             dispatch: tracing::Dispatch::none(),
             _provider: None,
             _telemetry: None,
@@ -288,18 +292,27 @@ fn service() -> Stack {
         .unwrap_or_else(|e| panic!("telemetry: {e}"));
     let (subscriber, guard) = telemetry.into_subscriber();
     // As `main` does: the layers take the guard's instrumentation.
-    let router = order_service::app(
-        guard.instrumentation(),
-        baggage,
-        order_service::Metrics::new(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = order_service::Metrics::new();
+    let inventory = unused_inventory(guard.instrumentation(), &metrics);
+    let router = order_service::app(guard.instrumentation(), baggage, metrics, inventory)
+        .unwrap_or_else(|e| panic!("{e}"));
     Stack {
         router,
         dispatch: tracing::Dispatch::new(subscriber),
         _provider: None,
         _telemetry: Some(guard),
     }
+}
+
+/// The inventory client the service holds; `GET /orders/{id}` never calls
+/// it (the channel connects on first use).
+fn unused_inventory(
+    instrumentation: Instrumentation,
+    metrics: &order_service::Metrics,
+) -> order_service::inventory::Inventory {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    order_service::inventory::client(instrumentation, metrics, addr)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Sends one request through the stack and reads the whole body.

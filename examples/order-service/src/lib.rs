@@ -10,16 +10,25 @@
 //!
 //! | route | what it does |
 //! |---|---|
-//! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span) |
+//! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span), reserving each item in the inventory over gRPC |
 //! | `GET /orders/{id}` | reads an order back |
 //! | `GET /health` | liveness, never traced |
+//! | `GET /metrics` | RED (HTTP and gRPC), `orders.created`, saturation |
+//!
+//! The [`inventory`] (`inventory.v1.StockService/ReserveItem`) is a gRPC
+//! service the same binary serves on `--grpc-addr`: the order's span, the
+//! gRPC client span and the inventory's server span form one trace, and
+//! `tenant.id` travels in the call's baggage.
 //!
 //! # Outcomes
 //! A rejected order (no items, a bad quantity) is a **business error**:
 //! HTTP 422, logged at WARN, span status left Unset. An order that cannot be
-//! placed because a dependency failed — the example's inventory refuses the
-//! SKU `unavailable` as if it were down — is a **failure**: HTTP 503, logged
-//! at ERROR, span status Error with `error.type`.
+//! placed because a dependency failed — the example's inventory answers
+//! UNAVAILABLE for the SKU `unavailable`, as if it were down; a slow one
+//! exceeds the reservation deadline — is a **failure**: HTTP 503, logged at
+//! ERROR, span status Error with `error.type`.
+
+pub mod inventory;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -33,7 +42,7 @@ use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{
-    Counter, HttpServerMetrics, Metric, ProcessCollector, Registry, TokioCollector,
+    Counter, HttpServerMetrics, Metric, ProcessCollector, Registry, RpcMetrics, TokioCollector,
     metrics_endpoint,
 };
 use opentelemetry::baggage::BaggageExt;
@@ -89,6 +98,7 @@ struct Store {
 pub struct AppState {
     store: Arc<RwLock<Store>>,
     place_order: Operation,
+    inventory: inventory::Inventory,
 }
 
 /// What the service records beyond traces: RED metrics, a business counter,
@@ -97,6 +107,7 @@ pub struct AppState {
 pub struct Metrics {
     registry: Registry,
     http: HttpServerMetrics,
+    rpc: RpcMetrics,
     orders_created: Arc<Metric<Counter>>,
 }
 
@@ -111,6 +122,7 @@ impl Metrics {
         }
         Self {
             http: HttpServerMetrics::new(&registry),
+            rpc: RpcMetrics::new(&registry),
             orders_created: registry.counter(
                 "orders.created",
                 "{order}",
@@ -157,8 +169,9 @@ pub fn app(
     instrumentation: Instrumentation,
     baggage: BaggagePolicy,
     metrics: Metrics,
+    inventory: inventory::Inventory,
 ) -> Result<Router, OperationNameError> {
-    Ok(routes(&metrics)?
+    Ok(routes(&metrics, inventory)?
         // One layer: the baggage edge and the RED metrics run as its hooks,
         // inside its span and in that order, sharing its future and body.
         .layer(
@@ -178,7 +191,10 @@ pub fn app(
 ///
 /// # Errors
 /// None in practice: the business operation's name is checked here, once.
-pub fn routes(metrics: &Metrics) -> Result<Router, OperationNameError> {
+pub fn routes(
+    metrics: &Metrics,
+    inventory: inventory::Inventory,
+) -> Result<Router, OperationNameError> {
     let orders_created = metrics.orders_created.clone();
     let placing = Operation::new("Order.OrderService.PlaceOrder")?
         .messages("order placed", "order rejected", "order failed")
@@ -194,6 +210,7 @@ pub fn routes(metrics: &Metrics) -> Result<Router, OperationNameError> {
     let state = AppState {
         store: Arc::default(),
         place_order: placing,
+        inventory,
     };
     Ok(Router::new()
         .route("/orders", post(place_order))
@@ -270,12 +287,12 @@ impl PlaceOrder {
     async fn run(self) -> Result<Order, PlaceOrderError> {
         let span = tracing::Span::current();
         span.set_attribute("order.items", self.new.items.len() as i64);
-        let order = self.place()?;
+        let order = self.place().await?;
         span.set_attribute("order.id", order.id.clone());
         Ok(order)
     }
 
-    fn place(self) -> Result<Order, PlaceOrderError> {
+    async fn place(self) -> Result<Order, PlaceOrderError> {
         if self.new.items.is_empty() {
             return Err(PlaceOrderError::Invalid(
                 "an order needs at least one item".into(),
@@ -292,8 +309,24 @@ impl PlaceOrder {
                 bad.quantity, bad.sku
             )));
         }
-        if let Some(item) = self.new.items.iter().find(|i| i.sku == UNAVAILABLE_SKU) {
-            return Err(PlaceOrderError::InventoryUnavailable(item.sku.clone()));
+        // Reserve every item in the inventory, over gRPC: the client span is
+        // a child of this operation's, the inventory's server span of it.
+        let mut inventory = self.state.inventory.clone();
+        for item in &self.new.items {
+            let mut reserve = tonic::Request::new(inventory::v1::ReserveItemRequest {
+                sku: item.sku.clone(),
+                quantity: item.quantity,
+            });
+            reserve.set_timeout(inventory::RESERVE_TIMEOUT);
+            if let Err(status) = inventory.reserve_item(reserve).await {
+                return Err(match status.code() {
+                    tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+                        PlaceOrderError::Invalid(status.message().to_owned())
+                    }
+                    // Down, slow or broken: the service failed its job.
+                    _ => PlaceOrderError::InventoryUnavailable(item.sku.clone()),
+                });
+            }
         }
         let mut store = self
             .state

@@ -17,6 +17,10 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    /// Address the inventory's gRPC service listens on; port 0 picks a
+    /// free port. The order path calls it there.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
 }
 
 #[tokio::main]
@@ -31,23 +35,47 @@ async fn main() -> anyhow::Result<()> {
         .init()
         .context("starting telemetry")?;
 
+    let metrics = order_service::Metrics::new();
+
+    // The inventory, a gRPC hop in the same binary.
+    let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding {}", args.grpc_addr))?;
+    let grpc_addr = grpc
+        .local_addr()
+        .context("reading the bound gRPC address")?;
+    tracing::info!(grpc.addr = %grpc_addr, "inventory listening");
+    let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let inventory = tokio::spawn({
+        let (instrumentation, metrics) = (telemetry.instrumentation(), metrics.clone());
+        async move {
+            order_service::inventory::serve(grpc, instrumentation, &metrics, async {
+                let _ = grpc_stopped.await;
+            })
+            .await
+        }
+    });
+
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(http.addr = %addr, "order-service listening");
 
+    let client =
+        order_service::inventory::client(telemetry.instrumentation(), &metrics, grpc_addr)?;
     axum::serve(
         listener,
-        order_service::app(
-            telemetry.instrumentation(),
-            baggage,
-            order_service::Metrics::new(),
-        )?,
+        order_service::app(telemetry.instrumentation(), baggage, metrics, client)?,
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving")?;
+    let _ = stop_grpc.send(());
+    inventory
+        .await
+        .context("joining the inventory")?
+        .context("serving the inventory")?;
 
     tracing::info!("order-service stopped");
     telemetry.shutdown().context("flushing telemetry")?;

@@ -20,6 +20,28 @@ struct Observed {
     logs: Vec<Value>,
 }
 
+/// The inventory on 127.0.0.1, traced by `inst`, and a client of it.
+async fn inventory(
+    inst: &looptel_core::Instrumentation,
+    metrics: &order_service::Metrics,
+) -> order_service::inventory::Inventory {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (server_inst, server_metrics) = (inst.clone(), metrics.clone());
+    tokio::spawn(async move {
+        order_service::inventory::serve(
+            listener,
+            server_inst,
+            &server_metrics,
+            std::future::pending(),
+        )
+        .await
+    });
+    order_service::inventory::client(inst.clone(), metrics, addr).expect("client")
+}
+
 /// Sends one request to `app()` with telemetry installed for this thread.
 async fn call(req: Request<Body>) -> Observed {
     let spans = CapturedSpans::default();
@@ -38,7 +60,9 @@ async fn call(req: Request<Body>) -> Observed {
     let inst = t.instrumentation();
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
-    let res = order_service::app(inst, policy, order_service::Metrics::new())
+    let metrics = order_service::Metrics::new();
+    let inventory = inventory(&inst, &metrics).await;
+    let res = order_service::app(inst, policy, metrics, inventory)
         .expect("app")
         .oneshot(req)
         .await
@@ -158,6 +182,22 @@ async fn a_system_failure_sets_error_status_and_logs_at_error() {
         attr(span, "error.type").as_deref(),
         Some("inventory_unavailable")
     );
+    // The inventory said so over gRPC: the client span, a child of the
+    // operation's, carries the status it read.
+    let reserve = o
+        .spans
+        .iter()
+        .find(|s| {
+            s.name == "inventory.v1.StockService/ReserveItem"
+                && s.span_kind == opentelemetry::trace::SpanKind::Client
+        })
+        .expect("the inventory call");
+    assert_eq!(reserve.parent_span_id, span.span_context.span_id());
+    assert_eq!(
+        attr(reserve, "rpc.response.status_code").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert!(matches!(reserve.status, Status::Error { .. }));
     let line = o
         .logs
         .iter()
@@ -169,12 +209,11 @@ async fn a_system_failure_sets_error_status_and_logs_at_error() {
 
 #[tokio::test]
 async fn orders_can_be_read_back_and_unknown_ids_are_404() {
-    let app = order_service::app(
-        looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
-        order_service::baggage_policy(),
-        order_service::Metrics::new(),
-    )
-    .expect("app");
+    let inst = looptel_core::Instrumentation::disabled(looptel_core::Propagator::default());
+    let metrics = order_service::Metrics::new();
+    let inventory = inventory(&inst, &metrics).await;
+    let app =
+        order_service::app(inst, order_service::baggage_policy(), metrics, inventory).expect("app");
     let res = app
         .clone()
         .oneshot(post(

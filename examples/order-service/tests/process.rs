@@ -20,6 +20,7 @@ impl Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
         cmd.env_clear()
             .env("HTTP_ADDR", "127.0.0.1:0")
+            .env("GRPC_ADDR", "127.0.0.1:0")
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -190,6 +191,7 @@ fn an_invalid_variable_stops_start_up_with_a_clear_message() {
     let out = Command::new(env!("CARGO_BIN_EXE_order-service"))
         .env_clear()
         .env("HTTP_ADDR", "127.0.0.1:0")
+        .env("GRPC_ADDR", "127.0.0.1:0")
         .env("OTEL_TRACES_SAMPLER", "sometimes")
         .output()
         .expect("run");

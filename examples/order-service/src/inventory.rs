@@ -1,0 +1,107 @@
+//! The inventory: a gRPC service (`inventory.v1.StockService`) the order
+//! service reserves stock in, served in the same binary with embedded
+//! defaults, and the traced client the order path calls it with.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use looptel_core::Instrumentation;
+use looptel_grpc_interceptor::{GrpcClientLayer, GrpcClientService, GrpcServerLayer};
+use looptel_red_metrics::RpcClientMetrics;
+use tonic::server::NamedService;
+use tonic::transport::{Channel, Server};
+use tonic::{Request, Response, Status};
+
+use crate::{Metrics, UNAVAILABLE_SKU};
+
+/// The generated API, from `proto/inventory/v1/stock.proto`.
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic
+)]
+pub mod v1 {
+    tonic::include_proto!("inventory.v1");
+}
+
+use v1::stock_service_client::StockServiceClient;
+use v1::stock_service_server::{StockService, StockServiceServer};
+use v1::{ReserveItemRequest, ReserveItemResponse};
+
+/// How long the order path waits for a reservation (`grpc-timeout`).
+pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The example inventory: everything is in stock, except that it acts as if
+/// it were down for [`UNAVAILABLE_SKU`] (UNAVAILABLE).
+#[derive(Debug, Default)]
+pub struct Stock {
+    reservations: AtomicU64,
+}
+
+#[tonic::async_trait]
+impl StockService for Stock {
+    async fn reserve_item(
+        &self,
+        request: Request<ReserveItemRequest>,
+    ) -> Result<Response<ReserveItemResponse>, Status> {
+        let item = request.into_inner();
+        if item.sku == UNAVAILABLE_SKU {
+            return Err(Status::unavailable("inventory unavailable"));
+        }
+        if item.quantity == 0 {
+            return Err(Status::invalid_argument("quantity must be positive"));
+        }
+        let n = self.reservations.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(Response::new(ReserveItemResponse {
+            reservation_id: format!("r-{n}"),
+        }))
+    }
+}
+
+/// Serves the inventory on `listener` behind the gRPC server layer and its
+/// call-duration hook, until `shutdown` resolves.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    instrumentation: Instrumentation,
+    metrics: &Metrics,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .layer(
+            GrpcServerLayer::new(instrumentation)
+                .services([StockServiceServer::<Stock>::NAME])
+                .hook(metrics.rpc.server_hook()),
+        )
+        .add_service(StockServiceServer::new(Stock::default()))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+}
+
+/// The order path's inventory client: traced, propagating, timed.
+pub type Inventory = StockServiceClient<GrpcClientService<Channel, ((), RpcClientMetrics)>>;
+
+/// A client of the inventory at `addr`, connecting on first use.
+///
+/// # Errors
+/// None in practice: a socket address always makes a URI.
+pub fn client(
+    instrumentation: Instrumentation,
+    metrics: &Metrics,
+    addr: SocketAddr,
+) -> Result<Inventory, http::uri::InvalidUri> {
+    let uri: http::Uri = format!("http://{addr}").parse()?;
+    let channel = Channel::builder(uri).connect_lazy();
+    let traced = tower::ServiceBuilder::new()
+        .layer(GrpcClientLayer::new(instrumentation).hook(metrics.rpc.client_hook()))
+        .service(channel);
+    Ok(StockServiceClient::new(traced))
+}
