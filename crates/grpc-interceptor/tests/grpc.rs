@@ -594,3 +594,42 @@ async fn a_client_stream_is_one_span_covering_the_whole_call() {
     );
     assert_eq!(client_spans.finished().len(), 1);
 }
+
+#[tokio::test]
+async fn a_flood_of_random_method_paths_keeps_one_series_and_no_raw_path() {
+    use looptel_red_metrics::{Format, Registry, RpcMetrics};
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let registry = Registry::new();
+    let rpc = RpcMetrics::new(&registry);
+    let addr = serve!(
+        GrpcServerLayer::new(server_spans.inst())
+            .services(["test.v1.Raw"])
+            .hook(rpc.server_hook().services(["test.v1.Raw"]))
+    );
+    let mut client = client(client_spans.inst(), addr).await;
+    for i in 0..40 {
+        let res = client
+            .ready()
+            .await
+            .expect("ready")
+            .call(call(addr, &format!("attack{i}.Svc/Probe{i}")))
+            .await
+            .expect("answered");
+        res.into_body().collect().await.expect("body");
+    }
+    let spans = server_spans.wait_for(40).await;
+    assert_eq!(spans.len(), 40);
+    assert!(spans.iter().all(|s| s.name == "_OTHER"));
+    let text = registry.encode(Format::Prometheus);
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("rpc_server_call_duration_seconds_count"))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"_OTHER\",rpc_response_status_code=\"UNIMPLEMENTED\",error_type=\"UNIMPLEMENTED\"} 40"
+        ]
+    );
+    assert!(!text.contains("attack"), "no raw path in a label");
+}
