@@ -10,14 +10,16 @@
 # `service-*` is the reference service built exactly as its `main` builds it
 # (Telemetry, order_service::app) against its own routes without the layer
 # (`service-bare`): the figure users get. The other scenarios are the
-# hand-assembled stacks of earlier reports, kept for comparison.
+# hand-assembled stacks of earlier reports, kept for comparison. `grpc-*`:
+# a unary call to tonic's generated health service, bare, under
+# tonic-tracing-opentelemetry (the peer) and under looptel's gRPC layer.
 # Time per request: `cargo bench -p looptel-benches`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 N1=${N1:-1000}
 N2=${N2:-6000}
-SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare service-sampled service-unsampled"}
+SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare service-sampled service-unsampled grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled"}
 cargo build --release --locked -q -p looptel-benches --bin count
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -37,7 +39,7 @@ for s in $SCENARIOS; do
     req[$s]=$(( (b1 - a1) / (N2 - N1) ))
     all[$s]=$(( (b2 - a2) / (N2 - N1) ))
 done
-base() { case $1 in service-*) echo service-bare ;; *) echo bare ;; esac; }
+base() { case $1 in service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; *) echo bare ;; esac; }
 printf '%-20s %14s %12s %14s %12s\n' scenario "req thread" "added" "all threads" "added"
 for s in $SCENARIOS; do
     b=$(base "$s")

@@ -33,6 +33,11 @@ pub const SCENARIOS: &[&str] = &[
     "service-bare",
     "service-sampled",
     "service-unsampled",
+    "grpc-bare",
+    "grpc-peer-sampled",
+    "grpc-peer-unsampled",
+    "grpc-looptel-sampled",
+    "grpc-looptel-unsampled",
 ];
 
 /// A sampled caller.
@@ -73,6 +78,23 @@ fn serve_ready(router: Router) -> Router {
 /// id (unknown: each run starts with an empty store, so every request is
 /// the same 404).
 pub fn request(scenario: &str) -> Request<Body> {
+    if scenario.starts_with("grpc-") {
+        // A unary health check: one empty message, gRPC-framed.
+        return Request::post("/grpc.health.v1.Health/Check")
+            .header("host", "inventory.internal:50051")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header(
+                "traceparent",
+                if scenario.ends_with("unsampled") {
+                    UNSAMPLED
+                } else {
+                    SAMPLED
+                },
+            )
+            .body(Body::from(&[0_u8, 0, 0, 0, 0][..]))
+            .unwrap_or_default();
+    }
     if let Some(kind) = scenario.strip_prefix("service-") {
         return Request::get("/orders/o-1")
             .header("host", "orders.internal:8080")
@@ -149,6 +171,14 @@ pub fn stack(scenario: &str) -> Stack {
             _telemetry: None,
         },
         s if s.starts_with("service") => service(),
+        "grpc-bare" => Stack {
+            router: grpc_routes(),
+            dispatch: tracing::Dispatch::none(),
+            _provider: None,
+            _telemetry: None,
+        },
+        s if s.starts_with("grpc-peer") => grpc_peer(),
+        s if s.starts_with("grpc-looptel") => grpc_looptel(),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -296,6 +326,60 @@ fn service() -> Stack {
     let inventory = unused_inventory(guard.instrumentation(), &metrics);
     let router = order_service::app(guard.instrumentation(), baggage, metrics, inventory)
         .unwrap_or_else(|e| panic!("{e}"));
+    Stack {
+        router,
+        dispatch: tracing::Dispatch::new(subscriber),
+        _provider: None,
+        _telemetry: Some(guard),
+    }
+}
+
+/// tonic's generated health service, as tonic's router serves it.
+fn grpc_routes() -> Router {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tonic::service::Routes::new(health)
+        .prepare()
+        .into_axum_router()
+}
+
+/// tonic-tracing-opentelemetry's server layer over tracing-opentelemetry,
+/// as its README sets it up.
+fn grpc_peer() -> Stack {
+    let provider = provider();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("peer"))),
+    );
+    let router = grpc_routes()
+        .layer(tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer::default());
+    Stack {
+        router,
+        dispatch,
+        _provider: Some(provider),
+        _telemetry: None,
+    }
+}
+
+/// looptel's gRPC server layer with the call-duration hook, built through
+/// `Telemetry` as the reference service builds its inventory (health
+/// traced here: it is the service measured).
+fn grpc_looptel() -> Stack {
+    let telemetry = looptel_telemetry::Telemetry::from_lookup(|_| None)
+        .service_name("inventory")
+        .span_exporter(Discard)
+        .build()
+        .unwrap_or_else(|e| panic!("telemetry: {e}"));
+    let (subscriber, guard) = telemetry.into_subscriber();
+    let registry = looptel_red_metrics::Registry::new();
+    let rpc = looptel_red_metrics::RpcMetrics::new(&registry);
+    let router = grpc_routes().layer(
+        looptel_grpc_interceptor::GrpcServerLayer::new(guard.instrumentation())
+            .filter(())
+            .hook(rpc.server_hook()),
+    );
     Stack {
         router,
         dispatch: tracing::Dispatch::new(subscriber),
