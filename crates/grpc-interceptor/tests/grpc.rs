@@ -633,3 +633,32 @@ async fn a_flood_of_random_method_paths_keeps_one_series_and_no_raw_path() {
     );
     assert!(!text.contains("attack"), "no raw path in a label");
 }
+
+#[tokio::test]
+async fn a_transport_error_is_a_client_failure_with_its_class() {
+    let client_spans = Spans::new();
+    // A port nothing listens on.
+    let unused = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{unused}"))
+        .expect("uri")
+        .connect_lazy();
+    let mut client = ServiceBuilder::new()
+        .layer(GrpcClientLayer::new(client_spans.inst()))
+        .service(channel);
+    let result = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(call(unused, "test.v1.Raw/Long"))
+        .await;
+    assert!(result.is_err(), "nothing listens");
+    let spans = client_spans.finished();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(attr(&spans[0], "error.type"), Some("connection_refused".into()));
+    assert!(matches!(spans[0].status, Status::Error { .. }));
+    assert_eq!(code(&spans[0]), None, "no status was received");
+}
