@@ -658,7 +658,10 @@ async fn a_transport_error_is_a_client_failure_with_its_class() {
     assert!(result.is_err(), "nothing listens");
     let spans = client_spans.finished();
     assert_eq!(spans.len(), 1);
-    assert_eq!(attr(&spans[0], "error.type"), Some("connection_refused".into()));
+    assert_eq!(
+        attr(&spans[0], "error.type"),
+        Some("connection_refused".into())
+    );
     assert!(matches!(spans[0].status, Status::Error { .. }));
     assert_eq!(code(&spans[0]), None, "no status was received");
 }

@@ -74,13 +74,17 @@ pub struct RpcMetrics {
     pub server: Arc<Metric<Histogram>>,
     /// Client calls.
     pub client: Arc<Metric<Histogram>>,
+    /// The server's series, found again by method and code.
+    server_series: Arc<crate::resolved::ResolvedSeries<Option<looptel_engine::GrpcCode>>>,
 }
 
 impl RpcMetrics {
     /// Registers the instruments.
     pub fn new(registry: &Registry) -> Self {
+        let server = registry.instrument_histogram(&m::RPC_SERVER_CALL_DURATION);
         Self {
-            server: registry.instrument_histogram(&m::RPC_SERVER_CALL_DURATION),
+            server_series: Arc::new(crate::resolved::ResolvedSeries::new(server.clone())),
+            server,
             client: registry.instrument_histogram(&m::RPC_CLIENT_CALL_DURATION),
         }
     }
@@ -88,7 +92,7 @@ impl RpcMetrics {
     /// The gRPC server layer's hook recording `rpc.server.call.duration`.
     pub fn server_hook(&self) -> crate::RpcServerMetrics {
         crate::RpcServerMetrics {
-            duration: self.server.clone(),
+            duration: self.server_series.clone(),
             services: looptel_engine::RpcServices::default(),
         }
     }

@@ -39,6 +39,7 @@ mod family;
 mod instruments;
 mod metrics;
 mod registry;
+mod resolved;
 mod rpc;
 mod saturation;
 mod server;

@@ -5,10 +5,13 @@ use std::time::Instant;
 
 use http::{Request, Uri};
 use looptel_core::TraceIds;
-use looptel_engine::{Classification, HookState, RequestHook, RpcServices, rpc_method_label};
+use looptel_engine::{
+    Classification, GrpcCode, HookState, RequestHook, RpcServices, rpc_method_label,
+};
 
 use crate::metrics::Histogram;
 use crate::registry::Metric;
+use crate::resolved::ResolvedSeries;
 
 /// The hook that records `rpc.server.call.duration` for each call of a
 /// gRPC server layer (`GrpcServerLayer::hook`), from the start of its span
@@ -16,7 +19,7 @@ use crate::registry::Metric;
 /// [`RpcMetrics::server_hook`](crate::RpcMetrics::server_hook).
 #[derive(Clone, Debug)]
 pub struct RpcServerMetrics {
-    pub(crate) duration: Arc<Metric<Histogram>>,
+    pub(crate) duration: Arc<ResolvedSeries<Option<GrpcCode>>>,
     pub(crate) services: RpcServices,
 }
 
@@ -45,11 +48,17 @@ impl RpcServerMetrics {
 /// A call being timed.
 #[derive(Debug)]
 pub struct RpcRecording {
-    duration: Arc<Metric<Histogram>>,
-    /// The server's known services; `None` for a client's call.
-    services: Option<RpcServices>,
+    side: Side,
     uri: Uri,
     start: Instant,
+}
+
+/// Whose call: a server's (its series found again by method and code, its
+/// known services) or a client's.
+#[derive(Debug)]
+enum Side {
+    Server(Arc<ResolvedSeries<Option<GrpcCode>>>, RpcServices),
+    Client(Arc<Metric<Histogram>>),
 }
 
 impl<B> RequestHook<Request<B>> for RpcServerMetrics {
@@ -57,8 +66,7 @@ impl<B> RequestHook<Request<B>> for RpcServerMetrics {
 
     fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> RpcRecording {
         RpcRecording {
-            duration: self.duration.clone(),
-            services: Some(self.services.clone()),
+            side: Side::Server(self.duration.clone(), self.services.clone()),
             uri: request.uri().clone(),
             start: Instant::now(),
         }
@@ -70,8 +78,7 @@ impl<B> RequestHook<Request<B>> for RpcClientMetrics {
 
     fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> RpcRecording {
         RpcRecording {
-            duration: self.duration.clone(),
-            services: None,
+            side: Side::Client(self.duration.clone()),
             uri: request.uri().clone(),
             start: Instant::now(),
         }
@@ -85,15 +92,16 @@ impl HookState for RpcRecording {
         let error_type = end.error_type().unwrap_or("");
         let ids = TraceIds::from_context(cx);
         let path = self.uri.path();
-        match &self.services {
-            Some(services) => {
+        match &self.side {
+            Side::Server(duration, services) => {
                 let method = rpc_method_label(path, services, end);
-                self.duration
-                    .with(&["grpc", method, status, error_type], |h| {
-                        h.observe(elapsed, ids);
-                    });
+                // The error type follows from the code; a service error
+                // (no code, named by type) is looked up by its labels.
+                let code = end.grpc_code();
+                let labels = || ["grpc", method, status, error_type];
+                duration.observe(method, code.map(Some), labels, elapsed, ids);
             }
-            None => {
+            Side::Client(duration) => {
                 // A client calls its own generated paths: any well-formed
                 // one is a method. The server is the channel's target.
                 let method = rpc_method_label(path, &RpcServices::default(), end);
@@ -102,10 +110,9 @@ impl HookState for RpcRecording {
                     .authority()
                     .map_or(("", None), |a| (a.host(), a.port_u16()));
                 let port = port.map(|p| p.to_string()).unwrap_or_default();
-                self.duration
-                    .with(&["grpc", method, status, error_type, host, &port], |h| {
-                        h.observe(elapsed, ids)
-                    });
+                duration.with(&["grpc", method, status, error_type, host, &port], |h| {
+                    h.observe(elapsed, ids);
+                });
             }
         }
     }

@@ -1,8 +1,6 @@
 //! The HTTP server RED hook.
 
-use std::collections::HashMap;
-use std::hash::Hasher;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::Request;
@@ -13,8 +11,9 @@ use looptel_engine::{
     SCHEMES, matched_route,
 };
 
-use crate::metrics::{Gauge, Histogram};
-use crate::registry::{Metric, Registry};
+use crate::metrics::Gauge;
+use crate::registry::Registry;
+use crate::resolved::ResolvedSeries;
 
 /// The labels of `http.server.request.duration`, as the conventions list them.
 pub const DURATION_LABELS: &[&str] = HTTP_SERVER_REQUEST_DURATION.labels;
@@ -36,35 +35,14 @@ struct Instruments {
     active: [[Arc<Gauge>; 2]; METHODS.len()],
 }
 
-/// `http.server.request.duration`, and the series requests have landed in,
-/// found again by a key of small numbers and the route template's hash
-/// instead of by hashing and comparing seven label strings.
-#[derive(Debug)]
-struct Duration {
-    metric: Arc<Metric<Histogram>>,
-    resolved: RwLock<HashMap<SeriesKey, Resolved, rustc_hash::FxBuildHasher>>,
-}
-
-/// At most this many keys are remembered (the labels are bounded by
-/// construction; this bounds the memory even so). Beyond, series are looked
-/// up by their labels.
-const MAX_RESOLVED: usize = 4096;
+/// `http.server.request.duration`, its series found again by the small
+/// numbers of a request and its route template.
+type Duration = ResolvedSeries<SeriesKey>;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 struct SeriesKey {
-    /// Hash of the route template (nested axum routers build a new string
-    /// for every request, so its address would not do).
-    route: u64,
     facts: HttpFacts,
     status: u16,
-}
-
-#[derive(Debug)]
-struct Resolved {
-    /// The route template itself, compared on every hit: two templates
-    /// with the same hash never share a series.
-    route: Box<str>,
-    series: Arc<Histogram>,
 }
 
 impl Duration {
@@ -79,50 +57,21 @@ impl Duration {
         let route = rec.route.as_ref().map_or("", Route::as_str);
         // Service errors (rare, named by type) are looked up by labels.
         let key = error_type.is_empty().then(|| SeriesKey {
-            route: {
-                let mut h = rustc_hash::FxHasher::default();
-                h.write(route.as_bytes());
-                h.finish()
-            },
             facts: rec.facts,
             status: status.map_or(0, |s| s.as_u16()),
         });
-        let mut room = false;
-        if let Some(key) = &key {
-            let resolved = self.resolved.read().unwrap_or_else(PoisonError::into_inner);
-            match resolved.get(key) {
-                Some(r) if *r.route == *route => {
-                    r.series.observe(value, ids);
-                    return;
-                }
-                Some(_) => {} // another route with the same hash
-                None => room = resolved.len() < MAX_RESOLVED,
-            }
-        }
-        let status = status.as_ref().map_or("", http::StatusCode::as_str);
-        let values = [
-            rec.facts.method(),
-            rec.facts.scheme(),
-            status,
-            route,
-            error_type,
-            "http",
-            PROTOCOL_VERSIONS[rec.facts.version_index()],
-        ];
-        let series = self.metric.family().series(&values);
-        series.observe(value, ids);
-        // Records over the cap are counted by the family on every lookup, and
-        // a full table takes no write lock.
-        if let Some(key) = key.filter(|_| room && !self.metric.family().is_overflow(&series)) {
-            self.resolved
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key)
-                .or_insert_with(|| Resolved {
-                    route: route.into(),
-                    series,
-                });
-        }
+        let labels = || {
+            [
+                rec.facts.method(),
+                rec.facts.scheme(),
+                status.as_ref().map_or("", http::StatusCode::as_str),
+                route,
+                error_type,
+                "http",
+                PROTOCOL_VERSIONS[rec.facts.version_index()],
+            ]
+        };
+        self.observe(route, key, labels, value, ids);
     }
 }
 
@@ -133,10 +82,9 @@ impl HttpServerMetrics {
         let gauge = registry.instrument_gauge(&HTTP_SERVER_ACTIVE_REQUESTS);
         Self {
             instruments: Arc::new(Instruments {
-                duration: Duration {
-                    metric: registry.instrument_histogram(&HTTP_SERVER_REQUEST_DURATION),
-                    resolved: RwLock::default(),
-                },
+                duration: ResolvedSeries::new(
+                    registry.instrument_histogram(&HTTP_SERVER_REQUEST_DURATION),
+                ),
                 active: METHODS.map(|m| SCHEMES.map(|s| gauge.family().series(&[m, s]))),
             }),
         }
