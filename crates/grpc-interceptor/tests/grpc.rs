@@ -493,8 +493,10 @@ async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_sp
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("sum");
+    // The hook's clock starts just after the span does and stops just
+    // before it ends: microseconds apart, unless the thread is preempted.
     assert!(
-        (sum - span_secs).abs() < 0.005,
+        (sum - span_secs).abs() < 0.02,
         "metric {sum} vs span {span_secs}"
     );
     assert!(
