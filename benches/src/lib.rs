@@ -183,10 +183,9 @@ pub fn stack(scenario: &str) -> Stack {
     }
 }
 
-/// axum-tracing-opentelemetry's `OtelAxumLayer` + `OtelInResponseLayer`
-/// with axum-prometheus, over tracing-opentelemetry, as their READMEs set
-/// them up.
-fn peer() -> Stack {
+/// What the peers run on, as their READMEs set it up: the SDK's W3C
+/// propagator as the global one, and tracing-opentelemetry.
+fn peer_tracing() -> (SdkTracerProvider, tracing::Dispatch) {
     let provider = provider();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
@@ -195,6 +194,14 @@ fn peer() -> Stack {
         tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("peer"))),
     );
+    (provider, dispatch)
+}
+
+/// axum-tracing-opentelemetry's `OtelAxumLayer` + `OtelInResponseLayer`
+/// with axum-prometheus, over tracing-opentelemetry, as their READMEs set
+/// them up.
+fn peer() -> Stack {
+    let (provider, dispatch) = peer_tracing();
     static METRICS: OnceLock<axum_prometheus::PrometheusMetricLayer<'static>> = OnceLock::new();
     let metrics = METRICS
         .get_or_init(|| axum_prometheus::PrometheusMetricLayer::pair().0)
@@ -345,14 +352,7 @@ fn grpc_routes() -> Router {
 /// tonic-tracing-opentelemetry's server layer over tracing-opentelemetry,
 /// as its README sets it up.
 fn grpc_peer() -> Stack {
-    let provider = provider();
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("peer"))),
-    );
+    let (provider, dispatch) = peer_tracing();
     let router = grpc_routes()
         .layer(tonic_tracing_opentelemetry::middleware::server::OtelGrpcLayer::default());
     Stack {
