@@ -93,10 +93,14 @@ struct Store {
     order: VecDeque<String>,
 }
 
-/// Shared state of the service.
+/// Shared state of the service: one reference count to clone (axum clones
+/// the state for every request that extracts it).
 #[derive(Clone, Debug)]
-pub struct AppState {
-    store: Arc<RwLock<Store>>,
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    store: RwLock<Store>,
     place_order: Operation,
     inventory: inventory::Inventory,
 }
@@ -207,11 +211,11 @@ pub fn routes(
                 orders_created.inc(&[tenant.as_deref().unwrap_or("")]);
             }
         });
-    let state = AppState {
-        store: Arc::default(),
+    let state = AppState(Arc::new(Shared {
+        store: RwLock::default(),
         place_order: placing,
         inventory,
-    };
+    }));
     Ok(Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
@@ -271,7 +275,7 @@ async fn place_order(
     State(state): State<AppState>,
     Json(new): Json<NewOrder>,
 ) -> Result<(StatusCode, Json<Order>), PlaceOrderError> {
-    let operation = state.place_order.clone();
+    let operation = state.0.place_order.clone();
     // The business operation, in its own span named per the service's API;
     // its status, `error.type`, log line and counter follow from the result.
     let order = operation.run(PlaceOrder { state, new }.run()).await?;
@@ -311,7 +315,7 @@ impl PlaceOrder {
         }
         // Reserve every item in the inventory, over gRPC: the client span is
         // a child of this operation's, the inventory's server span of it.
-        let mut inventory = self.state.inventory.clone();
+        let mut inventory = self.state.0.inventory.clone();
         for item in &self.new.items {
             let mut reserve = tonic::Request::new(inventory::v1::ReserveItemRequest {
                 sku: item.sku.clone(),
@@ -330,6 +334,7 @@ impl PlaceOrder {
         }
         let mut store = self
             .state
+            .0
             .store
             .write()
             .unwrap_or_else(PoisonError::into_inner);
@@ -352,7 +357,7 @@ impl PlaceOrder {
 }
 
 async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let store = state.store.read().unwrap_or_else(PoisonError::into_inner);
+    let store = state.0.store.read().unwrap_or_else(PoisonError::into_inner);
     match store.orders.get(&id) {
         Some(order) => Json(order.clone()).into_response(),
         None => (
