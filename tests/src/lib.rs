@@ -339,3 +339,63 @@ impl std::io::Write for SharedBuf {
         Ok(())
     }
 }
+
+/// Spans of one tracer provider, kept in memory: what the layers' tests
+/// assert on.
+#[derive(Debug)]
+pub struct InMemorySpans {
+    /// The exporter the spans land in.
+    pub exporter: opentelemetry_sdk::trace::InMemorySpanExporter,
+    /// The provider, exporting each span as it ends.
+    pub provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Default for InMemorySpans {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemorySpans {
+    /// A provider whose spans are exported as they end.
+    pub fn new() -> Self {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        Self { exporter, provider }
+    }
+
+    /// Layers' instrumentation on this provider, with the W3C propagators.
+    pub fn instrumentation(&self) -> looptel_core::Instrumentation {
+        looptel_core::Instrumentation::new(&self.provider, looptel_core::Propagator::default())
+    }
+
+    /// The spans ended so far.
+    pub fn finished(&self) -> Vec<SpanData> {
+        self.exporter.get_finished_spans().unwrap_or_default()
+    }
+
+    /// The one span ended so far.
+    ///
+    /// # Panics
+    /// When there is not exactly one.
+    pub fn one(&self) -> SpanData {
+        let mut spans = self.finished();
+        assert_eq!(spans.len(), 1, "{spans:#?}");
+        spans.remove(0)
+    }
+
+    /// Waits (up to two seconds) for `n` ended spans — a server ends its
+    /// span on its own task — and returns what there is.
+    pub async fn wait_for(&self, n: usize) -> Vec<SpanData> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let spans = self.finished();
+            if spans.len() >= n || Instant::now() > deadline {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

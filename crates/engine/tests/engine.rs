@@ -17,7 +17,7 @@ use looptel_engine::{
 };
 use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// A body of scripted frames; `Err` items are body errors.
@@ -71,29 +71,12 @@ fn take(ends: &Ends) -> Vec<Classification> {
     std::mem::take(&mut *ends.lock().expect("ends"))
 }
 
-struct Spans {
-    exporter: InMemorySpanExporter,
-    provider: SdkTracerProvider,
-}
+type Spans = looptel_tests::InMemorySpans;
 
-impl Spans {
-    fn new() -> Self {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        Self { exporter, provider }
-    }
-
-    /// A context holding a new span of ours.
-    fn start(&self) -> Context {
-        let span = self.provider.tracer("test").start("call");
-        Context::new().with_span(span)
-    }
-
-    fn finished(&self) -> Vec<SpanData> {
-        self.exporter.get_finished_spans().expect("spans")
-    }
+/// A context holding a new span of ours.
+fn start(spans: &Spans) -> Context {
+    let span = spans.provider.tracer("test").start("call");
+    Context::new().with_span(span)
 }
 
 fn attr(span: &SpanData, key: &str) -> Option<Value> {
@@ -118,7 +101,7 @@ where
 {
     let mut svc = tower::service_fn(handler);
     let engine = Engine::new(classifier);
-    let fut = engine.call(&mut svc, Request::new(()), &hook(ends), spans.start(), true);
+    let fut = engine.call(&mut svc, Request::new(()), &hook(ends), start(spans), true);
     fut.await
 }
 
@@ -278,7 +261,7 @@ async fn a_call_dropped_before_its_answer_ends_as_the_classifier_says() {
                 &mut svc,
                 Request::new(()),
                 &hook(&ends),
-                spans.start(),
+                start(&spans),
                 true,
             );
             drop(fut);
@@ -287,7 +270,7 @@ async fn a_call_dropped_before_its_answer_ends_as_the_classifier_says() {
                 &mut svc,
                 Request::new(()),
                 &hook(&ends),
-                spans.start(),
+                start(&spans),
                 true,
             );
             drop(fut);
@@ -331,7 +314,7 @@ async fn a_panic_is_answered_and_ends_once() {
             &mut svc,
             Request::new(()),
             &hook(&ends),
-            spans.start(),
+            start(&spans),
             true,
         )
         .await

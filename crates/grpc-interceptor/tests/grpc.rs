@@ -14,51 +14,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use looptel_core::{Instrumentation, Propagator};
+use looptel_core::Instrumentation;
 use looptel_grpc_interceptor::{GrpcClientLayer, GrpcServerLayer};
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// One process's spans.
-struct Spans {
-    exporter: InMemorySpanExporter,
-    provider: SdkTracerProvider,
-}
-
-impl Spans {
-    fn new() -> Self {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        Self { exporter, provider }
-    }
-
-    fn inst(&self) -> Instrumentation {
-        Instrumentation::new(&self.provider, Propagator::default())
-    }
-
-    fn finished(&self) -> Vec<SpanData> {
-        self.exporter.get_finished_spans().expect("spans")
-    }
-
-    /// Waits for `n` finished spans (the server ends its span on its own
-    /// task).
-    async fn wait_for(&self, n: usize) -> Vec<SpanData> {
-        for _ in 0..200 {
-            let spans = self.finished();
-            if spans.len() >= n {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.finished()
-    }
-}
+type Spans = looptel_tests::InMemorySpans;
 
 fn attr(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes
@@ -258,8 +224,8 @@ fn by_kind(spans: &[SpanData], kind: SpanKind) -> Vec<&SpanData> {
 #[tokio::test]
 async fn an_error_in_the_trailers_after_messages_is_that_error_on_both_sides() {
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
-    let mut client = client(client_spans.inst(), addr).await;
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
+    let mut client = client(client_spans.instrumentation(), addr).await;
     let res = client
         .ready()
         .await
@@ -318,8 +284,8 @@ async fn an_error_in_the_trailers_after_messages_is_that_error_on_both_sides() {
 #[tokio::test]
 async fn a_long_stream_is_timed_whole_and_a_dropped_one_is_cancelled_once() {
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
-    let mut client = client(client_spans.inst(), addr).await;
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
+    let mut client = client(client_spans.instrumentation(), addr).await;
 
     let res = client
         .ready()
@@ -378,8 +344,8 @@ async fn a_long_stream_is_timed_whole_and_a_dropped_one_is_cancelled_once() {
 #[tokio::test]
 async fn unknown_methods_are_other_panics_are_internal_and_health_is_skipped() {
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
-    let mut client = client(client_spans.inst(), addr).await;
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
+    let mut client = client(client_spans.instrumentation(), addr).await;
     for method in [
         "nope.v1.Unknown/Call",
         "test.v1.Raw/Panic",
@@ -419,8 +385,8 @@ async fn a_generated_client_and_server_work_through_the_layers() {
     use tonic_health::pb::health_client::HealthClient;
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
     // Health traced here: the filter is the user's to change.
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()).filter(()));
-    let mut health = HealthClient::new(client(client_spans.inst(), addr).await);
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()).filter(()));
+    let mut health = HealthClient::new(client(client_spans.instrumentation(), addr).await);
     let status = health
         .check(HealthCheckRequest {
             service: "no.such.Service".into(),
@@ -443,9 +409,10 @@ async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_sp
     let (server_registry, client_registry) = (Registry::new(), Registry::new());
     let server_rpc = RpcMetrics::new(&server_registry);
     let client_rpc = RpcMetrics::new(&client_registry);
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()).hook(server_rpc.server_hook()));
+    let addr =
+        serve!(GrpcServerLayer::new(server_spans.instrumentation()).hook(server_rpc.server_hook()));
     let mut client = ServiceBuilder::new()
-        .layer(GrpcClientLayer::new(client_spans.inst()).hook(client_rpc.client_hook()))
+        .layer(GrpcClientLayer::new(client_spans.instrumentation()).hook(client_rpc.client_hook()))
         .service(
             tonic::transport::Channel::from_shared(format!("http://{addr}"))
                 .expect("uri")
@@ -523,13 +490,13 @@ async fn baggage_crosses_the_call_and_the_edge_hook_runs_on_a_grpc_server() {
     let policy = BaggagePolicy::builder()
         .promote(["tenant.id", "region.id"])
         .build();
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()).hook(
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()).hook(
         EdgeLayer::new(policy).members(from_header(
             http::HeaderName::from_static("x-region"),
             "region.id",
         ))
     ));
-    let mut client = client(client_spans.inst(), addr).await;
+    let mut client = client(client_spans.instrumentation(), addr).await;
     let mut req = call(addr, "test.v1.Raw/Tenant");
     req.headers_mut()
         .insert("x-region", HeaderValue::from_static("eu-west"));
@@ -561,8 +528,8 @@ async fn baggage_crosses_the_call_and_the_edge_hook_runs_on_a_grpc_server() {
 #[tokio::test]
 async fn a_client_stream_is_one_span_covering_the_whole_call() {
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
-    let addr = serve!(GrpcServerLayer::new(server_spans.inst()));
-    let mut client = client(client_spans.inst(), addr).await;
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
+    let mut client = client(client_spans.instrumentation(), addr).await;
     let body = Script {
         frames: vec![message(b"1"), message(b"2"), message(b"3")].into(),
         gap: Duration::from_millis(30),
@@ -604,11 +571,11 @@ async fn a_flood_of_random_method_paths_keeps_one_series_and_no_raw_path() {
     let registry = Registry::new();
     let rpc = RpcMetrics::new(&registry);
     let addr = serve!(
-        GrpcServerLayer::new(server_spans.inst())
+        GrpcServerLayer::new(server_spans.instrumentation())
             .services(["test.v1.Raw"])
             .hook(rpc.server_hook().services(["test.v1.Raw"]))
     );
-    let mut client = client(client_spans.inst(), addr).await;
+    let mut client = client(client_spans.instrumentation(), addr).await;
     for i in 0..40 {
         let res = client
             .ready()
@@ -649,7 +616,7 @@ async fn a_transport_error_is_a_client_failure_with_its_class() {
         .expect("uri")
         .connect_lazy();
     let mut client = ServiceBuilder::new()
-        .layer(GrpcClientLayer::new(client_spans.inst()))
+        .layer(GrpcClientLayer::new(client_spans.instrumentation()))
         .service(channel);
     let result = client
         .ready()

@@ -1,38 +1,11 @@
 //! Shared by the http-layer tests: a tracer whose spans land in memory.
 #![allow(dead_code, unreachable_pub)]
 
-use looptel_core::{Instrumentation, Propagator};
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry_sdk::trace::SpanData;
 
-pub struct Spans {
-    pub exporter: InMemorySpanExporter,
-    pub provider: SdkTracerProvider,
-}
-
-impl Spans {
-    pub fn new() -> Self {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        Self { exporter, provider }
-    }
-
-    pub fn instrumentation(&self) -> Instrumentation {
-        Instrumentation::new(&self.provider, Propagator::default())
-    }
-
-    pub fn finished(&self) -> Vec<SpanData> {
-        self.exporter.get_finished_spans().expect("spans")
-    }
-
-    pub fn one(&self) -> SpanData {
-        let mut spans = self.finished();
-        assert_eq!(spans.len(), 1, "{spans:#?}");
-        spans.remove(0)
-    }
-}
+/// Spans in memory, shared with the other crates' tests.
+pub type Spans = looptel_tests::InMemorySpans;
 
 pub fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
