@@ -183,6 +183,61 @@ pub const MESSAGING_CLIENT_CONSUMED_MESSAGES: Instrument = Instrument {
     labels: MESSAGING_LABELS,
 };
 
+/// The pre-1.39 RPC names, emitted beside the current ones only with
+/// `OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup` (the conventions' RPC migration
+/// guide); deprecated by the conventions, so not in [`ALL`].
+pub mod legacy_rpc {
+    #![allow(deprecated)]
+    use super::{Instrument, Kind};
+    use opentelemetry_semantic_conventions::{attribute, metric};
+
+    /// `rpc.system` (now `rpc.system.name`).
+    pub const RPC_SYSTEM: &str = attribute::RPC_SYSTEM;
+    /// `rpc.service` (now part of `rpc.method`).
+    pub const RPC_SERVICE: &str = attribute::RPC_SERVICE;
+    /// `rpc.grpc.status_code`, the code's number (now
+    /// `rpc.response.status_code`, its name).
+    pub const RPC_GRPC_STATUS_CODE: &str = attribute::RPC_GRPC_STATUS_CODE;
+
+    /// The bucket bounds of the legacy histograms, in milliseconds: the
+    /// current ones, scaled.
+    pub const DURATION_BUCKETS_MS: &[f64] = &[
+        5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+        10000.0,
+    ];
+
+    /// `rpc.server.duration` in ms (now `rpc.server.call.duration`), with
+    /// the bare method in `rpc.method`.
+    pub const RPC_SERVER_DURATION: Instrument = Instrument {
+        name: metric::RPC_SERVER_DURATION,
+        unit: "ms",
+        kind: Kind::Histogram,
+        description: "Duration of inbound RPC (pre-1.39 name).",
+        labels: &[
+            RPC_SYSTEM,
+            RPC_SERVICE,
+            attribute::RPC_METHOD,
+            RPC_GRPC_STATUS_CODE,
+        ],
+    };
+
+    /// `rpc.client.duration` in ms (now `rpc.client.call.duration`).
+    pub const RPC_CLIENT_DURATION: Instrument = Instrument {
+        name: metric::RPC_CLIENT_DURATION,
+        unit: "ms",
+        kind: Kind::Histogram,
+        description: "Duration of outbound RPC (pre-1.39 name).",
+        labels: &[
+            RPC_SYSTEM,
+            RPC_SERVICE,
+            attribute::RPC_METHOD,
+            RPC_GRPC_STATUS_CODE,
+            attribute::SERVER_ADDRESS,
+            attribute::SERVER_PORT,
+        ],
+    };
+}
+
 /// Every instrument above.
 pub const ALL: &[Instrument] = &[
     HTTP_SERVER_REQUEST_DURATION,
@@ -231,7 +286,16 @@ mod tests {
                 .labels
                 .contains(&SERVER_ADDRESS)
         );
-        // Buckets strictly increasing.
+        // Buckets strictly increasing; the legacy ones the same, in ms.
         assert!(DURATION_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        let ms: Vec<f64> = DURATION_BUCKETS
+            .iter()
+            .map(|b| (b * 1000.0).round())
+            .collect();
+        assert_eq!(ms, legacy_rpc::DURATION_BUCKETS_MS);
+        assert_eq!(
+            legacy_rpc::RPC_SERVER_DURATION.prometheus_name(),
+            "rpc_server_duration_milliseconds"
+        );
     }
 }

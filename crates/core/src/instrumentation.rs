@@ -10,7 +10,7 @@ use opentelemetry::trace::{
 };
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::Propagator;
+use crate::{Propagator, SemconvOptIn};
 
 /// A tracer behind one dynamic call per span: layers depend on the
 /// OpenTelemetry API only, any tracer provider fits, and the span is put
@@ -71,6 +71,7 @@ struct Inner {
     tracer: Option<Arc<dyn StartSpan>>,
     propagator: Propagator,
     parent_based: bool,
+    semconv: SemconvOptIn,
 }
 
 impl fmt::Debug for Inner {
@@ -79,6 +80,7 @@ impl fmt::Debug for Inner {
             .field("tracing", &self.tracer.is_some())
             .field("propagator", &self.propagator)
             .field("parent_based", &self.parent_based)
+            .field("semconv", &self.semconv)
             .finish()
     }
 }
@@ -99,6 +101,7 @@ impl Instrumentation {
                 tracer: Some(Arc::new(provider.tracer(SCOPE))),
                 propagator,
                 parent_based: false,
+                semconv: SemconvOptIn::default(),
             }),
         }
     }
@@ -110,6 +113,7 @@ impl Instrumentation {
                 tracer: None,
                 propagator,
                 parent_based: false,
+                semconv: SemconvOptIn::default(),
             }),
         }
     }
@@ -190,6 +194,22 @@ impl Instrumentation {
     /// Whether the sampler was declared [parent-based](Self::parent_based).
     pub fn is_parent_based(&self) -> bool {
         self.inner.parent_based
+    }
+
+    /// Which names the layers emit beside the current ones
+    /// (`OTEL_SEMCONV_STABILITY_OPT_IN`; `looptel-telemetry` reads it).
+    #[must_use]
+    pub fn with_semconv(self, semconv: SemconvOptIn) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.semconv = semconv;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// See [`with_semconv`](Self::with_semconv).
+    pub fn semconv(&self) -> SemconvOptIn {
+        self.inner.semconv
     }
 
     /// The context an incoming request runs in, from its headers. When the

@@ -44,6 +44,7 @@ mod outcome;
 pub mod pii;
 mod promotion;
 mod propagation;
+mod semconv;
 mod service;
 pub mod tracecontext;
 
@@ -55,6 +56,7 @@ pub use operation::{Operation, OperationNameError};
 pub use outcome::{ErrorOutcome, Outcome};
 pub use promotion::BaggagePromotion;
 pub use propagation::Propagator;
+pub use semconv::{OTEL_SEMCONV_STABILITY_OPT_IN, SemconvOptIn};
 pub use service::ServiceInfo;
 
 /// The OpenTelemetry API crate this version of looptel is built against,

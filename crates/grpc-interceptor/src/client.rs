@@ -6,11 +6,11 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use looptel_core::{HeaderInjector, Instrumentation, SpanStart};
 use looptel_engine::{
-    AttributesOn, Engine, GrpcClient, RequestHook, ResponseBody, ResponseFuture, method_of,
-    server_attributes,
+    AttributesOn, Classification, Engine, GrpcClient, HookState, RequestHook, ResponseBody,
+    ResponseFuture, method_of, server_attributes,
 };
 use opentelemetry::global::ObjectSafeSpan;
-use opentelemetry::trace::{SpanBuilder, SpanKind};
+use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::{
     RPC_METHOD, RPC_METHOD_ORIGINAL, RPC_SYSTEM_NAME,
@@ -58,7 +58,14 @@ impl<S, H: Clone> Layer<S> for GrpcClientLayer<H> {
     fn layer(&self, inner: S) -> Self::Service {
         GrpcClientService {
             inner,
-            layer: self.clone(),
+            layer: GrpcClientLayer {
+                instrumentation: self.instrumentation.clone(),
+                hooks: (
+                    StatusAtEnd(self.instrumentation.semconv().rpc_dup()),
+                    self.hooks.clone(),
+                ),
+                engine: self.engine,
+            },
         }
     }
 }
@@ -67,7 +74,35 @@ impl<S, H: Clone> Layer<S> for GrpcClientLayer<H> {
 #[derive(Clone, Debug)]
 pub struct GrpcClientService<S, H = ()> {
     inner: S,
-    layer: GrpcClientLayer<H>,
+    /// The legacy namer first, then the user's hooks.
+    layer: GrpcClientLayer<(StatusAtEnd, H)>,
+}
+
+/// The client layer's own hook: with `rpc/dup`, the pre-1.39 names once the
+/// call has ended (`rpc.system`, `rpc.service`, `rpc.grpc.status_code`).
+#[derive(Clone, Copy, Debug)]
+pub struct StatusAtEnd(bool);
+
+/// What [`StatusAtEnd`] keeps: the method of a recording span's call.
+#[derive(Debug)]
+pub struct LegacyEnding(String);
+
+impl<B> RequestHook<Request<B>> for StatusAtEnd {
+    type State = Option<LegacyEnding>;
+
+    #[inline]
+    fn start(&self, request: &Request<B>, cx: &mut OtelContext) -> Self::State {
+        (self.0 && cx.span().is_recording()).then(|| {
+            let method = method_of(request.uri().path(), &Default::default());
+            LegacyEnding(method.unwrap_or(looptel_engine::OTHER_METHOD).to_owned())
+        })
+    }
+}
+
+impl HookState for LegacyEnding {
+    fn end(self, end: &Classification, cx: &OtelContext) {
+        crate::legacy_names(&cx.span(), &self.0, end);
+    }
 }
 
 looptel_engine::service_accessors!(GrpcClientService<S, H>);
@@ -79,9 +114,9 @@ where
     H: RequestHook<Request<ReqB>>,
     ResB: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResB, GrpcClient, H::State>>;
+    type Response = Response<ResponseBody<ResB, GrpcClient, (Option<LegacyEnding>, H::State)>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, GrpcClient, H::State>;
+    type Future = ResponseFuture<S::Future, GrpcClient, (Option<LegacyEnding>, H::State)>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {

@@ -41,14 +41,17 @@
 mod client;
 mod server;
 
-pub use client::{GrpcClientLayer, GrpcClientService, inject_context};
+pub use client::{GrpcClientLayer, GrpcClientService, LegacyEnding, StatusAtEnd, inject_context};
 pub use looptel_engine::{OTHER_METHOD, rpc_method};
 pub use server::{Ending, GrpcServerLayer, GrpcServerService, MethodAtEnd};
 
 use std::sync::Arc;
 
 use http::Request;
-use looptel_engine::RequestFilter;
+use looptel_catalogue::metrics::legacy_rpc;
+use looptel_engine::{Classification, RequestFilter};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanRef;
 
 /// The gRPC health-checking service, skipped by default.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -88,5 +91,22 @@ impl<B> RequestFilter<Request<B>> for SkipServices {
             .and_then(|p| p.split_once('/'))
             .map(|(service, _)| service);
         !service.is_some_and(|s| self.0.iter().any(|k| **k == *s))
+    }
+}
+
+/// The pre-1.39 names of a call's span, beside the current ones
+/// (`OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup`): `rpc.system`, `rpc.service`
+/// (the service of `method`, none for `_OTHER`), `rpc.grpc.status_code` as
+/// a number. `rpc.method` keeps its current value, the full method.
+fn legacy_names(span: &SpanRef<'_>, method: &str, end: &Classification) {
+    span.set_attribute(KeyValue::new(legacy_rpc::RPC_SYSTEM, "grpc"));
+    if let Some((service, _)) = method.split_once('/') {
+        span.set_attribute(KeyValue::new(legacy_rpc::RPC_SERVICE, service.to_owned()));
+    }
+    if let Some(code) = end.grpc_code() {
+        span.set_attribute(KeyValue::new(
+            legacy_rpc::RPC_GRPC_STATUS_CODE,
+            i64::from(code.as_i32()),
+        ));
     }
 }

@@ -115,7 +115,13 @@ impl<S, F: Clone, P: Clone, H: Clone> Layer<S> for GrpcServerLayer<F, P, H> {
                 services: self.services.clone(),
                 engine: self.engine,
             },
-            hooks: (MethodAtEnd(self.services.clone()), self.hooks.clone()),
+            hooks: (
+                MethodAtEnd {
+                    services: self.services.clone(),
+                    dup: self.instrumentation.semconv().rpc_dup(),
+                },
+                self.hooks.clone(),
+            ),
         }
     }
 }
@@ -134,15 +140,20 @@ looptel_engine::service_accessors!(GrpcServerService<S, F, P, H>);
 /// The server layer's own hook: the names a call's span gets once it has
 /// ended: `rpc.method`, and
 /// `_OTHER` with `rpc.method_original` for a method the server does not
-/// have. Runs first, so it ends last, before the span does.
+/// have (with `rpc/dup`, also `rpc.service` and `rpc.grpc.status_code`).
+/// Runs first, so it ends last, before the span does.
 #[derive(Clone, Debug)]
-pub struct MethodAtEnd(RpcServices);
+pub struct MethodAtEnd {
+    services: RpcServices,
+    dup: bool,
+}
 
 /// What [`MethodAtEnd`] keeps: the path of a recording span's call.
 #[derive(Debug)]
 pub struct Ending {
     services: RpcServices,
     uri: Uri,
+    dup: bool,
 }
 
 impl<B> RequestHook<Request<B>> for MethodAtEnd {
@@ -151,8 +162,9 @@ impl<B> RequestHook<Request<B>> for MethodAtEnd {
     #[inline]
     fn start(&self, request: &Request<B>, cx: &mut opentelemetry::Context) -> Self::State {
         cx.span().is_recording().then(|| Ending {
-            services: self.0.clone(),
+            services: self.services.clone(),
             uri: request.uri().clone(),
+            dup: self.dup,
         })
     }
 }
@@ -166,6 +178,9 @@ impl HookState for Ending {
         if method == looptel_engine::OTHER_METHOD {
             span.update_name(looptel_engine::OTHER_METHOD);
             span.set_attribute(KeyValue::new(RPC_METHOD_ORIGINAL, path.to_owned()));
+        }
+        if self.dup {
+            crate::legacy_names(&span, method, end);
         }
     }
 }

@@ -251,6 +251,9 @@ async fn an_error_in_the_trailers_after_messages_is_that_error_on_both_sides() {
     assert_eq!(attr(server, "error.type"), Some("INTERNAL".into()));
     assert!(matches!(server.status, Status::Error { .. }));
     assert_eq!(attr(server, "rpc.system.name"), Some("grpc".into()));
+    // The pre-1.39 names only with `rpc/dup`.
+    assert_eq!(attr(server, "rpc.system"), None);
+    assert_eq!(attr(server, "rpc.grpc.status_code"), None);
     assert_eq!(
         attr(server, "network.peer.address"),
         Some("127.0.0.1".into())
@@ -633,4 +636,101 @@ async fn a_transport_error_is_a_client_failure_with_its_class() {
     );
     assert!(matches!(spans[0].status, Status::Error { .. }));
     assert_eq!(code(&spans[0]), None, "no status was received");
+}
+
+#[tokio::test]
+async fn rpc_dup_also_emits_the_pre_1_39_names_on_spans_and_metrics() {
+    use looptel_core::SemconvOptIn;
+    use looptel_red_metrics::{Format, Registry, RpcMetrics};
+    let dup = SemconvOptIn::parse("http,rpc/dup");
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let registry = Registry::new();
+    let rpc = RpcMetrics::new(&registry).semconv(&registry, dup);
+    let addr = serve!(
+        GrpcServerLayer::new(server_spans.instrumentation().with_semconv(dup))
+            .hook(rpc.server_hook())
+    );
+    let mut client = ServiceBuilder::new()
+        .layer(
+            GrpcClientLayer::new(client_spans.instrumentation().with_semconv(dup))
+                .hook(rpc.client_hook()),
+        )
+        .service(
+            tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    for method in ["test.v1.Raw/StreamThenFail", "nope.v1.X/Y"] {
+        let res = client
+            .ready()
+            .await
+            .expect("ready")
+            .call(call(addr, method))
+            .await
+            .expect("answered");
+        res.into_body().collect().await.expect("body");
+    }
+    let spans = server_spans.wait_for(2).await;
+    let failed = spans
+        .iter()
+        .find(|s| s.name == "test.v1.Raw/StreamThenFail")
+        .expect("span");
+    // Both generations; `rpc.method` keeps the current, full value.
+    assert_eq!(attr(failed, "rpc.system.name"), Some("grpc".into()));
+    assert_eq!(attr(failed, "rpc.system"), Some("grpc".into()));
+    assert_eq!(attr(failed, "rpc.service"), Some("test.v1.Raw".into()));
+    assert_eq!(
+        attr(failed, "rpc.method"),
+        Some("test.v1.Raw/StreamThenFail".into())
+    );
+    assert_eq!(code(failed), Some("INTERNAL".into()));
+    assert_eq!(attr(failed, "rpc.grpc.status_code"), Some(13_i64.into()));
+    let other = spans.iter().find(|s| s.name == "_OTHER").expect("span");
+    assert_eq!(attr(other, "rpc.service"), None, "no service for _OTHER");
+    assert_eq!(attr(other, "rpc.grpc.status_code"), Some(12_i64.into()));
+    let client = client_spans.finished();
+    let client = client
+        .iter()
+        .find(|s| s.name == "test.v1.Raw/StreamThenFail")
+        .expect("client span");
+    assert_eq!(attr(client, "rpc.service"), Some("test.v1.Raw".into()));
+    assert_eq!(attr(client, "rpc.grpc.status_code"), Some(13_i64.into()));
+
+    // The metrics: the current histograms and the legacy ones in ms.
+    let text = registry.encode(Format::OpenMetrics);
+    let port = addr.port();
+    for line in [
+        "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"test.v1.Raw/StreamThenFail\",rpc_response_status_code=\"INTERNAL\",error_type=\"INTERNAL\"} 1".to_owned(),
+        "rpc_server_duration_milliseconds_count{rpc_system=\"grpc\",rpc_service=\"test.v1.Raw\",rpc_method=\"StreamThenFail\",rpc_grpc_status_code=\"13\"} 1".to_owned(),
+        "rpc_server_duration_milliseconds_count{rpc_system=\"grpc\",rpc_method=\"_OTHER\",rpc_grpc_status_code=\"12\"} 1".to_owned(),
+        format!("rpc_client_duration_milliseconds_count{{rpc_system=\"grpc\",rpc_service=\"test.v1.Raw\",rpc_method=\"StreamThenFail\",rpc_grpc_status_code=\"13\",server_address=\"127.0.0.1\",server_port=\"{port}\"}} 1"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+    // Milliseconds: the same call, a thousand times the seconds.
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix) && l.contains("StreamThenFail"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .expect("sum")
+    };
+    let (s, ms) = (
+        sum("rpc_server_call_duration_seconds_sum{"),
+        sum("rpc_server_duration_milliseconds_sum{"),
+    );
+    assert!((ms - s * 1000.0).abs() < 1.0, "{ms} ms vs {s} s");
+}
+
+#[tokio::test]
+async fn without_rpc_dup_no_legacy_metric_is_registered() {
+    use looptel_red_metrics::{Format, Registry, RpcMetrics};
+    let registry = Registry::new();
+    let _rpc =
+        RpcMetrics::new(&registry).semconv(&registry, looptel_core::SemconvOptIn::parse("rpc"));
+    let text = registry.encode(Format::OpenMetrics);
+    assert!(text.contains("rpc_server_call_duration_seconds"), "{text}");
+    assert!(!text.contains("rpc_server_duration_milliseconds"), "{text}");
 }

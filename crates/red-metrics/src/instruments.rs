@@ -76,6 +76,9 @@ pub struct RpcMetrics {
     pub client: Arc<Metric<Histogram>>,
     /// The server's series, found again by method and code.
     server_series: Arc<crate::resolved::ResolvedSeries<Option<looptel_engine::GrpcCode>>>,
+    /// `rpc.server.duration` and `rpc.client.duration` (ms), with
+    /// `rpc/dup` only.
+    legacy: Option<crate::rpc::Legacy>,
 }
 
 impl RpcMetrics {
@@ -86,7 +89,43 @@ impl RpcMetrics {
             server_series: Arc::new(crate::resolved::ResolvedSeries::new(server.clone())),
             server,
             client: registry.instrument_histogram(&m::RPC_CLIENT_CALL_DURATION),
+            legacy: None,
         }
+    }
+
+    /// With [`SemconvOptIn::rpc_dup`](looptel_core::SemconvOptIn::rpc_dup),
+    /// also records the pre-1.39 `rpc.server.duration` and
+    /// `rpc.client.duration` (milliseconds; `rpc.system`, `rpc.service`,
+    /// the bare `rpc.method`, `rpc.grpc.status_code`) for dashboards not yet
+    /// migrated. Registered in `registry` only then.
+    ///
+    /// ```
+    /// use looptel_core::SemconvOptIn;
+    /// use looptel_red_metrics::{Registry, RpcMetrics};
+    ///
+    /// let registry = Registry::new();
+    /// let _rpc = RpcMetrics::new(&registry)
+    ///     .semconv(&registry, SemconvOptIn::parse("rpc/dup"));
+    /// ```
+    #[must_use]
+    pub fn semconv(mut self, registry: &Registry, semconv: looptel_core::SemconvOptIn) -> Self {
+        self.legacy = semconv.rpc_dup().then(|| crate::rpc::Legacy {
+            server: registry.histogram(
+                m::legacy_rpc::RPC_SERVER_DURATION.name,
+                m::legacy_rpc::RPC_SERVER_DURATION.unit,
+                m::legacy_rpc::RPC_SERVER_DURATION.description,
+                m::legacy_rpc::RPC_SERVER_DURATION.labels,
+                m::legacy_rpc::DURATION_BUCKETS_MS,
+            ),
+            client: registry.histogram(
+                m::legacy_rpc::RPC_CLIENT_DURATION.name,
+                m::legacy_rpc::RPC_CLIENT_DURATION.unit,
+                m::legacy_rpc::RPC_CLIENT_DURATION.description,
+                m::legacy_rpc::RPC_CLIENT_DURATION.labels,
+                m::legacy_rpc::DURATION_BUCKETS_MS,
+            ),
+        });
+        self
     }
 
     /// The gRPC server layer's hook recording `rpc.server.call.duration`.
@@ -94,6 +133,7 @@ impl RpcMetrics {
         crate::RpcServerMetrics {
             duration: self.server_series.clone(),
             services: looptel_engine::RpcServices::default(),
+            legacy: self.legacy.as_ref().map(|l| l.server.clone()),
         }
     }
 
@@ -101,6 +141,7 @@ impl RpcMetrics {
     pub fn client_hook(&self) -> crate::RpcClientMetrics {
         crate::RpcClientMetrics {
             duration: self.client.clone(),
+            legacy: self.legacy.as_ref().map(|l| l.client.clone()),
         }
     }
 }

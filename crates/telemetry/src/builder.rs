@@ -321,7 +321,8 @@ impl TelemetryBuilder {
         let instrumentation = match &tracer_provider {
             Some(p) => Instrumentation::new(p, propagator).parent_based(parent_based),
             None => Instrumentation::disabled(propagator),
-        };
+        }
+        .with_semconv(env.semconv);
         Ok(Telemetry {
             service,
             instrumentation,

@@ -110,6 +110,7 @@ pub(crate) struct EnvConfig {
     pub(crate) metric_export_timeout: Option<Duration>,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<PropagatorName>>,
+    pub(crate) semconv: looptel_core::SemconvOptIn,
 }
 
 /// A propagator named in `OTEL_PROPAGATORS`.
@@ -251,6 +252,9 @@ impl EnvConfig {
         c.propagators = get(OTEL_PROPAGATORS)
             .map(|v| parse_propagators(&v))
             .transpose()?;
+        c.semconv = get(OTEL_SEMCONV_STABILITY_OPT_IN)
+            .map(|v| looptel_core::SemconvOptIn::parse(&v))
+            .unwrap_or_default();
         Ok(c)
     }
 }

@@ -52,3 +52,6 @@ pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 /// `tracecontext`, `baggage` or `none`, comma-separated.
 pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// `rpc/dup` also emits the pre-1.39 RPC names (see
+/// [`SemconvOptIn`](looptel_core::SemconvOptIn)); other entries are ignored.
+pub use looptel_core::OTEL_SEMCONV_STABILITY_OPT_IN;

@@ -348,6 +348,30 @@ fn propagators_come_from_env() {
 }
 
 #[test]
+fn the_rpc_opt_in_comes_from_env_and_reaches_the_layers() {
+    let read = |pairs: &[(&str, &str)]| {
+        env(pairs)
+            .service_name("svc")
+            .build()
+            .expect("valid")
+            .instrumentation()
+            .semconv()
+            .rpc_dup()
+    };
+    assert!(!read(&[]));
+    assert!(!read(&[("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc")]));
+    assert!(read(&[(
+        "OTEL_SEMCONV_STABILITY_OPT_IN",
+        "http/dup, rpc/dup"
+    )]));
+    // Disabled telemetry still names its metrics as asked.
+    assert!(read(&[
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_SEMCONV_STABILITY_OPT_IN", "rpc/dup")
+    ]));
+}
+
+#[test]
 fn code_settings_win_over_env() {
     let t = env(&[
         ("OTEL_TRACES_EXPORTER", "otlp"),

@@ -126,7 +126,10 @@ impl Metrics {
         }
         Self {
             http: HttpServerMetrics::new(&registry),
-            rpc: RpcMetrics::new(&registry),
+            // `OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup` adds the pre-1.39
+            // RPC histograms, as the telemetry bootstrap does for spans.
+            rpc: RpcMetrics::new(&registry)
+                .semconv(&registry, looptel_core::SemconvOptIn::from_env()),
             orders_created: registry.counter(
                 "orders.created",
                 "{order}",
