@@ -5,7 +5,7 @@ use opentelemetry::trace::TraceContextExt;
 
 use looptel_core::Outcome;
 
-use crate::{Classification, HookState, ProtocolStatus};
+use crate::{Classification, GrpcCode, HookState, ProtocolStatus};
 
 /// A request, call or message in flight: the context it runs in (with its
 /// span, when the layer started one), its hooks' state and, once known, its
@@ -106,8 +106,24 @@ impl<G: HookState> Call<G> {
 impl<G: HookState> Drop for Call<G> {
     fn drop(&mut self) {
         let cancelled = || {
-            self.on_cancel
-                .map(|(outcome, status)| Classification::new(outcome, status))
+            self.on_cancel.map(|(outcome, status)| {
+                // Dropped past the deadline its context carries: the call
+                // missed it (a failure on either side).
+                let deadline = crate::Deadline::passed;
+                if status == ProtocolStatus::Grpc(GrpcCode::Cancelled)
+                    && self
+                        .cx
+                        .get::<crate::Deadline>()
+                        .copied()
+                        .is_some_and(deadline)
+                {
+                    return Classification::new(
+                        Outcome::Failure,
+                        ProtocolStatus::Grpc(GrpcCode::DeadlineExceeded),
+                    );
+                }
+                Classification::new(outcome, status)
+            })
         };
         if let Some(end) = self.classified.take().or_else(cancelled) {
             if self.owned {

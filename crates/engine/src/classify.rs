@@ -247,10 +247,13 @@ pub fn transport_error_class(error: &(dyn std::error::Error + 'static)) -> &'sta
                 _ => "io_error",
             };
         }
+        // Timers name themselves only in text: tower's `Elapsed` ("request
+        // timed out"), tonic's `TimeoutExpired` ("Timeout expired").
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("timed out") || text.contains("timeout expired") {
+            return "timeout";
+        }
         current = e.source();
-    }
-    if error.to_string().to_ascii_lowercase().contains("timed out") {
-        return "timeout";
     }
     "_OTHER"
 }
@@ -445,8 +448,14 @@ impl Classify for GrpcClient {
     }
 }
 
+/// A call that timed out missed its deadline: DEADLINE_EXCEEDED, as gRPC
+/// names it (tonic hands the caller CANCELLED); other transport errors are
+/// classed.
 impl<E: std::error::Error + 'static> ClassifyError<E> for GrpcClient {
     fn classify_error(&self, error: &E) -> Classification {
+        if transport_error_class(error) == "timeout" {
+            return Self::classify_code(GrpcCode::DeadlineExceeded).with_message(error.to_string());
+        }
         transport_error(error)
     }
 }

@@ -153,6 +153,59 @@ impl std::fmt::Display for GrpcCode {
     }
 }
 
+/// The header a caller's deadline travels in.
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// A `grpc-timeout` value: at most 8 ASCII digits and a unit (`H`, `M`,
+/// `S`, `m`, `u`, `n`), as gRPC over HTTP/2 defines it; `None` otherwise.
+///
+/// ```
+/// use std::time::Duration;
+/// use looptel_engine::parse_grpc_timeout;
+/// assert_eq!(parse_grpc_timeout(b"50m"), Some(Duration::from_millis(50)));
+/// assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+/// assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+/// assert_eq!(parse_grpc_timeout(b"5x"), None);
+/// ```
+pub fn parse_grpc_timeout(value: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0_u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// A call's deadline, kept in its context: a call dropped after it is
+/// ended DEADLINE_EXCEEDED rather than CANCELLED (tonic's server drops the
+/// handler when the caller's `grpc-timeout` passes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(pub std::time::Instant);
+
+impl Deadline {
+    /// The deadline a request's `grpc-timeout` sets, from now.
+    pub fn of(headers: &HeaderMap) -> Option<Self> {
+        let timeout = parse_grpc_timeout(headers.get(&GRPC_TIMEOUT)?.as_bytes())?;
+        std::time::Instant::now().checked_add(timeout).map(Self)
+    }
+
+    /// Whether it has passed.
+    pub fn passed(self) -> bool {
+        std::time::Instant::now() >= self.0
+    }
+}
+
 /// `rpc.method` for methods the server does not know.
 pub const OTHER_METHOD: &str = "_OTHER";
 

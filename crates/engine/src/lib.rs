@@ -80,7 +80,8 @@ pub use filter::{
 };
 pub use future::{Engine, ResponseFuture};
 pub use grpc::{
-    GRPC_STATUS, GrpcCode, OTHER_METHOD, RpcServices, method_of, rpc_method, rpc_method_label,
+    Deadline, GRPC_STATUS, GRPC_TIMEOUT, GrpcCode, OTHER_METHOD, RpcServices, method_of,
+    parse_grpc_timeout, rpc_method, rpc_method_label,
 };
 pub use hook::{HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};

@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response, Uri};
 use looptel_core::Instrumentation;
 use looptel_engine::{
-    AttributesOn, Classification, Engine, GrpcServer, HookState, PublicEndpoint, RequestFilter,
-    RequestHook, ResponseBody, ResponseFuture, RpcServices, method_of, rpc_method_label,
-    server_attributes,
+    AttributesOn, Classification, Deadline, Engine, GrpcServer, HookState, PublicEndpoint,
+    RequestFilter, RequestHook, ResponseBody, ResponseFuture, RpcServices, method_of,
+    rpc_method_label, server_attributes,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::global::ObjectSafeSpan;
@@ -141,7 +141,9 @@ looptel_engine::service_accessors!(GrpcServerService<S, F, P, H>);
 /// ended: `rpc.method`, and
 /// `_OTHER` with `rpc.method_original` for a method the server does not
 /// have (with `rpc/dup`, also `rpc.service` and `rpc.grpc.status_code`).
-/// Runs first, so it ends last, before the span does.
+/// Runs first, so it ends last, before the span does. It also puts the
+/// caller's `grpc-timeout` into the call's context as a [`Deadline`]: a call
+/// dropped past it is DEADLINE_EXCEEDED, not CANCELLED.
 #[derive(Clone, Debug)]
 pub struct MethodAtEnd {
     services: RpcServices,
@@ -161,6 +163,10 @@ impl<B> RequestHook<Request<B>> for MethodAtEnd {
 
     #[inline]
     fn start(&self, request: &Request<B>, cx: &mut opentelemetry::Context) -> Self::State {
+        // The caller's deadline: a call tonic drops past it missed it.
+        if let Some(deadline) = Deadline::of(request.headers()) {
+            *cx = cx.with_value(deadline);
+        }
         cx.span().is_recording().then(|| Ending {
             services: self.services.clone(),
             uri: request.uri().clone(),

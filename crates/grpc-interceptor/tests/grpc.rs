@@ -80,6 +80,42 @@ impl http_body::Body for Script {
     }
 }
 
+/// The response of a bidirectional call: the request's data frames as
+/// they arrive, then OK in the trailers.
+struct Echo {
+    inner: Body,
+    done: bool,
+}
+
+impl http_body::Body for Echo {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(trailers("0"))));
+                }
+            }
+        }
+    }
+}
+
 /// A hand-written gRPC service (no code generation): what it answers
 /// depends on the method.
 #[derive(Clone)]
@@ -132,6 +168,26 @@ impl Service<Request<Body>> for Raw {
                     res.headers_mut()
                         .insert("grpc-status", HeaderValue::from_static("0"));
                     res.headers_mut().insert("x-messages", HeaderValue::from(n));
+                    return Ok(res);
+                }
+                // Bidirectional: every message back as it arrives, then OK.
+                "Echo" => {
+                    let mut res = Response::new(Body::new(Echo {
+                        inner: req.into_body(),
+                        done: false,
+                    }));
+                    res.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/grpc"),
+                    );
+                    return Ok(res);
+                }
+                // Answers after 300 ms: past a short deadline.
+                "Slow" => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let mut res = Response::new(Body::empty());
+                    res.headers_mut()
+                        .insert("grpc-status", HeaderValue::from_static("0"));
                     return Ok(res);
                 }
                 "Panic" => panic!("handler bug"),
@@ -733,4 +789,92 @@ async fn without_rpc_dup_no_legacy_metric_is_registered() {
     let text = registry.encode(Format::OpenMetrics);
     assert!(text.contains("rpc_server_call_duration_seconds"), "{text}");
     assert!(!text.contains("rpc_server_duration_milliseconds"), "{text}");
+}
+
+#[tokio::test]
+async fn a_bidirectional_stream_is_one_span_on_each_side_covering_the_whole_call() {
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
+    let mut client = client(client_spans.instrumentation(), addr).await;
+    let upload = Script {
+        frames: vec![message(b"1"), message(b"2"), message(b"3")].into(),
+        gap: Duration::from_millis(30),
+        forever: false,
+        sleep: None,
+    };
+    let mut req = call(addr, "test.v1.Raw/Echo");
+    *req.body_mut() = Body::new(upload);
+    let res = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect("answered");
+    let mut body = res.into_body();
+    // The first message comes back while the others are still to be sent.
+    let first = body.frame().await.expect("frame").expect("ok");
+    assert!(first.is_data());
+    assert!(server_spans.finished().is_empty(), "not ended at the head");
+    assert!(client_spans.finished().is_empty(), "nor on the client");
+    let rest = body.collect().await.expect("rest");
+    assert_eq!(
+        rest.trailers().and_then(|t| t.get("grpc-status")),
+        Some(&HeaderValue::from_static("0"))
+    );
+    let spans = server_spans.wait_for(1).await;
+    assert_eq!(spans.len(), 1);
+    assert_eq!(code(&spans[0]), Some("OK".into()));
+    let took = |s: &SpanData| s.end_time.duration_since(s.start_time).expect("ordered");
+    assert!(
+        took(&spans[0]) >= Duration::from_millis(80),
+        "{:?}",
+        took(&spans[0])
+    );
+    let client = client_spans.wait_for(1).await;
+    assert_eq!(client.len(), 1);
+    assert_eq!(code(&client[0]), Some("OK".into()));
+    assert!(
+        took(&client[0]) >= took(&spans[0]),
+        "the client's covers the server's"
+    );
+}
+
+#[tokio::test]
+async fn a_missed_deadline_is_deadline_exceeded_on_both_sides() {
+    let (server_spans, client_spans) = (Spans::new(), Spans::new());
+    let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
+    let mut client = client(client_spans.instrumentation(), addr).await;
+    let mut req = call(addr, "test.v1.Raw/Slow");
+    req.headers_mut()
+        .insert("grpc-timeout", HeaderValue::from_static("50m"));
+    let err = client
+        .ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect_err("the channel gives up at the deadline");
+    // tonic says CANCELLED here; gRPC's own name for it is DEADLINE_EXCEEDED.
+    assert_eq!(
+        tonic::Status::from_error(Box::new(err)).code(),
+        tonic::Code::Cancelled
+    );
+    let client = client_spans.wait_for(1).await;
+    assert_eq!(code(&client[0]), Some("DEADLINE_EXCEEDED".into()));
+    assert_eq!(
+        attr(&client[0], "error.type"),
+        Some("DEADLINE_EXCEEDED".into())
+    );
+    assert!(matches!(client[0].status, Status::Error { .. }));
+    // tonic's server dropped the handler at the deadline: a miss, an error
+    // of the server's, on the span and in the metric alike.
+    let server = server_spans.wait_for(1).await;
+    assert_eq!(server.len(), 1);
+    assert_eq!(code(&server[0]), Some("DEADLINE_EXCEEDED".into()));
+    assert_eq!(
+        attr(&server[0], "error.type"),
+        Some("DEADLINE_EXCEEDED".into())
+    );
+    assert!(matches!(server[0].status, Status::Error { .. }));
 }
