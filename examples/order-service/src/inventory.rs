@@ -55,6 +55,9 @@ impl StockService for Stock {
             return Err(Status::invalid_argument("quantity must be positive"));
         }
         let n = self.reservations.fetch_add(1, Ordering::Relaxed) + 1;
+        // In the caller's trace, with its tenant: the server layer put the
+        // call's context (and its baggage) around this handler.
+        tracing::info!(sku = %item.sku, quantity = item.quantity, "stock reserved");
         Ok(Response::new(ReserveItemResponse {
             reservation_id: format!("r-{n}"),
         }))

@@ -140,6 +140,47 @@ async fn a_placed_order_logs_with_the_trace_id_of_its_span() {
     assert_eq!(line["tenant.id"], "acme");
     assert_eq!(attr(span, "tenant.id").as_deref(), Some("acme"));
     assert_eq!(attr(server, "tenant.id").as_deref(), Some("acme"));
+
+    // The gRPC hop: the inventory's server span continues the order's
+    // client span, in the same trace, and `tenant.id` crossed with it.
+    let kind = |k| {
+        let found: Vec<_> = o
+            .spans
+            .iter()
+            .filter(|s| s.name == "inventory.v1.StockService/ReserveItem" && s.span_kind == k)
+            .collect();
+        assert_eq!(found.len(), 1, "{k:?}");
+        found[0]
+    };
+    let (client, inventory) = (
+        kind(opentelemetry::trace::SpanKind::Client),
+        kind(opentelemetry::trace::SpanKind::Server),
+    );
+    assert_eq!(client.parent_span_id, span.span_context.span_id());
+    assert_eq!(inventory.parent_span_id, client.span_context.span_id());
+    assert_eq!(
+        inventory.span_context.trace_id(),
+        server.span_context.trace_id()
+    );
+    assert_eq!(attr(inventory, "tenant.id").as_deref(), Some("acme"));
+    assert_eq!(
+        attr(inventory, "rpc.response.status_code").as_deref(),
+        Some("OK")
+    );
+    let reserved = o
+        .logs
+        .iter()
+        .find(|l| l["message"] == "stock reserved")
+        .expect("the inventory's log line");
+    assert_eq!(
+        reserved["trace_id"],
+        server.span_context.trace_id().to_string()
+    );
+    assert_eq!(
+        reserved["span_id"],
+        inventory.span_context.span_id().to_string()
+    );
+    assert_eq!(reserved["tenant.id"], "acme");
 }
 
 #[tokio::test]
