@@ -47,7 +47,7 @@
 //! "#)?;
 //! let rules = looptel_slo::rule_file(&spec, &spec.slos[0])?;
 //! assert!(rules.contains("alert: ErrorBudgetBurn1h"));
-//! assert!(rules.contains(r#"le=~\"0\\.5\""#));
+//! assert!(rules.contains(r#"le=~"0\\.5""#)); // 500 ms: a bucket bound
 //! # Ok::<(), looptel_slo::Error>(())
 //! ```
 
