@@ -269,6 +269,18 @@ fn call(addr: SocketAddr, method: &str) -> Request<Body> {
         .expect("request")
 }
 
+/// A call that streams three messages, 30 ms apart.
+fn upload(addr: SocketAddr, method: &str) -> Request<Body> {
+    let mut req = call(addr, method);
+    *req.body_mut() = Body::new(Script {
+        frames: vec![message(b"1"), message(b"2"), message(b"3")].into(),
+        gap: Duration::from_millis(30),
+        forever: false,
+        sleep: None,
+    });
+    req
+}
+
 fn code(span: &SpanData) -> Option<Value> {
     attr(span, "rpc.response.status_code")
 }
@@ -589,14 +601,7 @@ async fn a_client_stream_is_one_span_covering_the_whole_call() {
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
     let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
     let mut client = client(client_spans.instrumentation(), addr).await;
-    let body = Script {
-        frames: vec![message(b"1"), message(b"2"), message(b"3")].into(),
-        gap: Duration::from_millis(30),
-        forever: false,
-        sleep: None,
-    };
-    let mut req = call(addr, "test.v1.Raw/Collect");
-    *req.body_mut() = Body::new(body);
+    let req = upload(addr, "test.v1.Raw/Collect");
     let res = client
         .ready()
         .await
@@ -796,14 +801,7 @@ async fn a_bidirectional_stream_is_one_span_on_each_side_covering_the_whole_call
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
     let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
     let mut client = client(client_spans.instrumentation(), addr).await;
-    let upload = Script {
-        frames: vec![message(b"1"), message(b"2"), message(b"3")].into(),
-        gap: Duration::from_millis(30),
-        forever: false,
-        sleep: None,
-    };
-    let mut req = call(addr, "test.v1.Raw/Echo");
-    *req.body_mut() = Body::new(upload);
+    let req = upload(addr, "test.v1.Raw/Echo");
     let res = client
         .ready()
         .await

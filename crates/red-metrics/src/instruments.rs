@@ -109,21 +109,13 @@ impl RpcMetrics {
     /// ```
     #[must_use]
     pub fn semconv(mut self, registry: &Registry, semconv: looptel_core::SemconvOptIn) -> Self {
+        let legacy = |i: &m::Instrument| {
+            let buckets = m::legacy_rpc::DURATION_BUCKETS_MS;
+            registry.histogram(i.name, i.unit, i.description, i.labels, buckets)
+        };
         self.legacy = semconv.rpc_dup().then(|| crate::rpc::Legacy {
-            server: registry.histogram(
-                m::legacy_rpc::RPC_SERVER_DURATION.name,
-                m::legacy_rpc::RPC_SERVER_DURATION.unit,
-                m::legacy_rpc::RPC_SERVER_DURATION.description,
-                m::legacy_rpc::RPC_SERVER_DURATION.labels,
-                m::legacy_rpc::DURATION_BUCKETS_MS,
-            ),
-            client: registry.histogram(
-                m::legacy_rpc::RPC_CLIENT_DURATION.name,
-                m::legacy_rpc::RPC_CLIENT_DURATION.unit,
-                m::legacy_rpc::RPC_CLIENT_DURATION.description,
-                m::legacy_rpc::RPC_CLIENT_DURATION.labels,
-                m::legacy_rpc::DURATION_BUCKETS_MS,
-            ),
+            server: legacy(&m::legacy_rpc::RPC_SERVER_DURATION),
+            client: legacy(&m::legacy_rpc::RPC_CLIENT_DURATION),
         });
         self
     }
