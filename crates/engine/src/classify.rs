@@ -266,10 +266,11 @@ fn service_error<E>() -> Classification {
         .with_message("service error")
 }
 
-/// A transport error of a client.
-fn transport_error<E: std::error::Error + 'static>(error: &E) -> Classification {
+/// A transport error of a client, of class `class`
+/// ([`transport_error_class`]).
+fn transport_error<E: std::error::Error>(error: &E, class: &'static str) -> Classification {
     Classification::new(Outcome::Failure, ProtocolStatus::None)
-        .with_error_type(transport_error_class(error))
+        .with_error_type(class)
         .with_message(error.to_string())
 }
 
@@ -332,7 +333,7 @@ impl Classify for HttpClient {
 
 impl<E: std::error::Error + 'static> ClassifyError<E> for HttpClient {
     fn classify_error(&self, error: &E) -> Classification {
-        transport_error(error)
+        transport_error(error, transport_error_class(error))
     }
 }
 
@@ -453,10 +454,12 @@ impl Classify for GrpcClient {
 /// classed.
 impl<E: std::error::Error + 'static> ClassifyError<E> for GrpcClient {
     fn classify_error(&self, error: &E) -> Classification {
-        if transport_error_class(error) == "timeout" {
-            return Self::classify_code(GrpcCode::DeadlineExceeded).with_message(error.to_string());
+        match transport_error_class(error) {
+            "timeout" => {
+                Self::classify_code(GrpcCode::DeadlineExceeded).with_message(error.to_string())
+            }
+            class => transport_error(error, class),
         }
-        transport_error(error)
     }
 }
 
