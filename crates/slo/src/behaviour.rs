@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::duration;
 use crate::rules::{self, BUDGET_REMAINING_RECORD, number};
-use crate::spec::{Slo, Source, Spec};
+use crate::spec::{Slo, Spec};
 
 /// Calls per (unscaled) minute in every scenario.
 const TRAFFIC: f64 = 1000.0;
@@ -110,20 +110,13 @@ impl Ctx<'_> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let first = |v: &[String]| v.first().cloned().unwrap_or_default();
-        match &self.slo.sli.source {
-            Source::Http { routes, methods } => {
-                l.push(("http_route".into(), first(routes)));
-                l.push((
-                    "http_request_method".into(),
-                    methods.first().cloned().unwrap_or_else(|| "GET".into()),
-                ));
-            }
-            Source::Grpc { methods } => l.push(("rpc_method".into(), first(methods))),
-            Source::Messaging { destinations } => {
-                l.push(("messaging_destination_name".into(), first(destinations)));
-            }
-        }
+        // The first value each label counts; any value will do for an
+        // empty list (only methods may be one).
+        let (_, labels) = rules::source_labels(&self.slo.sli.source);
+        l.extend(labels.into_iter().map(|(label, values)| {
+            let value = values.first().cloned().unwrap_or_else(|| "GET".into());
+            (label, value)
+        }));
         l.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         let body: Vec<String> = l
             .iter()
@@ -229,10 +222,7 @@ impl Ctx<'_> {
     }
 
     fn recorded(&self, name: &str) -> String {
-        format!(
-            "{name}{{service=\"{}\",slo=\"{}\"}}",
-            self.spec.service, self.slo.name
-        )
+        rules::recorded(name, self.spec, self.slo)
     }
 
     fn test(
@@ -356,10 +346,8 @@ impl Ctx<'_> {
                     expr: format!("{} > bool 0", self.recorded(BUDGET_REMAINING_RECORD)),
                     eval_time: self.at(run),
                     exp_samples: vec![ExpSample {
-                        labels: format!(
-                            "{{service=\"{}\",slo=\"{}\"}}",
-                            self.spec.service, self.slo.name
-                        ),
+                        // `bool` drops the name, not the labels.
+                        labels: self.recorded(""),
                         value: 1.0,
                     }],
                 }],

@@ -146,6 +146,37 @@ pub fn le_renderings(bound: f64) -> Vec<String> {
     out
 }
 
+/// The histogram an SLI reads, and its labels with the values it counts
+/// (an empty list: any value), as Prometheus names them.
+pub(crate) fn source_labels(source: &Source) -> (String, Vec<(String, &[String])>) {
+    let label = |key: &str| label_name(key);
+    match source {
+        Source::Http { routes, methods } => (
+            HTTP_SERVER_REQUEST_DURATION.prometheus_name(),
+            vec![
+                (label(m::HTTP_ROUTE), routes.as_slice()),
+                (label(m::HTTP_REQUEST_METHOD), methods.as_slice()),
+            ],
+        ),
+        Source::Grpc { methods } => (
+            RPC_SERVER_CALL_DURATION.prometheus_name(),
+            vec![(label(m::RPC_METHOD), methods.as_slice())],
+        ),
+        Source::Messaging { destinations } => (
+            MESSAGING_PROCESS_DURATION.prometheus_name(),
+            vec![(
+                label(m::MESSAGING_DESTINATION_NAME),
+                destinations.as_slice(),
+            )],
+        ),
+    }
+}
+
+/// The label of the classifier's failures: set on exactly their series.
+pub(crate) fn error_type_label() -> String {
+    label_name(m::ERROR_TYPE)
+}
+
 /// The histogram an SLO reads and its label matchers (the spec's selector
 /// first).
 pub(crate) fn series(spec: &Spec, slo: &Slo) -> (String, Vec<String>) {
@@ -154,22 +185,8 @@ pub(crate) fn series(spec: &Spec, slo: &Slo) -> (String, Vec<String>) {
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", quote(v)))
         .collect();
-    let label = |key: &str| label_name(key);
-    let metric = match &slo.sli.source {
-        Source::Http { routes, methods } => {
-            matchers.extend(matcher(&label(m::HTTP_ROUTE), routes));
-            matchers.extend(matcher(&label(m::HTTP_REQUEST_METHOD), methods));
-            HTTP_SERVER_REQUEST_DURATION.prometheus_name()
-        }
-        Source::Grpc { methods } => {
-            matchers.extend(matcher(&label(m::RPC_METHOD), methods));
-            RPC_SERVER_CALL_DURATION.prometheus_name()
-        }
-        Source::Messaging { destinations } => {
-            matchers.extend(matcher(&label(m::MESSAGING_DESTINATION_NAME), destinations));
-            MESSAGING_PROCESS_DURATION.prometheus_name()
-        }
-    };
+    let (metric, labels) = source_labels(&slo.sli.source);
+    matchers.extend(labels.iter().filter_map(|(l, values)| matcher(l, values)));
     (metric, matchers)
 }
 
@@ -195,7 +212,7 @@ pub fn error_ratio_expr(spec: &Spec, slo: &Slo, window: Duration) -> String {
         // The classifier's failures: the only series with an `error_type`.
         None => rate_sum(
             &count,
-            &selector(&matchers, &[format!("{}!=\"\"", label_name(m::ERROR_TYPE))]),
+            &selector(&matchers, &[format!("{}!=\"\"", error_type_label())]),
             &w,
         ),
         // Calls above the bound: all minus those in its bucket, either
@@ -224,7 +241,8 @@ fn slo_labels(spec: &Spec, slo: &Slo) -> BTreeMap<&'static str, String> {
     ])
 }
 
-fn recorded(name: &str, spec: &Spec, slo: &Slo) -> String {
+/// An SLO's recorded series, selected by its labels.
+pub(crate) fn recorded(name: &str, spec: &Spec, slo: &Slo) -> String {
     format!(
         "{name}{{{}=\"{}\",{}=\"{}\"}}",
         alerts::SERVICE,
