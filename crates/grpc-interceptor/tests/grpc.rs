@@ -246,19 +246,38 @@ macro_rules! serve {
     }};
 }
 
+/// A connected channel to `addr`.
+async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
 /// A traced channel to `addr`.
 async fn client(
     inst: Instrumentation,
     addr: SocketAddr,
 ) -> looptel_grpc_interceptor::GrpcClientService<tonic::transport::Channel> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
     ServiceBuilder::new()
         .layer(GrpcClientLayer::new(inst))
-        .service(channel)
+        .service(channel(addr).await)
+}
+
+/// Sends `req` once the client is ready; the call must be answered.
+async fn send<S, B>(client: &mut S, req: Request<Body>) -> Response<B>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    client
+        .ready()
+        .await
+        .expect("ready")
+        .call(req)
+        .await
+        .expect("answered")
 }
 
 fn call(addr: SocketAddr, method: &str) -> Request<Body> {
@@ -294,13 +313,7 @@ async fn an_error_in_the_trailers_after_messages_is_that_error_on_both_sides() {
     let (server_spans, client_spans) = (Spans::new(), Spans::new());
     let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
     let mut client = client(client_spans.instrumentation(), addr).await;
-    let res = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(call(addr, "test.v1.Raw/StreamThenFail"))
-        .await
-        .expect("answered");
+    let res = send(&mut client, call(addr, "test.v1.Raw/StreamThenFail")).await;
     assert_eq!(
         res.status(),
         http::StatusCode::OK,
@@ -358,13 +371,7 @@ async fn a_long_stream_is_timed_whole_and_a_dropped_one_is_cancelled_once() {
     let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
     let mut client = client(client_spans.instrumentation(), addr).await;
 
-    let res = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(call(addr, "test.v1.Raw/Long"))
-        .await
-        .expect("answered");
+    let res = send(&mut client, call(addr, "test.v1.Raw/Long")).await;
     let mut body = res.into_body();
     body.frame().await.expect("frame").expect("data");
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -383,13 +390,7 @@ async fn a_long_stream_is_timed_whole_and_a_dropped_one_is_cancelled_once() {
     );
 
     // The client reads one message of an endless stream and goes away.
-    let res = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(call(addr, "test.v1.Raw/Forever"))
-        .await
-        .expect("answered");
+    let res = send(&mut client, call(addr, "test.v1.Raw/Forever")).await;
     let mut body = res.into_body();
     body.frame().await.expect("frame").expect("data");
     drop(body);
@@ -422,13 +423,7 @@ async fn unknown_methods_are_other_panics_are_internal_and_health_is_skipped() {
         "test.v1.Raw/Panic",
         "grpc.health.v1.Health/Check",
     ] {
-        let res = client
-            .ready()
-            .await
-            .expect("ready")
-            .call(call(addr, method))
-            .await
-            .expect("answered");
+        let res = send(&mut client, call(addr, method)).await;
         res.into_body().collect().await.expect("body");
     }
     let spans = server_spans.wait_for(2).await;
@@ -484,25 +479,13 @@ async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_sp
         serve!(GrpcServerLayer::new(server_spans.instrumentation()).hook(server_rpc.server_hook()));
     let mut client = ServiceBuilder::new()
         .layer(GrpcClientLayer::new(client_spans.instrumentation()).hook(client_rpc.client_hook()))
-        .service(
-            tonic::transport::Channel::from_shared(format!("http://{addr}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        );
+        .service(channel(addr).await);
     for method in [
         "test.v1.Raw/Long",
         "test.v1.Raw/StreamThenFail",
         "nope.v1.X/Y",
     ] {
-        let res = client
-            .ready()
-            .await
-            .expect("ready")
-            .call(call(addr, method))
-            .await
-            .expect("answered");
+        let res = send(&mut client, call(addr, method)).await;
         res.into_body().collect().await.expect("body");
     }
     let spans = server_spans.wait_for(3).await;
@@ -602,13 +585,7 @@ async fn a_client_stream_is_one_span_covering_the_whole_call() {
     let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
     let mut client = client(client_spans.instrumentation(), addr).await;
     let req = upload(addr, "test.v1.Raw/Collect");
-    let res = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(req)
-        .await
-        .expect("answered");
+    let res = send(&mut client, req).await;
     assert_eq!(
         res.headers().get("x-messages"),
         Some(&HeaderValue::from(3_u16))
@@ -641,13 +618,7 @@ async fn a_flood_of_random_method_paths_keeps_one_series_and_no_raw_path() {
     );
     let mut client = client(client_spans.instrumentation(), addr).await;
     for i in 0..40 {
-        let res = client
-            .ready()
-            .await
-            .expect("ready")
-            .call(call(addr, &format!("attack{i}.Svc/Probe{i}")))
-            .await
-            .expect("answered");
+        let res = send(&mut client, call(addr, &format!("attack{i}.Svc/Probe{i}"))).await;
         res.into_body().collect().await.expect("body");
     }
     let spans = server_spans.wait_for(40).await;
@@ -716,21 +687,9 @@ async fn rpc_dup_also_emits_the_pre_1_39_names_on_spans_and_metrics() {
             GrpcClientLayer::new(client_spans.instrumentation().with_semconv(dup))
                 .hook(rpc.client_hook()),
         )
-        .service(
-            tonic::transport::Channel::from_shared(format!("http://{addr}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        );
+        .service(channel(addr).await);
     for method in ["test.v1.Raw/StreamThenFail", "nope.v1.X/Y"] {
-        let res = client
-            .ready()
-            .await
-            .expect("ready")
-            .call(call(addr, method))
-            .await
-            .expect("answered");
+        let res = send(&mut client, call(addr, method)).await;
         res.into_body().collect().await.expect("body");
     }
     let spans = server_spans.wait_for(2).await;
@@ -802,13 +761,7 @@ async fn a_bidirectional_stream_is_one_span_on_each_side_covering_the_whole_call
     let addr = serve!(GrpcServerLayer::new(server_spans.instrumentation()));
     let mut client = client(client_spans.instrumentation(), addr).await;
     let req = upload(addr, "test.v1.Raw/Echo");
-    let res = client
-        .ready()
-        .await
-        .expect("ready")
-        .call(req)
-        .await
-        .expect("answered");
+    let res = send(&mut client, req).await;
     let mut body = res.into_body();
     // The first message comes back while the others are still to be sent.
     let first = body.frame().await.expect("frame").expect("ok");
