@@ -184,11 +184,7 @@ impl Instrumentation {
     /// sampler that may sample under an unsampled parent loses those spans.
     #[must_use]
     pub fn parent_based(self, parent_based: bool) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.inner);
-        inner.parent_based = parent_based;
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.with_inner(|inner| inner.parent_based = parent_based)
     }
 
     /// Whether the sampler was declared [parent-based](Self::parent_based).
@@ -200,8 +196,13 @@ impl Instrumentation {
     /// (`OTEL_SEMCONV_STABILITY_OPT_IN`; `looptel-telemetry` reads it).
     #[must_use]
     pub fn with_semconv(self, semconv: SemconvOptIn) -> Self {
+        self.with_inner(|inner| inner.semconv = semconv)
+    }
+
+    /// A start-up setting changed (copied when the handle is shared).
+    fn with_inner(self, change: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.inner);
-        inner.semconv = semconv;
+        change(&mut inner);
         Self {
             inner: Arc::new(inner),
         }

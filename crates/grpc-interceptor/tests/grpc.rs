@@ -300,6 +300,13 @@ fn upload(addr: SocketAddr, method: &str) -> Request<Body> {
     req
 }
 
+/// How long a span lasted.
+fn took(span: &SpanData) -> Duration {
+    span.end_time
+        .duration_since(span.start_time)
+        .expect("ordered")
+}
+
 fn code(span: &SpanData) -> Option<Value> {
     attr(span, "rpc.response.status_code")
 }
@@ -380,10 +387,7 @@ async fn a_long_stream_is_timed_whole_and_a_dropped_one_is_cancelled_once() {
     let spans = server_spans.wait_for(1).await;
     assert_eq!(spans.len(), 1);
     assert_eq!(code(&spans[0]), Some("OK".into()));
-    let took = spans[0]
-        .end_time
-        .duration_since(spans[0].start_time)
-        .expect("ordered");
+    let took = took(&spans[0]);
     assert!(
         took >= Duration::from_millis(150),
         "the whole stream: {took:?}"
@@ -501,11 +505,7 @@ async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_sp
     assert!(!server.contains("nope.v1"), "{server}");
     // The metric is the span's duration, and its exemplar is the span.
     let long = &spans[0];
-    let span_secs = long
-        .end_time
-        .duration_since(long.start_time)
-        .expect("ordered")
-        .as_secs_f64();
+    let span_secs = took(long).as_secs_f64();
     let sum: f64 = server
         .lines()
         .find(|l| {
@@ -594,10 +594,7 @@ async fn a_client_stream_is_one_span_covering_the_whole_call() {
     let spans = server_spans.wait_for(1).await;
     assert_eq!(spans.len(), 1);
     assert_eq!(code(&spans[0]), Some("OK".into()));
-    let took = spans[0]
-        .end_time
-        .duration_since(spans[0].start_time)
-        .expect("ordered");
+    let took = took(&spans[0]);
     assert!(
         took >= Duration::from_millis(80),
         "the whole upload: {took:?}"
@@ -776,7 +773,6 @@ async fn a_bidirectional_stream_is_one_span_on_each_side_covering_the_whole_call
     let spans = server_spans.wait_for(1).await;
     assert_eq!(spans.len(), 1);
     assert_eq!(code(&spans[0]), Some("OK".into()));
-    let took = |s: &SpanData| s.end_time.duration_since(s.start_time).expect("ordered");
     assert!(
         took(&spans[0]) >= Duration::from_millis(80),
         "{:?}",
