@@ -13,6 +13,7 @@ use tonic::server::NamedService;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
+use crate::faults::FaultSwitch;
 use crate::{Metrics, UNAVAILABLE_SKU};
 
 /// The generated API, from `proto/inventory/v1/stock.proto`.
@@ -35,10 +36,22 @@ use v1::{ReserveItemRequest, ReserveItemResponse};
 pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The example inventory: everything is in stock, except that it acts as if
-/// it were down for [`UNAVAILABLE_SKU`] (UNAVAILABLE).
+/// it were down for [`UNAVAILABLE_SKU`] (UNAVAILABLE), and as the
+/// [`FaultSwitch`] says (failures, delay), inside its handler.
 #[derive(Debug, Default)]
 pub struct Stock {
     reservations: AtomicU64,
+    faults: FaultSwitch,
+}
+
+impl Stock {
+    /// An inventory acting on `faults`.
+    pub fn new(faults: FaultSwitch) -> Self {
+        Self {
+            reservations: AtomicU64::new(0),
+            faults,
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -48,6 +61,14 @@ impl StockService for Stock {
         request: Request<ReserveItemRequest>,
     ) -> Result<Response<ReserveItemResponse>, Status> {
         let item = request.into_inner();
+        let (delay, fail) = self.faults.inventory_call();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if fail {
+            tracing::warn!(sku = %item.sku, "injected fault: inventory unavailable");
+            return Err(Status::unavailable("injected fault: inventory unavailable"));
+        }
         if item.sku == UNAVAILABLE_SKU {
             return Err(Status::unavailable("inventory unavailable"));
         }
@@ -65,7 +86,7 @@ impl StockService for Stock {
 }
 
 /// Serves the inventory on `listener` behind the gRPC server layer and its
-/// call-duration hook, until `shutdown` resolves.
+/// call-duration hook, acting on `faults`, until `shutdown` resolves.
 ///
 /// # Errors
 /// When the server fails.
@@ -73,6 +94,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     instrumentation: Instrumentation,
     metrics: &Metrics,
+    faults: FaultSwitch,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     Server::builder()
@@ -81,7 +103,7 @@ pub async fn serve(
                 .services([StockServiceServer::<Stock>::NAME])
                 .hook(metrics.rpc.server_hook()),
         )
-        .add_service(StockServiceServer::new(Stock::default()))
+        .add_service(StockServiceServer::new(Stock::new(faults)))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

@@ -14,6 +14,7 @@
 //! | `GET /orders/{id}` | reads an order back |
 //! | `GET /health` | liveness, never traced |
 //! | `GET /metrics` | RED (HTTP and gRPC), `orders.created`, saturation |
+//! | `GET`, `PUT`, `DELETE /admin/faults` | the [`faults`] switch, only with `--enable-faults` |
 //!
 //! The [`inventory`] (`inventory.v1.StockService/ReserveItem`) is a gRPC
 //! service the same binary serves on `--grpc-addr`: the order's span, the
@@ -28,6 +29,7 @@
 //! exceeds the reservation deadline — is a **failure**: HTTP 503, logged at
 //! ERROR, span status Error with `error.type`.
 
+pub mod faults;
 pub mod inventory;
 
 use std::collections::{HashMap, VecDeque};

@@ -21,6 +21,12 @@ struct Args {
     /// free port. The order path calls it there.
     #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
+    /// Serves the fault switch on `/admin/faults` (failures and latency
+    /// injected into the inventory hop); off by default. The variable takes
+    /// `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.
+    #[arg(long, env = "ENABLE_FAULTS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    enable_faults: bool,
 }
 
 #[tokio::main]
@@ -36,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting telemetry")?;
 
     let metrics = order_service::Metrics::new();
+    let faults = order_service::faults::FaultSwitch::new();
 
     // The inventory, a gRPC hop in the same binary.
     let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
@@ -48,8 +55,9 @@ async fn main() -> anyhow::Result<()> {
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let inventory = tokio::spawn({
         let (instrumentation, metrics) = (telemetry.instrumentation(), metrics.clone());
+        let faults = faults.clone();
         async move {
-            order_service::inventory::serve(grpc, instrumentation, &metrics, async {
+            order_service::inventory::serve(grpc, instrumentation, &metrics, faults, async {
                 let _ = grpc_stopped.await;
             })
             .await
@@ -64,13 +72,18 @@ async fn main() -> anyhow::Result<()> {
 
     let client =
         order_service::inventory::client(telemetry.instrumentation(), &metrics, grpc_addr)?;
-    axum::serve(
-        listener,
-        order_service::app(telemetry.instrumentation(), baggage, metrics, client)?,
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving")?;
+    let mut app = order_service::app(telemetry.instrumentation(), baggage, metrics, client)?;
+    if args.enable_faults {
+        tracing::warn!(
+            path = order_service::faults::FAULTS_PATH,
+            "fault switch enabled"
+        );
+        app = app.merge(order_service::faults::routes(faults));
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
     let _ = stop_grpc.send(());
     inventory
         .await

@@ -10,6 +10,7 @@ use looptel_tests::CapturedSpans;
 use looptel_tests::SharedBuf;
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
+use order_service::faults::{FaultSwitch, Faults};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -20,10 +21,12 @@ struct Observed {
     logs: Vec<Value>,
 }
 
-/// The inventory on 127.0.0.1, traced by `inst`, and a client of it.
+/// The inventory on 127.0.0.1, traced by `inst`, acting on `faults`, and
+/// a client of it.
 async fn inventory(
     inst: &looptel_core::Instrumentation,
     metrics: &order_service::Metrics,
+    faults: FaultSwitch,
 ) -> order_service::inventory::Inventory {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -35,6 +38,7 @@ async fn inventory(
             listener,
             server_inst,
             &server_metrics,
+            faults,
             std::future::pending(),
         )
         .await
@@ -44,6 +48,11 @@ async fn inventory(
 
 /// Sends one request to `app()` with telemetry installed for this thread.
 async fn call(req: Request<Body>) -> Observed {
+    call_with(FaultSwitch::new(), req).await
+}
+
+/// [`call`], the inventory acting on `faults`.
+async fn call_with(faults: FaultSwitch, req: Request<Body>) -> Observed {
     let spans = CapturedSpans::default();
     let out = SharedBuf::default();
     let policy = order_service::baggage_policy();
@@ -61,7 +70,7 @@ async fn call(req: Request<Body>) -> Observed {
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
     let metrics = order_service::Metrics::new();
-    let inventory = inventory(&inst, &metrics).await;
+    let inventory = inventory(&inst, &metrics, faults).await;
     let res = order_service::app(inst, policy, metrics, inventory)
         .expect("app")
         .oneshot(req)
@@ -252,7 +261,7 @@ async fn a_system_failure_sets_error_status_and_logs_at_error() {
 async fn orders_can_be_read_back_and_unknown_ids_are_404() {
     let inst = looptel_core::Instrumentation::disabled(looptel_core::Propagator::default());
     let metrics = order_service::Metrics::new();
-    let inventory = inventory(&inst, &metrics).await;
+    let inventory = inventory(&inst, &metrics, FaultSwitch::new()).await;
     let app =
         order_service::app(inst, order_service::baggage_policy(), metrics, inventory).expect("app");
     let res = app
@@ -313,4 +322,171 @@ async fn health_answers_and_bad_input_gets_a_clear_4xx() {
     )
     .await;
     assert_eq!(o.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn an_injected_inventory_failure_is_the_system_error_path_inside_the_inventory_hop() {
+    let faults = FaultSwitch::new();
+    faults.set(Faults {
+        inventory_error_rate: 1.0,
+        inventory_delay_ms: 0,
+    });
+    let o = call_with(
+        faults,
+        post(json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 1}]})),
+    )
+    .await;
+    assert_eq!(o.status, StatusCode::SERVICE_UNAVAILABLE);
+    let span = place_order_span(&o);
+    assert!(matches!(span.status, Status::Error { .. }));
+    assert_eq!(
+        attr(span, "error.type").as_deref(),
+        Some("inventory_unavailable")
+    );
+    // Where a real outage would show: the inventory's own server span
+    // failed, and the inventory logged it in the order's trace.
+    let inventory = o
+        .spans
+        .iter()
+        .find(|s| {
+            s.name == "inventory.v1.StockService/ReserveItem"
+                && s.span_kind == opentelemetry::trace::SpanKind::Server
+        })
+        .expect("the inventory's span");
+    assert_eq!(
+        attr(inventory, "rpc.response.status_code").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert!(matches!(inventory.status, Status::Error { .. }));
+    let line = o
+        .logs
+        .iter()
+        .find(|l| l["message"] == "injected fault: inventory unavailable")
+        .expect("the inventory's log line");
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["trace_id"], span.span_context.trace_id().to_string());
+    assert_eq!(
+        line["span_id"],
+        inventory.span_context.span_id().to_string()
+    );
+}
+
+#[tokio::test]
+async fn an_injected_delay_past_the_deadline_fails_the_order_as_deadline_exceeded() {
+    let faults = FaultSwitch::new();
+    let delay = order_service::inventory::RESERVE_TIMEOUT + std::time::Duration::from_millis(100);
+    faults.set(Faults {
+        inventory_error_rate: 0.0,
+        inventory_delay_ms: u64::try_from(delay.as_millis()).expect("small"),
+    });
+    let o = call_with(
+        faults,
+        post(json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 1}]})),
+    )
+    .await;
+    assert_eq!(o.status, StatusCode::SERVICE_UNAVAILABLE);
+    let client = o
+        .spans
+        .iter()
+        .find(|s| {
+            s.name == "inventory.v1.StockService/ReserveItem"
+                && s.span_kind == opentelemetry::trace::SpanKind::Client
+        })
+        .expect("the inventory call");
+    assert_eq!(
+        attr(client, "rpc.response.status_code").as_deref(),
+        Some("DEADLINE_EXCEEDED")
+    );
+    assert!(matches!(place_order_span(&o).status, Status::Error { .. }));
+}
+
+#[tokio::test]
+async fn the_fault_switch_reads_sets_clears_and_refuses_bad_input() {
+    let inst = looptel_core::Instrumentation::disabled(looptel_core::Propagator::default());
+    let metrics = order_service::Metrics::new();
+    let faults = FaultSwitch::new();
+    let inventory = inventory(&inst, &metrics, faults.clone()).await;
+    let app =
+        order_service::app(inst, order_service::baggage_policy(), metrics, inventory).expect("app");
+    // Without --enable-faults the path does not exist.
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/admin/faults")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    let app = app.merge(order_service::faults::routes(faults));
+    let send = |req: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.expect("infallible");
+            let status = res.status();
+            let bytes = res.into_body().collect().await.expect("body").to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let put = |body: Body| {
+        Request::put("/admin/faults")
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("req")
+    };
+    let get = || {
+        Request::get("/admin/faults")
+            .body(Body::empty())
+            .expect("req")
+    };
+    let order = || post(json!({"customer_id": "c-3", "items": [{"sku": "pen", "quantity": 1}]}));
+
+    assert_eq!(
+        send(get()).await,
+        (
+            StatusCode::OK,
+            json!({"inventory_error_rate": 0.0, "inventory_delay_ms": 0})
+        )
+    );
+    let (status, body) = send(put(Body::from(r#"{"inventory_error_rate": 1}"#))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["inventory_error_rate"], 1.0);
+    assert_eq!(send(order()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(send(get()).await.1["inventory_error_rate"], 1.0);
+
+    // Bad input: a clear answer, the faults in force unchanged.
+    let (status, body) = send(put(Body::from(r#"{"inventory_error_rate": 1.5}"#))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "inventory_error_rate");
+    let (status, body) = send(put(Body::from(r#"{"inventory_delay_ms": 3600000}"#))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "inventory_delay_ms");
+    for bad in [
+        Body::from(r#"{"consumer_errors": 1}"#),
+        Body::from(r#"{"inventory_error_rate": "high"}"#),
+        Body::from("not json"),
+        Body::from(vec![0xff_u8, 0xfe, 0x7b]),
+    ] {
+        let (status, body) = send(put(bad)).await;
+        assert!(status.is_client_error(), "{status}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    assert_eq!(send(get()).await.1["inventory_error_rate"], 1.0);
+
+    let res = app
+        .clone()
+        .oneshot(
+            Request::delete("/admin/faults")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(send(order()).await.0, StatusCode::CREATED);
 }

@@ -1,0 +1,179 @@
+//! The fault switch: failures and latency injected inside the dependency
+//! hop they name, so that spans, logs and metrics show them where a real
+//! fault would be. Off unless the service starts with `--enable-faults`
+//! (env `ENABLE_FAULTS=1`); then `PUT /admin/faults` sets them, `GET` reads
+//! them and `DELETE` clears them.
+//!
+//! ```text
+//! curl -X PUT localhost:8080/admin/faults -H 'content-type: application/json' \
+//!      -d '{"inventory_error_rate": 0.5, "inventory_delay_ms": 300}'
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+/// The path of the switch.
+pub const FAULTS_PATH: &str = "/admin/faults";
+
+/// The longest delay the switch accepts.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// The faults in force; all zero by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// The share of inventory calls (0–1) that fail as a system error
+    /// (UNAVAILABLE from the inventory's handler).
+    pub inventory_error_rate: f64,
+    /// Milliseconds the inventory's handler waits before it answers (past
+    /// the order path's 2-second deadline, the call fails DEADLINE_EXCEEDED).
+    pub inventory_delay_ms: u64,
+}
+
+impl Faults {
+    /// The field that is out of range, and why.
+    fn invalid(&self) -> Option<(&'static str, String)> {
+        let rate = self.inventory_error_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Some((
+                "inventory_error_rate",
+                format!("{rate} is not a share between 0 and 1"),
+            ));
+        }
+        if self.inventory_delay_ms > MAX_DELAY_MS {
+            return Some((
+                "inventory_delay_ms",
+                format!("{} is more than {MAX_DELAY_MS} ms", self.inventory_delay_ms),
+            ));
+        }
+        None
+    }
+}
+
+/// The switch, shared by the admin routes that set it and the inventory
+/// that acts on it. Cheap to clone; a switch no route can reach is off.
+#[derive(Clone, Debug, Default)]
+pub struct FaultSwitch(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    faults: RwLock<Faults>,
+    /// Inventory calls seen, so that a rate fails exactly that share of
+    /// them, spread evenly.
+    inventory_calls: AtomicU64,
+}
+
+impl FaultSwitch {
+    /// A switch with no faults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        *self.0.faults.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `faults` in force (what `PUT /admin/faults` does).
+    pub fn set(&self, faults: Faults) {
+        *self
+            .0
+            .faults
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
+    /// What the inventory does to this call: the delay to wait, and whether
+    /// it fails. With a rate `r`, call `n` fails when `⌊(n+1)·r⌋ > ⌊n·r⌋`:
+    /// exactly that share, evenly spread, no randomness to flake a test.
+    pub fn inventory_call(&self) -> (Duration, bool) {
+        let f = self.faults();
+        let delay = Duration::from_millis(f.inventory_delay_ms);
+        if f.inventory_error_rate <= 0.0 {
+            return (delay, false);
+        }
+        let n = self.0.inventory_calls.fetch_add(1, Ordering::Relaxed);
+        // Counts far below 2^52 are exact in an f64.
+        let (before, after) = (n as f64, (n + 1) as f64);
+        let r = f.inventory_error_rate;
+        (delay, (after * r).floor() > (before * r).floor())
+    }
+}
+
+/// `GET`, `PUT` and `DELETE` on [`FAULTS_PATH`]. Merged into the router
+/// only with `--enable-faults`: otherwise the path does not exist.
+pub fn routes(switch: FaultSwitch) -> Router {
+    Router::new()
+        .route(FAULTS_PATH, get(read).put(set).delete(clear))
+        .with_state(switch)
+}
+
+async fn read(State(switch): State<FaultSwitch>) -> Json<Faults> {
+    Json(switch.faults())
+}
+
+async fn set(
+    State(switch): State<FaultSwitch>,
+    body: Result<Json<Faults>, JsonRejection>,
+) -> Response {
+    let faults = match body {
+        Ok(Json(f)) => f,
+        Err(rejection) => {
+            let error = serde_json::json!({ "error": rejection.body_text() });
+            return (rejection.status(), Json(error)).into_response();
+        }
+    };
+    if let Some((field, message)) = faults.invalid() {
+        let error = serde_json::json!({ "error": message, "field": field });
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(error)).into_response();
+    }
+    switch.set(faults);
+    tracing::warn!(
+        faults.inventory_error_rate = faults.inventory_error_rate,
+        faults.inventory_delay_ms = faults.inventory_delay_ms,
+        "faults set"
+    );
+    Json(faults).into_response()
+}
+
+async fn clear(State(switch): State<FaultSwitch>) -> StatusCode {
+    switch.set(Faults::default());
+    tracing::warn!("faults cleared");
+    StatusCode::NO_CONTENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_fails_exactly_its_share_evenly() {
+        let switch = FaultSwitch::new();
+        assert_eq!(switch.inventory_call(), (Duration::ZERO, false));
+        switch.set(Faults {
+            inventory_error_rate: 0.25,
+            inventory_delay_ms: 7,
+        });
+        let failed: Vec<bool> = (0..8).map(|_| switch.inventory_call().1).collect();
+        assert_eq!(failed.iter().filter(|f| **f).count(), 2);
+        assert_eq!(
+            failed,
+            [false, false, false, true, false, false, false, true]
+        );
+        assert_eq!(switch.inventory_call().0, Duration::from_millis(7));
+        switch.set(Faults {
+            inventory_error_rate: 1.0,
+            inventory_delay_ms: 0,
+        });
+        assert!((0..5).all(|_| switch.inventory_call().1));
+    }
+}
