@@ -1,6 +1,9 @@
 //! Support for looptel's cross-crate tests: a fake OpenTelemetry collector
 //! that receives real OTLP over HTTP/protobuf and over gRPC on 127.0.0.1.
 
+mod prometheus;
+pub use prometheus::Prometheus;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};

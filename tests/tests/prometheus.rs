@@ -3,7 +3,6 @@
 //! the requests that were sent.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,72 +10,8 @@ use axum::routing::get;
 use looptel_core::{Instrumentation, Propagator};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{HttpServerMetrics, RedLayer, Registry, metrics_endpoint};
-use looptel_tests::serve;
+use looptel_tests::{Prometheus, serve};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-
-struct Prometheus {
-    child: Child,
-    addr: String,
-    _dir: TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
-    let dir = std::env::temp_dir().join(format!(
-        "looptel-prometheus-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: looptel\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .expect("config");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--enable-feature=exemplar-storage")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package; scripts/test.sh installs it)");
-    Prometheus {
-        child,
-        addr,
-        _dir: TempDir(dir),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_stores_the_trace_ids_of_the_requests_as_exemplars() {
@@ -94,7 +29,7 @@ async fn prometheus_stores_the_trace_ids_of_the_requests_as_exemplars() {
                 .filter(skip_paths(["/metrics"])),
         );
     let service = serve(app).await;
-    let prometheus = start_prometheus(service);
+    let prometheus = Prometheus::start("looptel", service, &[]);
 
     let client = reqwest::Client::new();
     for i in 0..20 {
@@ -120,26 +55,20 @@ async fn prometheus_stores_the_trace_ids_of_the_requests_as_exemplars() {
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs();
-        let url = format!(
-            "http://{}/api/v1/query_exemplars?query=http_server_request_duration_seconds_bucket&start={}&end={}",
-            prometheus.addr,
-            now - 600,
-            now + 60
-        );
-        let found: Vec<String> = match client.get(&url).send().await {
-            Ok(res) => {
-                let body: serde_json::Value =
-                    serde_json::from_str(&res.text().await.unwrap_or_default()).unwrap_or_default();
-                body["data"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
-                    .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-                    .collect()
-            }
-            Err(_) => Vec::new(),
-        };
+        let body = prometheus
+            .api(&format!(
+                "query_exemplars?query=http_server_request_duration_seconds_bucket&start={}&end={}",
+                now - 600,
+                now + 60
+            ))
+            .await;
+        let found: Vec<String> = body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
+            .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
+            .collect();
         if !found.is_empty() {
             break found;
         }
