@@ -1,86 +1,12 @@
 //! The real binary: port 0, a real OTLP export to a fake collector, SIGTERM,
 //! and the log line's `trace_id` equal to the exported span's.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
+use std::process::Command;
+
+use common::Service;
 use looptel_tests::FakeCollector;
-use serde_json::Value;
-
-struct Service {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Service {
-    fn start(envs: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
-        cmd.env_clear()
-            .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("GRPC_ADDR", "127.0.0.1:0")
-            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("spawn order-service");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not one JSON object per line: {line:?}: {e}"));
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line with `message`.
-    fn line(&mut self, message: &str) -> Value {
-        if let Some(l) = self.seen.iter().find(|l| l["message"] == message) {
-            return l.clone();
-        }
-        loop {
-            let l = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no line {message:?}; saw {:#?}", self.seen));
-            self.seen.push(l.clone());
-            if l["message"] == message {
-                return l;
-            }
-        }
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        // Drain what was written before exit.
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(l);
-        }
-        exit
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -98,12 +24,7 @@ async fn sigterm_flushes_the_span_whose_trace_id_the_logs_carry() {
             "deployment.environment=ci,team=orders".to_owned(),
         ),
     ]);
-    let listening = svc.line("order-service listening");
-    let addr = listening["http.addr"]
-        .as_str()
-        .expect("bound address logged")
-        .to_owned();
-    assert!(!addr.ends_with(":0"), "port 0 resolved: {addr}");
+    let addr = svc.http_addr();
 
     let res = reqwest::Client::new()
         .post(format!("http://{addr}/orders"))
