@@ -60,10 +60,28 @@ mod spec;
 pub use behaviour::test_file;
 pub use error::{Error, Invalid};
 pub use rules::{
-    BUDGET_REMAINING_RECORD, BUDGET_WINDOW, FOR, NO_TRAFFIC_ALERT, OBJECTIVE_RECORD, burn_alert,
-    error_ratio_expr, error_ratio_record, le_renderings, rule_file, windows,
+    BUDGET_REMAINING_RECORD, BUDGET_WINDOW, FOR, NO_TRAFFIC_ALERT, OBJECTIVE_RECORD, SliSeries,
+    burn_alert, burn_window, error_ratio_expr, error_ratio_record, le_renderings, rule_file,
+    windows,
 };
 pub use spec::{ResponseSla, Sli, Slo, Source, Spec};
+
+/// Reads a duration as Prometheus writes it: `5m`, `1h30m`, `500ms`, `30d`
+/// (largest unit first); `None` for anything else or zero.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(looptel_slo::parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+/// assert_eq!(looptel_slo::parse_duration("30m1h"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    duration::parse(text)
+}
+
+/// Writes a duration as Prometheus does (`1h`, `5m`, `1m30s`, `500ms`).
+pub fn format_duration(d: std::time::Duration) -> String {
+    duration::format(d)
+}
 
 /// The rule file of an SLO in the output directory: `{slo}.rules.yaml`.
 pub fn rules_file_name(slo: &Slo) -> String {

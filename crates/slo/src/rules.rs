@@ -49,6 +49,14 @@ pub fn burn_alert(window: &BurnWindow) -> String {
     format!("ErrorBudgetBurn{}", duration::format(window.long))
 }
 
+/// The window pair an alert's `window` label names (`1h` → the 1h/5m
+/// page pair).
+pub fn burn_window(label: &str) -> Option<&'static BurnWindow> {
+    BURN_WINDOWS
+        .iter()
+        .find(|w| duration::format(w.long) == label)
+}
+
 /// Every window a ratio is recorded over: the pairs' long and short ones
 /// and the budget window, shortest first.
 pub fn windows() -> Vec<Duration> {
@@ -113,7 +121,7 @@ fn regex_escape(v: &str) -> String {
 }
 
 /// A PromQL string literal's contents.
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -180,14 +188,65 @@ pub(crate) fn error_type_label() -> String {
 /// The histogram an SLO reads and its label matchers (the spec's selector
 /// first).
 pub(crate) fn series(spec: &Spec, slo: &Slo) -> (String, Vec<String>) {
-    let mut matchers: Vec<String> = spec
-        .selector
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", quote(v)))
-        .collect();
+    let mut matchers = spec.matchers();
     let (metric, labels) = source_labels(&slo.sli.source);
     matchers.extend(labels.iter().filter_map(|(l, values)| matcher(l, values)));
     (metric, matchers)
+}
+
+/// The raw series an SLO's SLI is computed from, for what reads them back
+/// (exemplar queries, dashboards): the histogram, its label matchers, and
+/// which of its series count as errors. The rule files are built from the
+/// same values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliSeries {
+    /// The histogram's Prometheus name (`http_server_request_duration_seconds`).
+    pub metric: String,
+    /// Its label matchers, the spec's selector first (`job="order-service"`,
+    /// `http_route=~"/orders|/orders/\\{id\\}"`).
+    pub matchers: Vec<String>,
+    /// The latency bound in seconds, for a latency SLI.
+    pub latency_under: Option<f64>,
+}
+
+impl SliSeries {
+    /// The series of an SLO of `spec`.
+    pub fn of(spec: &Spec, slo: &Slo) -> Self {
+        let (metric, matchers) = series(spec, slo);
+        Self {
+            metric,
+            matchers,
+            latency_under: slo.sli.latency_under,
+        }
+    }
+
+    /// A selector of the histogram's buckets, where exemplars are kept:
+    /// `http_server_request_duration_seconds_bucket{job="…",…}`.
+    pub fn buckets(&self) -> String {
+        format!("{}_bucket{}", self.metric, selector(&self.matchers, &[]))
+    }
+
+    /// A selector of the histogram's `_count` series, plus `extra` matchers.
+    pub fn count(&self, extra: &[String]) -> String {
+        format!("{}_count{}", self.metric, selector(&self.matchers, extra))
+    }
+
+    /// Whether a bucket series with these labels holds the SLI's errors:
+    /// for availability, a series with an `error_type`; for latency, a
+    /// bucket above the bound (`le` greater than it, `+Inf` included).
+    pub fn is_error<'a>(&self, mut label: impl FnMut(&str) -> Option<&'a str>) -> bool {
+        match self.latency_under {
+            None => label(&error_type_label()).is_some_and(|v| !v.is_empty()),
+            Some(bound) => label("le")
+                .and_then(|le| le.parse::<f64>().ok())
+                .is_some_and(|le| le > bound),
+        }
+    }
+
+    /// The label of the classifier's failures (`error_type`).
+    pub fn error_label() -> String {
+        error_type_label()
+    }
 }
 
 fn selector(matchers: &[String], extra: &[String]) -> String {

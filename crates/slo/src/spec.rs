@@ -215,6 +215,20 @@ impl Spec {
     pub fn scaled(&self, d: Duration) -> Duration {
         d / self.scale
     }
+
+    /// The spec's selector as PromQL label matchers (`job="order-service"`),
+    /// as every rule uses them.
+    pub fn matchers(&self) -> Vec<String> {
+        self.selector
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", crate::rules::quote(v)))
+            .collect()
+    }
+
+    /// The SLO named `name`.
+    pub fn slo(&self, name: &str) -> Option<&Slo> {
+        self.slos.iter().find(|s| s.name == name)
+    }
 }
 
 fn problem(problems: &mut Vec<Invalid>, field: impl Into<String>, message: impl Into<String>) {

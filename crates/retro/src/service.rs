@@ -1,0 +1,183 @@
+//! The HTTP interface: `POST /alerts` (the webhook), the cards at
+//! `GET /incidents` and `GET /incidents/{id}` (HTML, or JSON / Markdown by
+//! `Accept` or `?format=`), `POST /incidents/{id}/actions`, `/metrics`,
+//! `/health`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::Retro;
+use crate::render;
+use crate::webhook::Notification;
+
+/// The largest webhook body taken (Alertmanager's default groups stay far
+/// below it).
+pub const MAX_WEBHOOK_BYTES: usize = 1 << 20;
+
+/// The longest action text.
+pub const MAX_ACTION_CHARS: usize = 2000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Html,
+    Json,
+    Markdown,
+}
+
+#[derive(Deserialize)]
+struct FormatQuery {
+    format: Option<String>,
+}
+
+fn format(headers: &HeaderMap, q: &FormatQuery) -> Result<Format, Box<Response>> {
+    match q.format.as_deref() {
+        Some("json") => return Ok(Format::Json),
+        Some("md" | "markdown") => return Ok(Format::Markdown),
+        Some("html") => return Ok(Format::Html),
+        Some(other) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown format {other:?}: json, md or html"),
+            )));
+        }
+        None => {}
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(if accept.contains("application/json") {
+        Format::Json
+    } else if accept.contains("text/markdown") {
+        Format::Markdown
+    } else {
+        Format::Html
+    })
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn alerts(State(retro): State<Retro>, body: Bytes) -> Response {
+    match Notification::from_json(&body) {
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(n) => {
+            let ids = retro.receive(n);
+            axum::Json(serde_json::json!({ "incidents": ids })).into_response()
+        }
+    }
+}
+
+async fn list(
+    State(retro): State<Retro>,
+    headers: HeaderMap,
+    Query(q): Query<FormatQuery>,
+) -> Response {
+    let cards = retro.incidents();
+    match format(&headers, &q) {
+        Err(r) => *r,
+        Ok(Format::Json) => axum::Json(&cards).into_response(),
+        Ok(Format::Markdown) => {
+            let md: String = cards
+                .iter()
+                .map(|c| {
+                    format!(
+                        "- [{}](/incidents/{}) — {}\n",
+                        c.alert.name(),
+                        c.id,
+                        render::summary(c)
+                    )
+                })
+                .collect();
+            ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response()
+        }
+        Ok(Format::Html) => axum::response::Html(render::html_list(&cards)).into_response(),
+    }
+}
+
+async fn show(
+    State(retro): State<Retro>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<FormatQuery>,
+) -> Response {
+    let Some(card) = retro.incident(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("no incident {id:?}"));
+    };
+    match format(&headers, &q) {
+        Err(r) => *r,
+        Ok(Format::Json) => axum::Json(&card).into_response(),
+        Ok(Format::Markdown) => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            render::markdown(&card),
+        )
+            .into_response(),
+        Ok(Format::Html) => axum::response::Html(render::html(&card)).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAction {
+    text: String,
+    #[serde(default)]
+    link: Option<String>,
+}
+
+async fn add_action(State(retro): State<Retro>, Path(id): Path<String>, body: Bytes) -> Response {
+    let action: NewAction = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"text\": \"…\", \"link\": \"https://…\"}}: {e}"),
+            );
+        }
+    };
+    let text = action.text.trim();
+    if text.is_empty() || text.chars().count() > MAX_ACTION_CHARS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("text: 1 to {MAX_ACTION_CHARS} characters"),
+        );
+    }
+    if let Some(l) = &action.link
+        && !(l.starts_with("https://") || l.starts_with("http://"))
+    {
+        return error(StatusCode::BAD_REQUEST, "link: an http(s) URL".to_owned());
+    }
+    match retro.add_action(&id, text.to_owned(), action.link) {
+        None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+        Some(card) => (StatusCode::CREATED, axum::Json(card)).into_response(),
+    }
+}
+
+impl Retro {
+    /// The service's routes (without telemetry: the binary adds looptel's
+    /// server layer, as any service would).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/alerts",
+                post(alerts).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+            )
+            .route("/incidents", get(list))
+            .route("/incidents/{id}", get(show))
+            .route(
+                "/incidents/{id}/actions",
+                post(add_action).layer(DefaultBodyLimit::max(64 << 10)),
+            )
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                looptel_red_metrics::metrics_endpoint(self.registry().clone()),
+            )
+            .with_state(self.clone())
+    }
+}
