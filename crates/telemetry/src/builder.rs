@@ -17,6 +17,7 @@ use opentelemetry_semantic_conventions::resource::{SERVICE_NAME, SERVICE_VERSION
 use tracing::level_filters::LevelFilter;
 
 use crate::config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
+use crate::error::ConfigError;
 use crate::otlp::{otlp_metric_exporter, otlp_span_exporter};
 use crate::{
     DEPLOYMENT_ENVIRONMENT, Lookup, MetricsExporter, Note, Protocol, RuleSampler, SamplerConfig,
@@ -46,6 +47,7 @@ pub struct TelemetryBuilder {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) promotion: BaggagePromotion,
     pub(crate) baggage_policy: Option<Arc<dyn InjectPolicy>>,
+    pub(crate) traces_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for TelemetryBuilder {
@@ -122,6 +124,15 @@ impl TelemetryBuilder {
     /// `http/protobuf`).
     pub fn otlp_protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = Some(protocol);
+        self
+    }
+
+    /// Appends finished spans to `path` as OTLP JSON lines (env
+    /// `LOOPTEL_TRACES_FILE`): instead of the console default when no OTLP
+    /// endpoint is set, beside OTLP otherwise. Through its own bounded batch
+    /// processor, off the request path. The file is not rotated.
+    pub fn traces_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.traces_file = Some(path.into());
         self
     }
 
@@ -225,19 +236,21 @@ impl TelemetryBuilder {
             );
             // Every value set here: the SDK's own default builder would read
             // OTEL_BSP_* from the process, behind the configured lookup.
-            let batch = BatchConfigBuilder::default()
-                .with_scheduled_delay(
-                    env.bsp_schedule_delay
-                        .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
-                )
-                .with_max_queue_size(
-                    env.bsp_max_queue_size
-                        .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
-                )
-                .with_max_export_batch_size(
-                    env.bsp_max_export_batch_size
-                        .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
-                );
+            let batch = || {
+                BatchConfigBuilder::default()
+                    .with_scheduled_delay(
+                        env.bsp_schedule_delay
+                            .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
+                    )
+                    .with_max_queue_size(
+                        env.bsp_max_queue_size
+                            .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
+                    )
+                    .with_max_export_batch_size(
+                        env.bsp_max_export_batch_size
+                            .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
+                    )
+            };
             let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
             if !self.promotion.is_empty() {
                 // First, so attributes are set before any exporter sees the span.
@@ -255,8 +268,27 @@ impl TelemetryBuilder {
                     builder.with_sampler(s.into_sdk())
                 }
             };
+            let traces_file = self.traces_file.or(env.traces_file);
+            if let Some(path) = &traces_file {
+                let exporter = crate::file::OtlpFileExporter::open(path).map_err(|e| {
+                    ConfigError::new(
+                        vars::LOOPTEL_TRACES_FILE,
+                        &path.display().to_string(),
+                        format!("cannot open for appending: {e}"),
+                    )
+                })?;
+                notes.push(Note::info(format!(
+                    "traces: appended as OTLP JSON lines to {}",
+                    path.display()
+                )));
+                builder = builder.with_span_processor(
+                    BatchSpanProcessor::builder(exporter)
+                        .with_batch_config(batch().build())
+                        .build(),
+                );
+            }
             if let Some(custom) = self.span_exporter {
-                builder = builder.with_span_processor(custom(batch));
+                builder = builder.with_span_processor(custom(batch()));
                 notes.push(Note::info(
                     "traces: exported to a custom exporter".to_owned(),
                 ));
@@ -267,10 +299,11 @@ impl TelemetryBuilder {
                         notes.push(Note::info(format!("traces: OTLP to {target}")));
                         builder = builder.with_span_processor(
                             BatchSpanProcessor::builder(exporter)
-                                .with_batch_config(batch.build())
+                                .with_batch_config(batch().build())
                                 .build(),
                         );
                     }
+                    TracesExporter::Console if traces_file.is_some() => {}
                     TracesExporter::Console => {
                         notes.push(Note::info(format!(
                             "traces: written as JSON lines to standard error \
@@ -280,7 +313,7 @@ impl TelemetryBuilder {
                         let exporter = console::ConsoleExporter::new(Box::new(std::io::stderr()));
                         builder = builder.with_span_processor(
                             BatchSpanProcessor::builder(exporter)
-                                .with_batch_config(batch.build())
+                                .with_batch_config(batch().build())
                                 .build(),
                         );
                     }

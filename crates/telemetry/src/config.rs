@@ -111,6 +111,7 @@ pub(crate) struct EnvConfig {
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<PropagatorName>>,
     pub(crate) semconv: looptel_core::SemconvOptIn,
+    pub(crate) traces_file: Option<std::path::PathBuf>,
 }
 
 /// A propagator named in `OTEL_PROPAGATORS`.
@@ -132,6 +133,7 @@ impl EnvConfig {
             },
             ..Self::default()
         };
+        c.traces_file = get(LOOPTEL_TRACES_FILE).map(|v| v.trim().into());
         c.service_name = get(OTEL_SERVICE_NAME).map(|v| v.trim().to_owned());
         if let Some(v) = get(OTEL_RESOURCE_ATTRIBUTES) {
             c.resource_attributes = parse_key_values(OTEL_RESOURCE_ATTRIBUTES, &v)?;

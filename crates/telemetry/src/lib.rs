@@ -34,6 +34,11 @@
 //!   sampled, so ids reach logs and exemplars, and each finished span is
 //!   written as one JSON line on standard error. The service says so at
 //!   start-up.
+//! - `LOOPTEL_TRACES_FILE=/path/spans.jsonl` (or
+//!   [`TelemetryBuilder::traces_file`]): finished spans appended as OTLP JSON
+//!   lines, the collector's file-exporter format, instead of the standard
+//!   error default (beside OTLP when that is set): what `looptel-retro`
+//!   reads when no trace store runs.
 //! - `OTEL_TRACES_EXPORTER=none`: spans are created and sampled, not exported.
 //! - `OTEL_SDK_DISABLED=true`: no traces or metrics at all; logs still work.
 //!
@@ -49,6 +54,7 @@ mod builder;
 mod config;
 mod console;
 mod error;
+mod file;
 mod guard;
 mod otlp;
 mod promotion;
@@ -168,6 +174,7 @@ impl Telemetry {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             promotion: BaggagePromotion::default(),
             baggage_policy: None,
+            traces_file: None,
         }
     }
 

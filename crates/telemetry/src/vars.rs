@@ -52,6 +52,11 @@ pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 /// `tracecontext`, `baggage` or `none`, comma-separated.
 pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// A file finished spans are appended to as OTLP JSON lines (one
+/// `ExportTraceServiceRequest` per batch, the collector's file-exporter
+/// format): instead of the console default, or beside OTLP export. This is
+/// what `looptel-retro --traces-file` reads.
+pub const LOOPTEL_TRACES_FILE: &str = "LOOPTEL_TRACES_FILE";
 /// `rpc/dup` also emits the pre-1.39 RPC names (see
 /// [`SemconvOptIn`](looptel_core::SemconvOptIn)); other entries are ignored.
 pub use looptel_core::OTEL_SEMCONV_STABILITY_OPT_IN;

@@ -482,3 +482,47 @@ fn remote_parent_is_continued() {
         "0af7651916cd43dd8448eb211c80319c"
     );
 }
+
+#[test]
+fn traces_file_takes_the_console_defaults_place_and_holds_otlp_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("spans.jsonl");
+    let file = path.to_str().expect("utf-8 path");
+    let notes: Vec<String> = {
+        let t = env(&[("LOOPTEL_TRACES_FILE", file)])
+            .service_name("svc")
+            .build()
+            .expect("valid");
+        t.notes().iter().map(|n| n.text().to_owned()).collect()
+    };
+    let traces: Vec<&String> = notes.iter().filter(|n| n.starts_with("traces:")).collect();
+    assert_eq!(
+        traces,
+        [&format!("traces: appended as OTLP JSON lines to {file}")],
+        "no console output beside the file"
+    );
+
+    let ids = ids_in_span(env(&[("LOOPTEL_TRACES_FILE", file)])).expect("sampled");
+    let text = std::fs::read_to_string(&path).expect("written at shutdown");
+    let line: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a line")).expect("one JSON line");
+    let rs = &line["resourceSpans"][0];
+    let span = &rs["scopeSpans"][0]["spans"][0];
+    assert_eq!(span["name"], "work");
+    assert_eq!(span["traceId"], ids.trace_id().to_string());
+    assert_eq!(span["spanId"], ids.span_id().to_string());
+    let service = rs["resource"]["attributes"]
+        .as_array()
+        .expect("attributes")
+        .iter()
+        .find(|kv| kv["key"] == "service.name")
+        .map(|kv| kv["value"]["stringValue"].clone());
+    assert_eq!(service, Some("svc".into()));
+
+    let err = config_error(&[("LOOPTEL_TRACES_FILE", "/nonexistent/dir/spans.jsonl")]);
+    assert_eq!(err.variable(), "LOOPTEL_TRACES_FILE");
+    assert!(
+        err.to_string().contains("cannot open for appending"),
+        "{err}"
+    );
+}
