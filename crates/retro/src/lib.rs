@@ -300,7 +300,14 @@ impl Retro {
             severity: alert.label(l::SEVERITY).to_owned(),
             runbook_url: or(alert.annotation(l::RUNBOOK_URL), &self.spec.runbook_url),
             owner: or(alert.annotation(l::OWNER), &self.spec.owner),
-            response_sla: or(alert.annotation(l::RESPONSE_SLA), ""),
+            response_sla: or(
+                alert.annotation(l::RESPONSE_SLA),
+                if alert.label(l::SEVERITY) == "ticket" {
+                    &self.spec.response_sla.ticket
+                } else {
+                    &self.spec.response_sla.page
+                },
+            ),
             budget_remaining: None,
         }
     }

@@ -1,0 +1,443 @@
+//! The HTTP interface: the webhook's refusals, idempotent retries, the
+//! cards in three formats, actions, and sources that are down.
+//!
+//! The metrics source here is an in-process double that counts its calls
+//! and answers with canned exemplars; the end-to-end test in `tests/` runs
+//! the real Prometheus and Alertmanager.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use looptel_core::{Instrumentation, Propagator};
+use looptel_retro::sources::{
+    Exemplar, Http, MetricsSource, Series, SourceFuture, files, prometheus::Prometheus,
+    tempo::Tempo,
+};
+use looptel_retro::{Retro, Settings};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+const SPEC: &str = r#"
+service: order-service
+owner: "team-orders (on-call: orders-primary)"
+runbook_url: https://runbooks.example.com/order-service
+response_sla: { page: 15 minutes, ticket: next business day }
+selector: { job: order-service }
+slos:
+  - name: order-api-availability
+    description: 99.9 % of order API calls succeed.
+    objective: 99.9
+    sli: { http: { routes: ["/orders"] } }
+"#;
+
+const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+/// Answers exemplars and queries from a script; counts exemplar reads.
+#[derive(Debug, Default)]
+struct Canned {
+    exemplar_reads: AtomicUsize,
+    exemplar_selectors: Mutex<Vec<String>>,
+    queries: Mutex<Vec<String>>,
+}
+
+impl MetricsSource for Canned {
+    fn exemplars<'a>(
+        &'a self,
+        selector: &'a str,
+        _start: OffsetDateTime,
+        _end: OffsetDateTime,
+    ) -> SourceFuture<'a, Vec<Exemplar>> {
+        self.exemplar_reads.fetch_add(1, Ordering::SeqCst);
+        self.exemplar_selectors
+            .lock()
+            .expect("lock")
+            .push(selector.to_owned());
+        Box::pin(async move {
+            Ok(vec![Exemplar {
+                series: BTreeMap::from([
+                    ("error_type".to_owned(), "503".to_owned()),
+                    ("le".to_owned(), "0.25".to_owned()),
+                ]),
+                trace_id: TRACE.to_owned(),
+                span_id: None,
+                value: 0.2,
+                timestamp: 1_796_032_800.0,
+            }])
+        })
+    }
+
+    fn query<'a>(&'a self, expr: &'a str, _at: OffsetDateTime) -> SourceFuture<'a, Vec<Series>> {
+        self.queries.lock().expect("lock").push(expr.to_owned());
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn query_range<'a>(
+        &'a self,
+        _expr: &'a str,
+        _start: OffsetDateTime,
+        _end: OffsetDateTime,
+        _step: Duration,
+    ) -> SourceFuture<'a, Vec<Series>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn graph_url(&self, expr: &str) -> String {
+        format!("http://prometheus/graph?g0.expr={expr}")
+    }
+
+    fn name(&self) -> String {
+        "canned".to_owned()
+    }
+}
+
+fn http() -> Http {
+    Http::new(
+        Instrumentation::disabled(Propagator::default()),
+        Duration::from_secs(2),
+    )
+}
+
+async fn serve(retro: &Retro) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = retro.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn webhook(status: &str, fingerprint: &str, ends_at: &str) -> Value {
+    json!({
+        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status,
+        "receiver": "retro", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": "ErrorBudgetBurn1h", "severity": "page", "slo": "order-api-availability",
+                       "service": "order-service", "window": "1h"},
+            "annotations": {"summary": "order-service: order-api-availability is burning its error budget 14.4× too fast",
+                            "description": "<script>alert(1)</script>", "runbook_url": "javascript:alert(1)"},
+            "startsAt": "2026-11-30T10:00:00Z", "endsAt": ends_at,
+            "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint
+        }]
+    })
+}
+
+async fn card(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..100 {
+        let v: Value = client
+            .get(format!("{base}/incidents/{id}"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if until(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("card {id} never got there");
+}
+
+#[tokio::test]
+async fn bad_webhooks_get_a_400_naming_the_problem_and_big_ones_a_413() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
+    let base = serve(&retro).await;
+    let client = reqwest::Client::new();
+    for (body, expected) in [
+        ("{not json".to_owned(), "not an Alertmanager webhook"),
+        (
+            r#"{"version":"3","status":"firing","alerts":[]}"#.to_owned(),
+            "unsupported webhook version \"3\"",
+        ),
+        (
+            webhook("firing", "", "0001-01-01T00:00:00Z").to_string(),
+            "alerts[0].fingerprint is empty",
+        ),
+    ] {
+        let res = client
+            .post(format!("{base}/alerts"))
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(res.status(), 400);
+        let v: Value = res.json().await.expect("json error");
+        assert!(
+            v["error"].as_str().expect("message").contains(expected),
+            "{v}"
+        );
+    }
+    let huge = vec![b' '; looptel_retro::MAX_WEBHOOK_BYTES + 1];
+    let res = client
+        .post(format!("{base}/alerts"))
+        .body(huge)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 413);
+    assert!(retro.incidents().is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_changes_nothing_and_a_card_reads_in_three_formats() {
+    let dir = tempfile::tempdir().expect("dir");
+    let logs = dir.path().join("service.log");
+    let mut f = std::fs::File::create(&logs).expect("log file");
+    writeln!(
+        f,
+        r#"{{"timestamp":"2026-11-30T10:00:01Z","level":"ERROR","message":"order failed","service.name":"order-service","trace_id":"{TRACE}","span_id":"b7ad6b7169203331"}}"#
+    )
+    .expect("write");
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let metrics = Arc::new(Canned::default());
+    let retro = Retro::builder(spec, metrics.clone())
+        .traces(Arc::new(files::OtlpFile::new(
+            dir.path().join("no-spans.jsonl"),
+        )))
+        .logs(Arc::new(files::JsonLogFile::new(&logs)))
+        .build();
+    let base = serve(&retro).await;
+    let client = reqwest::Client::new();
+    let firing = webhook("firing", "c0ffee", "0001-01-01T00:00:00Z");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let v: Value = client
+            .post(format!("{base}/alerts"))
+            .json(&firing)
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        ids.push(v["incidents"][0].as_str().expect("id").to_owned());
+    }
+    assert_eq!(ids, ["c0ffee-1796032800"; 3]);
+    let id = &ids[0];
+    let v = card(&client, &base, id, |v| !v["evidence"].is_null()).await;
+    assert_eq!(retro.incidents().len(), 1, "one card for three deliveries");
+    assert_eq!(
+        metrics.exemplar_reads.load(Ordering::SeqCst),
+        1,
+        "gathered once"
+    );
+    // The SLI's raw series, from the spec: not a recording rule.
+    assert_eq!(
+        metrics.exemplar_selectors.lock().expect("lock")[0],
+        r#"http_server_request_duration_seconds_bucket{job="order-service",http_route="/orders"}"#
+    );
+    assert_eq!(v["state"], "firing");
+    assert_eq!(v["slo"]["objective_percent"], 99.9);
+    assert_eq!(v["slo"]["burn_rate"], 14.4);
+    assert_eq!(v["slo"]["owner"], "team-orders (on-call: orders-primary)");
+    assert_eq!(v["slo"]["response_sla"], "15 minutes");
+    // The exemplar's trace is not in the file: reported, its logs kept.
+    let ev = &v["evidence"];
+    assert_eq!(ev["missing"][0]["trace_id"], TRACE);
+    assert!(
+        ev["missing"][0]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("cannot open")
+    );
+    assert_eq!(ev["logs"][0]["message"], "order failed");
+    // The file that is missing is named as a failed source.
+    assert!(
+        ev["problems"][0]["source_name"]
+            .as_str()
+            .expect("name")
+            .starts_with("file ")
+    );
+
+    let md = client
+        .get(format!("{base}/incidents/{id}?format=md"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(md.starts_with("# ErrorBudgetBurn1h — firing"), "{md}");
+    assert!(md.contains("| owner | team-orders (on-call: orders-primary) |"));
+    assert!(md.contains("order failed"));
+
+    let html = client
+        .get(format!("{base}/incidents/{id}"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped"
+    );
+    assert!(!html.contains("<script>"));
+    assert!(!html.contains("href=\"javascript:"), "only http(s) links");
+    let list = client
+        .get(format!("{base}/incidents"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(list.contains(&format!("href=\"/incidents/{id}\"")));
+    let res = client
+        .get(format!("{base}/incidents/{id}?format=pdf"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 400);
+    let res = client
+        .get(format!("{base}/incidents/nope"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn actions_are_checked_and_kept_in_order() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
+    let base = serve(&retro).await;
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{base}/alerts"))
+        .json(&webhook("firing", "beef", "0001-01-01T00:00:00Z"))
+        .send()
+        .await
+        .expect("post");
+    let url = format!("{base}/incidents/beef-1796032800/actions");
+    for (body, status) in [
+        (json!({"text": ""}), 400),
+        (json!({"text": "x", "link": "javascript:alert(1)"}), 400),
+        (json!({"text": "x", "extra": 1}), 400),
+        (
+            json!({"text": "x".repeat(looptel_retro::MAX_ACTION_CHARS + 1)}),
+            400,
+        ),
+        (
+            json!({"text": "Timeout on the inventory call: 2 s → 300 ms", "link": "https://git.example.com/pr/42"}),
+            201,
+        ),
+        (json!({"text": "Alert on the inventory's own SLO"}), 201),
+    ] {
+        let res = client.post(&url).json(&body).send().await.expect("post");
+        assert_eq!(res.status(), status, "{body}");
+    }
+    let res = client
+        .post(format!("{base}/incidents/nope/actions"))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 404);
+    let card = retro.incident("beef-1796032800").expect("card");
+    let texts: Vec<&str> = card.actions.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Timeout on the inventory call: 2 s → 300 ms",
+            "Alert on the inventory's own SLO"
+        ]
+    );
+    assert_eq!(
+        card.actions[0].link.as_deref(),
+        Some("https://git.example.com/pr/42")
+    );
+}
+
+#[tokio::test]
+async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_not() {
+    // Nothing listens on these ports: real connection refusals.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(
+        spec,
+        Arc::new(Prometheus::new(format!("http://{closed}"), http())),
+    )
+    .traces(Arc::new(Tempo::new(format!("http://{closed}"), http())))
+    .settings(Settings {
+        recovery_window: Some(Duration::from_millis(10)),
+        settle: Duration::ZERO,
+        ..Settings::default()
+    })
+    .build();
+    let base = serve(&retro).await;
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{base}/alerts"))
+        .json(&webhook("firing", "dead", "0001-01-01T00:00:00Z"))
+        .send()
+        .await
+        .expect("post");
+    let v = card(&client, &base, "dead-1796032800", |v| {
+        !v["evidence"].is_null()
+    })
+    .await;
+    let problems: Vec<&str> = v["evidence"]["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["source_name"].as_str())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("prometheus http://127.0.0.1")),
+        "{problems:?}"
+    );
+    client
+        .post(format!("{base}/alerts"))
+        .json(&webhook("resolved", "dead", "2026-11-30T10:20:00Z"))
+        .send()
+        .await
+        .expect("post");
+    let v = card(&client, &base, "dead-1796032800", |v| {
+        !v["verification"].is_null()
+    })
+    .await;
+    assert_eq!(v["state"], "not_verified");
+    assert!(
+        v["verification"]["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("could not check: prometheus"),
+        "{v}"
+    );
+    // The service's own metrics count the failures.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("looptel_retro_source_errors_total{source=\"prometheus\"}")),
+        "{metrics}"
+    );
+}
