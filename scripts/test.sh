@@ -15,10 +15,15 @@ need_cargo_tool() { # <binary> <crate>
 need_cargo_tool cargo-nextest cargo-nextest
 need_cargo_tool cargo-deny cargo-deny
 
-# A real Prometheus (and promtool) for the metrics tests, from Debian.
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-    echo "==> installing prometheus (Debian package)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
+# Real Prometheus (and promtool) and Alertmanager for the metrics, SLO and
+# retro tests, and a headless Chromium for the incident card's page: Debian's.
+missing=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]} (Debian packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
 # /bin/kill (util-linux) sends SIGTERM in the process tests.

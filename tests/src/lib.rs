@@ -1,7 +1,10 @@
 //! Support for looptel's cross-crate tests: a fake OpenTelemetry collector
 //! that receives real OTLP over HTTP/protobuf and over gRPC on 127.0.0.1.
 
+mod alertmanager;
+pub mod browser;
 mod prometheus;
+pub use alertmanager::Alertmanager;
 pub use prometheus::Prometheus;
 
 use std::net::SocketAddr;

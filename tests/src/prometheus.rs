@@ -24,7 +24,7 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -38,6 +38,29 @@ impl Prometheus {
     /// # Panics
     /// When `prometheus` cannot be started.
     pub fn start(job: &str, target: SocketAddr, rules: &[(String, String)]) -> Self {
+        Self::launch(job, target, rules, None)
+    }
+
+    /// As [`start`](Self::start), sending its alerts to the Alertmanager
+    /// at `alertmanager` (`127.0.0.1:9093`), resent every second.
+    ///
+    /// # Panics
+    /// When `prometheus` cannot be started.
+    pub fn start_alerting(
+        job: &str,
+        target: SocketAddr,
+        rules: &[(String, String)],
+        alertmanager: &str,
+    ) -> Self {
+        Self::launch(job, target, rules, Some(alertmanager))
+    }
+
+    fn launch(
+        job: &str,
+        target: SocketAddr,
+        rules: &[(String, String)],
+        alertmanager: Option<&str>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "looptel-prometheus-{}-{}",
             std::process::id(),
@@ -53,7 +76,10 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rule_files}scrape_configs:\n  - job_name: {job}\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rule_files}scrape_configs:\n  - job_name: {job}\n    metrics_path: /metrics\n    static_configs:\n      - targets: ['{target}']\n{}",
+                alertmanager.map_or_else(String::new, |am| format!(
+                    "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
+                ))
             ),
         )
         .expect("config");
@@ -66,6 +92,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--enable-feature=exemplar-storage")
+            .arg("--rules.alert.resend-delay=1s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -571,6 +571,24 @@ impl Retro {
             }
         };
         tracing::info!(incident = id, verified = v.verified, reason = %v.reason, "recovery checked");
+        // The SLI again, through the recovery: the picture shows the fix.
+        let chart = self.with_store(|s| {
+            s.get(id)
+                .and_then(|c| c.evidence.as_ref())
+                .and_then(|e| e.sli.as_ref().map(|sli| (sli.series.clone(), e.from)))
+        });
+        let mut redrawn = None;
+        if let Some((series, Some(from))) = chart {
+            let to = OffsetDateTime::now_utc();
+            let step = ((to - from).as_seconds_f64() / 120.0).max(1.0);
+            if let Ok(s) = self
+                .metrics
+                .query_range(&series, from, to, Duration::from_secs_f64(step))
+                .await
+            {
+                redrawn = s.into_iter().next().map(|s| s.points);
+            }
+        }
         self.with_store(|s| {
             if let Some(card) = s.get_mut(id) {
                 card.state = if v.verified {
@@ -591,6 +609,11 @@ impl Retro {
                     ),
                 });
                 card.verification = Some(v);
+                if let (Some(points), Some(sli)) =
+                    (redrawn, card.evidence.as_mut().and_then(|e| e.sli.as_mut()))
+                {
+                    sli.points = points;
+                }
             }
         });
     }

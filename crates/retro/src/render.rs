@@ -9,8 +9,13 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::incident::{Incident, SliChart, TraceEvidence};
 
+/// RFC 3339 to the millisecond.
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+    let ms = t.nanosecond() / 1_000_000 * 1_000_000;
+    t.replace_nanosecond(ms)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 fn pct(r: f64) -> String {

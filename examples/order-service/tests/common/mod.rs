@@ -17,7 +17,15 @@ pub(crate) struct Service {
 
 impl Service {
     /// Starts the binary with only `envs` (and port 0 for both listeners).
+    #[allow(dead_code)] // not every test binary starts it this way
     pub(crate) fn start(envs: &[(&str, String)]) -> Self {
+        Self::start_logging(envs, None)
+    }
+
+    /// As [`start`](Self::start), also appending every log line to `log`
+    /// as it comes (what a log shipper would read).
+    pub(crate) fn start_logging(envs: &[(&str, String)], log: Option<&std::path::Path>) -> Self {
+        let mut log = log.map(|p| std::fs::File::create(p).expect("log file"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
         cmd.env_clear()
             .env("HTTP_ADDR", "127.0.0.1:0")
@@ -30,6 +38,10 @@ impl Service {
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = &mut log {
+                    use std::io::Write as _;
+                    let _ = writeln!(f, "{line}");
+                }
                 let value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("not one JSON object per line: {line:?}: {e}"));
                 if tx.send(value).is_err() {

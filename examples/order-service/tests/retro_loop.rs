@@ -1,0 +1,374 @@
+//! The whole loop on one machine, for real: the order-service binary with
+//! its fault switch, writing spans as OTLP JSON lines and JSON log lines to
+//! files; Debian's Prometheus (exemplar storage, the spec's rules with
+//! windows scaled 60×) sending its alerts to Debian's Alertmanager, whose
+//! webhook reaches looptel-retro (its library, served on a port). Failures
+//! injected → the page fires → the card names traces of requests that
+//! really failed (checked against the spans written), their error spans
+//! and log lines → the fault is removed → the resolved webhook → the card
+//! says verified. Again, with traffic stopped instead: not verified. The
+//! HTML card is opened in Debian's headless Chromium and its text and SVG
+//! are checked.
+//!
+//! Set `LOOPTEL_CARD_PNG=/path/card.png` to keep a screenshot of the card.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Service;
+use looptel_core::{Instrumentation, Propagator};
+use looptel_retro::sources::{Http, files, prometheus::Prometheus as PrometheusSource};
+use looptel_retro::{Retro, Settings, State};
+use looptel_tests::{Alertmanager, Prometheus, browser};
+use serde_json::Value;
+
+const SLO: &str = "order-api-availability";
+
+/// The spans of `trace_id` in the OTLP JSON lines file, as JSON.
+fn spans_written(path: &Path, trace_id: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("spans file");
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| l.contains(trace_id)) {
+        let v: Value = serde_json::from_str(line).expect("OTLP JSON line");
+        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for s in ss["spans"].as_array().into_iter().flatten() {
+                    if s["traceId"] == trace_id {
+                        out.push(s.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
+/// Polls `retro` until a card other than `except` satisfies `done`.
+async fn card_where(
+    retro: &Retro,
+    except: &HashSet<String>,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&looptel_retro::Incident) -> bool,
+) -> looptel_retro::Incident {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(c) = retro
+            .incidents()
+            .into_iter()
+            .find(|c| !except.contains(&c.id) && done(c))
+        {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no card {what} within {limit:?}; cards: {:#?}",
+            retro
+                .incidents()
+                .iter()
+                .map(|c| (&c.id, c.state, &c.timeline))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn set_faults(addr: &str, body: Option<&str>) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/admin/faults");
+    let res = match body {
+        Some(b) => client
+            .put(url)
+            .header("content-type", "application/json")
+            .body(b.to_owned())
+            .send()
+            .await
+            .expect("set faults"),
+        None => client.delete(url).send().await.expect("clear faults"),
+    };
+    assert!(res.status().is_success(), "{}", res.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spans, log) = (
+        dir.path().join("spans.jsonl"),
+        dir.path().join("service.log"),
+    );
+
+    // The reference service: faults on, spans to a file, logs to a file.
+    let mut svc = Service::start_logging(
+        &[
+            ("ENABLE_FAULTS", "1".to_owned()),
+            ("LOOPTEL_TRACES_FILE", spans.display().to_string()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        ],
+        Some(&log),
+    );
+    let addr = svc.http_addr();
+
+    // The committed spec, windows scaled down 60×: the same spec for the
+    // rules and for retro.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
+    let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
+        .expect("valid spec");
+    let rules = looptel_slo::generate(&spec, false).expect("rules");
+
+    // retro, with Prometheus, the spans file and the log file as sources.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let retro_addr = listener.local_addr().expect("addr");
+    let am = Alertmanager::start(&format!("http://{retro_addr}/alerts"));
+    let prometheus = Prometheus::start_alerting(
+        "order-service",
+        addr.parse().expect("addr"),
+        &rules,
+        am.addr(),
+    );
+    let http = Http::new(
+        Instrumentation::disabled(Propagator::default()),
+        Duration::from_secs(5),
+    );
+    let retro = Retro::builder(
+        spec,
+        Arc::new(PrometheusSource::new(
+            format!("http://{}", prometheus.addr()),
+            http,
+        )),
+    )
+    .traces(Arc::new(files::OtlpFile::new(&spans)))
+    .logs(Arc::new(files::JsonLogFile::new(&log)))
+    .settings(Settings {
+        window: Duration::from_secs(60),
+        settle: Duration::from_secs(2),
+        min_requests: 10.0,
+        ..Settings::default()
+    })
+    .build();
+    let app = retro.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Orders, 20 a second, while `flowing`.
+    let flowing = Arc::new(AtomicBool::new(true));
+    let traffic = tokio::spawn({
+        let (flowing, addr) = (flowing.clone(), addr.clone());
+        async move {
+            let client = reqwest::Client::new();
+            loop {
+                if flowing.load(Ordering::Relaxed) {
+                    let _ = client
+                        .post(format!("http://{addr}/orders"))
+                        .header("content-type", "application/json")
+                        .header("x-tenant-id", "acme")
+                        .body(r#"{"customer_id":"c-1","items":[{"sku":"pen","quantity":1}]}"#)
+                        .send()
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+
+    // Healthy first: the ratio is recorded, and no card.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while prometheus
+        .api(&format!(
+            "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
+        ))
+        .await["data"]["result"][0]["value"][1]
+        .as_str()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "no recorded error ratio");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // (The messaging SLO sees no traffic here: its SLOTrafficMissing
+    // ticket may well have made a card.)
+    assert!(
+        retro
+            .incidents()
+            .iter()
+            .all(|c| !c.alert.name().starts_with("ErrorBudgetBurn")),
+        "no burn card while healthy"
+    );
+
+    // Half the inventory calls fail.
+    set_faults(&addr, Some(r#"{"inventory_error_rate": 0.5}"#)).await;
+    let faulted = Instant::now();
+    let none = HashSet::new();
+    let card = card_where(
+        &retro,
+        &none,
+        Duration::from_secs(90),
+        "with evidence",
+        |c| {
+            c.alert.name() == "ErrorBudgetBurn1h"
+                && c.evidence.as_ref().is_some_and(|e| !e.traces.is_empty())
+        },
+    )
+    .await;
+    eprintln!("card with evidence {:?} after the fault", faulted.elapsed());
+    assert_eq!(card.alert.label("slo"), SLO);
+    let slo = card.slo.as_ref().expect("the SLO's facts");
+    assert_eq!((slo.burn_rate, slo.windows.as_str()), (14.4, "1m/5s"));
+    assert_eq!(slo.response_sla, "15 minutes");
+    let ev = card.evidence.as_ref().expect("evidence");
+    assert!(
+        ev.problems.is_empty(),
+        "no source failed: {:?}",
+        ev.problems
+    );
+
+    // Every evidence trace is a request that really failed: its server span
+    // as written by the service answered 503.
+    let ids: Vec<&str> = ev.traces.iter().map(|t| t.trace_id.as_str()).collect();
+    for t in &ev.traces {
+        assert!(t.from_error_series, "{} from an error series", t.trace_id);
+        let written = spans_written(&spans, &t.trace_id);
+        let server = written
+            .iter()
+            .find(|s| s["name"] == "POST /orders")
+            .unwrap_or_else(|| panic!("no server span of {} written", t.trace_id));
+        assert_eq!(
+            attribute(server, "http.response.status_code").map(|v| v["intValue"].clone()),
+            Some("503".into()),
+            "trace {} failed",
+            t.trace_id
+        );
+        assert_eq!(t.spans.len(), written.len(), "every span of the trace");
+        // Its error spans name the inventory hop that failed.
+        assert!(
+            t.analysis
+                .errors
+                .iter()
+                .any(|e| e.name == "inventory.v1.StockService/ReserveItem"),
+            "{:?}",
+            t.analysis.errors
+        );
+        assert_eq!(
+            t.analysis.root.as_ref().map(|r| r.name.as_str()),
+            Some("POST /orders")
+        );
+        assert!(!t.analysis.critical_path.is_empty());
+    }
+    // Their log lines, from the log file, with the injected fault's line.
+    assert!(
+        ev.logs.iter().all(|l| ids.contains(&l.trace_id.as_str())),
+        "only those traces' lines"
+    );
+    assert!(
+        ev.logs
+            .iter()
+            .any(|l| l.message == "injected fault: inventory unavailable"),
+        "{:?}",
+        ev.logs.iter().map(|l| &l.message).collect::<Vec<_>>()
+    );
+    assert!(ev.logs.iter().any(|l| l.level == "ERROR"));
+    // The dependency that moved: the inventory's gRPC method.
+    let moved = ev
+        .dependencies
+        .iter()
+        .find(|d| d.moved)
+        .expect("a dependency moved");
+    assert_eq!(moved.kind, "gRPC");
+    assert!(
+        moved
+            .name
+            .starts_with("inventory.v1.StockService/ReserveItem"),
+        "{}",
+        moved.name
+    );
+    assert!(moved.during.expect("calls during").error_ratio > 0.3);
+    let sli = ev.sli.as_ref().expect("the SLI around the alert");
+    assert!(
+        sli.points.iter().any(|p| p.1 > sli.threshold),
+        "the burn is drawn"
+    );
+
+    // The fix: the page resolves, and the recovery is verified with traffic.
+    set_faults(&addr, None).await;
+    let fixed = Instant::now();
+    let first = card.id.clone();
+    let verified = card_where(&retro, &none, Duration::from_secs(90), "checked", |c| {
+        c.id == first && c.verification.is_some()
+    })
+    .await;
+    eprintln!("recovery checked {:?} after the fix", fixed.elapsed());
+    let v = verified.verification.as_ref().expect("checked");
+    assert_eq!(verified.state, State::Verified, "{}", v.reason);
+    assert!(
+        v.requests >= 10.0 && v.burn_rate.is_some_and(|b| b < 1.0),
+        "{v:?}"
+    );
+    assert!(verified.alert.ends_at.is_some());
+    // The SLI is drawn again through the recovery: back under the threshold.
+    let sli = verified
+        .evidence
+        .as_ref()
+        .and_then(|e| e.sli.as_ref())
+        .expect("the SLI");
+    let last = sli.points.last().expect("points");
+    assert!(last.1 < sli.threshold, "{last:?} under {}", sli.threshold);
+    assert!(sli.ends_at.is_some(), "the resolution is marked");
+
+    // The card in a real browser: the text and the pictures.
+    let url = format!("http://{retro_addr}/incidents/{first}");
+    let dom = browser::dom(&url);
+    assert!(dom.contains("ErrorBudgetBurn1h"), "{dom}");
+    assert!(dom.contains(r#"<span class="state verified" id="state">verified</span>"#));
+    assert!(dom.contains("recovered: burn rate"));
+    assert!(dom.contains(r#"<svg xmlns="http://www.w3.org/2000/svg" class="sli""#));
+    assert!(dom.contains(r#"<polyline class="ratio""#));
+    assert!(dom.contains(r#"class="waterfall""#));
+    assert!(
+        dom.contains(r#"<g class="span error"#),
+        "error spans drawn red"
+    );
+    assert!(dom.contains(&format!(r#"data-trace-id="{}""#, ids[0])));
+    assert!(dom.contains("injected fault: inventory unavailable"));
+    if let Ok(png) = std::env::var("LOOPTEL_CARD_PNG") {
+        browser::screenshot(&url, Path::new(&png), 1100, 2400);
+    }
+
+    // Again, but the traffic stops instead of the fault being fixed: the
+    // page resolves by itself, and that is no recovery.
+    set_faults(&addr, Some(r#"{"inventory_error_rate": 0.5}"#)).await;
+    let seen: HashSet<String> = [first.clone()].into();
+    let second = card_where(
+        &retro,
+        &seen,
+        Duration::from_secs(90),
+        "firing again",
+        |c| c.alert.name() == "ErrorBudgetBurn1h" && c.evidence.is_some(),
+    )
+    .await;
+    flowing.store(false, Ordering::Relaxed);
+    let id = second.id.clone();
+    let unverified = card_where(&retro, &seen, Duration::from_secs(90), "checked", |c| {
+        c.id == id && c.verification.is_some()
+    })
+    .await;
+    let v = unverified.verification.as_ref().expect("checked");
+    assert_eq!(unverified.state, State::NotVerified);
+    assert!(v.reason.starts_with("no traffic:"), "{}", v.reason);
+
+    traffic.abort();
+    drop(svc);
+}
