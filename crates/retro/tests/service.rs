@@ -441,3 +441,56 @@ async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_n
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_summary_is_posted_to_the_notification_webhook_once_the_evidence_is_in() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(v);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(Canned::default()))
+        .http(http())
+        .settings(Settings {
+            notify_url: Some(format!("http://{hook}/notify")),
+            public_url: Some("https://retro.example.com/".to_owned()),
+            ..Settings::default()
+        })
+        .build();
+    let base = serve(&retro).await;
+    reqwest::Client::new()
+        .post(format!("{base}/alerts"))
+        .json(&webhook("firing", "feed", "0001-01-01T00:00:00Z"))
+        .send()
+        .await
+        .expect("post");
+    let v = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("posted in time")
+        .expect("a body");
+    assert_eq!(v["incident"], "feed-1796032800");
+    assert_eq!(
+        v["url"],
+        "https://retro.example.com/incidents/feed-1796032800"
+    );
+    assert_eq!(v["alert"], "ErrorBudgetBurn1h");
+    assert_eq!(v["state"], "firing");
+    let text = v["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("ErrorBudgetBurn1h (page) — firing. SLO order-api-availability (99.9 %) burning 14.4× over 1h/5m."),
+        "{text}"
+    );
+}
