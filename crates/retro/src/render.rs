@@ -22,6 +22,15 @@ fn pct(r: f64) -> String {
     format!("{:.2} %", r * 100.0)
 }
 
+/// The remaining budget in words: a share, or how far it is overspent.
+fn budget_words(remaining: f64) -> String {
+    if remaining >= 0.0 {
+        pct(remaining)
+    } else {
+        format!("none: {:.1}× the 30-day budget spent", 1.0 - remaining)
+    }
+}
+
 /// Escapes text for HTML (element content and quoted attributes).
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -125,7 +134,7 @@ pub fn markdown(card: &Incident) -> String {
             slo.budget_spent_percent
         );
         if let Some(b) = slo.budget_remaining {
-            let _ = writeln!(m, "| budget left | {} |", pct(b));
+            let _ = writeln!(m, "| budget left | {} |", budget_words(b));
         }
         let _ = writeln!(m, "| owner | {} |", slo.owner);
         let _ = writeln!(m, "| response | {} |", slo.response_sla);
@@ -537,7 +546,7 @@ pub fn html(card: &Incident) -> String {
             )),
         );
         if let Some(left) = slo.budget_remaining {
-            row("budget left", escape(&pct(left)));
+            row("budget left", escape(&budget_words(left)));
         }
         row("owner", escape(&slo.owner));
         row("response", escape(&slo.response_sla));
