@@ -258,13 +258,13 @@ pub(crate) fn incident_id(alert: &Alert) -> String {
     )
 }
 
-/// The cards, at most `capacity`: the oldest goes first.
+/// The cards, at most `capacity`: the oldest goes first (counted in
+/// `looptel_retro_incidents_evicted_total`).
 #[derive(Debug)]
 pub(crate) struct Store {
     cards: BTreeMap<String, Incident>,
     order: VecDeque<String>,
     capacity: usize,
-    pub(crate) evicted: u64,
 }
 
 impl Store {
@@ -273,7 +273,6 @@ impl Store {
             cards: BTreeMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
-            evicted: 0,
         }
     }
 
@@ -285,17 +284,20 @@ impl Store {
         self.cards.get_mut(id)
     }
 
-    pub(crate) fn insert(&mut self, incident: Incident) {
+    /// Keeps `incident`; returns how many old cards made room for it.
+    pub(crate) fn insert(&mut self, incident: Incident) -> u64 {
+        let mut evicted = 0;
         while self.cards.len() >= self.capacity {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
             if self.cards.remove(&old).is_some() {
-                self.evicted += 1;
+                evicted += 1;
             }
         }
         self.order.push_back(incident.id.clone());
         self.cards.insert(incident.id.clone(), incident);
+        evicted
     }
 
     /// Newest first.

@@ -144,6 +144,7 @@ struct Counters {
     registry: Registry,
     source_errors: Arc<Metric<Counter>>,
     alerts: Arc<Metric<Counter>>,
+    evicted: Arc<Metric<Counter>>,
 }
 
 /// Builds a [`Retro`].
@@ -200,6 +201,12 @@ impl Counters {
                 "{error}",
                 "Calls to an evidence source or the notification webhook that failed, by kind of source.",
                 &["source"],
+            ),
+            evicted: registry.counter(
+                "looptel.retro.incidents.evicted",
+                "{incident}",
+                "Cards dropped, oldest first, to keep at most Settings::max_incidents.",
+                &[],
             ),
             alerts: registry.counter(
                 "looptel.retro.alerts",
@@ -324,7 +331,7 @@ impl Retro {
             let id = incident_id(&alert);
             ids.push(id.clone());
             let status = alert.status;
-            let (new, start) = self.with_store(|store| match store.get_mut(&id) {
+            let (new, verify, evicted) = self.with_store(|store| match store.get_mut(&id) {
                 None => {
                     let mut card = Incident {
                         id: id.clone(),
@@ -352,8 +359,8 @@ impl Retro {
                     if resolve {
                         mark_resolved(&mut card, &alert, now);
                     }
-                    store.insert(card);
-                    (true, (true, resolve))
+                    let evicted = store.insert(card);
+                    (true, resolve, evicted)
                 }
                 Some(card) => {
                     // A retry, or the resolved notification of a card.
@@ -361,13 +368,17 @@ impl Retro {
                     if resolve {
                         mark_resolved(card, &alert, now);
                     }
-                    (false, (false, resolve))
+                    (false, resolve, 0)
                 }
             });
+            if evicted > 0 {
+                self.counters.evicted.add(&[], evicted);
+            }
             self.counters
                 .alerts
                 .inc(&[status_word(status), if new { "true" } else { "false" }]);
-            let (gather, verify) = start;
+            // A new card gathers its evidence; a resolution checks recovery.
+            let gather = new;
             if gather || verify {
                 let this = self.clone();
                 let alert = alert.clone();

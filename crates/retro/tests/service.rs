@@ -494,3 +494,36 @@ async fn a_summary_is_posted_to_the_notification_webhook_once_the_evidence_is_in
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_oldest_cards_make_room_and_are_counted() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(Canned::default()))
+        .settings(Settings {
+            max_incidents: 2,
+            ..Settings::default()
+        })
+        .build();
+    for fp in ["a1", "b2", "c3"] {
+        let body = webhook("firing", fp, "0001-01-01T00:00:00Z").to_string();
+        let n = looptel_retro::webhook::Notification::from_json(body.as_bytes()).expect("valid");
+        retro.receive(n);
+    }
+    let ids: Vec<String> = retro.incidents().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, ["c3-1796032800", "b2-1796032800"], "newest first");
+    let base = serve(&retro).await;
+    let metrics = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "looptel_retro_incidents_evicted_total 1"),
+        "{metrics}"
+    );
+}
