@@ -127,6 +127,19 @@ fn webhook(status: &str, fingerprint: &str, ends_at: &str) -> Value {
     })
 }
 
+/// Posts a webhook body; its JSON answer.
+async fn post(client: &reqwest::Client, base: &str, body: &Value) -> Value {
+    client
+        .post(format!("{base}/alerts"))
+        .json(body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn card(
     client: &reqwest::Client,
     base: &str,
@@ -215,15 +228,7 @@ async fn a_retry_changes_nothing_and_a_card_reads_in_three_formats() {
     let firing = webhook("firing", "c0ffee", "0001-01-01T00:00:00Z");
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let v: Value = client
-            .post(format!("{base}/alerts"))
-            .json(&firing)
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json");
+        let v = post(&client, &base, &firing).await;
         ids.push(v["incidents"][0].as_str().expect("id").to_owned());
     }
     assert_eq!(ids, ["c0ffee-1796032800"; 3]);
@@ -318,12 +323,12 @@ async fn actions_are_checked_and_kept_in_order() {
     let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
     let base = serve(&retro).await;
     let client = reqwest::Client::new();
-    client
-        .post(format!("{base}/alerts"))
-        .json(&webhook("firing", "beef", "0001-01-01T00:00:00Z"))
-        .send()
-        .await
-        .expect("post");
+    post(
+        &client,
+        &base,
+        &webhook("firing", "beef", "0001-01-01T00:00:00Z"),
+    )
+    .await;
     let url = format!("{base}/incidents/beef-1796032800/actions");
     for (body, status) in [
         (json!({"text": ""}), 400),
@@ -385,12 +390,12 @@ async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_n
     .build();
     let base = serve(&retro).await;
     let client = reqwest::Client::new();
-    client
-        .post(format!("{base}/alerts"))
-        .json(&webhook("firing", "dead", "0001-01-01T00:00:00Z"))
-        .send()
-        .await
-        .expect("post");
+    post(
+        &client,
+        &base,
+        &webhook("firing", "dead", "0001-01-01T00:00:00Z"),
+    )
+    .await;
     let v = card(&client, &base, "dead-1796032800", |v| {
         !v["evidence"].is_null()
     })
@@ -407,12 +412,12 @@ async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_n
             .any(|p| p.starts_with("prometheus http://127.0.0.1")),
         "{problems:?}"
     );
-    client
-        .post(format!("{base}/alerts"))
-        .json(&webhook("resolved", "dead", "2026-11-30T10:20:00Z"))
-        .send()
-        .await
-        .expect("post");
+    post(
+        &client,
+        &base,
+        &webhook("resolved", "dead", "2026-11-30T10:20:00Z"),
+    )
+    .await;
     let v = card(&client, &base, "dead-1796032800", |v| {
         !v["verification"].is_null()
     })
@@ -471,12 +476,12 @@ async fn a_summary_is_posted_to_the_notification_webhook_once_the_evidence_is_in
         })
         .build();
     let base = serve(&retro).await;
-    reqwest::Client::new()
-        .post(format!("{base}/alerts"))
-        .json(&webhook("firing", "feed", "0001-01-01T00:00:00Z"))
-        .send()
-        .await
-        .expect("post");
+    post(
+        &reqwest::Client::new(),
+        &base,
+        &webhook("firing", "feed", "0001-01-01T00:00:00Z"),
+    )
+    .await;
     let v = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("posted in time")

@@ -17,10 +17,9 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Service;
+use common::{Service, Traffic};
 use looptel_core::{Instrumentation, Propagator};
 use looptel_retro::sources::{Http, files, prometheus::Prometheus as PrometheusSource};
 use looptel_retro::{Retro, Settings, State};
@@ -164,26 +163,8 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     let app = retro.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // Orders, 20 a second, while `flowing`.
-    let flowing = Arc::new(AtomicBool::new(true));
-    let traffic = tokio::spawn({
-        let (flowing, addr) = (flowing.clone(), addr.clone());
-        async move {
-            let client = reqwest::Client::new();
-            loop {
-                if flowing.load(Ordering::Relaxed) {
-                    let _ = client
-                        .post(format!("http://{addr}/orders"))
-                        .header("content-type", "application/json")
-                        .header("x-tenant-id", "acme")
-                        .body(r#"{"customer_id":"c-1","items":[{"sku":"pen","quantity":1}]}"#)
-                        .send()
-                        .await;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    // Orders, 20 a second.
+    let traffic = Traffic::start(&addr);
 
     // Healthy first: the ratio is recorded, and no card.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -359,7 +340,7 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
         |c| c.alert.name() == "ErrorBudgetBurn1h" && c.evidence.is_some(),
     )
     .await;
-    flowing.store(false, Ordering::Relaxed);
+    traffic.pause();
     let id = second.id.clone();
     let unverified = card_where(&retro, &seen, Duration::from_secs(90), "checked", |c| {
         c.id == id && c.verification.is_some()
@@ -369,6 +350,6 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     assert_eq!(unverified.state, State::NotVerified);
     assert!(v.reason.starts_with("no traffic:"), "{}", v.reason);
 
-    traffic.abort();
+    drop(traffic);
     drop(svc);
 }

@@ -7,11 +7,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Service;
+use common::{Service, Traffic};
 use looptel_tests::Prometheus;
 use serde_json::Value;
 
@@ -72,23 +70,7 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     let prometheus = Prometheus::start("order-service", addr.parse().expect("addr"), &rules);
 
     // Orders, 20 a second, until the end.
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = tokio::spawn({
-        let (stop, addr) = (stop.clone(), addr.clone());
-        async move {
-            let client = reqwest::Client::new();
-            while !stop.load(Ordering::Relaxed) {
-                let _ = client
-                    .post(format!("http://{addr}/orders"))
-                    .header("content-type", "application/json")
-                    .header("x-tenant-id", "acme")
-                    .body(r#"{"customer_id":"c-1","items":[{"sku":"pen","quantity":1}]}"#)
-                    .send()
-                    .await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
+    let traffic = Traffic::start(&addr);
 
     // Healthy traffic, rules evaluated over it: no page.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -171,6 +153,5 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     );
     eprintln!("page firing {to_fire:?} after the fault, resolved {took:?} after the fix");
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.await.expect("traffic");
+    drop(traffic);
 }

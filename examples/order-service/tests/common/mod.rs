@@ -109,3 +109,50 @@ impl Service {
         addr
     }
 }
+
+/// Orders, 20 a second, from a task while not paused; stopped when dropped.
+#[allow(dead_code)] // not every test binary sends traffic
+pub(crate) struct Traffic {
+    flowing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[allow(dead_code)] // not every test binary sends traffic
+impl Traffic {
+    /// Starts sending `POST /orders` (tenant `acme`) to `addr`.
+    pub(crate) fn start(addr: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let flowing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = tokio::spawn({
+            let (flowing, url) = (flowing.clone(), format!("http://{addr}/orders"));
+            async move {
+                let client = reqwest::Client::new();
+                loop {
+                    if flowing.load(Ordering::Relaxed) {
+                        let _ = client
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .header("x-tenant-id", "acme")
+                            .body(r#"{"customer_id":"c-1","items":[{"sku":"pen","quantity":1}]}"#)
+                            .send()
+                            .await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
+        Self { flowing, task }
+    }
+
+    /// Stops sending (the task stays, idle).
+    pub(crate) fn pause(&self) {
+        self.flowing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
