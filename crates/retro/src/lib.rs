@@ -105,6 +105,9 @@ pub struct Settings {
     pub notify_url: Option<String>,
     /// At most this many cards are kept; the oldest go first.
     pub max_incidents: usize,
+    /// At most this many cards gather evidence at once (a webhook with many
+    /// alerts queues the rest).
+    pub max_concurrent_gathering: usize,
 }
 
 impl Default for Settings {
@@ -122,6 +125,7 @@ impl Default for Settings {
             public_url: None,
             notify_url: None,
             max_incidents: 1000,
+            max_concurrent_gathering: 4,
         }
     }
 }
@@ -135,6 +139,7 @@ pub struct Retro {
     logs: Option<Arc<dyn LogSource>>,
     settings: Settings,
     store: Arc<Mutex<Store>>,
+    gathering: Arc<tokio::sync::Semaphore>,
     http: Option<sources::Http>,
     counters: Counters,
 }
@@ -169,6 +174,9 @@ impl Builder {
     /// How evidence is gathered.
     pub fn settings(mut self, settings: Settings) -> Self {
         self.retro.store = Arc::new(Mutex::new(Store::new(settings.max_incidents)));
+        self.retro.gathering = Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_gathering.max(1),
+        ));
         self.retro.settings = settings;
         self
     }
@@ -229,6 +237,9 @@ impl Retro {
                 traces: None,
                 logs: None,
                 store: Arc::new(Mutex::new(Store::new(settings.max_incidents))),
+                gathering: Arc::new(tokio::sync::Semaphore::new(
+                    settings.max_concurrent_gathering.max(1),
+                )),
                 settings,
                 http: None,
                 counters: Counters::new(&Registry::new()),
@@ -384,6 +395,8 @@ impl Retro {
                 let alert = alert.clone();
                 tokio::spawn(async move {
                     if gather {
+                        // Never closed: a permit always comes.
+                        let _permit = this.gathering.acquire().await;
                         this.gather_into(&id, &alert).await;
                     }
                     if verify {

@@ -39,6 +39,11 @@ const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 #[derive(Debug, Default)]
 struct Canned {
     exemplar_reads: AtomicUsize,
+    /// Exemplar reads in flight, and the most seen at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    /// How long an exemplar read takes.
+    delay: Duration,
     exemplar_selectors: Mutex<Vec<String>>,
     queries: Mutex<Vec<String>>,
 }
@@ -56,6 +61,10 @@ impl MetricsSource for Canned {
             .expect("lock")
             .push(selector.to_owned());
         Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             Ok(vec![Exemplar {
                 series: BTreeMap::from([
                     ("error_type".to_owned(), "503".to_owned()),
@@ -531,4 +540,38 @@ async fn the_oldest_cards_make_room_and_are_counted() {
             .any(|l| l == "looptel_retro_incidents_evicted_total 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_of_many_alerts_gathers_a_few_at_a_time() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let metrics = Arc::new(Canned {
+        delay: Duration::from_millis(50),
+        ..Canned::default()
+    });
+    let retro = Retro::builder(spec, metrics.clone())
+        .settings(Settings {
+            max_concurrent_gathering: 2,
+            ..Settings::default()
+        })
+        .build();
+    let mut body = webhook("firing", "x", "0001-01-01T00:00:00Z");
+    let alert = body["alerts"][0].clone();
+    body["alerts"] = (0..8)
+        .map(|i| {
+            let mut a = alert.clone();
+            a["fingerprint"] = format!("f{i}").into();
+            a
+        })
+        .collect();
+    let base = serve(&retro).await;
+    let v = post(&reqwest::Client::new(), &base, &body).await;
+    assert_eq!(v["incidents"].as_array().map(Vec::len), Some(8));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while retro.incidents().iter().any(|c| c.evidence.is_none()) {
+        assert!(std::time::Instant::now() < deadline, "all gathered in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.exemplar_reads.load(Ordering::SeqCst), 8);
+    assert_eq!(metrics.most_in_flight.load(Ordering::SeqCst), 2);
 }
