@@ -51,9 +51,97 @@ impl Injector for HeaderInjector<'_> {
     }
 }
 
+/// The longest message header value read as text: the W3C Baggage limit
+/// (8192 bytes), which every propagation field stays within. A longer
+/// value reads as garbled, so it is counted but never parsed.
+pub const MAX_MESSAGE_HEADER_VALUE: usize = 8192;
+
+/// Reads context from message headers — Kafka record headers, AMQP header
+/// tables, NATS headers — given as `(key, bytes)` pairs in order.
+///
+/// Keys match without regard to ASCII case. A value that is not UTF-8 or
+/// longer than [`MAX_MESSAGE_HEADER_VALUE`] reads as U+FFFD, which no
+/// propagator accepts: a repeated field with one garbled line stays
+/// invalid instead of the garbled line vanishing, as with
+/// [`HeaderExtractor`]. A header without a value reads as empty.
+///
+/// ```
+/// use looptel_core::MessageHeaderExtractor;
+/// use opentelemetry::propagation::Extractor;
+///
+/// let headers = MessageHeaderExtractor::new([
+///     ("TraceParent", Some(&b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"[..])),
+///     ("baggage", Some(&[0xff, 0xfe][..])),
+/// ]);
+/// assert_eq!(headers.get("traceparent").map(str::len), Some(55));
+/// assert_eq!(headers.get("baggage"), Some("\u{fffd}"));
+/// ```
+#[derive(Debug, Default)]
+pub struct MessageHeaderExtractor<'a> {
+    headers: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> MessageHeaderExtractor<'a> {
+    /// The headers, in order.
+    pub fn new(headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
+        Self {
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        None => "",
+                        Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
+                        Some(bytes) => std::str::from_utf8(bytes).unwrap_or(GARBLED),
+                    };
+                    (k, text)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Extractor for MessageHeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| *v)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.headers.iter().map(|(k, _)| *k).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| *v)
+            .collect();
+        (!values.is_empty()).then_some(values)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_headers_count_garbled_and_oversized_values() {
+        let big = vec![b'a'; MAX_MESSAGE_HEADER_VALUE + 1];
+        let h = MessageHeaderExtractor::new([
+            ("traceparent", Some(&b"00-a-b-01"[..])),
+            ("TRACEPARENT", Some(&b"\xff"[..])),
+            ("baggage", Some(big.as_slice())),
+            ("empty", None),
+        ]);
+        assert_eq!(h.get_all("traceparent"), Some(vec!["00-a-b-01", GARBLED]));
+        assert_eq!(h.get("baggage"), Some(GARBLED));
+        assert_eq!(h.get("empty"), Some(""));
+        assert_eq!(h.get("tracestate"), None);
+        assert_eq!(h.keys(), ["traceparent", "TRACEPARENT", "baggage", "empty"]);
+    }
 
     #[test]
     fn garbled_lines_are_counted_not_skipped() {

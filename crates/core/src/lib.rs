@@ -48,7 +48,9 @@ mod semconv;
 mod service;
 pub mod tracecontext;
 
-pub use headers::{HeaderExtractor, HeaderInjector};
+pub use headers::{
+    HeaderExtractor, HeaderInjector, MAX_MESSAGE_HEADER_VALUE, MessageHeaderExtractor,
+};
 pub use ids::TraceIds;
 pub use instrumentation::{Extracted, Instrumentation, SCOPE, SpanStart};
 pub use method::{METHODS, OTHER_METHOD, method_index, normalize_method};

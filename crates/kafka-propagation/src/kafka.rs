@@ -1,0 +1,300 @@
+//! Kafka through [`rdkafka`]: header carriers, a traced send on a
+//! [`FutureProducer`], a traced `process` of a consumed message, a
+//! `receive` span for a batch.
+//!
+//! ```no_run
+//! use looptel_kafka_propagation::{MessagingTelemetry, Mode, kafka};
+//! use rdkafka::consumer::{Consumer, StreamConsumer};
+//! use rdkafka::producer::{FutureProducer, FutureRecord};
+//! use std::time::Duration;
+//!
+//! # async fn run(producer: FutureProducer, consumer: StreamConsumer,
+//! #              telemetry: MessagingTelemetry) -> Result<(), Box<dyn std::error::Error>> {
+//! // Producer: a `send orders` span, the context in the record's headers.
+//! let record = FutureRecord::to("orders").key("o-1").payload("{}");
+//! kafka::send(&telemetry, &producer, record, Duration::from_secs(5)).await
+//!     .map_err(|(e, _)| e)?;
+//!
+//! // Consumer: a `process orders` span per message, the producer's
+//! // baggage in the handler's context.
+//! let message = consumer.recv().await?;
+//! kafka::process(&telemetry, &message, Some("fulfilment"), || async {
+//!     // … handle the message; tracing's log lines carry the trace id …
+//!     Ok::<_, std::io::Error>(())
+//! }).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Instant;
+
+use looptel_core::{ErrorOutcome, MessageHeaderExtractor, Outcome};
+use looptel_engine::{Classification, Messaging, ProtocolStatus};
+use opentelemetry::KeyValue;
+use opentelemetry_semantic_conventions::attribute as a;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, ToBytes};
+use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::telemetry::{Batch, MessagingTelemetry, Op};
+
+/// `messaging.system` for Kafka.
+pub const SYSTEM: &str = "kafka";
+
+/// Reads the propagation fields of a record's headers (borrowed from a
+/// consumed message, or owned): see [`MessageHeaderExtractor`] for how
+/// repeated, garbled, empty and oversized values read.
+pub fn extractor<H: Headers>(headers: Option<&H>) -> MessageHeaderExtractor<'_> {
+    match headers {
+        Some(h) => MessageHeaderExtractor::new(h.iter().map(|h| (h.key, h.value))),
+        None => MessageHeaderExtractor::default(),
+    }
+}
+
+/// `headers` with `fields` set: every header of the same name (any case)
+/// replaced, the user's other headers kept in order.
+pub fn with_fields(headers: Option<OwnedHeaders>, fields: &[(String, String)]) -> OwnedHeaders {
+    let mut out =
+        OwnedHeaders::new_with_capacity(headers.as_ref().map_or(0, Headers::count) + fields.len());
+    if let Some(h) = &headers {
+        for header in h.iter() {
+            if !fields
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(header.key))
+            {
+                out = out.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+    }
+    for (key, value) in fields {
+        out = out.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    out
+}
+
+/// Injects the current context's propagation fields into `headers` (the
+/// baggage policy applies), keeping the user's other headers.
+pub fn inject(telemetry: &MessagingTelemetry, headers: Option<OwnedHeaders>) -> OwnedHeaders {
+    let mut fields = Fields::default();
+    telemetry
+        .instrumentation
+        .propagator()
+        .inject(&opentelemetry::Context::current(), &mut fields);
+    with_fields(headers, &fields.0)
+}
+
+#[derive(Default)]
+struct Fields(Vec<(String, String)>);
+
+impl opentelemetry::propagation::Injector for Fields {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+/// A Kafka error's class, for `error.type`: its code's name
+/// (`MessageTimedOut`), or the error's kind.
+pub fn error_type(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => {
+            let debug = format!("{e:?}");
+            debug
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("KafkaError")
+                .to_owned()
+        }
+    }
+}
+
+fn key_attribute(key: Option<&[u8]>) -> Option<KeyValue> {
+    key.and_then(|k| std::str::from_utf8(k).ok())
+        .map(|k| KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_KEY, k.to_owned()))
+}
+
+/// Sends `record` through `producer` in a PRODUCER span `send {topic}`: the
+/// span's context injected into the record's headers (the user's other
+/// headers kept), partition and offset recorded once delivered,
+/// `messaging.client.operation.duration` and
+/// `messaging.client.sent.messages` with `error.type` on failure.
+///
+/// # Errors
+/// rdkafka's: the error and the message, as [`FutureProducer::send`].
+pub async fn send<K, P, C>(
+    telemetry: &MessagingTelemetry,
+    producer: &FutureProducer<C>,
+    mut record: FutureRecord<'_, K, P>,
+    queue_timeout: impl Into<Timeout>,
+) -> OwnedDeliveryResult
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+    C: rdkafka::ClientContext + 'static,
+{
+    let mut attributes = Vec::new();
+    if let Some(k) = key_attribute(record.key.map(ToBytes::to_bytes)) {
+        attributes.push(k);
+    }
+    if record.payload.is_none() {
+        attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
+    }
+    let mut op = Op {
+        system: SYSTEM,
+        name: "send",
+        kind: "send",
+        destination: record.topic,
+        partition: record.partition.map(|p| p.to_string()),
+        group: None,
+        attributes,
+    };
+    let (cx, fields, owned) = telemetry.start_send(&op);
+    record.headers = Some(with_fields(record.headers.take(), &fields));
+    let started = Instant::now();
+    let result = producer.send(record, queue_timeout).await;
+    let (late, classification) = match &result {
+        Ok(Delivery {
+            partition, offset, ..
+        }) => {
+            op.partition = Some(partition.to_string());
+            (
+                vec![
+                    KeyValue::new(a::MESSAGING_DESTINATION_PARTITION_ID, partition.to_string()),
+                    KeyValue::new(a::MESSAGING_KAFKA_OFFSET, *offset),
+                ],
+                Messaging.success(),
+            )
+        }
+        Err((e, _)) => (
+            Vec::new(),
+            Classification::new(Outcome::Failure, ProtocolStatus::None)
+                .with_error_type(error_type(e))
+                .with_message(e.to_string()),
+        ),
+    };
+    telemetry.end_send(cx, owned, &op, started, late, classification);
+    result
+}
+
+fn consumer_op<'a, M: Message>(
+    message: &'a M,
+    group: Option<&'a str>,
+    name: &'static str,
+    kind: &'static str,
+) -> Op<'a> {
+    let mut attributes = vec![KeyValue::new(a::MESSAGING_KAFKA_OFFSET, message.offset())];
+    if let Some(k) = key_attribute(message.key()) {
+        attributes.push(k);
+    }
+    if message.payload().is_none() {
+        attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
+    }
+    Op {
+        system: SYSTEM,
+        name,
+        kind,
+        destination: message.topic(),
+        partition: Some(message.partition().to_string()),
+        group,
+        attributes,
+    }
+}
+
+/// Processes one consumed `message` with `handler` in a CONSUMER span
+/// `process {topic}`: linked to the producer's context, or its child in
+/// [`Mode::Parent`](crate::Mode::Parent); the producer's baggage restored
+/// into the handler's context (so `tenant.id` reaches its spans and log
+/// lines); the handler's error classified as business or system by its
+/// [`ErrorOutcome`]; `messaging.process.duration` and
+/// `messaging.client.consumed.messages` recorded. Partition, offset, key
+/// and group are span attributes; only the partition and group are labels.
+///
+/// # Errors
+/// The handler's.
+pub async fn process<M, F, Fut, T, E>(
+    telemetry: &MessagingTelemetry,
+    message: &M,
+    group: Option<&str>,
+    handler: F,
+) -> Result<T, E>
+where
+    M: Message,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: ErrorOutcome,
+{
+    let op = consumer_op(message, group, "process", "process");
+    let headers = extractor(message.headers());
+    telemetry.run_process(&op, &headers, handler).await
+}
+
+/// Starts the `receive` span of a batch of messages from one topic: a new
+/// trace with a link to each message's context and
+/// `messaging.batch.message_count`.
+pub fn receive_batch<M: Message>(
+    telemetry: &MessagingTelemetry,
+    messages: &[M],
+    group: Option<&str>,
+) -> Batch {
+    let topic = messages.first().map_or("", Message::topic);
+    let op = Op {
+        system: SYSTEM,
+        name: "receive",
+        kind: "receive",
+        destination: topic,
+        partition: None,
+        group,
+        attributes: Vec::new(),
+    };
+    telemetry.start_batch(&op, messages.iter().map(|m| extractor(m.headers())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_fields_replaces_ours_and_keeps_the_users_headers() {
+        let user = OwnedHeaders::new()
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            })
+            .insert(Header {
+                key: "TraceParent",
+                value: Some("stale"),
+            })
+            .insert(Header {
+                key: "empty",
+                value: None::<&[u8]>,
+            });
+        let out = with_fields(
+            Some(user),
+            &[(
+                "traceparent".to_owned(),
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+            )],
+        );
+        let all: Vec<(&str, Option<&[u8]>)> = out.iter().map(|h| (h.key, h.value)).collect();
+        assert_eq!(
+            all,
+            [
+                ("content-type", Some(&b"application/json"[..])),
+                ("empty", None),
+                (
+                    "traceparent",
+                    Some(&b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"[..])
+                ),
+            ]
+        );
+    }
+}

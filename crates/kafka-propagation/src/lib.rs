@@ -1,0 +1,34 @@
+//! Trace context, baggage and RED metrics through message brokers: Kafka
+//! with [`rdkafka`](https://docs.rs/rdkafka) (feature `rdkafka`) and AMQP
+//! with [`lapin`](https://docs.rs/lapin) (feature `lapin`).
+//!
+//! - **Carriers**: `traceparent`, `tracestate` and `baggage` written into
+//!   the message's headers through the service's propagator (so its
+//!   baggage policy applies: denied members never leave), the user's other
+//!   headers kept; read back from any header shape a foreign producer
+//!   sends — repeated, non-UTF-8, empty or oversized values never panic
+//!   and never fail the send or the receive
+//!   ([`MessageHeaderExtractor`](looptel_core::MessageHeaderExtractor)).
+//! - **Producers**: a PRODUCER span `send {topic}` / `publish
+//!   {exchange}:{routing_key}` whose context is the one injected,
+//!   `messaging.client.operation.duration` and
+//!   `messaging.client.sent.messages` with `error.type` on failure.
+//! - **Consumers**: a CONSUMER span `process {destination}` per message —
+//!   linked to the producer's context ([`Mode::Link`], the conventions'
+//!   default), or its child ([`Mode::Parent`], for single-message
+//!   processing and one trace through the broker); the producer's baggage
+//!   restored into the handler's context; the handler's error classified
+//!   as business or system like everywhere else;
+//!   `messaging.process.duration` and `messaging.client.consumed.messages`
+//!   with exemplars. A batch gets one `receive` span linked to each
+//!   message.
+//!
+//! Offsets, keys and delivery tags are span attributes, never metric
+//! labels. No rdkafka or lapin type appears without its feature.
+
+mod telemetry;
+
+#[cfg(feature = "rdkafka")]
+pub mod kafka;
+
+pub use telemetry::{Batch, MessagingTelemetry, Mode};
