@@ -31,4 +31,7 @@ mod telemetry;
 #[cfg(feature = "rdkafka")]
 pub mod kafka;
 
+#[cfg(feature = "lapin")]
+pub mod amqp;
+
 pub use telemetry::{Batch, MessagingTelemetry, Mode};

@@ -1,0 +1,304 @@
+//! AMQP 0.9.1 (RabbitMQ) through [`lapin`]: header-table carriers, a
+//! traced `basic_publish`, a traced `process` of a delivery, a `receive`
+//! span for a batch.
+//!
+//! Header values are written as long strings: RabbitMQ closes the
+//! connection on some other types, and every client reads long strings.
+//! They are read back from long strings, short strings and byte arrays.
+//!
+//! ```no_run
+//! use lapin::{BasicProperties, Channel, message::Delivery, options::BasicPublishOptions};
+//! use looptel_kafka_propagation::{MessagingTelemetry, amqp};
+//!
+//! # async fn run(channel: Channel, delivery: Delivery, telemetry: MessagingTelemetry)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! // Publisher: a `publish payments:payment.requested` span, the context
+//! // in the message's headers.
+//! amqp::publish(&telemetry, &channel, "payments", "payment.requested",
+//!     BasicPublishOptions::default(), b"{}", BasicProperties::default()).await?;
+//!
+//! // Consumer: a `process payments:payment.requested:payments` span.
+//! amqp::process(&telemetry, &delivery, "payments", || async {
+//!     Ok::<_, std::io::Error>(())
+//! }).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Instant;
+
+use lapin::message::Delivery;
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, PublisherConfirm};
+use looptel_core::{ErrorOutcome, MessageHeaderExtractor, Outcome};
+use looptel_engine::{Classification, Messaging, ProtocolStatus};
+use opentelemetry::KeyValue;
+use opentelemetry_semantic_conventions::attribute as a;
+
+use crate::telemetry::{Batch, MessagingTelemetry, Op};
+
+/// `messaging.system` for RabbitMQ.
+pub const SYSTEM: &str = "rabbitmq";
+
+/// The name the conventions give the default exchange.
+pub const DEFAULT_EXCHANGE: &str = "amq.default";
+
+/// Not text: reads as garbled, so it is counted but never parsed.
+const NOT_TEXT: &[u8] = &[0xff];
+
+/// Reads the propagation fields of an AMQP header table: long strings,
+/// short strings and byte arrays as text; any other type reads as garbled.
+/// See [`MessageHeaderExtractor`] for the rest of the rules.
+pub fn extractor(headers: Option<&FieldTable>) -> MessageHeaderExtractor<'_> {
+    match headers {
+        None => MessageHeaderExtractor::default(),
+        Some(table) => MessageHeaderExtractor::new(table.inner().iter().map(|(k, v)| {
+            let bytes: &[u8] = match v {
+                AMQPValue::LongString(s) => s.as_bytes(),
+                AMQPValue::ShortString(s) => s.as_str().as_bytes(),
+                AMQPValue::ByteArray(b) => b.as_slice(),
+                AMQPValue::Void => &[],
+                _ => NOT_TEXT,
+            };
+            (k.as_str(), Some(bytes))
+        })),
+    }
+}
+
+/// `headers` with `fields` set as long strings: a header of the same name
+/// (any case) replaced, the user's other headers kept.
+pub fn with_fields(headers: Option<FieldTable>, fields: &[(String, String)]) -> FieldTable {
+    let mut table = headers.unwrap_or_default();
+    let stale: Vec<ShortString> = table
+        .inner()
+        .keys()
+        .filter(|k| {
+            fields
+                .iter()
+                .any(|(f, _)| f.eq_ignore_ascii_case(k.as_str()))
+        })
+        .cloned()
+        .collect();
+    let mut map = table.inner().clone();
+    for k in stale {
+        map.remove(&k);
+    }
+    table = FieldTable::from(map);
+    for (key, value) in fields {
+        table.insert(
+            ShortString::from(key.as_str()),
+            AMQPValue::LongString(LongString::from(value.as_bytes())),
+        );
+    }
+    table
+}
+
+/// `{exchange}:{routing_key}`, the default exchange named `amq.default`.
+pub fn destination(exchange: &str, routing_key: &str) -> String {
+    let exchange = if exchange.is_empty() {
+        DEFAULT_EXCHANGE
+    } else {
+        exchange
+    };
+    format!("{exchange}:{routing_key}")
+}
+
+/// A lapin error's class, for `error.type`: the kind's name
+/// (`InvalidChannelState`, `IOError`, `ProtocolError`).
+pub fn error_type(e: &lapin::Error) -> String {
+    let debug = format!("{:?}", e.kind());
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("Error")
+        .to_owned()
+}
+
+fn message_attributes(properties: &BasicProperties, routing_key: &str) -> Vec<KeyValue> {
+    let mut attrs = vec![KeyValue::new(
+        a::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+        routing_key.to_owned(),
+    )];
+    if let Some(id) = properties.correlation_id() {
+        attrs.push(KeyValue::new(
+            a::MESSAGING_MESSAGE_CONVERSATION_ID,
+            id.as_str().to_owned(),
+        ));
+    }
+    if let Some(id) = properties.message_id() {
+        attrs.push(KeyValue::new(
+            a::MESSAGING_MESSAGE_ID,
+            id.as_str().to_owned(),
+        ));
+    }
+    attrs
+}
+
+/// Publishes through `channel` in a PRODUCER span `publish
+/// {exchange}:{routing_key}`: the span's context injected into the
+/// properties' headers as long strings (the user's other headers kept),
+/// `messaging.client.operation.duration` and
+/// `messaging.client.sent.messages` with `error.type` on failure. The span
+/// ends when the channel has taken the message; awaiting the returned
+/// confirm is the caller's choice, as with `basic_publish`.
+///
+/// # Errors
+/// lapin's, as [`Channel::basic_publish`].
+pub async fn publish(
+    telemetry: &MessagingTelemetry,
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    options: BasicPublishOptions,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> lapin::Result<PublisherConfirm> {
+    let destination = destination(exchange, routing_key);
+    let op = Op {
+        system: SYSTEM,
+        name: "publish",
+        kind: "send",
+        destination: &destination,
+        partition: None,
+        group: None,
+        attributes: message_attributes(&properties, routing_key),
+    };
+    let (cx, fields, owned) = telemetry.start_send(&op);
+    let headers = with_fields(properties.headers().clone(), &fields);
+    let properties = properties.with_headers(headers);
+    let started = Instant::now();
+    let result = channel
+        .basic_publish(
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            options,
+            payload,
+            properties,
+        )
+        .await;
+    let classification = match &result {
+        Ok(_) => Messaging.success(),
+        Err(e) => Classification::new(Outcome::Failure, ProtocolStatus::None)
+            .with_error_type(error_type(e))
+            .with_message(e.to_string()),
+    };
+    telemetry.end_send(cx, owned, &op, started, Vec::new(), classification);
+    result
+}
+
+/// Processes one `delivery` from `queue` with `handler` in a CONSUMER span
+/// `process {exchange}:{routing_key}:{queue}`: linked to the publisher's
+/// context, or its child in [`Mode::Parent`](crate::Mode::Parent); the
+/// publisher's baggage restored into the handler's context; the handler's
+/// error classified by its [`ErrorOutcome`]; `messaging.process.duration`
+/// and `messaging.client.consumed.messages` recorded. The delivery tag is a
+/// span attribute only. Acknowledging is the handler's (or the caller's)
+/// business.
+///
+/// # Errors
+/// The handler's.
+pub async fn process<F, Fut, T, E>(
+    telemetry: &MessagingTelemetry,
+    delivery: &Delivery,
+    queue: &str,
+    handler: F,
+) -> Result<T, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: ErrorOutcome,
+{
+    let destination = format!(
+        "{}:{queue}",
+        destination(delivery.exchange.as_str(), delivery.routing_key.as_str())
+    );
+    let mut attributes = message_attributes(&delivery.properties, delivery.routing_key.as_str());
+    attributes.push(KeyValue::new(
+        a::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+        i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
+    ));
+    let op = Op {
+        system: SYSTEM,
+        name: "process",
+        kind: "process",
+        destination: &destination,
+        partition: None,
+        group: None,
+        attributes,
+    };
+    let headers = extractor(delivery.properties.headers().as_ref());
+    telemetry.run_process(&op, &headers, handler).await
+}
+
+/// Starts the `receive` span of a batch of deliveries from `queue`: a new
+/// trace with a link to each delivery's context and
+/// `messaging.batch.message_count`.
+pub fn receive_batch(
+    telemetry: &MessagingTelemetry,
+    deliveries: &[Delivery],
+    queue: &str,
+) -> Batch {
+    let op = Op {
+        system: SYSTEM,
+        name: "receive",
+        kind: "receive",
+        destination: queue,
+        partition: None,
+        group: None,
+        attributes: Vec::new(),
+    };
+    telemetry.start_batch(
+        &op,
+        deliveries
+            .iter()
+            .map(|d| extractor(d.properties.headers().as_ref())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::propagation::Extractor as _;
+
+    #[test]
+    fn writes_long_strings_and_reads_every_string_type() {
+        let mut user = FieldTable::default();
+        user.insert("x-user".into(), AMQPValue::LongInt(7));
+        user.insert("TraceParent".into(), AMQPValue::LongString("stale".into()));
+        let table = with_fields(
+            Some(user),
+            &[(
+                "traceparent".to_owned(),
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+            )],
+        );
+        assert_eq!(table.inner().len(), 2);
+        assert_eq!(table.inner().get("x-user"), Some(&AMQPValue::LongInt(7)));
+        assert!(matches!(
+            table.inner().get("traceparent"),
+            Some(AMQPValue::LongString(_))
+        ));
+
+        let mut foreign = FieldTable::default();
+        foreign.insert(
+            "traceparent".into(),
+            AMQPValue::ShortString("00-a-b-01".into()),
+        );
+        foreign.insert(
+            "tracestate".into(),
+            AMQPValue::ByteArray(b"k=v".to_vec().into()),
+        );
+        foreign.insert("baggage".into(), AMQPValue::Double(1.5));
+        let e = extractor(Some(&foreign));
+        assert_eq!(e.get("traceparent"), Some("00-a-b-01"));
+        assert_eq!(e.get("tracestate"), Some("k=v"));
+        assert_eq!(e.get("baggage"), Some("\u{fffd}"), "not text: garbled");
+        assert_eq!(destination("", "orders"), "amq.default:orders");
+        assert_eq!(
+            destination("payments", "payment.requested"),
+            "payments:payment.requested"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! The carriers on arbitrary input: header bytes from anyone never panic;
+//! what is injected extracts back to the same context, the user's own
+//! headers untouched.
+
+#![cfg(all(feature = "rdkafka", feature = "lapin"))]
+
+use std::collections::HashMap;
+
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use looptel_core::Propagator;
+use looptel_kafka_propagation::{amqp, kafka};
+use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use proptest::prelude::*;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("traceparent".to_owned()),
+        Just("TRACEPARENT".to_owned()),
+        Just("tracestate".to_owned()),
+        Just("baggage".to_owned()),
+        "[a-zA-Z0-9._-]{1,20}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+    prop_oneof![
+        Just(None),
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(Some),
+        "00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]".prop_map(|s| Some(s.into_bytes())),
+        "([a-z.]{1,8}=[ -~]{0,12},?){0,5}".prop_map(|s| Some(s.into_bytes())),
+    ]
+}
+
+fn context(trace: u128, span: u64, sampled: bool, tenant: &str) -> Context {
+    let sc = SpanContext::new(
+        TraceId::from(trace),
+        SpanId::from(span),
+        if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        },
+        false,
+        TraceState::default(),
+    );
+    Context::new()
+        .with_remote_span_context(sc)
+        .with_baggage([opentelemetry::KeyValue::new("tenant.id", tenant.to_owned())])
+}
+
+fn fields(cx: &Context) -> Vec<(String, String)> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    Propagator::default().inject(cx, &mut map);
+    map.into_iter().collect()
+}
+
+proptest! {
+    #[test]
+    fn kafka_headers_from_anyone_never_panic(headers in proptest::collection::vec((key(), value()), 0..12)) {
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in &headers {
+            owned = owned.insert(Header { key: k, value: v.as_deref() });
+        }
+        let cx = Propagator::default().extract(&kafka::extractor(Some(&owned)));
+        let _ = cx.span().span_context().is_valid();
+        let _ = cx.baggage().len();
+        let rewritten = kafka::with_fields(Some(owned), &[("traceparent".to_owned(), "x".to_owned())]);
+        prop_assert!(rewritten.iter().filter(|h| h.key.eq_ignore_ascii_case("traceparent")).count() == 1);
+    }
+
+    #[test]
+    fn amqp_tables_from_anyone_never_panic(headers in proptest::collection::vec((key(), value(), 0..4_u8), 0..12)) {
+        let mut table = FieldTable::default();
+        for (k, v, kind) in headers {
+            let bytes = v.unwrap_or_default();
+            let value = match kind {
+                0 => AMQPValue::LongString(LongString::from(bytes)),
+                1 => AMQPValue::ByteArray(bytes.into()),
+                2 => AMQPValue::LongLongInt(bytes.len() as i64),
+                _ => match String::from_utf8(bytes) {
+                    Ok(s) if s.len() < 256 => AMQPValue::ShortString(ShortString::from(s)),
+                    _ => AMQPValue::Void,
+                },
+            };
+            table.insert(ShortString::from(k), value);
+        }
+        let cx = Propagator::default().extract(&amqp::extractor(Some(&table)));
+        let _ = cx.span().span_context().is_valid();
+    }
+
+    #[test]
+    fn what_is_injected_extracts_back_the_same_context(
+        trace in 1..u128::MAX,
+        span in 1..u64::MAX,
+        sampled in any::<bool>(),
+        tenant in "[a-z0-9]{1,16}",
+        user in proptest::collection::vec(("x-[a-z]{1,10}", "[ -~]{0,30}"), 0..6),
+    ) {
+        let cx = context(trace, span, sampled, &tenant);
+        let ours = fields(&cx);
+
+        let mut owned = OwnedHeaders::new();
+        let mut table = FieldTable::default();
+        for (k, v) in &user {
+            owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
+            table.insert(ShortString::from(k.as_str()), AMQPValue::LongString(LongString::from(v.as_bytes())));
+        }
+        let owned = kafka::with_fields(Some(owned), &ours);
+        let table = amqp::with_fields(Some(table), &ours);
+        for back in [
+            Propagator::default().extract(&kafka::extractor(Some(&owned))),
+            Propagator::default().extract(&amqp::extractor(Some(&table))),
+        ] {
+            let sc = back.span().span_context().clone();
+            prop_assert_eq!(sc.trace_id(), TraceId::from(trace));
+            prop_assert_eq!(sc.span_id(), SpanId::from(span));
+            prop_assert_eq!(sc.is_sampled(), sampled);
+            prop_assert_eq!(back.baggage().get("tenant.id").map(|v| v.to_string()), Some(tenant.clone()));
+        }
+        // The user's headers, untouched and in order.
+        let kept: Vec<(String, Vec<u8>)> = owned
+            .iter()
+            .filter(|h| h.key.starts_with("x-"))
+            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+            .collect();
+        let expected: Vec<(String, Vec<u8>)> = user.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+        prop_assert_eq!(kept, expected);
+    }
+}
