@@ -237,8 +237,9 @@ pub fn encoded_len(key: &str, value: &str, properties: &str) -> usize {
 /// bytes whole members are dropped.
 pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
     let mut d = Decoded::default();
-    // Where each key stands in `d.members`, by its bytes in the header.
-    let mut index: std::collections::HashMap<&'a [u8], usize> = std::collections::HashMap::new();
+    // Keys are tokens, taken as they stand: a repeated one is found by a
+    // scan of the (at most 64) members kept, cheaper than hashing for the
+    // few members a header holds.
     let mut bytes = 0;
     for line in lines {
         for raw in line.split(|b| *b == b',') {
@@ -252,7 +253,7 @@ pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
             };
             // The key as it stands in `raw` (validated by `parse_member`).
             let key = trim_ows(raw.split(|b| *b == b'=').next().unwrap_or_default());
-            let existing = index.get(key).copied();
+            let existing = d.members.iter().position(|m| m.key.as_bytes() == key);
             let len = encoded_len(&m.key, &m.value, &m.properties);
             let (count, base) = match existing {
                 Some(i) => {
@@ -274,10 +275,7 @@ pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
             bytes = base + len;
             match existing {
                 Some(i) => d.members[i] = m,
-                None => {
-                    index.insert(key, d.members.len());
-                    d.members.push(m);
-                }
+                None => d.members.push(m),
             }
         }
     }

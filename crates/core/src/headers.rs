@@ -78,34 +78,52 @@ pub const MAX_MESSAGE_HEADER_VALUE: usize = 8192;
 /// ```
 #[derive(Debug, Default)]
 pub struct MessageHeaderExtractor<'a> {
-    headers: Vec<(&'a str, &'a str)>,
+    headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
+/// A header's value as text; see [`MessageHeaderExtractor`].
+fn message_text(value: Option<&[u8]>) -> &str {
+    match value {
+        None => "",
+        Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
+        Some(bytes) => std::str::from_utf8(bytes).unwrap_or(GARBLED),
+    }
 }
 
 impl<'a> MessageHeaderExtractor<'a> {
-    /// The headers, in order.
+    /// The headers, in order. Values are checked only when read: the
+    /// propagators read three keys, whatever else a message carries.
     pub fn new(headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
         Self {
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| {
-                    let text = match v {
-                        None => "",
-                        Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
-                        Some(bytes) => std::str::from_utf8(bytes).unwrap_or(GARBLED),
-                    };
-                    (k, text)
-                })
-                .collect(),
+            headers: headers.into_iter().collect(),
         }
     }
 }
+
+impl MessageHeaderExtractor<'_> {
+    /// The values of `key` as bytes, in order; an oversized one as a
+    /// garbled byte (invalid wherever it is read).
+    pub(crate) fn raw<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| match v {
+                None => &[][..],
+                Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED_BYTES,
+                Some(bytes) => bytes,
+            })
+    }
+}
+
+/// Not UTF-8: rejected by every W3C parser.
+const GARBLED_BYTES: &[u8] = &[0xff];
 
 impl Extractor for MessageHeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| message_text(*v))
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -117,7 +135,7 @@ impl Extractor for MessageHeaderExtractor<'_> {
             .headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| *v)
+            .map(|(_, v)| message_text(*v))
             .collect();
         (!values.is_empty()).then_some(values)
     }

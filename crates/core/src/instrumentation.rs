@@ -241,12 +241,35 @@ impl Instrumentation {
     /// assert!(!span.is_recording());
     /// ```
     pub fn extract_request(&self, headers: &http::HeaderMap, trust_caller: bool) -> Extracted {
+        self.extract_lines(headers, trust_caller)
+    }
+
+    /// [`extract_request`](Self::extract_request) from message headers —
+    /// Kafka, AMQP, NATS — with the same trust rule, the same unsampled
+    /// shortcut and the same direct read of the W3C fields.
+    pub fn extract_message(
+        &self,
+        headers: &crate::MessageHeaderExtractor<'_>,
+        trust_caller: bool,
+    ) -> Extracted {
+        self.extract_lines(headers, trust_caller)
+    }
+
+    fn extract_lines<C: crate::propagation::Lines + ?Sized>(
+        &self,
+        carrier: &C,
+        trust_caller: bool,
+    ) -> Extracted {
         let propagator = &self.inner.propagator;
         if !self.may_skip_sampler(trust_caller) {
-            return Extracted::Remote(propagator.extract_headers(headers));
+            return Extracted::Remote(
+                propagator
+                    .extract_lines_mapped(carrier, |sc| sc)
+                    .unwrap_or_else(|cx| cx),
+            );
         }
         let mut child = false;
-        let mapped = propagator.extract_headers_mapped(headers, |caller| {
+        let mapped = propagator.extract_lines_mapped(carrier, |caller| {
             unsampled_child(&caller)
                 .inspect(|_| child = true)
                 .unwrap_or(caller)

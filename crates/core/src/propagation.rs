@@ -113,51 +113,59 @@ impl Propagator {
     /// directly, with the same rules and no intermediate allocations;
     /// others go through [`HeaderExtractor`](crate::HeaderExtractor).
     pub fn extract_headers(&self, headers: &http::HeaderMap) -> Context {
-        self.extract_headers_mapped(headers, |sc| sc)
+        self.extract_lines_mapped(headers, |sc| sc)
             .unwrap_or_else(|cx| cx)
     }
 
-    /// [`extract_headers`](Self::extract_headers), the caller's span
-    /// context (if valid) passed through `map` on its way into the context;
-    /// `Err` with the unmapped context when the propagator is not a W3C one.
-    pub(crate) fn extract_headers_mapped(
+    /// Extracts a fresh context from message headers (Kafka, AMQP, NATS),
+    /// as [`extract_headers`](Self::extract_headers) does from HTTP headers:
+    /// the W3C propagators read the header bytes directly.
+    ///
+    /// ```
+    /// use looptel_core::{MessageHeaderExtractor, Propagator};
+    /// use opentelemetry::trace::TraceContextExt;
+    ///
+    /// let headers = MessageHeaderExtractor::new([(
+    ///     "traceparent",
+    ///     Some(&b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"[..]),
+    /// )]);
+    /// let cx = Propagator::default().extract_message(&headers);
+    /// assert_eq!(
+    ///     cx.span().span_context().trace_id().to_string(),
+    ///     "0af7651916cd43dd8448eb211c80319c"
+    /// );
+    /// ```
+    pub fn extract_message(&self, headers: &crate::MessageHeaderExtractor<'_>) -> Context {
+        self.extract_lines_mapped(headers, |sc| sc)
+            .unwrap_or_else(|cx| cx)
+    }
+
+    /// Extracts from any header lines, the caller's span context (if valid)
+    /// passed through `map` on its way into the context; `Err` with the
+    /// unmapped context when the propagator is not a W3C one.
+    pub(crate) fn extract_lines_mapped<C: Lines + ?Sized>(
         &self,
-        headers: &http::HeaderMap,
+        carrier: &C,
         map: impl FnOnce(SpanContext) -> SpanContext,
     ) -> Result<Context, Context> {
         let base = Context::new();
         let Some(w3c) = self.w3c else {
-            return Err(self
-                .inner
-                .extract_with_context(&base, &crate::HeaderExtractor(headers)));
+            return Err(carrier.with_extractor(&mut |e| self.inner.extract_with_context(&base, e)));
         };
         let mut cx = if w3c.trace_context {
             TRACE_CONTEXT.extract_lines_mapped(
                 &base,
-                headers
-                    .get_all(&TRACEPARENT_HEADER)
-                    .iter()
-                    .map(http::HeaderValue::as_bytes),
-                || {
-                    headers
-                        .get_all(&TRACESTATE_HEADER)
-                        .iter()
-                        .map(http::HeaderValue::as_bytes)
-                },
+                carrier.lines(Field::TraceParent),
+                || carrier.lines(Field::TraceState),
                 map,
             )
         } else {
             base
         };
-        if w3c.baggage && headers.contains_key(&BAGGAGE_HEADER) {
+        if w3c.baggage && carrier.lines(Field::Baggage).next().is_some() {
             // Reading bytes, a member with a non-ASCII byte is skipped alone;
             // the rest of its line is kept.
-            let decoded = crate::baggage::decode(
-                headers
-                    .get_all(&BAGGAGE_HEADER)
-                    .iter()
-                    .map(http::HeaderValue::as_bytes),
-            );
+            let decoded = crate::baggage::decode(carrier.lines(Field::Baggage));
             cx = crate::baggage::BaggagePropagator::context_with(&cx, decoded);
         }
         Ok(cx)
@@ -200,6 +208,54 @@ impl Default for Propagator {
 }
 
 // Names built once: looking a header up by `&str` parses the name each time.
+/// A propagation field the W3C propagators read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Field {
+    TraceParent,
+    TraceState,
+    Baggage,
+}
+
+/// Header lines by field, in order: HTTP headers or message headers.
+pub(crate) trait Lines {
+    /// Every line of `field`, as bytes.
+    fn lines(&self, field: Field) -> impl Iterator<Item = &[u8]>;
+
+    /// Runs `f` with the carrier as a generic extractor (for propagators
+    /// that are not W3C's).
+    fn with_extractor(&self, f: &mut dyn FnMut(&dyn Extractor) -> Context) -> Context;
+}
+
+impl Lines for http::HeaderMap {
+    fn lines(&self, field: Field) -> impl Iterator<Item = &[u8]> {
+        let name = match field {
+            Field::TraceParent => &TRACEPARENT_HEADER,
+            Field::TraceState => &TRACESTATE_HEADER,
+            Field::Baggage => &BAGGAGE_HEADER,
+        };
+        self.get_all(name).iter().map(http::HeaderValue::as_bytes)
+    }
+
+    fn with_extractor(&self, f: &mut dyn FnMut(&dyn Extractor) -> Context) -> Context {
+        f(&crate::HeaderExtractor(self))
+    }
+}
+
+impl Lines for crate::MessageHeaderExtractor<'_> {
+    fn lines(&self, field: Field) -> impl Iterator<Item = &[u8]> {
+        let name = match field {
+            Field::TraceParent => crate::tracecontext::TRACEPARENT,
+            Field::TraceState => crate::tracecontext::TRACESTATE,
+            Field::Baggage => crate::baggage::BAGGAGE,
+        };
+        self.raw(name)
+    }
+
+    fn with_extractor(&self, f: &mut dyn FnMut(&dyn Extractor) -> Context) -> Context {
+        f(self)
+    }
+}
+
 static TRACEPARENT_HEADER: http::HeaderName =
     http::HeaderName::from_static(crate::tracecontext::TRACEPARENT);
 static TRACESTATE_HEADER: http::HeaderName =

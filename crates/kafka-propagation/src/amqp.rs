@@ -69,22 +69,24 @@ pub fn extractor(headers: Option<&FieldTable>) -> MessageHeaderExtractor<'_> {
 /// `headers` with `fields` set as long strings: a header of the same name
 /// (any case) replaced, the user's other headers kept.
 pub fn with_fields(headers: Option<FieldTable>, fields: &[(String, String)]) -> FieldTable {
-    let mut table = headers.unwrap_or_default();
-    let stale: Vec<ShortString> = table
-        .inner()
-        .keys()
-        .filter(|k| {
-            fields
+    let ours = |key: &ShortString| {
+        fields
+            .iter()
+            .any(|(f, _)| f.eq_ignore_ascii_case(key.as_str()))
+    };
+    let mut table = match headers {
+        None => FieldTable::default(),
+        // The usual case: none of ours there yet; insert into it as it is.
+        Some(t) if !t.inner().keys().any(ours) => t,
+        // A stale field (a message forwarded as is): without it.
+        Some(t) => FieldTable::from(
+            t.inner()
                 .iter()
-                .any(|(f, _)| f.eq_ignore_ascii_case(k.as_str()))
-        })
-        .cloned()
-        .collect();
-    let mut map = table.inner().clone();
-    for k in stale {
-        map.remove(&k);
-    }
-    table = FieldTable::from(map);
+                .filter(|(k, _)| !ours(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ),
+    };
     for (key, value) in fields {
         table.insert(
             ShortString::from(key.as_str()),
@@ -92,6 +94,13 @@ pub fn with_fields(headers: Option<FieldTable>, fields: &[(String, String)]) -> 
         );
     }
     table
+}
+
+/// Injects the current context's propagation fields into `headers` as
+/// long strings (the baggage policy applies), keeping the user's other
+/// headers.
+pub fn inject(telemetry: &MessagingTelemetry, headers: Option<FieldTable>) -> FieldTable {
+    with_fields(headers, &telemetry.current_fields())
 }
 
 /// `{exchange}:{routing_key}`, the default exchange named `amq.default`.

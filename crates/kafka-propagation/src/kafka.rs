@@ -56,21 +56,23 @@ pub fn extractor<H: Headers>(headers: Option<&H>) -> MessageHeaderExtractor<'_> 
 /// `headers` with `fields` set: every header of the same name (any case)
 /// replaced, the user's other headers kept in order.
 pub fn with_fields(headers: Option<OwnedHeaders>, fields: &[(String, String)]) -> OwnedHeaders {
-    let mut out =
-        OwnedHeaders::new_with_capacity(headers.as_ref().map_or(0, Headers::count) + fields.len());
-    if let Some(h) = &headers {
-        for header in h.iter() {
-            if !fields
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case(header.key))
-            {
+    let ours = |key: &str| fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(key));
+    let mut out = match headers {
+        None => OwnedHeaders::new_with_capacity(fields.len()),
+        // The usual case: none of ours there yet; append to them as they are.
+        Some(h) if !h.iter().any(|header| ours(header.key)) => h,
+        // A stale field (a message forwarded as is): rebuild without it.
+        Some(h) => {
+            let mut out = OwnedHeaders::new_with_capacity(h.count() + fields.len());
+            for header in h.iter().filter(|header| !ours(header.key)) {
                 out = out.insert(Header {
                     key: header.key,
                     value: header.value,
                 });
             }
+            out
         }
-    }
+    };
     for (key, value) in fields {
         out = out.insert(Header {
             key,
@@ -83,22 +85,7 @@ pub fn with_fields(headers: Option<OwnedHeaders>, fields: &[(String, String)]) -
 /// Injects the current context's propagation fields into `headers` (the
 /// baggage policy applies), keeping the user's other headers.
 pub fn inject(telemetry: &MessagingTelemetry, headers: Option<OwnedHeaders>) -> OwnedHeaders {
-    let mut fields = Fields::default();
-    telemetry
-        .instrumentation
-        .propagator()
-        .inject(&opentelemetry::Context::current(), &mut fields);
-    with_fields(headers, &fields.0)
-}
-
-#[derive(Default)]
-struct Fields(Vec<(String, String)>);
-
-impl opentelemetry::propagation::Injector for Fields {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.retain(|(k, _)| k != key);
-        self.0.push((key.to_owned(), value));
-    }
+    with_fields(headers, &telemetry.current_fields())
 }
 
 /// A Kafka error's class, for `error.type`: its code's name

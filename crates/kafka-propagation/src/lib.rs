@@ -25,6 +25,17 @@
 //!
 //! Offsets, keys and delivery tags are span attributes, never metric
 //! labels. No rdkafka or lapin type appears without its feature.
+//!
+//! # Cost
+//! Inject and extract of a sampled span and `tenant.id` in baggage, per
+//! message (criterion, `benches/benches/message_headers.rs`, this kind of
+//! 2-core machine): Kafka 0.81 µs against 1.22 µs for the usual
+//! copy-every-header-into-a-map carrier, AMQP 0.90 µs against 1.44 µs;
+//! the trace context alone through Kafka 0.35 µs. The W3C fields are read
+//! straight from the header bytes
+//! ([`Propagator::extract_message`](looptel_core::Propagator::extract_message));
+//! most of what remains is OpenTelemetry's `Baggage` (key validation, a
+//! hash map) and its context copies.
 
 mod telemetry;
 

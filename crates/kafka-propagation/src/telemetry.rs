@@ -2,7 +2,6 @@
 //! fields, the CONSUMER span with a link or a parent, baggage restored,
 //! the classifier's outcome, the messaging metrics with exemplars.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
@@ -142,11 +141,20 @@ impl MessagingTelemetry {
             &mut |_| {},
         );
         let owned = self.instrumentation.is_tracing();
-        let mut fields: HashMap<String, String> = HashMap::new();
-        self.instrumentation.propagator().inject(&cx, &mut fields);
-        let mut fields: Vec<(String, String)> = fields.into_iter().collect();
-        fields.sort();
-        (cx, fields, owned)
+        (cx.clone(), self.fields(&cx), owned)
+    }
+
+    /// The propagation fields of `cx`, through the propagator and its
+    /// baggage policy, in the order it writes them.
+    pub(crate) fn fields(&self, cx: &Context) -> Vec<(String, String)> {
+        let mut fields = Fields(Vec::with_capacity(3));
+        self.instrumentation.propagator().inject(cx, &mut fields);
+        fields.0
+    }
+
+    /// The current context's propagation fields.
+    pub(crate) fn current_fields(&self) -> Vec<(String, String)> {
+        Context::map_current(|cx| self.fields(cx))
     }
 
     /// Ends a send: late attributes (partition, offset), the outcome, the
@@ -185,7 +193,7 @@ impl MessagingTelemetry {
             .with_kind(SpanKind::Consumer)
             .with_attributes(op.span_attributes());
         match self.mode {
-            Mode::Parent => match self.instrumentation.extract(headers, true) {
+            Mode::Parent => match self.instrumentation.extract_message(headers, true) {
                 // The producer did not sample and the sampler follows it.
                 Extracted::UnsampledChild(cx) => (cx, false),
                 Extracted::Remote(remote) => (
@@ -198,7 +206,7 @@ impl MessagingTelemetry {
                 ),
             },
             Mode::Link => {
-                let remote = match self.instrumentation.extract(headers, false) {
+                let remote = match self.instrumentation.extract_message(headers, false) {
                     Extracted::Remote(cx) | Extracted::UnsampledChild(cx) => cx,
                 };
                 let sc = remote.span().span_context().clone();
@@ -261,7 +269,7 @@ impl MessagingTelemetry {
         for headers in messages {
             count += 1;
             let (Extracted::Remote(cx) | Extracted::UnsampledChild(cx)) =
-                self.instrumentation.extract(&headers, false);
+                self.instrumentation.extract_message(&headers, false);
             let sc = cx.span().span_context().clone();
             if sc.is_valid() {
                 links.push(Link::with_context(sc));
@@ -279,6 +287,16 @@ impl MessagingTelemetry {
         Batch {
             call: Some(Call::new(cx, self.instrumentation.is_tracing(), ())),
         }
+    }
+}
+
+/// Collects what a propagator writes, each field once.
+struct Fields(Vec<(String, String)>);
+
+impl opentelemetry::propagation::Injector for Fields {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value));
     }
 }
 
