@@ -30,6 +30,20 @@ fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
         Just(None),
         proptest::collection::vec(any::<u8>(), 0..200).prop_map(Some),
         "00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]".prop_map(|s| Some(s.into_bytes())),
+        // Any version, then a tail of anything (a future version may add
+        // fields; non-ASCII bytes make it invalid).
+        (
+            "[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-0[0-3]",
+            proptest::collection::vec(any::<u8>(), 0..6),
+        )
+            .prop_map(|(s, tail)| {
+                let mut v = s.into_bytes();
+                if !tail.is_empty() {
+                    v.push(b'-');
+                    v.extend(tail);
+                }
+                Some(v)
+            }),
         "([a-z.]{1,8}=[ -~]{0,12},?){0,5}".prop_map(|s| Some(s.into_bytes())),
     ]
 }
@@ -128,5 +142,35 @@ proptest! {
             .collect();
         let expected: Vec<(String, Vec<u8>)> = user.iter().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
         prop_assert_eq!(kept, expected);
+    }
+}
+
+fn summary(cx: &Context) -> (String, String, bool, String, Vec<(String, String)>) {
+    let sc = cx.span().span_context().clone();
+    let mut baggage: Vec<(String, String)> = cx
+        .baggage()
+        .iter()
+        .map(|(k, (v, _))| (k.to_string(), v.to_string()))
+        .collect();
+    baggage.sort();
+    (
+        sc.trace_id().to_string(),
+        sc.span_id().to_string(),
+        sc.is_sampled(),
+        sc.trace_state().header(),
+        baggage,
+    )
+}
+
+proptest! {
+    /// One rule: the direct read of the header bytes and the generic
+    /// carrier path agree on anything.
+    #[test]
+    fn the_direct_and_the_generic_read_agree(headers in proptest::collection::vec((key(), value()), 0..8)) {
+        let e = looptel_core::MessageHeaderExtractor::new(
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+        );
+        let p = Propagator::default();
+        prop_assert_eq!(summary(&p.extract_message(&e)), summary(&p.extract(&e)));
     }
 }
