@@ -26,6 +26,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# RabbitMQ on 127.0.0.1:5672 for the AMQP tests (guest/guest), from Debian,
+# started here when nothing listens there (AMQP_URL points elsewhere).
+if [ -z "${AMQP_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        echo "==> installing rabbitmq-server (Debian package)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server
+    fi
+    echo "==> starting rabbitmq-server"
+    (rabbitmq-server >/tmp/looptel-rabbitmq.log 2>&1 &)
+    for _ in $(seq 1 120); do
+        (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break
+        sleep 1
+    done
+    (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { echo "RabbitMQ did not start"; exit 1; }
+fi
+
 # /bin/kill (util-linux) sends SIGTERM in the process tests.
 if ! type -P kill >/dev/null; then
     echo "==> installing util-linux for /bin/kill"
