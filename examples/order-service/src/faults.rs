@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! curl -X PUT localhost:8080/admin/faults -H 'content-type: application/json' \
-//!      -d '{"inventory_error_rate": 0.5, "inventory_delay_ms": 300}'
+//!      -d '{"inventory_error_rate": 0.5, "inventory_delay_ms": 300, "consumer_error_rate": 0.1}'
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,17 +37,21 @@ pub struct Faults {
     /// Milliseconds the inventory's handler waits before it answers (past
     /// the order path's 2-second deadline, the call fails DEADLINE_EXCEEDED).
     pub inventory_delay_ms: u64,
+    /// The share of order events (0–1) the fulfilment consumer fails to
+    /// process, as a system error.
+    pub consumer_error_rate: f64,
 }
 
 impl Faults {
     /// The field that is out of range, and why.
     fn invalid(&self) -> Option<(&'static str, String)> {
-        let rate = self.inventory_error_rate;
-        if !(0.0..=1.0).contains(&rate) {
-            return Some((
-                "inventory_error_rate",
-                format!("{rate} is not a share between 0 and 1"),
-            ));
+        for (field, rate) in [
+            ("inventory_error_rate", self.inventory_error_rate),
+            ("consumer_error_rate", self.consumer_error_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Some((field, format!("{rate} is not a share between 0 and 1")));
+            }
         }
         if self.inventory_delay_ms > MAX_DELAY_MS {
             return Some((
@@ -70,6 +74,20 @@ struct Inner {
     /// Inventory calls seen, so that a rate fails exactly that share of
     /// them, spread evenly.
     inventory_calls: AtomicU64,
+    /// Order events seen by the fulfilment consumer, likewise.
+    consumer_calls: AtomicU64,
+}
+
+/// Whether call `n` of a rate `r` fails: when `⌊(n+1)·r⌋ > ⌊n·r⌋`, exactly
+/// that share, evenly spread, no randomness to flake a test.
+fn fails(calls: &AtomicU64, r: f64) -> bool {
+    if r <= 0.0 {
+        return false;
+    }
+    let n = calls.fetch_add(1, Ordering::Relaxed);
+    // Counts far below 2^52 are exact in an f64.
+    let (before, after) = (n as f64, (n + 1) as f64);
+    (after * r).floor() > (before * r).floor()
 }
 
 impl FaultSwitch {
@@ -93,19 +111,20 @@ impl FaultSwitch {
     }
 
     /// What the inventory does to this call: the delay to wait, and whether
-    /// it fails. With a rate `r`, call `n` fails when `⌊(n+1)·r⌋ > ⌊n·r⌋`:
-    /// exactly that share, evenly spread, no randomness to flake a test.
+    /// it fails (exactly the rate's share, evenly spread).
     pub fn inventory_call(&self) -> (Duration, bool) {
         let f = self.faults();
         let delay = Duration::from_millis(f.inventory_delay_ms);
-        if f.inventory_error_rate <= 0.0 {
-            return (delay, false);
-        }
-        let n = self.0.inventory_calls.fetch_add(1, Ordering::Relaxed);
-        // Counts far below 2^52 are exact in an f64.
-        let (before, after) = (n as f64, (n + 1) as f64);
-        let r = f.inventory_error_rate;
-        (delay, (after * r).floor() > (before * r).floor())
+        (
+            delay,
+            fails(&self.0.inventory_calls, f.inventory_error_rate),
+        )
+    }
+
+    /// Whether the fulfilment consumer fails this event (the same even
+    /// spread as [`inventory_call`](Self::inventory_call)).
+    pub fn consumer_call(&self) -> bool {
+        fails(&self.0.consumer_calls, self.faults().consumer_error_rate)
     }
 }
 
@@ -140,6 +159,7 @@ async fn set(
     tracing::warn!(
         faults.inventory_error_rate = faults.inventory_error_rate,
         faults.inventory_delay_ms = faults.inventory_delay_ms,
+        faults.consumer_error_rate = faults.consumer_error_rate,
         "faults set"
     );
     Json(faults).into_response()
@@ -162,6 +182,7 @@ mod tests {
         switch.set(Faults {
             inventory_error_rate: 0.25,
             inventory_delay_ms: 7,
+            consumer_error_rate: 0.5,
         });
         let failed: Vec<bool> = (0..8).map(|_| switch.inventory_call().1).collect();
         assert_eq!(failed.iter().filter(|f| **f).count(), 2);
@@ -170,10 +191,13 @@ mod tests {
             [false, false, false, true, false, false, false, true]
         );
         assert_eq!(switch.inventory_call().0, Duration::from_millis(7));
+        let consumer: Vec<bool> = (0..4).map(|_| switch.consumer_call()).collect();
+        assert_eq!(consumer, [false, true, false, true]);
         switch.set(Faults {
             inventory_error_rate: 1.0,
-            inventory_delay_ms: 0,
+            ..Faults::default()
         });
         assert!((0..5).all(|_| switch.inventory_call().1));
+        assert!(!switch.consumer_call());
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! | route | what it does |
 //! |---|---|
-//! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span), reserving each item in the inventory over gRPC |
+//! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span), reserving each item in the inventory over gRPC and publishing `OrderPlaced` to Kafka ([`events`]) |
 //! | `GET /orders/{id}` | reads an order back |
 //! | `GET /health` | liveness, never traced |
 //! | `GET /metrics` | RED (HTTP and gRPC), `orders.created`, saturation |
@@ -29,6 +29,7 @@
 //! exceeds the reservation deadline — is a **failure**: HTTP 503, logged at
 //! ERROR, span status Error with `error.type`.
 
+pub mod events;
 pub mod faults;
 pub mod inventory;
 
@@ -44,8 +45,8 @@ use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{
-    Counter, HttpServerMetrics, Metric, ProcessCollector, Registry, RpcMetrics, TokioCollector,
-    metrics_endpoint,
+    Counter, HttpServerMetrics, MessagingMetrics, Metric, ProcessCollector, Registry, RpcMetrics,
+    TokioCollector, metrics_endpoint,
 };
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,27 @@ struct Shared {
     store: RwLock<Store>,
     place_order: Operation,
     inventory: inventory::Inventory,
+    events: Option<events::Events>,
+}
+
+/// What the order path calls: the inventory (gRPC) and, when set, the
+/// order events (Kafka). An [`inventory::Inventory`] alone is a service
+/// that publishes nothing.
+#[derive(Clone, Debug)]
+pub struct Dependencies {
+    /// The inventory client.
+    pub inventory: inventory::Inventory,
+    /// Where `OrderPlaced` goes.
+    pub events: Option<events::Events>,
+}
+
+impl From<inventory::Inventory> for Dependencies {
+    fn from(inventory: inventory::Inventory) -> Self {
+        Self {
+            inventory,
+            events: None,
+        }
+    }
 }
 
 /// What the service records beyond traces: RED metrics, a business counter,
@@ -114,6 +136,7 @@ pub struct Metrics {
     registry: Registry,
     http: HttpServerMetrics,
     rpc: RpcMetrics,
+    messaging: MessagingMetrics,
     orders_created: Arc<Metric<Counter>>,
 }
 
@@ -132,6 +155,7 @@ impl Metrics {
             // RPC histograms, as the telemetry bootstrap does for spans.
             rpc: RpcMetrics::new(&registry)
                 .semconv(&registry, looptel_core::SemconvOptIn::from_env()),
+            messaging: MessagingMetrics::new(&registry),
             orders_created: registry.counter(
                 "orders.created",
                 "{order}",
@@ -145,6 +169,11 @@ impl Metrics {
     /// The registry, as `GET /metrics` serves it.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The messaging instruments (order events, payments).
+    pub fn messaging(&self) -> &MessagingMetrics {
+        &self.messaging
     }
 }
 
@@ -178,9 +207,9 @@ pub fn app(
     instrumentation: Instrumentation,
     baggage: BaggagePolicy,
     metrics: Metrics,
-    inventory: inventory::Inventory,
+    dependencies: impl Into<Dependencies>,
 ) -> Result<Router, OperationNameError> {
-    Ok(routes(&metrics, inventory)?
+    Ok(routes(&metrics, dependencies)?
         // One layer: the baggage edge and the RED metrics run as its hooks,
         // inside its span and in that order, sharing its future and body.
         .layer(
@@ -202,8 +231,9 @@ pub fn app(
 /// None in practice: the business operation's name is checked here, once.
 pub fn routes(
     metrics: &Metrics,
-    inventory: inventory::Inventory,
+    dependencies: impl Into<Dependencies>,
 ) -> Result<Router, OperationNameError> {
+    let Dependencies { inventory, events } = dependencies.into();
     let orders_created = metrics.orders_created.clone();
     let placing = Operation::new("Order.OrderService.PlaceOrder")?
         .messages("order placed", "order rejected", "order failed")
@@ -220,6 +250,7 @@ pub fn routes(
         store: RwLock::default(),
         place_order: placing,
         inventory,
+        events,
     }));
     Ok(Router::new()
         .route("/orders", post(place_order))
@@ -242,6 +273,8 @@ enum PlaceOrderError {
     Invalid(String),
     #[error("inventory unavailable for {0}")]
     InventoryUnavailable(String),
+    #[error("order event not published: {0}")]
+    EventUnpublished(String),
 }
 
 /// Which errors are the caller's and which the service's: the span status,
@@ -250,7 +283,7 @@ impl ErrorOutcome for PlaceOrderError {
     fn outcome(&self) -> Outcome {
         match self {
             Self::Invalid(_) => Outcome::BusinessError,
-            Self::InventoryUnavailable(_) => Outcome::Failure,
+            Self::InventoryUnavailable(_) | Self::EventUnpublished(_) => Outcome::Failure,
         }
     }
 
@@ -258,6 +291,7 @@ impl ErrorOutcome for PlaceOrderError {
         match self {
             Self::Invalid(_) => "invalid_order",
             Self::InventoryUnavailable(_) => "inventory_unavailable",
+            Self::EventUnpublished(_) => "event_unpublished",
         }
     }
 }
@@ -337,19 +371,40 @@ impl PlaceOrder {
                 });
             }
         }
+        let id = {
+            let mut store = self
+                .state
+                .0
+                .store
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            store.next += 1;
+            format!("o-{}", store.next)
+        };
+        let order = Order {
+            id,
+            customer_id: self.new.customer_id,
+            items: self.new.items,
+            status: "placed".into(),
+        };
+        // The order is placed once its event is out: fulfilment depends on it.
+        if let Some(events) = &self.state.0.events {
+            let event = events::OrderPlaced {
+                order_id: order.id.clone(),
+                customer_id: order.customer_id.clone(),
+                items: order.items.len(),
+            };
+            events
+                .order_placed(&event)
+                .await
+                .map_err(|e| PlaceOrderError::EventUnpublished(e.to_string()))?;
+        }
         let mut store = self
             .state
             .0
             .store
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        store.next += 1;
-        let order = Order {
-            id: format!("o-{}", store.next),
-            customer_id: self.new.customer_id,
-            items: self.new.items,
-            status: "placed".into(),
-        };
         if store.order.len() >= MAX_ORDERS
             && let Some(oldest) = store.order.pop_front()
         {

@@ -1,8 +1,11 @@
 //! `order-service`: the looptel reference service.
 //!
-//! Runs with embedded defaults — no collector needed: logs are JSON lines on
-//! standard output, spans JSON lines on standard error. Set
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` to send traces to a collector.
+//! Runs with embedded defaults — no collector, no broker needed: logs are
+//! JSON lines on standard output, spans JSON lines on standard error, order
+//! events go through an in-process Kafka mock cluster. Set
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` to send traces to a collector,
+//! `KAFKA_BROKERS` for a real Kafka, `AMQP_URL` to request payments
+//! through RabbitMQ.
 
 use std::net::SocketAddr;
 
@@ -27,6 +30,14 @@ struct Args {
     #[arg(long, env = "ENABLE_FAULTS", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     enable_faults: bool,
+    /// Kafka bootstrap servers for the order events; unset, an embedded
+    /// mock cluster (librdkafka's own, on 127.0.0.1) serves.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// RabbitMQ (`amqp://guest:guest@127.0.0.1:5672/%2f`): fulfilment then
+    /// requests each order's payment through it.
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: Option<String>,
 }
 
 #[tokio::main]
@@ -70,9 +81,67 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(http.addr = %addr, "order-service listening");
 
+    // Order events: Kafka (embedded unless KAFKA_BROKERS), fulfilment in
+    // this binary, payments through RabbitMQ when AMQP_URL is set.
+    let broker = order_service::events::Broker::new(args.kafka_brokers.clone())
+        .context("starting the embedded Kafka cluster")?;
+    tracing::info!(
+        kafka.brokers = broker.servers(),
+        kafka.embedded = broker.is_embedded(),
+        "order events on Kafka"
+    );
+    let messaging =
+        order_service::events::telemetry(telemetry.instrumentation(), metrics.messaging().clone());
+    let events = order_service::events::Events::new(
+        broker.producer().context("creating the Kafka producer")?,
+        messaging.clone(),
+    );
+    let (stop_consumers, consumers_stopped) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = consumers_stopped.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut consumers = Vec::new();
+    let mut _amqp = None;
+    let payments = match &args.amqp_url {
+        None => None,
+        Some(url) => {
+            let (payments, connection) =
+                order_service::events::Payments::connect(url, messaging.clone())
+                    .await
+                    .context("connecting to RabbitMQ")?;
+            tracing::info!("payments through RabbitMQ");
+            _amqp = Some(connection);
+            consumers.push(tokio::spawn({
+                let (payments, stopped) = (payments.clone(), stopped());
+                async move {
+                    if let Err(e) = payments.consume(stopped).await {
+                        tracing::error!(error = %e, "payment consumer stopped");
+                    }
+                }
+            }));
+            Some(payments)
+        }
+    };
+    consumers.push(tokio::spawn(order_service::events::fulfil(
+        broker
+            .fulfilment_consumer()
+            .context("creating the fulfilment consumer")?,
+        messaging,
+        payments,
+        faults.clone(),
+        stopped(),
+    )));
+
     let client =
         order_service::inventory::client(telemetry.instrumentation(), &metrics, grpc_addr)?;
-    let mut app = order_service::app(telemetry.instrumentation(), baggage, metrics, client)?;
+    let dependencies = order_service::Dependencies {
+        inventory: client,
+        events: Some(events.clone()),
+    };
+    let mut app = order_service::app(telemetry.instrumentation(), baggage, metrics, dependencies)?;
     if args.enable_faults {
         tracing::warn!(
             path = order_service::faults::FAULTS_PATH,
@@ -89,6 +158,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("joining the inventory")?
         .context("serving the inventory")?;
+    // Every event out, then the consumers stop.
+    events.flush(std::time::Duration::from_secs(5));
+    let _ = stop_consumers.send(true);
+    for c in consumers {
+        let _ = c.await;
+    }
+    drop(broker);
 
     tracing::info!("order-service stopped");
     telemetry.shutdown().context("flushing telemetry")?;

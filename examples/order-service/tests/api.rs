@@ -329,7 +329,7 @@ async fn an_injected_inventory_failure_is_the_system_error_path_inside_the_inven
     let faults = FaultSwitch::new();
     faults.set(Faults {
         inventory_error_rate: 1.0,
-        inventory_delay_ms: 0,
+        ..Faults::default()
     });
     let o = call_with(
         faults,
@@ -376,8 +376,8 @@ async fn an_injected_delay_past_the_deadline_fails_the_order_as_deadline_exceede
     let faults = FaultSwitch::new();
     let delay = order_service::inventory::RESERVE_TIMEOUT + std::time::Duration::from_millis(100);
     faults.set(Faults {
-        inventory_error_rate: 0.0,
         inventory_delay_ms: u64::try_from(delay.as_millis()).expect("small"),
+        ..Faults::default()
     });
     let o = call_with(
         faults,
@@ -450,7 +450,7 @@ async fn the_fault_switch_reads_sets_clears_and_refuses_bad_input() {
         send(get()).await,
         (
             StatusCode::OK,
-            json!({"inventory_error_rate": 0.0, "inventory_delay_ms": 0})
+            json!({"inventory_error_rate": 0.0, "inventory_delay_ms": 0, "consumer_error_rate": 0.0})
         )
     );
     let (status, body) = send(put(Body::from(r#"{"inventory_error_rate": 1}"#))).await;
@@ -466,6 +466,9 @@ async fn the_fault_switch_reads_sets_clears_and_refuses_bad_input() {
     let (status, body) = send(put(Body::from(r#"{"inventory_delay_ms": 3600000}"#))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["field"], "inventory_delay_ms");
+    let (status, body) = send(put(Body::from(r#"{"consumer_error_rate": -0.1}"#))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "consumer_error_rate");
     for bad in [
         Body::from(r#"{"consumer_errors": 1}"#),
         Body::from(r#"{"inventory_error_rate": "high"}"#),
