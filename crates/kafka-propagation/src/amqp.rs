@@ -18,10 +18,15 @@
 //!     BasicPublishOptions::default(), b"{}", BasicProperties::default()).await?;
 //!
 //! // Consumer: a `process payments:payment.requested:payments` span.
-//! amqp::process(&telemetry, &delivery, "payments", || async {
-//!     Ok::<_, std::io::Error>(())
-//! }).await?;
+//! let processed: Result<(), Declined> =
+//!     amqp::process(&telemetry, &delivery, "payments", || async { Ok(()) }).await;
 //! # Ok(()) }
+//!
+//! /// A failure of this service (the default outcome).
+//! struct Declined;
+//! impl looptel_core::ErrorOutcome for Declined {
+//!     fn error_type(&self) -> &'static str { "payment_declined" }
+//! }
 //! ```
 
 use std::future::Future;

@@ -18,11 +18,20 @@
 //! // Consumer: a `process orders` span per message, the producer's
 //! // baggage in the handler's context.
 //! let message = consumer.recv().await?;
-//! kafka::process(&telemetry, &message, Some("fulfilment"), || async {
-//!     // … handle the message; tracing's log lines carry the trace id …
-//!     Ok::<_, std::io::Error>(())
-//! }).await?;
+//! let processed: Result<(), Unreadable> =
+//!     kafka::process(&telemetry, &message, Some("fulfilment"), || async {
+//!         // … handle the message; tracing's log lines carry the trace id …
+//!         Ok(())
+//!     })
+//!     .await;
 //! # Ok(()) }
+//!
+//! /// The handler's error says whose fault it is (here: the producer's).
+//! struct Unreadable;
+//! impl looptel_core::ErrorOutcome for Unreadable {
+//!     fn outcome(&self) -> looptel_core::Outcome { looptel_core::Outcome::BusinessError }
+//!     fn error_type(&self) -> &'static str { "unreadable_event" }
+//! }
 //! ```
 
 use std::future::Future;
