@@ -1,6 +1,7 @@
 //! Trace context, baggage and RED metrics through message brokers: Kafka
-//! with [`rdkafka`](https://docs.rs/rdkafka) (feature `rdkafka`) and AMQP
-//! with [`lapin`](https://docs.rs/lapin) (feature `lapin`).
+//! with [`rdkafka`](https://docs.rs/rdkafka) (feature `rdkafka`), AMQP
+//! with [`lapin`](https://docs.rs/lapin) (feature `lapin`) and NATS with
+//! [`async-nats`](https://docs.rs/async-nats) (feature `async-nats`).
 //!
 //! - **Carriers**: `traceparent`, `tracestate` and `baggage` written into
 //!   the message's headers through the service's propagator (so its
@@ -24,7 +25,7 @@
 //!   message.
 //!
 //! Offsets, keys and delivery tags are span attributes, never metric
-//! labels. No rdkafka or lapin type appears without its feature.
+//! labels. No rdkafka, lapin or async-nats type appears without its feature.
 //!
 //! # Cost
 //! Inject and extract of a sampled span and `tenant.id` in baggage, per
@@ -44,5 +45,8 @@ pub mod kafka;
 
 #[cfg(feature = "lapin")]
 pub mod amqp;
+
+#[cfg(feature = "async-nats")]
+pub mod nats;
 
 pub use telemetry::{Batch, MessagingTelemetry, Mode};

@@ -2,13 +2,13 @@
 //! what is injected extracts back to the same context, the user's own
 //! headers untouched.
 
-#![cfg(all(feature = "rdkafka", feature = "lapin"))]
+#![cfg(all(feature = "rdkafka", feature = "lapin", feature = "async-nats"))]
 
 use std::collections::HashMap;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use looptel_core::Propagator;
-use looptel_kafka_propagation::{amqp, kafka};
+use looptel_kafka_propagation::{amqp, kafka, nats};
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -122,11 +122,17 @@ proptest! {
             owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
             table.insert(ShortString::from(k.as_str()), AMQPValue::LongString(LongString::from(v.as_bytes())));
         }
+        let mut nats_headers = async_nats::HeaderMap::new();
+        for (k, v) in &user {
+            nats_headers.insert(k.as_str(), v.as_str());
+        }
         let owned = kafka::with_fields(Some(owned), &ours);
         let table = amqp::with_fields(Some(table), &ours);
+        let nats_headers = nats::with_fields(Some(nats_headers), &ours);
         for back in [
-            Propagator::default().extract(&kafka::extractor(Some(&owned))),
-            Propagator::default().extract(&amqp::extractor(Some(&table))),
+            Propagator::default().extract_message(&kafka::extractor(Some(&owned))),
+            Propagator::default().extract_message(&amqp::extractor(Some(&table))),
+            Propagator::default().extract_message(&nats::extractor(Some(&nats_headers))),
         ] {
             let sc = back.span().span_context().clone();
             prop_assert_eq!(sc.trace_id(), TraceId::from(trace));
