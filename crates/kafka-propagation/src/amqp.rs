@@ -36,12 +36,12 @@ use lapin::message::Delivery;
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
-use looptel_core::{ErrorOutcome, MessageHeaderExtractor, Outcome};
-use looptel_engine::{Classification, Messaging, ProtocolStatus};
+use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
+use looptel_engine::Messaging;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op};
+use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure};
 
 /// `messaging.system` for RabbitMQ.
 pub const SYSTEM: &str = "rabbitmq";
@@ -194,9 +194,7 @@ pub async fn publish(
         .await;
     let classification = match &result {
         Ok(_) => Messaging.success(),
-        Err(e) => Classification::new(Outcome::Failure, ProtocolStatus::None)
-            .with_error_type(error_type(e))
-            .with_message(e.to_string()),
+        Err(e) => send_failure(error_type(e), e),
     };
     telemetry.end_send(cx, owned, &op, started, Vec::new(), classification);
     result

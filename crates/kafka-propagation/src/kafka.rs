@@ -37,8 +37,8 @@
 use std::future::Future;
 use std::time::Instant;
 
-use looptel_core::{ErrorOutcome, MessageHeaderExtractor, Outcome};
-use looptel_engine::{Classification, Messaging, ProtocolStatus};
+use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
+use looptel_engine::Messaging;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 use rdkafka::error::KafkaError;
@@ -47,7 +47,7 @@ use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op};
+use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure};
 
 /// `messaging.system` for Kafka.
 pub const SYSTEM: &str = "kafka";
@@ -170,12 +170,7 @@ where
                 Messaging.success(),
             )
         }
-        Err((e, _)) => (
-            Vec::new(),
-            Classification::new(Outcome::Failure, ProtocolStatus::None)
-                .with_error_type(error_type(e))
-                .with_message(e.to_string()),
-        ),
+        Err((e, _)) => (Vec::new(), send_failure(error_type(e), e)),
     };
     telemetry.end_send(cx, owned, &op, started, late, classification);
     result

@@ -32,10 +32,10 @@ use std::time::Instant;
 
 use async_nats::{Client, HeaderMap, Message, PublishError};
 use bytes::Bytes;
-use looptel_core::{ErrorOutcome, MessageHeaderExtractor, Outcome};
-use looptel_engine::{Classification, Messaging, ProtocolStatus};
+use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
+use looptel_engine::Messaging;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op};
+use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure};
 
 /// `messaging.system` for NATS.
 pub const SYSTEM: &str = "nats";
@@ -107,9 +107,7 @@ pub async fn publish(
         .await;
     let classification = match &result {
         Ok(()) => Messaging.success(),
-        Err(e) => Classification::new(Outcome::Failure, ProtocolStatus::None)
-            .with_error_type(error_type(e))
-            .with_message(e.to_string()),
+        Err(e) => send_failure(error_type(e), e),
     };
     telemetry.end_send(cx, owned, &op, started, Vec::new(), classification);
     result

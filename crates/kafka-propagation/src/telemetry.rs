@@ -295,6 +295,17 @@ impl MessagingTelemetry {
     }
 }
 
+/// A send that failed: a failure with the transport's error class and
+/// message.
+pub(crate) fn send_failure(error_type: String, error: &dyn std::fmt::Display) -> Classification {
+    Classification::new(
+        looptel_core::Outcome::Failure,
+        looptel_engine::ProtocolStatus::None,
+    )
+    .with_error_type(error_type)
+    .with_message(error.to_string())
+}
+
 /// Collects what a propagator writes, each field once.
 struct Fields(Vec<(String, String)>);
 
