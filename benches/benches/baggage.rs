@@ -60,6 +60,15 @@ fn baggage(c: &mut Criterion) {
             });
         });
     }
+    // A hostile header: 10,000 members, 118 KB (hardening issue, item 6).
+    let flood_value = (0..10_000)
+        .map(|i| format!("k{i}=v{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let flood = header(&flood_value);
+    g.bench_function("extract/looptel/flood-118KB", |b| {
+        b.iter(|| black_box(ours.extract_headers(black_box(&flood))));
+    });
     g.finish();
 }
 

@@ -14,6 +14,10 @@ pub const BAGGAGE: &str = "baggage";
 pub const MAX_MEMBERS: usize = 64;
 /// Bytes (all `baggage` header lines together) always propagated.
 pub const MAX_BYTES: usize = 8192;
+/// The most raw header text [`decode`] reads: twice [`MAX_BYTES`], room for
+/// members that do not fit to be skipped and later ones kept, and a bound
+/// on the work whatever a caller sends.
+pub const MAX_READ_BYTES: usize = 2 * MAX_BYTES;
 
 /// One decoded member: the key, the value (percent-decoded; invalid UTF-8
 /// as U+FFFD) and the properties as they travel (`k=v;flag`).
@@ -38,6 +42,10 @@ pub struct Decoded {
     pub invalid: usize,
     /// Valid members dropped because the limits were reached.
     pub over_limit: usize,
+    /// Bytes of the header not read: past [`MAX_READ_BYTES`] of raw header
+    /// text nothing more is parsed, so a hostile header costs what the
+    /// limits allow and no more.
+    pub unread_bytes: usize,
 }
 
 /// `tchar` of RFC 7230, the characters of a baggage key.
@@ -234,15 +242,30 @@ pub fn encoded_len(key: &str, value: &str, properties: &str) -> usize {
 
 /// Decodes all `baggage` header lines (in order, as if joined with `,`).
 /// Invalid members are skipped, valid ones kept; beyond 64 members or 8192
-/// bytes whole members are dropped.
+/// bytes whole members are dropped. At most [`MAX_READ_BYTES`] of raw
+/// header text is read: the member that straddles that point and everything after
+/// it are not parsed ([`Decoded::unread_bytes`]), so the work is bounded by
+/// the limits, not by the input.
 pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
     let mut d = Decoded::default();
     // Keys are tokens, taken as they stand: a repeated one is found by a
     // scan of the (at most 64) members kept, cheaper than hashing for the
     // few members a header holds.
     let mut bytes = 0;
-    for line in lines {
-        for raw in line.split(|b| *b == b',') {
+    // Raw header bytes that may still be read.
+    let mut budget = MAX_READ_BYTES;
+    let mut lines = lines.into_iter();
+    while let Some(line) = lines.next() {
+        let cut = line.len() > budget;
+        let window = if cut { &line[..budget] } else { line };
+        budget -= window.len();
+        let mut pieces = window.split(|b| *b == b',').peekable();
+        while let Some(raw) = pieces.next() {
+            if cut && pieces.peek().is_none() {
+                // Cut short: not a member as sent.
+                d.unread_bytes += raw.len();
+                break;
+            }
             let raw = trim_ows(raw);
             if raw.is_empty() {
                 continue;
@@ -277,6 +300,11 @@ pub fn decode<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Decoded {
                 Some(i) => d.members[i] = m,
                 None => d.members.push(m),
             }
+        }
+        if cut {
+            d.unread_bytes += line.len() - window.len();
+            d.unread_bytes += lines.map(<[u8]>::len).sum::<usize>();
+            break;
         }
     }
     d
@@ -409,5 +437,43 @@ impl TextMapPropagator for BaggagePropagator {
 
     fn fields(&self) -> FieldIter<'_> {
         FieldIter::new(FIELDS.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_header_is_read_only_up_to_the_limit() {
+        // 10,000 members, about 118 KB: only the first 16 KiB are read.
+        let flood = (0..10_000)
+            .map(|i| format!("k{i}=v{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let d = decode([flood.as_bytes()]);
+        assert_eq!(d.members.len(), MAX_MEMBERS);
+        assert!(
+            d.unread_bytes > flood.len() - MAX_READ_BYTES,
+            "{}",
+            d.unread_bytes
+        );
+        // What was read and dropped is bounded by the limits too.
+        assert!(d.over_limit < MAX_READ_BYTES / 4, "{}", d.over_limit);
+        // Later lines are not read either.
+        let d = decode([flood.as_bytes(), b"late=1"]);
+        assert!(d.members.iter().all(|m| m.key != "late"));
+        assert!(d.unread_bytes >= flood.len() - MAX_READ_BYTES + "late=1".len());
+        // A member cut by the limit is not kept cut short.
+        let long = format!("a={}", "x".repeat(MAX_READ_BYTES));
+        let d = decode([long.as_bytes()]);
+        assert!(
+            d.members.is_empty(),
+            "{:?}",
+            d.members.first().map(|m| m.value.len())
+        );
+        // Within the limit, everything is read.
+        let d = decode([&b"a=1, b=2"[..], b"c=3"]);
+        assert_eq!((d.members.len(), d.unread_bytes), (3, 0));
     }
 }
