@@ -1,5 +1,6 @@
 //! The guard that flushes telemetry at shutdown, and the shutdown signal.
 
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use looptel_core::{Instrumentation, Propagator, ServiceInfo};
@@ -128,5 +129,118 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!(target: "looptel", "received Ctrl-C, shutting down"),
         () = term => tracing::info!(target: "looptel", "received SIGTERM, shutting down"),
+    }
+}
+
+/// The process's shutdown, shared by a server's graceful shutdown and the
+/// deadline its drain must meet: a client that never finishes its request
+/// cannot keep the process up, and the telemetry flush after the drain
+/// always runs — before an orchestrator's SIGKILL, not after.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use looptel_telemetry::{Drained, Shutdown};
+///
+/// # async fn run(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+/// let shutdown = Shutdown::on_signal(); // SIGTERM or Ctrl-C
+/// let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.signalled());
+/// match shutdown.drain(server, Duration::from_secs(10)).await {
+///     Drained::Finished(served) => served?,
+///     Drained::TimedOut => {} // the connections still open were cut
+/// }
+/// // …then flush telemetry.
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How a drain ended.
+#[derive(Debug)]
+#[must_use]
+pub enum Drained<T> {
+    /// The server finished on its own: its output.
+    Finished(T),
+    /// The deadline passed first; the server (and its connections) were
+    /// dropped.
+    TimedOut,
+}
+
+impl Shutdown {
+    /// Shutdown begins on SIGTERM or Ctrl-C ([`shutdown_signal`]). Call it
+    /// inside a Tokio runtime, once, early: the signal is listened for from
+    /// then on.
+    pub fn on_signal() -> Self {
+        Self::on(shutdown_signal())
+    }
+
+    /// Shutdown begins when `signal` resolves (a test's trigger, say).
+    pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Self { rx }
+    }
+
+    /// Resolves once shutdown has begun: for `with_graceful_shutdown`.
+    pub fn signalled(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.rx.clone();
+        async move {
+            if rx.wait_for(|begun| *begun).await.is_err() {
+                // The signal's task is gone (the runtime is stopping).
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Runs `server` until it finishes, or until `deadline` has passed
+    /// since shutdown began; then it is dropped, cutting the connections
+    /// still open, and a warning says so.
+    pub async fn drain<F: IntoFuture>(&self, server: F, deadline: Duration) -> Drained<F::Output> {
+        let expired = async {
+            self.signalled().await;
+            tokio::time::sleep(deadline).await;
+        };
+        let drained = tokio::select! {
+            out = server.into_future() => Drained::Finished(out),
+            () = expired => Drained::TimedOut,
+        };
+        if matches!(drained, Drained::TimedOut) {
+            let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(
+                target: "looptel",
+                drain_deadline_ms = ms,
+                "drain deadline passed: connections still open were cut"
+            );
+        }
+        drained
+    }
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_never_finishes_is_cut_at_the_deadline() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = Shutdown::on(async {
+            let _ = rx.await;
+        });
+        let stuck = std::future::pending::<u8>();
+        let drain = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { shutdown.drain(stuck, Duration::from_millis(50)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!drain.is_finished(), "no deadline before the signal");
+        let _ = tx.send(());
+        assert!(matches!(drain.await.expect("joined"), Drained::TimedOut));
+        // A server that finishes in time is not cut.
+        let done = shutdown.drain(async { 7 }, Duration::from_secs(60)).await;
+        assert!(matches!(done, Drained::Finished(7)));
     }
 }

@@ -75,7 +75,7 @@ use tracing_subscriber::layer::SubscriberExt;
 pub use builder::TelemetryBuilder;
 pub use config::{MetricsExporter, Protocol, TracesExporter};
 pub use error::{ConfigError, ShutdownError, TelemetryError};
-pub use guard::{TelemetryGuard, shutdown_signal};
+pub use guard::{Drained, Shutdown, TelemetryGuard, shutdown_signal};
 pub use sampler::{RuleSampler, SamplerConfig};
 
 /// `deployment.environment`, as the conventions name it.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::Parser;
-use looptel_telemetry::{Telemetry, shutdown_signal};
+use looptel_telemetry::{Drained, Shutdown, Telemetry};
 
 /// The looptel reference order service.
 #[derive(Debug, Parser)]
@@ -38,11 +38,17 @@ struct Args {
     /// requests each order's payment through it.
     #[arg(long, env = "AMQP_URL")]
     amqp_url: Option<String>,
+    /// After SIGTERM, how long requests in flight may take to finish (ms);
+    /// connections still open then are cut, and telemetry is flushed
+    /// either way. Keep it under the orchestrator's grace period.
+    #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    drain_timeout_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let drain = std::time::Duration::from_millis(args.drain_timeout_ms);
     let baggage = order_service::baggage_policy();
     let telemetry = Telemetry::from_env()
         .service_name("order-service")
@@ -149,20 +155,25 @@ async fn main() -> anyhow::Result<()> {
         );
         app = app.merge(order_service::faults::routes(faults));
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    // A client that never finishes its request cannot hold the process
+    // past the drain deadline: the flush below always runs.
+    let shutdown = Shutdown::on_signal();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.signalled());
+    if let Drained::Finished(served) = shutdown.drain(server, drain).await {
+        served.context("serving")?;
+    }
     let _ = stop_grpc.send(());
-    inventory
-        .await
-        .context("joining the inventory")?
-        .context("serving the inventory")?;
+    match tokio::time::timeout(drain, inventory).await {
+        Ok(joined) => joined
+            .context("joining the inventory")?
+            .context("serving the inventory")?,
+        Err(_) => tracing::warn!("the inventory did not stop within the drain deadline"),
+    }
     // Every event out, then the consumers stop.
-    events.flush(std::time::Duration::from_secs(5));
+    events.flush(drain);
     let _ = stop_consumers.send(true);
     for c in consumers {
-        let _ = c.await;
+        let _ = tokio::time::timeout(drain, c).await;
     }
     drop(broker);
 

@@ -123,3 +123,49 @@ fn an_invalid_variable_stops_start_up_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_cannot_hold_shutdown_past_the_drain_deadline() {
+    use std::io::Write as _;
+
+    let collector = FakeCollector::start().await;
+    let mut svc = Service::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.http_endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000".to_owned()),
+        ("DRAIN_TIMEOUT_MS", "1000".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    let res = reqwest::Client::new()
+        .post(format!("http://{addr}/orders"))
+        .header("content-type", "application/json")
+        .body(r#"{"customer_id":"c-1","items":[{"sku":"lamp","quantity":1}]}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 201);
+
+    // A client whose body stays 10 bytes short, forever.
+    let body = r#"{"customer_id":"c-2","items":[]}"#;
+    let mut stuck = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        stuck,
+        "POST /orders HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len() + 10
+    )
+    .expect("write");
+    stuck.flush().expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let exit = svc
+        .terminate_within(std::time::Duration::from_secs(30))
+        .expect("the stuck client cannot keep the service up");
+    assert!(exit.success(), "{exit:?}");
+    svc.line("drain deadline passed: connections still open were cut");
+    svc.line("order-service stopped");
+    // The flush ran: the finished request's span reached the collector.
+    assert!(
+        collector.spans().iter().any(|s| s.name == "POST /orders"),
+        "spans flushed after the cut"
+    );
+    drop(stuck);
+}

@@ -76,17 +76,36 @@ impl Service {
     /// Sends SIGTERM and waits for the exit, keeping the last lines.
     #[allow(dead_code)] // not every test binary stops it this way
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        self.terminate_within(Duration::from_secs(600))
+            .expect("the service exits after SIGTERM")
+    }
+
+    /// Sends SIGTERM and waits at most `limit` for the exit (`None`: it
+    /// was still running, and is killed), keeping the last lines.
+    #[allow(dead_code)] // not every test binary stops it this way
+    pub(crate) fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(status.success());
-        let exit = self.child.wait().expect("wait");
+        let deadline = std::time::Instant::now() + limit;
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                break exit;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         // Drain what was written before exit.
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(l);
         }
-        exit
+        Some(exit)
     }
 }
 
