@@ -201,6 +201,11 @@ pub fn baggage_policy() -> BaggagePolicy {
 /// sets `tenant.id` (promoted onto the span), the RED metrics start their
 /// clock with the span as exemplar; both end when the response body does.
 ///
+/// The trust boundary is the gateway: only a request carrying its
+/// [`TENANT_HEADER`] keeps the caller's baggage; any other has it dropped
+/// (counted in the policy's stats), so `tenant.id` — a metric label and a
+/// log field — always comes from the gateway.
+///
 /// # Errors
 /// None in practice: the business operation's name is checked here, once.
 pub fn app(
@@ -216,10 +221,20 @@ pub fn app(
             ServerLayer::new(instrumentation)
                 .filter(skip_paths(["/health", "/metrics"]))
                 .response_traceparent(true)
-                .hook(EdgeLayer::new(baggage).members(from_header(
-                    HeaderName::from_static(TENANT_HEADER),
-                    "tenant.id",
-                )))
+                .hook(
+                    EdgeLayer::new(baggage)
+                        .members(from_header(
+                            HeaderName::from_static(TENANT_HEADER),
+                            "tenant.id",
+                        ))
+                        // The trust boundary: a request that did not come
+                        // through the gateway (no verified tenant header)
+                        // has its inbound baggage dropped, so no caller can
+                        // name a tenant (a metric label, a log field) itself.
+                        .public_endpoint(|req: &axum::http::Request<axum::body::Body>| {
+                            !req.headers().contains_key(TENANT_HEADER)
+                        }),
+                )
                 .hook(metrics.http),
         ))
 }

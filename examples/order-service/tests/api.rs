@@ -493,3 +493,46 @@ async fn the_fault_switch_reads_sets_clears_and_refuses_bad_input() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(send(order()).await.0, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_caller_outside_the_gateway_cannot_name_a_tenant_through_baggage() {
+    // No verified tenant header: the caller's baggage is dropped at the edge.
+    let req = Request::post("/orders")
+        .header("content-type", "application/json")
+        .header("baggage", "tenant.id=evil,campaign=x")
+        .body(Body::from(
+            json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 1}]}).to_string(),
+        ))
+        .expect("request");
+    let o = call(req).await;
+    assert_eq!(o.status, StatusCode::CREATED);
+    let placed = o
+        .logs
+        .iter()
+        .find(|l| l["message"] == "order placed")
+        .expect("the order line");
+    assert!(placed.get("tenant.id").is_none(), "{placed}");
+    assert!(
+        o.spans
+            .iter()
+            .all(|s| s.attributes.iter().all(|kv| kv.key.as_str() != "tenant.id")),
+        "no span names the tenant"
+    );
+
+    // Through the gateway the header is the tenant, whatever baggage says.
+    let req = Request::post("/orders")
+        .header("content-type", "application/json")
+        .header("x-tenant-id", "acme")
+        .header("baggage", "tenant.id=evil")
+        .body(Body::from(
+            json!({"customer_id": "c-1", "items": [{"sku": "book", "quantity": 1}]}).to_string(),
+        ))
+        .expect("request");
+    let o = call(req).await;
+    let placed = o
+        .logs
+        .iter()
+        .find(|l| l["message"] == "order placed")
+        .expect("the order line");
+    assert_eq!(placed["tenant.id"], "acme");
+}
