@@ -12,6 +12,13 @@ pub use looptel_catalogue::metrics::OVERFLOW_LABEL;
 /// The default most series per metric family.
 pub const DEFAULT_MAX_SERIES: usize = 2000;
 
+/// The longest label value a series is made for, in bytes. A longer value
+/// is request text, not a name (a route, a tenant): its records go to the
+/// overflow series and are counted, so the cap bounds the exposition's
+/// bytes as well as its series (2,000 series of 8 KB tenants made a 16 MB
+/// scrape).
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+
 /// One series' label values, in the family's label order.
 pub(crate) type LabelValues = Box<[Box<str>]>;
 
@@ -36,8 +43,9 @@ impl<M> Series<M> {
 }
 
 /// The series of one metric, one per combination of label values, at most
-/// `max_series`; observations for further combinations go to a single
-/// overflow series (`otel_metric_overflow="true"`) and are counted.
+/// `max_series`; observations for further combinations, and for values
+/// longer than [`MAX_LABEL_VALUE_BYTES`], go to a single overflow series
+/// (`otel_metric_overflow="true"`) and are counted.
 pub struct Family<M> {
     pub(crate) labels: &'static [&'static str],
     max_series: usize,
@@ -100,6 +108,9 @@ impl<M> Family<M> {
     }
 
     fn with_arc<R>(&self, values: &[&str], f: impl FnOnce(&Arc<M>) -> R) -> R {
+        if values.iter().any(|v| v.len() > MAX_LABEL_VALUE_BYTES) {
+            return self.overflowing(f);
+        }
         let h = hash(values);
         {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
@@ -113,9 +124,7 @@ impl<M> Family<M> {
         }
         if series.list.len() >= self.max_series {
             drop(series);
-            self.overflowed.fetch_add(1, Ordering::Relaxed);
-            let m = self.overflow.get_or_init(|| Arc::new((self.make)()));
-            return f(m);
+            return self.overflowing(f);
         }
         let m = Arc::new((self.make)());
         let i = series.list.len();
@@ -126,6 +135,13 @@ impl<M> Family<M> {
         self.len.fetch_add(1, Ordering::Relaxed);
         drop(series);
         f(&m)
+    }
+
+    /// Records on the overflow series, counted.
+    fn overflowing<R>(&self, f: impl FnOnce(&Arc<M>) -> R) -> R {
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        let m = self.overflow.get_or_init(|| Arc::new((self.make)()));
+        f(m)
     }
 
     /// How many series exist (the overflow series not counted).
@@ -184,5 +200,22 @@ mod tests {
         assert_eq!(all[0].1, 2, "/a twice");
         assert!(all[3].0.is_none());
         assert_eq!(all[3].1, 2, "/d and /e in the overflow series");
+    }
+
+    #[test]
+    fn a_value_too_long_to_be_a_name_goes_to_the_overflow_series() {
+        let f: Family<Counter> = Family::new(&["tenant"], 10, Counter::default);
+        let long = "t".repeat(8 * 1024);
+        let edge = "e".repeat(MAX_LABEL_VALUE_BYTES);
+        for tenant in [long.as_str(), edge.as_str(), "acme", long.as_str()] {
+            f.with(&[tenant], |c| c.add(1, None));
+        }
+        assert_eq!(f.series_count(), 2, "the edge value and acme");
+        assert_eq!(f.overflowed(), 2);
+        let mut longest = 0;
+        f.for_each(|values, _| {
+            longest = longest.max(values.map_or(0, |v| v.iter().map(|s| s.len()).sum()));
+        });
+        assert_eq!(longest, MAX_LABEL_VALUE_BYTES);
     }
 }

@@ -45,7 +45,7 @@ mod saturation;
 mod server;
 
 pub use exemplar::Exemplar;
-pub use family::{DEFAULT_MAX_SERIES, Family, OVERFLOW_LABEL};
+pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL};
 pub use instruments::{
     HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,
 };
