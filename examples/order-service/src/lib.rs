@@ -32,6 +32,7 @@
 pub mod events;
 pub mod faults;
 pub mod inventory;
+pub mod serve;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -268,7 +269,10 @@ pub fn routes(
         events,
     }));
     Ok(Router::new()
-        .route("/orders", post(place_order))
+        .route(
+            "/orders",
+            post(place_order).layer(axum::extract::DefaultBodyLimit::max(serve::MAX_BODY_BYTES)),
+        )
         .route("/orders/{id}", get(get_order))
         .route("/health", get(health))
         .route("/metrics", metrics_endpoint(metrics.registry.clone()))

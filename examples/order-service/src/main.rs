@@ -43,6 +43,13 @@ struct Args {
     /// either way. Keep it under the orchestrator's grace period.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     drain_timeout_ms: u64,
+    /// How long a client may take to send a request's headers, idle
+    /// keep-alive included (ms); then its connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -158,9 +165,13 @@ async fn main() -> anyhow::Result<()> {
     // A client that never finishes its request cannot hold the process
     // past the drain deadline: the flush below always runs.
     let shutdown = Shutdown::on_signal();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.signalled());
-    if let Drained::Finished(served) = shutdown.drain(server, drain).await {
-        served.context("serving")?;
+    let limits = order_service::serve::Limits {
+        header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
+        max_connections: args.max_connections,
+    };
+    let server = order_service::serve::serve(listener, app, limits, shutdown.clone());
+    if let Drained::TimedOut = shutdown.drain(server, drain).await {
+        // Logged by the drain; the flush below runs all the same.
     }
     let _ = stop_grpc.send(());
     match tokio::time::timeout(drain, inventory).await {
