@@ -138,10 +138,43 @@ impl LogsHandle {
 
 /// Flushes queued log lines when dropped; keep it alive for the life of the
 /// program.
+///
+/// The flush waits at most [`FLUSH_TIMEOUT`]: when the output is stalled (a
+/// standard output nobody reads, a full pipe), the lines still queued are
+/// lost rather than the process hanging at shutdown. (The writer's own
+/// guard, when its queue is full, reports that on standard output — the
+/// very stream that is stuck; it runs on a helper thread here.)
 #[derive(Debug)]
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogsGuard {
-    _worker: WorkerGuard,
+    worker: Option<WorkerGuard>,
+}
+
+/// The longest a [`LogsGuard`] waits for queued lines to be written when
+/// dropped.
+pub const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The variable that sets how many lines may wait for the writer
+/// ([`LogsBuilder::buffered_lines`]).
+pub const LOOPTEL_LOG_BUFFER_LINES: &str = "LOOPTEL_LOG_BUFFER_LINES";
+
+impl Drop for LogsGuard {
+    fn drop(&mut self) {
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        let flush = std::thread::Builder::new()
+            .name("looptel-logs-flush".to_owned())
+            .spawn(move || {
+                drop(worker);
+                let _ = done.send(());
+            });
+        if flush.is_ok() {
+            // Left behind if the output is stuck: the process may exit.
+            let _ = finished.recv_timeout(FLUSH_TIMEOUT);
+        }
+    }
 }
 
 /// A [`JsonLogs`] configuration error.
@@ -156,6 +189,16 @@ pub enum LogsError {
         /// The directives as given.
         value: String,
         /// The parser's complaint.
+        reason: String,
+    },
+    /// A variable with a value that cannot be used.
+    #[error("invalid {variable}={value:?}: {reason}")]
+    InvalidValue {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// Why not.
         reason: String,
     },
 }
@@ -198,8 +241,9 @@ impl LogsBuilder {
         Ok(self)
     }
 
-    /// Reads the filter from `RUST_LOG` when it is set; otherwise keeps the
-    /// one set in code. An invalid value is an error naming the variable.
+    /// Reads the filter from `RUST_LOG` and the queue's length from
+    /// `LOOPTEL_LOG_BUFFER_LINES` when they are set; otherwise keeps what
+    /// was set in code. An invalid value is an error naming the variable.
     pub fn filter_from_env(self) -> Result<Self, LogsError> {
         self.filter_from_lookup(|name| std::env::var(name).ok())
     }
@@ -212,6 +256,18 @@ impl LogsBuilder {
     ) -> Result<Self, LogsError> {
         if let Some(value) = lookup(RUST_LOG) {
             self.filter = parse_filter(RUST_LOG, &value)?;
+        }
+        if let Some(value) = lookup(LOOPTEL_LOG_BUFFER_LINES) {
+            match value.trim().parse::<usize>() {
+                Ok(lines) if lines > 0 => self.buffered_lines = lines,
+                _ => {
+                    return Err(LogsError::InvalidValue {
+                        variable: LOOPTEL_LOG_BUFFER_LINES,
+                        value,
+                        reason: "expected a number of lines, at least 1".to_owned(),
+                    });
+                }
+            }
         }
         Ok(self)
     }
@@ -278,7 +334,9 @@ impl LogsBuilder {
                 filter: self.filter,
                 handle,
             },
-            LogsGuard { _worker: worker },
+            LogsGuard {
+                worker: Some(worker),
+            },
         )
     }
 }

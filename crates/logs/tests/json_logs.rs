@@ -368,3 +368,23 @@ fn service_fields_are_always_present() {
     assert_eq!(line["service.version"], "unknown");
     assert_eq!(line["deployment.environment"], "unknown");
 }
+
+#[test]
+fn the_queue_length_comes_from_its_variable_and_nonsense_is_refused() {
+    for bad in ["0", "-1", "many", ""] {
+        let err = JsonLogs::builder()
+            .filter_from_lookup(|name| (name == "LOOPTEL_LOG_BUFFER_LINES").then(|| bad.to_owned()))
+            .expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid LOOPTEL_LOG_BUFFER_LINES={bad:?}: expected a number of lines, at least 1"
+            )
+        );
+    }
+    assert!(
+        JsonLogs::builder()
+            .filter_from_lookup(|name| (name == "LOOPTEL_LOG_BUFFER_LINES").then(|| "64".to_owned()))
+            .is_ok()
+    );
+}

@@ -225,3 +225,68 @@ async fn unfinished_requests_are_closed_and_big_bodies_refused() {
     assert_eq!(res.status(), 413);
     drop(svc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_while_standard_output_is_stalled() {
+    use std::process::Stdio;
+
+    // Standard output is a pipe nobody reads: once it is full, every write
+    // to it blocks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .env_clear()
+        .env("HTTP_ADDR", &addr)
+        .env("GRPC_ADDR", "127.0.0.1:0")
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("LOOPTEL_LOG_BUFFER_LINES", "64")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "never came up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Enough lines to fill the pipe (64 KiB) and the log queue (64 lines).
+    for i in 0..300 {
+        let res = client
+            .post(format!("http://{addr}/orders"))
+            .header("content-type", "application/json")
+            .header("x-tenant-id", "acme")
+            .body(format!(
+                r#"{{"customer_id":"c-{i}","items":[{{"sku":"book","quantity":1}}]}}"#
+            ))
+            .send()
+            .await
+            .expect("order");
+        assert_eq!(res.status(), 201, "serving goes on while logs are dropped");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGTERM did not finish with standard output stalled");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
