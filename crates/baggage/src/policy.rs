@@ -94,7 +94,7 @@ fn check(deny: &[String], allow: &[String], key: &str) -> Result<(), BaggageErro
 }
 
 fn is_denied(deny: &[String], allow: &[String], key: &str) -> bool {
-    deny.iter().any(|d| pii::ends_with_normalised(key, d)) && !allow.contains(&pii::normalise(key))
+    deny.iter().any(|d| pii::matches(key, d)) && !allow.contains(&pii::normalise(key))
 }
 
 /// The baggage policy, built once and typed; cheap to clone.

@@ -55,6 +55,22 @@ fn get_req(uri: &str) -> Request<Body> {
 }
 
 #[tokio::test]
+async fn personal_and_secret_query_parameters_are_redacted_on_the_span() {
+    let spans = Spans::new();
+    let req = Request::get(
+        "/orders/42?expand=items&email=ada%40example.com&access_token=abc&phone_number=%2B336",
+    )
+    .body(Body::empty())
+    .expect("request");
+    let (status, _, _) = send(app(&spans), req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        attr(&spans.one(), "url.query").as_deref(),
+        Some("expand=items&email=REDACTED&access_token=REDACTED&phone_number=REDACTED")
+    );
+}
+
+#[tokio::test]
 async fn span_is_named_by_route_and_carries_the_conventions() {
     let spans = Spans::new();
     let req = Request::get("/orders/42?expand=items")

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
-use looptel_core::pii::{ends_with_normalised, normalise};
+use looptel_core::pii::{matches, normalise};
 use sha2::Sha256;
 
 /// What a redacted value is replaced with.
@@ -141,9 +141,7 @@ impl Redaction {
     }
 
     fn rule(&self, name: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .find(|r| ends_with_normalised(name, &r.name))
+        self.rules.iter().find(|r| matches(name, &r.name))
     }
 }
 

@@ -137,7 +137,9 @@ fn recorded_only_attributes<B>(
         out.extend([KeyValue::new(URL_PATH, req.uri().path().to_owned())]);
     }
     if let Some(q) = req.uri().query() {
-        out.extend([KeyValue::new(URL_QUERY, q.to_owned())]);
+        // Personal or secret parameters' values never reach a span.
+        let q = looptel_core::pii::redact_query(q).into_owned();
+        out.extend([KeyValue::new(URL_QUERY, q)]);
     }
     if let Some(v) = facts.protocol_version() {
         out.extend([KeyValue::new(NETWORK_PROTOCOL_VERSION, v)]);
