@@ -43,6 +43,28 @@ where
     }
 }
 
+/// The default bound on attributes taken from a request's text: long
+/// enough for any honest path, query or user agent, short enough that a
+/// caller cannot make every exported span carry kilobytes of its choosing.
+pub const DEFAULT_REQUEST_VALUE_LIMIT: usize = 1024;
+
+/// `value` cut to at most `limit` bytes, at a character boundary.
+///
+/// ```
+/// assert_eq!(looptel_core::bounded("héllo", 2), "h");
+/// assert_eq!(looptel_core::bounded("hello", 10), "hello");
+/// ```
+pub fn bounded(value: &str, limit: usize) -> &str {
+    if value.len() <= limit {
+        return value;
+    }
+    let mut end = limit;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
 /// What an instrumentation layer needs, built once at start-up: the tracer
 /// its spans come from and the propagator it extracts and injects with.
 ///
@@ -72,6 +94,7 @@ struct Inner {
     propagator: Propagator,
     parent_based: bool,
     semconv: SemconvOptIn,
+    value_limit: usize,
 }
 
 impl fmt::Debug for Inner {
@@ -81,6 +104,7 @@ impl fmt::Debug for Inner {
             .field("propagator", &self.propagator)
             .field("parent_based", &self.parent_based)
             .field("semconv", &self.semconv)
+            .field("value_limit", &self.value_limit)
             .finish()
     }
 }
@@ -102,6 +126,7 @@ impl Instrumentation {
                 propagator,
                 parent_based: false,
                 semconv: SemconvOptIn::default(),
+                value_limit: DEFAULT_REQUEST_VALUE_LIMIT,
             }),
         }
     }
@@ -114,6 +139,7 @@ impl Instrumentation {
                 propagator,
                 parent_based: false,
                 semconv: SemconvOptIn::default(),
+                value_limit: DEFAULT_REQUEST_VALUE_LIMIT,
             }),
         }
     }
@@ -211,6 +237,22 @@ impl Instrumentation {
     /// See [`with_semconv`](Self::with_semconv).
     pub fn semconv(&self) -> SemconvOptIn {
         self.inner.semconv
+    }
+
+    /// The longest value, in bytes, layers give an attribute taken from a
+    /// request — `url.path`, `url.query`, `user_agent.original`,
+    /// `client.address` — cut at a character boundary beyond it (default
+    /// [`DEFAULT_REQUEST_VALUE_LIMIT`]; `looptel-telemetry` sets it from
+    /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` /
+    /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` when they are set).
+    #[must_use]
+    pub fn with_value_limit(self, limit: usize) -> Self {
+        self.with_inner(|inner| inner.value_limit = limit)
+    }
+
+    /// See [`with_value_limit`](Self::with_value_limit).
+    pub fn value_limit(&self) -> usize {
+        self.inner.value_limit
     }
 
     /// The context an incoming request runs in, from its headers. When the

@@ -52,7 +52,9 @@ pub use headers::{
     HeaderExtractor, HeaderInjector, MAX_MESSAGE_HEADER_VALUE, MessageHeaderExtractor,
 };
 pub use ids::TraceIds;
-pub use instrumentation::{Extracted, Instrumentation, SCOPE, SpanStart};
+pub use instrumentation::{
+    DEFAULT_REQUEST_VALUE_LIMIT, Extracted, Instrumentation, SCOPE, SpanStart, bounded,
+};
 pub use method::{METHODS, OTHER_METHOD, method_index, normalize_method};
 pub use operation::{Operation, OperationNameError};
 pub use outcome::{ErrorOutcome, Outcome};

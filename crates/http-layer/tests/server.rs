@@ -55,6 +55,49 @@ fn get_req(uri: &str) -> Request<Body> {
 }
 
 #[tokio::test]
+async fn request_text_on_spans_is_bounded() {
+    let long = "a".repeat(5000);
+    let req = |host_path: &str| {
+        Request::get(format!("{host_path}?q={long}"))
+            .header("user-agent", long.as_str())
+            .header("x-forwarded-for", format!("{long}, 10.0.0.1"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    // By default: 1 KiB of a caller's text at most, routed or not.
+    let spans = Spans::new();
+    send(app(&spans), req(&format!("/orders/{long}"))).await;
+    send(app(&spans), req(&format!("/nowhere/{long}"))).await;
+    let all = spans.finished();
+    assert_eq!(all.len(), 2);
+    for span in all {
+        for key in [
+            "url.path",
+            "url.query",
+            "user_agent.original",
+            "client.address",
+        ] {
+            let v = attr(&span, key).unwrap_or_else(|| panic!("{key} on {}", span.name));
+            assert_eq!(v.len(), looptel_core::DEFAULT_REQUEST_VALUE_LIMIT, "{key}");
+        }
+    }
+    // As configured (OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, via telemetry).
+    let spans = Spans::new();
+    let app = Router::new()
+        .route("/orders/{id}", get(|| async { "order" }))
+        .layer(ServerLayer::new(
+            spans.instrumentation().with_value_limit(16),
+        ));
+    send(app, req(&format!("/orders/{long}"))).await;
+    let span = spans.one();
+    assert_eq!(attr(&span, "url.path").as_deref(), Some("/orders/aaaaaaaa"));
+    assert_eq!(
+        attr(&span, "user_agent.original").map(|v| v.len()),
+        Some(16)
+    );
+}
+
+#[tokio::test]
 async fn personal_and_secret_query_parameters_are_redacted_on_the_span() {
     let spans = Spans::new();
     let req = Request::get(

@@ -282,9 +282,12 @@ impl TelemetryBuilder {
                     path.display()
                 )));
                 builder = builder.with_span_processor(
-                    BatchSpanProcessor::builder(exporter)
-                        .with_batch_config(batch().build())
-                        .build(),
+                    BatchSpanProcessor::builder(crate::limit::Limited::new(
+                        exporter,
+                        env.value_limit,
+                    ))
+                    .with_batch_config(batch().build())
+                    .build(),
                 );
             }
             if let Some(custom) = self.span_exporter {
@@ -298,9 +301,12 @@ impl TelemetryBuilder {
                         let (exporter, target) = otlp_span_exporter(&traces_signal)?;
                         notes.push(Note::info(format!("traces: OTLP to {target}")));
                         builder = builder.with_span_processor(
-                            BatchSpanProcessor::builder(exporter)
-                                .with_batch_config(batch().build())
-                                .build(),
+                            BatchSpanProcessor::builder(crate::limit::Limited::new(
+                                exporter,
+                                env.value_limit,
+                            ))
+                            .with_batch_config(batch().build())
+                            .build(),
                         );
                     }
                     TracesExporter::Console if traces_file.is_some() => {}
@@ -310,7 +316,10 @@ impl TelemetryBuilder {
                              (set {} to send them to a collector)",
                             vars::OTEL_EXPORTER_OTLP_ENDPOINT
                         )));
-                        let exporter = console::ConsoleExporter::new(Box::new(std::io::stderr()));
+                        let exporter = crate::limit::Limited::new(
+                            console::ConsoleExporter::new(Box::new(std::io::stderr())),
+                            env.value_limit,
+                        );
                         builder = builder.with_span_processor(
                             BatchSpanProcessor::builder(exporter)
                                 .with_batch_config(batch().build())
@@ -356,6 +365,10 @@ impl TelemetryBuilder {
             None => Instrumentation::disabled(propagator),
         }
         .with_semconv(env.semconv);
+        let instrumentation = match env.value_limit {
+            Some(limit) => instrumentation.with_value_limit(limit),
+            None => instrumentation,
+        };
         Ok(Telemetry {
             service,
             instrumentation,

@@ -112,6 +112,9 @@ pub(crate) struct EnvConfig {
     pub(crate) propagators: Option<Vec<PropagatorName>>,
     pub(crate) semconv: looptel_core::SemconvOptIn,
     pub(crate) traces_file: Option<std::path::PathBuf>,
+    /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else
+    /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+    pub(crate) value_limit: Option<usize>,
 }
 
 /// A propagator named in `OTEL_PROPAGATORS`.
@@ -257,6 +260,12 @@ impl EnvConfig {
         c.semconv = get(OTEL_SEMCONV_STABILITY_OPT_IN)
             .map(|v| looptel_core::SemconvOptIn::parse(&v))
             .unwrap_or_default();
+        c.value_limit = match get(OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT) {
+            Some(v) => Some(parse_positive(OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, &v)?),
+            None => get(OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT)
+                .map(|v| parse_positive(OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, &v))
+                .transpose()?,
+        };
         Ok(c)
     }
 }

@@ -56,6 +56,7 @@ mod console;
 mod error;
 mod file;
 mod guard;
+mod limit;
 mod otlp;
 mod promotion;
 mod sampler;

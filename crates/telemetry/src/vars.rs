@@ -52,6 +52,11 @@ pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 /// `tracecontext`, `baggage` or `none`, comma-separated.
 pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// The longest value of any attribute, in bytes (strings are cut at a
+/// character boundary on export; request-derived attributes at the layers).
+pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// The same for span attributes only; wins over the general one.
+pub const OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT";
 /// A file finished spans are appended to as OTLP JSON lines (one
 /// `ExportTraceServiceRequest` per batch, the collector's file-exporter
 /// format): instead of the console default, or beside OTLP export. This is

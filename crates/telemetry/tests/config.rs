@@ -34,6 +34,8 @@ fn config_error(pairs: &[(&str, &str)]) -> looptel_telemetry::ConfigError {
 fn every_invalid_value_fails_start_up_naming_variable_and_value() {
     let cases: &[(&str, &str)] = &[
         ("OTEL_SDK_DISABLED", "yes"),
+        ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0"),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "lots"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team"),
         ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
         ("OTEL_RESOURCE_ATTRIBUTES", "team=%zz"),
@@ -525,4 +527,47 @@ fn traces_file_takes_the_console_defaults_place_and_holds_otlp_json() {
         err.to_string().contains("cannot open for appending"),
         "{err}"
     );
+}
+
+#[test]
+fn the_span_attribute_length_limit_wins_and_reaches_the_layers() {
+    let limit = |pairs: &[(&str, &str)]| {
+        env(pairs)
+            .service_name("svc")
+            .build()
+            .expect("valid")
+            .instrumentation()
+            .value_limit()
+    };
+    assert_eq!(limit(&[]), looptel_core::DEFAULT_REQUEST_VALUE_LIMIT);
+    assert_eq!(limit(&[("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "300")]), 300);
+    assert_eq!(
+        limit(&[
+            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "300"),
+            ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "40"),
+        ]),
+        40
+    );
+}
+
+#[test]
+fn exported_attributes_are_cut_at_the_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("spans.jsonl");
+    let file = path.to_str().expect("utf-8 path");
+    let t = env(&[
+        ("LOOPTEL_TRACES_FILE", file),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4"),
+    ])
+    .service_name("svc")
+    .build()
+    .expect("valid");
+    let (subscriber, guard) = t.into_subscriber();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("work", note = "abcdefgh").in_scope(|| {});
+    });
+    drop(guard);
+    let text = std::fs::read_to_string(&path).expect("written");
+    assert!(text.contains(r#""stringValue":"abcd""#), "{text}");
+    assert!(!text.contains("abcdefgh"));
 }

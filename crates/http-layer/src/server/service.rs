@@ -101,7 +101,10 @@ where
                 let route = matched_route(req).map(looptel_engine::Route::as_str);
                 attrs.push(match route {
                     Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
-                    None => KeyValue::new(URL_PATH, req.uri().path().to_owned()),
+                    None => KeyValue::new(
+                        URL_PATH,
+                        looptel_core::bounded(req.uri().path(), inst.value_limit()).to_owned(),
+                    ),
                 });
                 let builder = SpanBuilder {
                     span_kind: Some(SpanKind::Server),
@@ -117,6 +120,7 @@ where
                             req,
                             facts,
                             route.is_some(),
+                            inst.value_limit(),
                             &mut AttributesOn(span),
                         );
                     }
@@ -126,33 +130,38 @@ where
     }
 }
 
-/// The attributes no sampler needs, built only for recording spans.
+/// The attributes no sampler needs, built only for recording spans; those
+/// taken from the request's text cut at `limit` bytes.
 fn recorded_only_attributes<B>(
     req: &Request<B>,
     facts: HttpFacts,
     with_path: bool,
+    limit: usize,
     out: &mut impl Extend<KeyValue>,
 ) {
+    let cut = |v: &str| looptel_core::bounded(v, limit).to_owned();
     if with_path {
-        out.extend([KeyValue::new(URL_PATH, req.uri().path().to_owned())]);
+        out.extend([KeyValue::new(URL_PATH, cut(req.uri().path()))]);
     }
     if let Some(q) = req.uri().query() {
         // Personal or secret parameters' values never reach a span.
-        let q = looptel_core::pii::redact_query(q).into_owned();
-        out.extend([KeyValue::new(URL_QUERY, q)]);
+        out.extend([KeyValue::new(
+            URL_QUERY,
+            cut(&looptel_core::pii::redact_query(q)),
+        )]);
     }
     if let Some(v) = facts.protocol_version() {
         out.extend([KeyValue::new(NETWORK_PROTOCOL_VERSION, v)]);
     }
     server_attributes(req.uri(), req.headers(), out);
     if let Some(addr) = client_address(req) {
-        out.extend([KeyValue::new(CLIENT_ADDRESS, addr)]);
+        out.extend([KeyValue::new(CLIENT_ADDRESS, cut(&addr))]);
     }
     if let Some(ua) = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        out.extend([KeyValue::new(USER_AGENT_ORIGINAL, ua.to_owned())]);
+        out.extend([KeyValue::new(USER_AGENT_ORIGINAL, cut(ua))]);
     }
 }

@@ -1,0 +1,120 @@
+//! `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` / `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`
+//! for every attribute: string values (and strings in arrays) of spans and
+//! their events cut at a character boundary before export. The SDK has no
+//! such limit; request-derived attributes are already cut where the layers
+//! set them.
+
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+/// An exporter whose spans' string values are cut at `limit` bytes (none:
+/// passed through as they are).
+#[derive(Debug)]
+pub(crate) struct Limited<E> {
+    inner: E,
+    limit: Option<usize>,
+}
+
+impl<E> Limited<E> {
+    pub(crate) fn new(inner: E, limit: Option<usize>) -> Self {
+        Self { inner, limit }
+    }
+}
+
+fn cut(s: &str, limit: usize) -> Option<StringValue> {
+    (s.len() > limit).then(|| StringValue::from(looptel_core::bounded(s, limit).to_owned()))
+}
+
+fn limit_value(value: &mut Value, limit: usize) {
+    match value {
+        Value::String(s) => {
+            if let Some(c) = cut(s.as_str(), limit) {
+                *s = c;
+            }
+        }
+        Value::Array(Array::String(items)) => {
+            for s in items {
+                if let Some(c) = cut(s.as_str(), limit) {
+                    *s = c;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn limit_all(attributes: &mut [KeyValue], limit: usize) {
+    for kv in attributes {
+        limit_value(&mut kv.value, limit);
+    }
+}
+
+/// Cuts the string values of `span` at `limit` bytes.
+pub(crate) fn limit_span(span: &mut SpanData, limit: usize) {
+    limit_all(&mut span.attributes, limit);
+    for event in &mut span.events.events {
+        limit_all(&mut event.attributes, limit);
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Limited<E> {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        if let Some(limit) = self.limit {
+            for span in &mut batch {
+                limit_span(span, limit);
+            }
+        }
+        self.inner.export(batch).await
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+    #[test]
+    fn string_values_of_spans_and_events_are_cut_at_a_character_boundary() {
+        let mem = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(mem.clone())
+            .build();
+        let mut span = provider.tracer("t").start("s");
+        span.set_attribute(KeyValue::new("long", "é".repeat(10)));
+        span.set_attribute(KeyValue::new("short", "ok"));
+        span.set_attribute(KeyValue::new("n", 123_456_789_i64));
+        span.add_event("e", vec![KeyValue::new("msg", "x".repeat(20))]);
+        span.end();
+        let mut data = mem.get_finished_spans().expect("spans").remove(0);
+        limit_span(&mut data, 5);
+        let get = |k: &str| {
+            data.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.clone())
+        };
+        assert_eq!(
+            get("long"),
+            Some(Value::from("éé")),
+            "cut at a boundary: 4 of 5 bytes"
+        );
+        assert_eq!(get("short"), Some(Value::from("ok")));
+        assert_eq!(get("n"), Some(Value::I64(123_456_789)));
+        assert_eq!(data.events[0].attributes[0].value, Value::from("xxxxx"));
+    }
+}
