@@ -59,11 +59,16 @@ pub const MAX_MESSAGE_HEADER_VALUE: usize = 8192;
 /// Reads context from message headers — Kafka record headers, AMQP header
 /// tables, NATS headers — given as `(key, bytes)` pairs in order.
 ///
-/// Keys match without regard to ASCII case. A value that is not UTF-8 or
-/// longer than [`MAX_MESSAGE_HEADER_VALUE`] reads as U+FFFD, which no
-/// propagator accepts: a repeated field with one garbled line stays
-/// invalid instead of the garbled line vanishing, as with
+/// Keys match without regard to ASCII case. A value longer than
+/// [`MAX_MESSAGE_HEADER_VALUE`] reads as U+FFFD, which no propagator
+/// accepts; a value that is not UTF-8 reads with its bad bytes as U+FFFD
+/// — so a garbled `traceparent` is invalid, and a baggage member with a bad
+/// byte is skipped alone, exactly as [`Propagator::extract_message`]
+/// (which reads the bytes) decides. A repeated field with one garbled line
+/// stays invalid instead of the line vanishing, as with
 /// [`HeaderExtractor`]. A header without a value reads as empty.
+///
+/// [`Propagator::extract_message`]: crate::Propagator::extract_message
 ///
 /// ```
 /// use looptel_core::MessageHeaderExtractor;
@@ -71,31 +76,52 @@ pub const MAX_MESSAGE_HEADER_VALUE: usize = 8192;
 ///
 /// let headers = MessageHeaderExtractor::new([
 ///     ("TraceParent", Some(&b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"[..])),
-///     ("baggage", Some(&[0xff, 0xfe][..])),
+///     ("baggage", Some(&b"a=1,b=\xff"[..])),
 /// ]);
 /// assert_eq!(headers.get("traceparent").map(str::len), Some(55));
-/// assert_eq!(headers.get("baggage"), Some("\u{fffd}"));
+/// assert_eq!(headers.get("baggage"), Some("a=1,b=\u{fffd}"));
 /// ```
 #[derive(Debug, Default)]
 pub struct MessageHeaderExtractor<'a> {
-    headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    headers: Vec<Header<'a>>,
 }
 
-/// A header's value as text; see [`MessageHeaderExtractor`].
-fn message_text(value: Option<&[u8]>) -> &str {
-    match value {
-        None => "",
-        Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
-        Some(bytes) => std::str::from_utf8(bytes).unwrap_or(GARBLED),
+#[derive(Debug)]
+struct Header<'a> {
+    key: &'a str,
+    value: Option<&'a [u8]>,
+    /// A value that is not UTF-8, read lossily (its bad bytes as U+FFFD),
+    /// so the generic path skips what the byte path skips and no more.
+    lossy: Option<Box<str>>,
+}
+
+impl Header<'_> {
+    fn text(&self) -> &str {
+        match (self.value, &self.lossy) {
+            (None, _) => "",
+            (Some(bytes), _) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
+            (Some(_), Some(lossy)) => lossy,
+            // Checked UTF-8 when built.
+            (Some(bytes), None) => std::str::from_utf8(bytes).unwrap_or(GARBLED),
+        }
     }
 }
 
 impl<'a> MessageHeaderExtractor<'a> {
-    /// The headers, in order. Values are checked only when read: the
-    /// propagators read three keys, whatever else a message carries.
+    /// The headers, in order.
     pub fn new(headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
         Self {
-            headers: headers.into_iter().collect(),
+            headers: headers
+                .into_iter()
+                .map(|(key, value)| Header {
+                    key,
+                    value,
+                    lossy: value
+                        .filter(|b| b.len() <= MAX_MESSAGE_HEADER_VALUE)
+                        .filter(|b| std::str::from_utf8(b).is_err())
+                        .map(|b| String::from_utf8_lossy(b).into()),
+                })
+                .collect(),
         }
     }
 }
@@ -106,8 +132,8 @@ impl MessageHeaderExtractor<'_> {
     pub(crate) fn raw<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         self.headers
             .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| match v {
+            .filter(move |h| h.key.eq_ignore_ascii_case(key))
+            .map(|h| match h.value {
                 None => &[][..],
                 Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED_BYTES,
                 Some(bytes) => bytes,
@@ -122,20 +148,20 @@ impl Extractor for MessageHeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| message_text(*v))
+            .find(|h| h.key.eq_ignore_ascii_case(key))
+            .map(Header::text)
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.headers.iter().map(|(k, _)| *k).collect()
+        self.headers.iter().map(|h| h.key).collect()
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
         let values: Vec<&str> = self
             .headers
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| message_text(*v))
+            .filter(|h| h.key.eq_ignore_ascii_case(key))
+            .map(Header::text)
             .collect();
         (!values.is_empty()).then_some(values)
     }
