@@ -22,6 +22,20 @@ fn pct(r: f64) -> String {
     format!("{:.2} %", r * 100.0)
 }
 
+/// The fired pair's burn in words; `None` for an alert that is not a
+/// burn-rate pair's (`SLOTrafficMissing`).
+fn burn_words(slo: &crate::incident::SloFacts) -> Option<String> {
+    (!slo.windows.is_empty()).then(|| {
+        format!(
+            "{}× over {} (error ratio above {}; {} % of the 30-day budget at this pace)",
+            slo.burn_rate,
+            slo.windows,
+            pct(slo.threshold),
+            slo.budget_spent_percent
+        )
+    })
+}
+
 /// The remaining budget in words: a share, or how far it is overspent.
 fn budget_words(remaining: f64) -> String {
     if remaining >= 0.0 {
@@ -63,11 +77,11 @@ pub fn summary(card: &Incident) -> String {
         card.state.as_str()
     );
     if let Some(slo) = &card.slo {
-        let _ = write!(
-            s,
-            " SLO {} ({} %) burning {}× over {}.",
-            slo.name, slo.objective_percent, slo.burn_rate, slo.windows
-        );
+        let _ = write!(s, " SLO {} ({} %)", slo.name, slo.objective_percent);
+        if !slo.windows.is_empty() {
+            let _ = write!(s, " burning {}× over {}", slo.burn_rate, slo.windows);
+        }
+        s.push('.');
     }
     if let Some(ev) = &card.evidence {
         if let Some(t) = ev.traces.first() {
@@ -125,14 +139,9 @@ pub fn markdown(card: &Incident) -> String {
             "| SLO | {} — {} % ({}) |",
             slo.name, slo.objective_percent, slo.description
         );
-        let _ = writeln!(
-            m,
-            "| burn | {}× over {} (error ratio above {}; {} % of the 30-day budget at this pace) |",
-            slo.burn_rate,
-            slo.windows,
-            pct(slo.threshold),
-            slo.budget_spent_percent
-        );
+        if let Some(burn) = burn_words(slo) {
+            let _ = writeln!(m, "| burn | {burn} |");
+        }
         if let Some(b) = slo.budget_remaining {
             let _ = writeln!(m, "| budget left | {} |", budget_words(b));
         }
@@ -535,16 +544,9 @@ pub fn html(card: &Incident) -> String {
                 escape(&slo.description)
             ),
         );
-        row(
-            "burn",
-            escape(&format!(
-                "{}× over {} (error ratio above {}; {} % of the 30-day budget at this pace)",
-                slo.burn_rate,
-                slo.windows,
-                pct(slo.threshold),
-                slo.budget_spent_percent
-            )),
-        );
+        if let Some(burn) = burn_words(slo) {
+            row("burn", escape(&burn));
+        }
         if let Some(left) = slo.budget_remaining {
             row("budget left", escape(&budget_words(left)));
         }

@@ -575,3 +575,30 @@ async fn a_webhook_of_many_alerts_gathers_a_few_at_a_time() {
     assert_eq!(metrics.exemplar_reads.load(Ordering::SeqCst), 8);
     assert_eq!(metrics.most_in_flight.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn an_alert_without_a_window_pair_says_no_burn() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
+    let mut body = webhook("firing", "quiet", "0001-01-01T00:00:00Z");
+    body["alerts"][0]["labels"] = json!({
+        "alertname": "SLOTrafficMissing", "severity": "ticket",
+        "slo": "order-api-availability", "service": "order-service"
+    });
+    let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
+        .expect("valid");
+    let ids = retro.receive(n);
+    let card = retro.incident(&ids[0]).expect("card");
+    let text = looptel_retro::render::summary(&card);
+    assert!(
+        text.starts_with(
+            "SLOTrafficMissing (ticket) — firing. SLO order-api-availability (99.9 %)."
+        ),
+        "{text}"
+    );
+    assert!(!looptel_retro::render::markdown(&card).contains("| burn |"));
+    assert_eq!(
+        card.slo.as_ref().map(|s| s.response_sla.as_str()),
+        Some("next business day")
+    );
+}
