@@ -51,7 +51,7 @@ pub use instruments::{
 };
 pub use metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};
 pub use registry::{
-    Collected, Collector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER,
+    Collected, Collector, FnCollector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER,
     PROMETHEUS_CONTENT_TYPE, Registry,
 };
 pub use rpc::{RpcClientMetrics, RpcRecording, RpcServerMetrics};

@@ -210,6 +210,7 @@ impl TelemetryBuilder {
             .build();
         let logs_handle = logs.handle();
 
+        let export_stats = crate::limit::ExportStats::default();
         let mut tracer_provider = None;
         let mut meter_provider = None;
         let mut parent_based = false;
@@ -285,6 +286,7 @@ impl TelemetryBuilder {
                     BatchSpanProcessor::builder(crate::limit::Limited::new(
                         exporter,
                         env.value_limit,
+                        &export_stats,
                     ))
                     .with_batch_config(batch().build())
                     .build(),
@@ -304,6 +306,7 @@ impl TelemetryBuilder {
                             BatchSpanProcessor::builder(crate::limit::Limited::new(
                                 exporter,
                                 env.value_limit,
+                                &export_stats,
                             ))
                             .with_batch_config(batch().build())
                             .build(),
@@ -319,6 +322,7 @@ impl TelemetryBuilder {
                         let exporter = crate::limit::Limited::new(
                             console::ConsoleExporter::new(Box::new(std::io::stderr())),
                             env.value_limit,
+                            &export_stats,
                         );
                         builder = builder.with_span_processor(
                             BatchSpanProcessor::builder(exporter)
@@ -376,6 +380,7 @@ impl TelemetryBuilder {
             meter_provider,
             logs,
             logs_handle,
+            export_stats,
             logs_guard,
             span_level: self.span_level,
             shutdown_timeout: self.shutdown_timeout,

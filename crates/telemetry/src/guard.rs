@@ -21,6 +21,7 @@ pub struct TelemetryGuard {
     pub(crate) meter_provider: Option<SdkMeterProvider>,
     pub(crate) logs: Option<LogsGuard>,
     pub(crate) logs_handle: LogsHandle,
+    pub(crate) export_stats: crate::ExportStats,
     pub(crate) timeout: Duration,
 }
 
@@ -45,6 +46,11 @@ impl TelemetryGuard {
     /// Counters of log lines not written.
     pub fn logs(&self) -> &LogsHandle {
         &self.logs_handle
+    }
+
+    /// Spans whose export failed, counted by the built-in exporters.
+    pub fn exports(&self) -> &crate::ExportStats {
+        &self.export_stats
     }
 
     /// Exports everything finished so far, without shutting down.

@@ -77,6 +77,7 @@ pub use builder::TelemetryBuilder;
 pub use config::{MetricsExporter, Protocol, TracesExporter};
 pub use error::{ConfigError, ShutdownError, TelemetryError};
 pub use guard::{Drained, Shutdown, TelemetryGuard, shutdown_signal};
+pub use limit::ExportStats;
 pub use sampler::{RuleSampler, SamplerConfig};
 
 /// `deployment.environment`, as the conventions name it.
@@ -95,6 +96,7 @@ pub struct Telemetry {
     meter_provider: Option<SdkMeterProvider>,
     logs: JsonLogs,
     logs_handle: LogsHandle,
+    export_stats: limit::ExportStats,
     logs_guard: LogsGuard,
     span_level: LevelFilter,
     shutdown_timeout: Duration,
@@ -261,6 +263,7 @@ impl Telemetry {
             meter_provider: self.meter_provider,
             logs: Some(self.logs_guard),
             logs_handle: self.logs_handle,
+            export_stats: self.export_stats,
             timeout: self.shutdown_timeout,
         };
         (subscriber, guard)

@@ -9,17 +9,36 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
+/// Spans whose export failed (a collector that refused, timed out or was
+/// down), counted by every built-in exporter. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ExportStats {
+    failed_spans: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ExportStats {
+    /// Spans in batches whose export failed: lost.
+    pub fn failed_spans(&self) -> u64 {
+        self.failed_spans.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// An exporter whose spans' string values are cut at `limit` bytes (none:
-/// passed through as they are).
+/// passed through as they are), and whose failed exports are counted.
 #[derive(Debug)]
 pub(crate) struct Limited<E> {
     inner: E,
     limit: Option<usize>,
+    stats: ExportStats,
 }
 
 impl<E> Limited<E> {
-    pub(crate) fn new(inner: E, limit: Option<usize>) -> Self {
-        Self { inner, limit }
+    pub(crate) fn new(inner: E, limit: Option<usize>, stats: &ExportStats) -> Self {
+        Self {
+            inner,
+            limit,
+            stats: stats.clone(),
+        }
     }
 }
 
@@ -66,7 +85,14 @@ impl<E: SpanExporter> SpanExporter for Limited<E> {
                 limit_span(span, limit);
             }
         }
-        self.inner.export(batch).await
+        let spans = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        if result.is_err() {
+            self.stats
+                .failed_spans
+                .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {

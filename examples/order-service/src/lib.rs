@@ -184,6 +184,57 @@ impl Default for Metrics {
     }
 }
 
+/// Every drop telemetry makes, as counters on `/metrics`, where an
+/// operator looks: log lines dropped (queue full) and sampled out, baggage
+/// members denied on inject, outgoing baggage over its budget, inbound
+/// baggage dropped at the trust boundary, spans whose export failed.
+pub fn register_drops(
+    registry: &Registry,
+    logs: looptel_logs::LogsHandle,
+    baggage: &BaggagePolicy,
+    exports: looptel_telemetry::ExportStats,
+) {
+    let (sampled, b1, b2, b3) = (
+        logs.clone(),
+        baggage.clone(),
+        baggage.clone(),
+        baggage.clone(),
+    );
+    registry.register_collector(Arc::new(
+        looptel_red_metrics::FnCollector::new()
+            .counter(
+                "looptel_log_lines_dropped",
+                "Log lines dropped because the output queue was full.",
+                move || logs.dropped() as f64,
+            )
+            .counter(
+                "looptel_log_lines_sampled_out",
+                "Log lines left out by per-callsite sampling.",
+                move || sampled.sampled_out() as f64,
+            )
+            .counter(
+                "looptel_baggage_members_denied",
+                "Baggage members not sent because their key is personal data or a secret.",
+                move || b1.stats().denied as f64,
+            )
+            .counter(
+                "looptel_baggage_over_budget",
+                "Outgoing baggage headers cut to the byte budget.",
+                move || b2.stats().over_budget as f64,
+            )
+            .counter(
+                "looptel_baggage_untrusted_dropped",
+                "Inbound baggage dropped at the trust boundary.",
+                move || b3.stats().untrusted_dropped as f64,
+            )
+            .counter(
+                "looptel_spans_export_failed",
+                "Spans lost because their export failed.",
+                move || exports.failed_spans() as f64,
+            ),
+    ));
+}
+
 /// The header the gateway sets, after verifying it, with the caller's tenant.
 pub const TENANT_HEADER: &str = "x-tenant-id";
 

@@ -66,6 +66,12 @@ async fn main() -> anyhow::Result<()> {
         .context("starting telemetry")?;
 
     let metrics = order_service::Metrics::new();
+    order_service::register_drops(
+        metrics.registry(),
+        telemetry.logs().clone(),
+        &baggage,
+        telemetry.exports().clone(),
+    );
     let faults = order_service::faults::FaultSwitch::new();
 
     // The inventory, a gRPC hop in the same binary.

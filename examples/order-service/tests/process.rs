@@ -290,3 +290,76 @@ async fn sigterm_finishes_while_standard_output_is_stalled() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_drop_is_a_counter_on_metrics() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let mut svc = Service::start(&[
+        // A collector that is down: every export fails.
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    let client = reqwest::Client::new();
+    let order = r#"{"customer_id":"c-1","items":[{"sku":"book","quantity":1}]}"#;
+    // Through the gateway, with an email in baggage: not passed on.
+    let res = client
+        .post(format!("http://{addr}/orders"))
+        .header("content-type", "application/json")
+        .header("x-tenant-id", "acme")
+        .header("baggage", "user.email=ada%40example.com")
+        .body(order)
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(res.status(), 201);
+    // Not through the gateway: its baggage is dropped at the edge.
+    let res = client
+        .post(format!("http://{addr}/orders"))
+        .header("content-type", "application/json")
+        .header("baggage", "tenant.id=evil")
+        .body(order)
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(res.status(), 201);
+
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            value(&text, "looptel_baggage_members_denied_total") >= 1.0,
+            "{text}"
+        );
+        assert!(
+            value(&text, "looptel_baggage_untrusted_dropped_total") >= 1.0,
+            "{text}"
+        );
+        assert_eq!(value(&text, "looptel_log_lines_dropped_total"), 0.0);
+        if value(&text, "looptel_spans_export_failed_total") >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed export counted:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(svc);
+}
