@@ -5,7 +5,11 @@
 
 #![cfg(feature = "lapin")]
 
+mod common;
+
 use std::time::Duration;
+
+use common::{Setup, attr, setup};
 
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions,
@@ -13,13 +17,13 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use looptel_core::{ErrorOutcome, Instrumentation, Propagator};
-use looptel_kafka_propagation::{MessagingTelemetry, Mode, amqp};
-use looptel_red_metrics::{Format, MessagingMetrics, Registry};
+use looptel_core::ErrorOutcome;
+use looptel_kafka_propagation::{Mode, amqp};
+use looptel_red_metrics::Format;
+use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry_sdk::trace::SpanData;
 
 struct Rabbit {
     _connection: Connection,
@@ -99,82 +103,18 @@ impl Rabbit {
     }
 }
 
-struct Setup {
-    exporter: InMemorySpanExporter,
-    provider: SdkTracerProvider,
-    registry: Registry,
-    telemetry: MessagingTelemetry,
-}
-
-fn setup(mode: Mode) -> Setup {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let policy = looptel_baggage::BaggagePolicy::builder()
-        .promote(["tenant.id"])
-        .build();
-    let inst = Instrumentation::new(
-        &provider,
-        Propagator::default().with_baggage_policy(policy.inject_policy()),
-    );
-    let registry = Registry::new();
-    let telemetry = MessagingTelemetry::new(inst)
-        .metrics(MessagingMetrics::new(&registry))
-        .mode(mode);
-    Setup {
-        exporter,
-        provider,
-        registry,
-        telemetry,
-    }
-}
-
-impl Setup {
-    fn spans(&self) -> Vec<SpanData> {
-        self.exporter.get_finished_spans().expect("spans")
-    }
-
-    fn span(&self, name: &str) -> SpanData {
-        self.spans()
-            .into_iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| {
-                panic!(
-                    "no span {name:?}: {:?}",
-                    self.spans().iter().map(|s| &s.name).collect::<Vec<_>>()
-                )
-            })
-    }
-
-    fn caller(&self) -> Context {
-        let span = self.provider.tracer("test").start("POST /orders");
-        Context::current_with_span(span).with_baggage([
-            KeyValue::new("tenant.id", "acme"),
-            KeyValue::new("user.phone", "+33 6 12 34 56 78"),
-        ])
-    }
-
-    async fn publish(&self, r: &Rabbit, properties: BasicProperties) {
-        amqp::publish(
-            &self.telemetry,
-            &r.channel,
-            &r.exchange,
-            ROUTING_KEY,
-            BasicPublishOptions::default(),
-            b"{}",
-            properties,
-        )
-        .await
-        .expect("published");
-    }
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.as_str().into_owned())
+async fn publish(s: &Setup, r: &Rabbit, properties: BasicProperties) {
+    amqp::publish(
+        &s.telemetry,
+        &r.channel,
+        &r.exchange,
+        ROUTING_KEY,
+        BasicPublishOptions::default(),
+        b"{}",
+        properties,
+    )
+    .await
+    .expect("published");
 }
 
 #[derive(Debug)]
@@ -194,7 +134,8 @@ async fn link_mode_through_rabbitmq_with_baggage_long_strings_and_no_pii() {
     user.insert("x-user".into(), AMQPValue::LongInt(7));
     {
         let _g = s.caller().attach();
-        s.publish(
+        publish(
+            &s,
             &r,
             BasicProperties::default()
                 .with_headers(user)
@@ -379,7 +320,7 @@ async fn a_batch_of_deliveries_gets_one_receive_span() {
     let s = setup(Mode::Link);
     let r = rabbit("batch").await;
     for _ in 0..3 {
-        s.publish(&r, BasicProperties::default()).await;
+        publish(&s, &r, BasicProperties::default()).await;
     }
     let mut deliveries = Vec::new();
     for _ in 0..3 {

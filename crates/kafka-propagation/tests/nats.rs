@@ -3,16 +3,20 @@
 
 #![cfg(feature = "async-nats")]
 
+mod common;
+
 use std::time::Duration;
 
+use common::setup;
+
 use async_nats::{HeaderMap, Subscriber};
-use looptel_core::{ErrorOutcome, Instrumentation, Propagator};
-use looptel_kafka_propagation::{MessagingTelemetry, Mode, nats};
-use looptel_red_metrics::{Format, MessagingMetrics, Registry};
+use looptel_core::ErrorOutcome;
+use looptel_kafka_propagation::{Mode, nats};
+use looptel_red_metrics::Format;
+use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry_sdk::trace::SpanData;
 use tokio_stream::StreamExt as _;
 
 async fn client() -> async_nats::Client {
@@ -31,61 +35,6 @@ async fn next(sub: &mut Subscriber) -> async_nats::Message {
         .await
         .expect("a message within 10 s")
         .expect("subscription open")
-}
-
-struct Setup {
-    exporter: InMemorySpanExporter,
-    provider: SdkTracerProvider,
-    registry: Registry,
-    telemetry: MessagingTelemetry,
-}
-
-fn setup(mode: Mode) -> Setup {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let policy = looptel_baggage::BaggagePolicy::builder()
-        .promote(["tenant.id"])
-        .build();
-    let inst = Instrumentation::new(
-        &provider,
-        Propagator::default().with_baggage_policy(policy.inject_policy()),
-    );
-    let registry = Registry::new();
-    let telemetry = MessagingTelemetry::new(inst)
-        .metrics(MessagingMetrics::new(&registry))
-        .mode(mode);
-    Setup {
-        exporter,
-        provider,
-        registry,
-        telemetry,
-    }
-}
-
-impl Setup {
-    fn span(&self, name: &str) -> SpanData {
-        let spans = self.exporter.get_finished_spans().expect("spans");
-        spans
-            .iter()
-            .find(|s| s.name == name)
-            .cloned()
-            .unwrap_or_else(|| {
-                panic!(
-                    "no span {name:?}: {:?}",
-                    spans.iter().map(|s| &s.name).collect::<Vec<_>>()
-                )
-            })
-    }
-
-    fn caller(&self) -> Context {
-        let span = self.provider.tracer("test").start("POST /orders");
-        Context::current_with_span(span).with_baggage([
-            KeyValue::new("tenant.id", "acme"),
-            KeyValue::new("user.email", "ada@example.com"),
-        ])
-    }
 }
 
 #[derive(Debug)]
