@@ -31,9 +31,12 @@ use opentelemetry::trace::SpanContext;
 #[derive(Clone)]
 pub struct Propagator {
     inner: Arc<dyn TextMapPropagator + Send + Sync>,
-    /// Set when the propagator is known to be the W3C pair (or part of it),
-    /// so HTTP headers can be read without the generic carrier.
+    /// Set when the propagator is the W3C pair (or part of it), possibly
+    /// with [extra](Self::with_propagator) ones.
     w3c: Option<W3c>,
+    /// Propagators beside the W3C pair (B3, Jaeger): extracted from and
+    /// injected into as well.
+    extras: Vec<Arc<dyn TextMapPropagator + Send + Sync>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,11 +45,39 @@ struct W3c {
     baggage: bool,
 }
 
+/// An extra propagator, shared, as the composite takes it.
+struct Shared(Arc<dyn TextMapPropagator + Send + Sync>);
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+impl TextMapPropagator for Shared {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.0.inject_context(cx, injector);
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        self.0.extract_with_context(cx, extractor)
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        self.0.fields()
+    }
+}
+
 fn w3c_composite(
     trace_context: bool,
     baggage: Option<crate::baggage::BaggagePropagator>,
+    extras: &[Arc<dyn TextMapPropagator + Send + Sync>],
 ) -> Arc<dyn TextMapPropagator + Send + Sync> {
     let mut list: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
+    // The extras first: a W3C context, when the caller sent one, wins.
+    for e in extras {
+        list.push(Box::new(Shared(e.clone())));
+    }
     if trace_context {
         list.push(Box::new(crate::tracecontext::TraceContextPropagator::new()));
     }
@@ -64,6 +95,7 @@ impl Propagator {
         Self {
             inner: Arc::new(propagator),
             w3c: None,
+            extras: Vec::new(),
         }
     }
 
@@ -76,17 +108,64 @@ impl Propagator {
             inner: w3c_composite(
                 trace_context,
                 baggage.then(crate::baggage::BaggagePropagator::new),
+                &[],
             ),
             w3c: Some(W3c {
                 trace_context,
                 baggage,
             }),
+            extras: Vec::new(),
         }
     }
 
+    /// Also extracts with and injects with `propagator` (B3 for a service
+    /// mesh, Jaeger): a context is taken from whichever carries one — W3C
+    /// first — and every configured one is written. With extras, headers go
+    /// through the generic carrier rather than the W3C fast path.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use looptel_core::Propagator;
+    /// use opentelemetry::propagation::TextMapPropagator;
+    /// use opentelemetry_sdk::propagation::TraceContextPropagator;
+    ///
+    /// // Any text-map propagator; here the SDK's W3C one stands in for B3.
+    /// let p = Propagator::w3c(false, true).with_propagator(TraceContextPropagator::new());
+    /// let headers = HashMap::from([(
+    ///     "traceparent".to_owned(),
+    ///     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+    /// )]);
+    /// use opentelemetry::trace::TraceContextExt;
+    /// assert!(p.extract(&headers).span().span_context().is_valid());
+    /// ```
+    #[must_use]
+    pub fn with_propagator(
+        mut self,
+        propagator: impl TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.extras.push(Arc::new(propagator));
+        let w = self.w3c.unwrap_or(W3c {
+            trace_context: false,
+            baggage: false,
+        });
+        self.inner = w3c_composite(
+            w.trace_context,
+            w.baggage.then(crate::baggage::BaggagePropagator::new),
+            &self.extras,
+        );
+        self.w3c = Some(w);
+        self
+    }
+
+    /// The W3C configuration when the fast path applies: W3C only, no
+    /// extras.
+    fn fast(&self) -> Option<W3c> {
+        self.w3c.filter(|_| self.extras.is_empty())
+    }
+
     /// The same propagators, with outgoing baggage filtered by `policy`
-    /// (a deny-list, a budget). Only for [`w3c`](Self::w3c) propagators;
-    /// others are returned unchanged.
+    /// (a deny-list, a budget). Only for [`w3c`](Self::w3c) propagators
+    /// (extras included); others are returned unchanged.
     #[must_use]
     pub fn with_baggage_policy(self, policy: Arc<dyn crate::baggage::InjectPolicy>) -> Self {
         match self.w3c {
@@ -95,8 +174,10 @@ impl Propagator {
                     w.trace_context,
                     w.baggage
                         .then(|| crate::baggage::BaggagePropagator::with_policy(policy)),
+                    &self.extras,
                 ),
                 w3c: self.w3c,
+                extras: self.extras,
             },
             None => self,
         }
@@ -149,7 +230,7 @@ impl Propagator {
         map: impl FnOnce(SpanContext) -> SpanContext,
     ) -> Result<Context, Context> {
         let base = Context::new();
-        let Some(w3c) = self.w3c else {
+        let Some(w3c) = self.fast() else {
             return Err(carrier.with_extractor(&mut |e| self.inner.extract_with_context(&base, e)));
         };
         let mut cx = if w3c.trace_context {

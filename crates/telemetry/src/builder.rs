@@ -470,10 +470,24 @@ fn resource(service: &ServiceInfo, env: &[(String, String)], code: &[KeyValue]) 
         .build()
 }
 
+// opentelemetry-zipkin is deprecated as an exporter (Zipkin reads OTLP);
+// its B3 propagator is still OpenTelemetry's own, on the same
+// opentelemetry version as the rest of the tree.
+#[allow(deprecated)]
 fn propagator(names: Option<&[PropagatorName]>) -> Propagator {
+    use opentelemetry_zipkin::{B3Encoding, Propagator as B3};
     let names = names.unwrap_or(&[PropagatorName::TraceContext, PropagatorName::Baggage]);
-    Propagator::w3c(
+    let mut p = Propagator::w3c(
         names.contains(&PropagatorName::TraceContext),
         names.contains(&PropagatorName::Baggage),
-    )
+    );
+    // B3 for service meshes (Istio, Envoy, Linkerd) and Zipkin-era callers:
+    // OpenTelemetry's own propagator, beside W3C.
+    if names.contains(&PropagatorName::B3) {
+        p = p.with_propagator(B3::with_encoding(B3Encoding::SingleHeader));
+    }
+    if names.contains(&PropagatorName::B3Multi) {
+        p = p.with_propagator(B3::with_encoding(B3Encoding::MultipleHeader));
+    }
+    p
 }

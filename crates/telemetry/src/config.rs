@@ -122,6 +122,10 @@ pub(crate) struct EnvConfig {
 pub(crate) enum PropagatorName {
     TraceContext,
     Baggage,
+    /// Zipkin's single `b3` header.
+    B3,
+    /// Zipkin's `X-B3-*` headers.
+    B3Multi,
 }
 
 impl EnvConfig {
@@ -392,6 +396,8 @@ fn parse_propagators(value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
         let p = match *name {
             "tracecontext" => PropagatorName::TraceContext,
             "baggage" => PropagatorName::Baggage,
+            "b3" => PropagatorName::B3,
+            "b3multi" => PropagatorName::B3Multi,
             "none" if names.len() == 1 => continue,
             "none" => {
                 return Err(ConfigError::new(
@@ -405,7 +411,7 @@ fn parse_propagators(value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
                     OTEL_PROPAGATORS,
                     value,
                     format!(
-                        "unsupported propagator {other:?}; expected `tracecontext`, `baggage` or `none`"
+                        "unsupported propagator {other:?}; expected `tracecontext`, `baggage`, `b3`, `b3multi` or `none`"
                     ),
                 ));
             }

@@ -61,7 +61,7 @@ fn every_invalid_value_fails_start_up_naming_variable_and_value() {
         ("OTEL_METRIC_EXPORT_INTERVAL", "60s"),
         ("OTEL_METRIC_EXPORT_TIMEOUT", "forever"),
         ("OTEL_TRACES_SAMPLER", "sometimes"),
-        ("OTEL_PROPAGATORS", "b3"),
+        ("OTEL_PROPAGATORS", "xray"),
         ("OTEL_PROPAGATORS", "none,tracecontext"),
         ("RUST_LOG", "info,[=bad"),
     ];
