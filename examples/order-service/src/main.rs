@@ -186,8 +186,10 @@ async fn main() -> anyhow::Result<()> {
             .context("serving the inventory")?,
         Err(_) => tracing::warn!("the inventory did not stop within the drain deadline"),
     }
-    // Every event out, then the consumers stop.
-    events.flush(drain);
+    // Every event out (librdkafka's flush blocks: off the async threads),
+    // then the consumers stop.
+    let flushing = events.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush(drain)).await;
     let _ = stop_consumers.send(true);
     for c in consumers {
         let _ = tokio::time::timeout(drain, c).await;
