@@ -307,14 +307,7 @@ impl Retro {
         ev.dependencies.sort_by_key(|d| !d.moved);
 
         // The SLI around the alert.
-        let record = format!(
-            "{}{{{}=\"{}\",{}=\"{}\"}}",
-            target.short_record,
-            looptel_catalogue::alerts::SERVICE,
-            target.spec.service,
-            looptel_catalogue::alerts::SLO,
-            target.slo.name
-        );
+        let record = looptel_slo::recorded(&target.short_record, target.spec, target.slo);
         let step = ((to - from).as_seconds_f64() / 120.0).max(1.0);
         match self
             .metrics

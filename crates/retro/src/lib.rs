@@ -308,8 +308,8 @@ impl Retro {
             windows: pair.map_or_else(String::new, |w| {
                 format!(
                     "{}/{}",
-                    fmt_duration(self.spec.scaled(w.long)),
-                    fmt_duration(self.spec.scaled(w.short))
+                    looptel_slo::format_duration(self.spec.scaled(w.long)),
+                    looptel_slo::format_duration(self.spec.scaled(w.short))
                 )
             }),
             burn_rate: pair.map_or(0.0, |w| w.burn_rate),
@@ -409,15 +409,16 @@ impl Retro {
     }
 
     async fn gather_into(&self, id: &str, alert: &Alert) {
-        let evidence = match self.target(alert) {
+        let target = self.target(alert);
+        let evidence = match &target {
             Err(why) => incident::Evidence {
-                problems: vec![sources::SourceError::new("spec", why)],
+                problems: vec![sources::SourceError::new("spec", why.clone())],
                 ..Default::default()
             },
             Ok(target) => {
                 match tokio::time::timeout(
                     self.settings.gather_timeout,
-                    self.gather(&target, alert.starts_at),
+                    self.gather(target, alert.starts_at),
                 )
                 .await
                 {
@@ -427,7 +428,7 @@ impl Retro {
                             "retro",
                             format!(
                                 "gathering timed out after {}",
-                                fmt_duration(self.settings.gather_timeout)
+                                looptel_slo::format_duration(self.settings.gather_timeout)
                             ),
                         )],
                         ..Default::default()
@@ -435,15 +436,12 @@ impl Retro {
                 }
             }
         };
-        let budget = match self.target(alert) {
+        let budget = match &target {
             Ok(target) => {
-                let q = format!(
-                    "{}{{{}=\"{}\",{}=\"{}\"}}",
+                let q = looptel_slo::recorded(
                     looptel_slo::BUDGET_REMAINING_RECORD,
-                    looptel_catalogue::alerts::SERVICE,
-                    self.spec.service,
-                    looptel_catalogue::alerts::SLO,
-                    target.slo.name
+                    target.spec,
+                    target.slo,
                 );
                 self.metrics
                     .query(&q, OffsetDateTime::now_utc())
@@ -560,7 +558,7 @@ impl Retro {
                         false,
                         format!(
                             "no traffic: {requests:.0} calls in the {} after the alert resolved, at least {min:.0} needed — a ratio alert also resolves when traffic stops",
-                            fmt_duration(window)
+                            looptel_slo::format_duration(window)
                         ),
                     )
                 } else {
@@ -569,14 +567,14 @@ impl Retro {
                             true,
                             format!(
                                 "recovered: burn rate {b:.2} (under 1) over {requests:.0} calls in the {} after the alert resolved",
-                                fmt_duration(window)
+                                looptel_slo::format_duration(window)
                             ),
                         ),
                         Some(b) => (
                             false,
                             format!(
                                 "still burning: burn rate {b:.2} (1 or more) over {requests:.0} calls in the {} after the alert resolved",
-                                fmt_duration(window)
+                                looptel_slo::format_duration(window)
                             ),
                         ),
                         None => (false, "the error ratio could not be read".to_owned()),
@@ -679,9 +677,4 @@ fn status_word(s: Status) -> &'static str {
         Status::Firing => "firing",
         Status::Resolved => "resolved",
     }
-}
-
-/// `1h`, `5m`, `30s`, `2s500ms`, as Prometheus writes them.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    looptel_slo::format_duration(d)
 }

@@ -61,8 +61,8 @@ pub use behaviour::test_file;
 pub use error::{Error, Invalid};
 pub use rules::{
     BUDGET_REMAINING_RECORD, BUDGET_WINDOW, FOR, NO_TRAFFIC_ALERT, OBJECTIVE_RECORD, SliSeries,
-    burn_alert, burn_window, error_ratio_expr, error_ratio_record, le_renderings, rule_file,
-    windows,
+    burn_alert, burn_window, error_ratio_expr, error_ratio_record, le_renderings, recorded,
+    rule_file, windows,
 };
 pub use spec::{ResponseSla, Sli, Slo, Source, Spec};
 

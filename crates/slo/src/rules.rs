@@ -300,8 +300,10 @@ fn slo_labels(spec: &Spec, slo: &Slo) -> BTreeMap<&'static str, String> {
     ])
 }
 
-/// An SLO's recorded series, selected by its labels.
-pub(crate) fn recorded(name: &str, spec: &Spec, slo: &Slo) -> String {
+/// An SLO's recorded series (`slo:error_ratio:rate5m`,
+/// [`BUDGET_REMAINING_RECORD`], …) selected by its `service` and `slo`
+/// labels, as the alert rules read it.
+pub fn recorded(name: &str, spec: &Spec, slo: &Slo) -> String {
     format!(
         "{name}{{{}=\"{}\",{}=\"{}\"}}",
         alerts::SERVICE,
