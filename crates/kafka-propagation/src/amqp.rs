@@ -41,7 +41,7 @@ use looptel_engine::Messaging;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure};
+use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure, variant_name};
 
 /// `messaging.system` for RabbitMQ.
 pub const SYSTEM: &str = "rabbitmq";
@@ -121,13 +121,7 @@ pub fn destination(exchange: &str, routing_key: &str) -> String {
 /// A lapin error's class, for `error.type`: the kind's name
 /// (`InvalidChannelState`, `IOError`, `ProtocolError`).
 pub fn error_type(e: &lapin::Error) -> String {
-    let debug = format!("{:?}", e.kind());
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("Error")
-        .to_owned()
+    variant_name(e.kind(), "Error")
 }
 
 fn message_attributes(properties: &BasicProperties, routing_key: &str) -> Vec<KeyValue> {

@@ -47,7 +47,7 @@ use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure};
+use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure, variant_name};
 
 /// `messaging.system` for Kafka.
 pub const SYSTEM: &str = "kafka";
@@ -101,15 +101,8 @@ pub fn inject(telemetry: &MessagingTelemetry, headers: Option<OwnedHeaders>) -> 
 /// (`MessageTimedOut`), or the error's kind.
 pub fn error_type(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
-        Some(code) => format!("{code:?}"),
-        None => {
-            let debug = format!("{e:?}");
-            debug
-                .split(|c: char| !c.is_alphanumeric())
-                .next()
-                .unwrap_or("KafkaError")
-                .to_owned()
-        }
+        Some(code) => variant_name(&code, "KafkaError"),
+        None => variant_name(e, "KafkaError"),
     }
 }
 

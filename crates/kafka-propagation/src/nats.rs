@@ -35,7 +35,7 @@ use bytes::Bytes;
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
 use looptel_engine::Messaging;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure};
+use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure, variant_name};
 
 /// `messaging.system` for NATS.
 pub const SYSTEM: &str = "nats";
@@ -73,7 +73,7 @@ pub fn inject(telemetry: &MessagingTelemetry, headers: Option<HeaderMap>) -> Hea
 /// A publish error's class, for `error.type`: its kind's name
 /// (`MaxPayloadExceeded`, `InvalidSubject`, `Send`).
 pub fn error_type(e: &PublishError) -> String {
-    format!("{:?}", e.kind())
+    variant_name(&e.kind(), "PublishError")
 }
 
 /// Publishes `payload` on `subject` in a PRODUCER span `publish {subject}`:

@@ -295,6 +295,19 @@ impl MessagingTelemetry {
     }
 }
 
+/// The variant name at the head of a value's `Debug` form (`IOError` of
+/// `IOError(Os { … })`), a low-cardinality `error.type`; `fallback` when it
+/// has none.
+pub(crate) fn variant_name(value: &dyn std::fmt::Debug, fallback: &str) -> String {
+    let debug = format!("{value:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(fallback)
+        .to_owned()
+}
+
 /// A send that failed: a failure with the transport's error class and
 /// message.
 pub(crate) fn send_failure(error_type: String, error: &dyn std::fmt::Display) -> Classification {
