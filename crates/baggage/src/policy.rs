@@ -154,11 +154,7 @@ impl BaggagePolicy {
     pub fn builder() -> BaggagePolicyBuilder {
         BaggagePolicyBuilder {
             promote: Vec::new(),
-            deny: pii::PERSONAL
-                .iter()
-                .chain(pii::SECRETS)
-                .map(|s| pii::normalise(s))
-                .collect(),
+            deny: pii::default_denied().to_vec(),
             allow: Vec::new(),
             budget: DEFAULT_BUDGET_BYTES,
         }

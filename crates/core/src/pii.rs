@@ -161,6 +161,12 @@ static DENIED: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         .collect()
 });
 
+/// The default deny-list, [`PERSONAL`] and [`SECRETS`], [`normalise`]d:
+/// the entries [`matches`] takes.
+pub fn default_denied() -> &'static [String] {
+    &DENIED
+}
+
 /// Whether `name` is on the default deny-list ([`PERSONAL`], [`SECRETS`]).
 pub fn is_personal_or_secret(name: &str) -> bool {
     DENIED.iter().any(|e| matches(name, e))
