@@ -162,7 +162,7 @@ static DENIED: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
 });
 
 /// The default deny-list, [`PERSONAL`] and [`SECRETS`], [`normalise`]d:
-/// the entries [`matches`] takes.
+/// the entries [`matches()`] takes.
 pub fn default_denied() -> &'static [String] {
     &DENIED
 }
