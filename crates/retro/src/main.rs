@@ -12,10 +12,18 @@ use clap::Parser;
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{HttpServerMetrics, Registry};
 use looptel_retro::sources::{
-    Http, files, jaeger::Jaeger, loki::Loki, prometheus::Prometheus, tempo::Tempo,
+    Http, files, jaeger::Jaeger, loki, loki::Loki, prometheus::Prometheus, tempo::Tempo,
 };
 use looptel_retro::{Grafana, LogSource, Retro, Settings, TraceSource};
 use looptel_telemetry::{Telemetry, shutdown_signal};
+
+fn label_name(s: &str) -> Result<String, String> {
+    if loki::is_label_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?}: a LogQL label name such as trace_id"))
+    }
+}
 
 fn duration(s: &str) -> Result<Duration, String> {
     looptel_slo::parse_duration(s)
@@ -55,6 +63,10 @@ struct Args {
     /// The Loki streams to search; default `{service_name="<the spec's service>"}`.
     #[arg(long, env = "RETRO_LOKI_SELECTOR")]
     loki_selector: Option<String>,
+    /// Match trace ids on this Loki label or structured metadata field
+    /// (`trace_id` for records ingested over OTLP) instead of in the line.
+    #[arg(long, env = "RETRO_LOKI_TRACE_LABEL", value_parser = label_name)]
+    loki_trace_label: Option<String>,
     /// Log lines from a file of looptel's JSON log lines.
     #[arg(long, env = "RETRO_LOGS_FILE", group = "logs")]
     logs_file: Option<PathBuf>,
@@ -123,7 +135,11 @@ async fn main() -> anyhow::Result<()> {
             .loki_selector
             .clone()
             .unwrap_or_else(|| format!("{{service_name=\"{}\"}}", spec.service));
-        Some(Arc::new(Loki::new(url, selector, http.clone())))
+        let loki = Loki::new(url, selector, http.clone());
+        Some(Arc::new(match &args.loki_trace_label {
+            Some(label) => loki.trace_label(label),
+            None => loki,
+        }))
     } else {
         args.logs_file
             .as_ref()

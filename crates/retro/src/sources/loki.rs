@@ -1,6 +1,8 @@
-//! Grafana Loki's query API: `GET /loki/api/v1/query_range` with a LogQL
-//! line filter on the trace ids (`{service_name="order-service"} |~
-//! "id1|id2"`), oldest first.
+//! Grafana Loki's query API: `GET /loki/api/v1/query_range`, oldest first,
+//! matching the trace ids either in the line (`{service_name="order-service"}
+//! |~ "id1|id2"`, for JSON lines shipped as text) or in a label or the
+//! structured metadata Loki's OTLP ingestion keeps (`… | trace_id=~"id1|id2"`,
+//! with [`Loki::trace_label`]).
 //!
 //! No Loki server can be installed on the machines this is built on: the
 //! client is tested against response bodies written from Loki's API
@@ -22,6 +24,7 @@ pub const MAX_BODY_BYTES: usize = 16 << 20;
 pub struct Loki {
     base: String,
     selector: String,
+    trace_label: Option<String>,
     http: Http,
 }
 
@@ -32,8 +35,20 @@ impl Loki {
         Self {
             base: base.into().trim_end_matches('/').to_owned(),
             selector: selector.into(),
+            trace_label: None,
             http,
         }
+    }
+
+    /// Matches the trace ids on this label or structured metadata field
+    /// (`trace_id` for log records Loki ingested over OTLP) instead of in
+    /// the line. A name that is not a [label name](is_label_name) is
+    /// ignored: the line filter stays.
+    #[must_use]
+    pub fn trace_label(mut self, label: impl Into<String>) -> Self {
+        let label = label.into();
+        self.trace_label = is_label_name(&label).then_some(label);
+        self
     }
 
     /// The LogQL query for `trace_ids` (hex ids only: nothing else reaches
@@ -44,8 +59,20 @@ impl Loki {
             .map(String::as_str)
             .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
             .collect();
-        format!("{} |~ \"{}\"", self.selector, ids.join("|"))
+        match &self.trace_label {
+            Some(label) => format!("{} | {label}=~\"{}\"", self.selector, ids.join("|")),
+            None => format!("{} |~ \"{}\"", self.selector, ids.join("|")),
+        }
     }
+}
+
+/// Whether `name` is a LogQL label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }
 
 #[derive(Deserialize)]
@@ -238,5 +265,17 @@ mod tests {
             loki.query(&[ID.to_owned(), "\") or {x=~\".*".to_owned()]),
             format!(r#"{{service_name="order-service"}} |~ "{ID}""#)
         );
+        let by_label = loki.clone().trace_label("trace_id");
+        assert_eq!(
+            by_label.query(&[ID.to_owned(), "\"} or".to_owned(), ID.to_owned()]),
+            format!(r#"{{service_name="order-service"}} | trace_id=~"{ID}|{ID}""#)
+        );
+        for bad in ["", "trace id", "1trace", "trace_id=~\".*\""] {
+            assert_eq!(
+                loki.clone().trace_label(bad).query(&[ID.to_owned()]),
+                format!(r#"{{service_name="order-service"}} |~ "{ID}""#),
+                "{bad:?}"
+            );
+        }
     }
 }
