@@ -19,11 +19,13 @@ need_cargo_tool cargo-nextest cargo-nextest
 need_cargo_tool cargo-deny cargo-deny
 
 # Real Prometheus (and promtool) and Alertmanager for the metrics, SLO and
-# retro tests, and a headless Chromium for the incident card's page: Debian's.
+# retro tests, a headless Chromium for the incident card's page, and
+# docker-compose to validate deploy/compose.yaml (no engine runs): Debian's.
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "==> installing ${missing[*]} (Debian packages)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

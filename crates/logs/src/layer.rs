@@ -30,12 +30,36 @@ pub struct JsonLayer {
     pub(crate) redaction: Redaction,
     pub(crate) sampler: Option<Sampler>,
     pub(crate) sampled_out: Arc<AtomicU64>,
-    pub(crate) writer: NonBlocking,
+    pub(crate) sink: Sink,
     pub(crate) promotion: BaggagePromotion,
     /// The subscriber this layer is part of, to look up the OpenTelemetry
     /// context of spans that are not entered.
     pub(crate) dispatch: OnceLock<WeakDispatch>,
 }
+
+/// Where records go.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// JSON lines through the non-blocking writer.
+    Json(NonBlocking),
+    /// OpenTelemetry log records, to a logger provider's processors (a
+    /// bounded batch processor and an OTLP exporter).
+    Otel(opentelemetry_sdk::logs::SdkLogger),
+}
+
+/// The fields of a JSON line that an OpenTelemetry log record carries in
+/// its own fields or its resource, not as attributes.
+const NATIVE: [&str; 9] = [
+    f::TIMESTAMP,
+    f::LEVEL,
+    f::MESSAGE,
+    f::TARGET,
+    f::TRACE_ID,
+    f::SPAN_ID,
+    f::SERVICE_NAME,
+    f::SERVICE_VERSION,
+    f::DEPLOYMENT_ENVIRONMENT,
+];
 
 /// Span fields kept for the log lines written inside the span.
 #[derive(Debug, Default)]
@@ -82,41 +106,43 @@ where
 
         let mut obj = Map::new();
         let now = OffsetDateTime::now_utc();
-        obj.insert(
-            f::TIMESTAMP.into(),
-            Value::String(now.format(&Rfc3339).unwrap_or_default()),
-        );
-        obj.insert(f::LEVEL.into(), Value::String(meta.level().as_str().into()));
-        obj.insert(f::MESSAGE.into(), Value::String(String::new()));
-        obj.insert(f::TARGET.into(), Value::String(meta.target().into()));
-
-        if let Some(ids) = self.event_trace_ids(event, &ctx) {
+        let ids = self.event_trace_ids(event, &ctx);
+        if let Sink::Json(_) = self.sink {
             obj.insert(
-                f::TRACE_ID.into(),
-                Value::String(ids.trace_id().to_string()),
+                f::TIMESTAMP.into(),
+                Value::String(now.format(&Rfc3339).unwrap_or_default()),
             );
-            obj.insert(f::SPAN_ID.into(), Value::String(ids.span_id().to_string()));
+            obj.insert(f::LEVEL.into(), Value::String(meta.level().as_str().into()));
+            obj.insert(f::MESSAGE.into(), Value::String(String::new()));
+            obj.insert(f::TARGET.into(), Value::String(meta.target().into()));
+            if let Some(ids) = &ids {
+                obj.insert(
+                    f::TRACE_ID.into(),
+                    Value::String(ids.trace_id().to_string()),
+                );
+                obj.insert(f::SPAN_ID.into(), Value::String(ids.span_id().to_string()));
+            }
+            // Required on every line: `unknown` where it was never configured.
+            let service = self.service.as_ref();
+            obj.insert(
+                f::SERVICE_NAME.into(),
+                service.map_or(f::UNKNOWN, ServiceInfo::name).into(),
+            );
+            obj.insert(
+                f::SERVICE_VERSION.into(),
+                service
+                    .and_then(ServiceInfo::version)
+                    .unwrap_or(f::UNKNOWN)
+                    .into(),
+            );
+            obj.insert(
+                f::DEPLOYMENT_ENVIRONMENT.into(),
+                service
+                    .and_then(ServiceInfo::environment)
+                    .unwrap_or(f::UNKNOWN)
+                    .into(),
+            );
         }
-        // Required on every line: `unknown` where it was never configured.
-        let service = self.service.as_ref();
-        obj.insert(
-            f::SERVICE_NAME.into(),
-            service.map_or(f::UNKNOWN, ServiceInfo::name).into(),
-        );
-        obj.insert(
-            f::SERVICE_VERSION.into(),
-            service
-                .and_then(ServiceInfo::version)
-                .unwrap_or(f::UNKNOWN)
-                .into(),
-        );
-        obj.insert(
-            f::DEPLOYMENT_ENVIRONMENT.into(),
-            service
-                .and_then(ServiceInfo::environment)
-                .unwrap_or(f::UNKNOWN)
-                .into(),
-        );
 
         // Promoted baggage (`tenant.id`), from the active context.
         if !self.promotion.is_empty() {
@@ -147,13 +173,76 @@ where
             obj.insert(k.into(), v);
         }
 
-        let mut line = serde_json::to_vec(&obj).unwrap_or_default();
-        line.push(b'\n');
-        // One write call per line: the non-blocking writer queues it whole, or
-        // drops it whole (and counts it) when the queue is full.
-        let mut w = self.writer.clone();
-        let _ = w.write_all(&line);
+        match &self.sink {
+            Sink::Json(writer) => {
+                let mut line = serde_json::to_vec(&obj).unwrap_or_default();
+                line.push(b'\n');
+                // One write call per line: the non-blocking writer queues it
+                // whole, or drops it whole (and counts it) when the queue is full.
+                let mut w = writer.clone();
+                let _ = w.write_all(&line);
+            }
+            Sink::Otel(logger) => emit(logger, meta, now, ids, obj),
+        }
     }
+}
+
+/// One OpenTelemetry log record: the message as its body, the level as its
+/// severity, the span's ids in its trace context, the other fields
+/// (already redacted) as attributes. The service fields are the logger
+/// provider's resource.
+fn emit(
+    logger: &opentelemetry_sdk::logs::SdkLogger,
+    meta: &tracing::Metadata<'_>,
+    now: OffsetDateTime,
+    ids: Option<TraceIds>,
+    mut fields: Map<String, Value>,
+) {
+    use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
+    let mut record = logger.create_log_record();
+    let time = std::time::SystemTime::from(now);
+    record.set_timestamp(time);
+    record.set_observed_timestamp(time);
+    let (number, text) = match *meta.level() {
+        Level::ERROR => (Severity::Error, "ERROR"),
+        Level::WARN => (Severity::Warn, "WARN"),
+        Level::INFO => (Severity::Info, "INFO"),
+        Level::DEBUG => (Severity::Debug, "DEBUG"),
+        Level::TRACE => (Severity::Trace, "TRACE"),
+    };
+    record.set_severity_number(number);
+    record.set_severity_text(text);
+    record.set_target(meta.target().to_owned());
+    if let Some(ids) = ids {
+        let flags = match ids.is_sampled() {
+            true => opentelemetry::trace::TraceFlags::SAMPLED,
+            false => opentelemetry::trace::TraceFlags::default(),
+        };
+        record.set_trace_context(ids.trace_id(), ids.span_id(), Some(flags));
+    }
+    let message = match fields.remove(f::MESSAGE) {
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    record.set_body(AnyValue::from(message));
+    for (k, v) in fields {
+        if NATIVE.contains(&k.as_str()) {
+            continue;
+        }
+        let value = match v {
+            Value::String(s) => AnyValue::from(s),
+            Value::Bool(b) => AnyValue::from(b),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => AnyValue::from(i),
+                (None, Some(f)) => AnyValue::from(f),
+                (None, None) => AnyValue::from(n.to_string()),
+            },
+            other => AnyValue::from(other.to_string()),
+        };
+        record.add_attribute(k, value);
+    }
+    logger.emit(record);
 }
 
 impl JsonLayer {

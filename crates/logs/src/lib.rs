@@ -47,6 +47,13 @@
 //!   thread; when it is full, lines are dropped and counted
 //!   ([`LogsHandle::dropped`]) instead of blocking the request. The
 //!   [`LogsGuard`] flushes the queue when dropped.
+//! - **OpenTelemetry log records instead.** With [`LogsBuilder::export`]
+//!   the same events — redacted and sampled alike — become log records of
+//!   an OpenTelemetry logger: the message as body, the level as severity,
+//!   the span's ids in the record's own trace context, the other fields as
+//!   attributes, the service as the provider's resource. Its provider's
+//!   batch processor is the bounded, non-blocking path (`looptel-telemetry`
+//!   builds one with an OTLP exporter for `OTEL_LOGS_EXPORTER=otlp`).
 //! - **Filtering.** `RUST_LOG` directives ([`LogsBuilder::filter_from_env`])
 //!   select which events are written; spans are never hidden from the layer,
 //!   so filtering logs never breaks correlation or disables traces.
@@ -100,6 +107,7 @@ impl JsonLogs {
             output: None,
             buffered_lines: DEFAULT_BUFFERED_LINES,
             promotion: BaggagePromotion::default(),
+            logger: None,
         }
     }
 
@@ -121,7 +129,7 @@ impl JsonLogs {
 #[derive(Clone, Debug)]
 pub struct LogsHandle {
     sampled_out: Arc<AtomicU64>,
-    dropped: ErrorCounter,
+    dropped: Option<ErrorCounter>,
 }
 
 impl LogsHandle {
@@ -130,9 +138,12 @@ impl LogsHandle {
         self.sampled_out.load(Ordering::Relaxed)
     }
 
-    /// Lines dropped because the output queue was full.
+    /// Lines dropped because the output queue was full (JSON lines; the
+    /// logger given to [`LogsBuilder::export`] counts its own).
     pub fn dropped(&self) -> u64 {
-        self.dropped.dropped_lines() as u64
+        self.dropped
+            .as_ref()
+            .map_or(0, |d| d.dropped_lines() as u64)
     }
 }
 
@@ -213,6 +224,7 @@ pub struct LogsBuilder {
     output: Option<Box<dyn Write + Send + 'static>>,
     buffered_lines: usize,
     promotion: BaggagePromotion,
+    logger: Option<opentelemetry_sdk::logs::SdkLogger>,
 }
 
 impl std::fmt::Debug for LogsBuilder {
@@ -223,6 +235,7 @@ impl std::fmt::Debug for LogsBuilder {
             .field("redaction", &self.redaction)
             .field("sampling", &self.sampling)
             .field("buffered_lines", &self.buffered_lines)
+            .field("export", &self.logger.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -305,26 +318,45 @@ impl LogsBuilder {
         self
     }
 
-    /// Starts the writer thread and builds the layer.
+    /// Emits OpenTelemetry log records to `logger` instead of writing JSON
+    /// lines ([`output`](Self::output) and
+    /// [`buffered_lines`](Self::buffered_lines) then do not apply: the
+    /// logger's provider bounds its own queue, and flushes it at its
+    /// shutdown).
+    pub fn export(mut self, logger: opentelemetry_sdk::logs::SdkLogger) -> Self {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// Starts the writer thread (for JSON lines) and builds the layer.
     pub fn build(self) -> (JsonLogs, LogsGuard) {
-        let builder = NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(self.buffered_lines)
-            .thread_name("looptel-logs");
-        let (writer, worker) = match self.output {
-            Some(out) => builder.finish(out),
-            None => builder.finish(std::io::stdout()),
+        let (sink, worker) = match self.logger {
+            Some(logger) => (layer::Sink::Otel(logger), None),
+            None => {
+                let builder = NonBlockingBuilder::default()
+                    .lossy(true)
+                    .buffered_lines_limit(self.buffered_lines)
+                    .thread_name("looptel-logs");
+                let (writer, worker) = match self.output {
+                    Some(out) => builder.finish(out),
+                    None => builder.finish(std::io::stdout()),
+                };
+                (layer::Sink::Json(writer), Some(worker))
+            }
         };
         let handle = LogsHandle {
             sampled_out: Arc::new(AtomicU64::new(0)),
-            dropped: writer.error_counter(),
+            dropped: match &sink {
+                layer::Sink::Json(writer) => Some(writer.error_counter()),
+                layer::Sink::Otel(_) => None,
+            },
         };
         let layer = JsonLayer {
             service: self.service,
             redaction: self.redaction,
             sampler: self.sampling.map(sample::Sampler::new),
             sampled_out: handle.sampled_out.clone(),
-            writer,
+            sink,
             promotion: self.promotion,
             dispatch: std::sync::OnceLock::new(),
         };
@@ -334,9 +366,7 @@ impl LogsBuilder {
                 filter: self.filter,
                 handle,
             },
-            LogsGuard {
-                worker: Some(worker),
-            },
+            LogsGuard { worker },
         )
     }
 }

@@ -388,3 +388,78 @@ fn the_queue_length_comes_from_its_variable_and_nonsense_is_refused() {
             .is_ok()
     );
 }
+
+#[test]
+fn exported_records_carry_ids_natively_redacted_and_sampled_like_lines() {
+    use opentelemetry::logs::{AnyValue, LoggerProvider as _, Severity};
+    use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+
+    let h = Harness::new();
+    let records = InMemoryLogExporter::default();
+    let provider = SdkLoggerProvider::builder()
+        .with_simple_exporter(records.clone())
+        .build();
+    let builder = h
+        .builder()
+        .sampling(Sampling::new(1, 0, Duration::from_secs(3600)))
+        .export(provider.logger("looptel"));
+    let ((), lines, spans) = h.run(builder, || {
+        tracing::info_span!("place_order", order.id = "o-1").in_scope(|| {
+            for _ in 0..3 {
+                tracing::info!(phone = "13812348000", attempt = 2, "order placed");
+            }
+            tracing::warn!(retry = true, "inventory slow");
+        });
+    });
+    assert!(
+        lines.is_empty(),
+        "no JSON lines when records are exported: {lines:?}"
+    );
+    let span = span_named(&spans, "place_order");
+    let emitted = records.get_emitted_logs().expect("records");
+    // Sampling applies as to lines: the first INFO of the callsite, the WARN.
+    assert_eq!(emitted.len(), 2, "{emitted:#?}");
+    let info = &emitted[0].record;
+    assert_eq!(
+        info.body(),
+        Some(&AnyValue::from("order placed".to_owned()))
+    );
+    assert_eq!(info.severity_number(), Some(Severity::Info));
+    assert_eq!(info.severity_text(), Some("INFO"));
+    let cx = info.trace_context().expect("trace context");
+    assert_eq!(cx.trace_id, span.span_context.trace_id());
+    assert_eq!(cx.span_id, span.span_context.span_id());
+    assert_eq!(
+        cx.trace_flags,
+        Some(opentelemetry::trace::TraceFlags::SAMPLED)
+    );
+    let attr = |r: &opentelemetry_sdk::logs::SdkLogRecord, k: &str| {
+        r.attributes_iter()
+            .find(|(key, _)| key.as_str() == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        attr(info, "phone"),
+        Some(AnyValue::from("138****8000".to_owned()))
+    );
+    assert_eq!(attr(info, "attempt"), Some(AnyValue::Int(2)));
+    assert_eq!(
+        attr(info, "order.id"),
+        Some(AnyValue::from("o-1".to_owned()))
+    );
+    // The ids and the service live in their own fields, not as attributes.
+    for native in [
+        "trace_id",
+        "span_id",
+        "message",
+        "level",
+        "timestamp",
+        "service.name",
+    ] {
+        assert_eq!(attr(info, native), None, "{native}");
+    }
+    let warn = &emitted[1].record;
+    assert_eq!(warn.severity_number(), Some(Severity::Warn));
+    assert_eq!(attr(warn, "retry"), Some(AnyValue::Boolean(true)));
+    let _ = provider.shutdown();
+}
