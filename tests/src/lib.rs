@@ -15,6 +15,12 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -122,9 +128,43 @@ fn find<'a>(kvs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     kvs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// A log record as the collector received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedLog {
+    /// The body, rendered as a string.
+    pub body: String,
+    /// `INFO`, `WARN`, …
+    pub severity_text: String,
+    /// The OpenTelemetry severity number (9 for INFO, 13 for WARN).
+    pub severity_number: i32,
+    /// Lowercase hex, 32 characters; empty outside a span.
+    pub trace_id: String,
+    /// Lowercase hex, 16 characters; empty outside a span.
+    pub span_id: String,
+    /// String renderings of the record's attributes.
+    pub attributes: Vec<(String, String)>,
+    /// String renderings of the resource's attributes.
+    pub resource: Vec<(String, String)>,
+    /// `http` or `grpc`: how it arrived.
+    pub transport: &'static str,
+}
+
+impl ReceivedLog {
+    /// The value of attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        find(&self.attributes, key)
+    }
+
+    /// The value of resource attribute `key`.
+    pub fn resource_attribute(&self, key: &str) -> Option<&str> {
+        find(&self.resource, key)
+    }
+}
+
 #[derive(Default)]
 struct State {
     spans: Vec<ReceivedSpan>,
+    logs: Vec<ReceivedLog>,
     metric_exports: usize,
 }
 
@@ -191,7 +231,43 @@ impl State {
     }
 }
 
+impl State {
+    fn take_logs(&mut self, req: ExportLogsServiceRequest, transport: &'static str) {
+        for rl in req.resource_logs {
+            let resource = rl
+                .resource
+                .map(|r| pairs(&r.attributes))
+                .unwrap_or_default();
+            for sl in rl.scope_logs {
+                for r in sl.log_records {
+                    self.logs.push(ReceivedLog {
+                        body: render(r.body.as_ref()),
+                        severity_text: r.severity_text,
+                        severity_number: r.severity_number,
+                        trace_id: hex(&r.trace_id),
+                        span_id: hex(&r.span_id),
+                        attributes: pairs(&r.attributes),
+                        resource: resource.clone(),
+                        transport,
+                    });
+                }
+            }
+        }
+    }
+}
+
 struct Grpc(Arc<Mutex<State>>);
+
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        lock(&self.0).take_logs(request.into_inner(), "grpc");
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Grpc {
@@ -228,7 +304,24 @@ impl FakeCollector {
         let http = http_listener.local_addr().expect("http addr");
         let traces_state = state.clone();
         let metrics_state = state.clone();
+        let logs_state = state.clone();
         let app = axum::Router::new()
+            .route(
+                "/v1/logs",
+                post(move |body: Bytes| {
+                    let state = logs_state.clone();
+                    async move {
+                        match ExportLogsServiceRequest::decode(body) {
+                            Ok(req) => {
+                                lock(&state).take_logs(req, "http");
+                                protobuf(ExportLogsServiceResponse::default().encode_to_vec())
+                                    .into_response()
+                            }
+                            Err(_) => StatusCode::BAD_REQUEST.into_response(),
+                        }
+                    }
+                }),
+            )
             .route(
                 "/v1/traces",
                 post(move |body: Bytes| {
@@ -268,10 +361,12 @@ impl FakeCollector {
         let grpc_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
         let grpc = grpc_listener.local_addr().expect("grpc addr");
         let service = TraceServiceServer::new(Grpc(state.clone()));
+        let logs = LogsServiceServer::new(Grpc(state.clone()));
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(logs)
                 .serve_with_incoming(incoming)
                 .await;
         });
@@ -292,6 +387,11 @@ impl FakeCollector {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         lock(&self.state).spans.clone()
+    }
+
+    /// Every log record received so far.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        lock(&self.state).logs.clone()
     }
 
     /// How many metric exports were received.

@@ -108,6 +108,7 @@ async fn a_down_collector_neither_blocks_spans_nor_hangs_shutdown() {
     .build()
     .expect("valid");
     let (subscriber, guard) = t.into_subscriber();
+    let stats = guard.exports().clone();
     // Far more spans than the queue holds: the excess is dropped, not queued.
     let done = tokio::task::spawn_blocking(move || {
         tracing::subscriber::with_default(subscriber, || {
@@ -122,4 +123,121 @@ async fn a_down_collector_neither_blocks_spans_nor_hangs_shutdown() {
         .await
         .expect("spans and shutdown never hang on a down collector")
         .expect("no panic");
+    // Every span is accounted for: dropped at the full queue, or lost in a
+    // failed export; at most one queue's worth of them the latter.
+    assert_eq!(
+        stats.dropped_spans() + stats.failed_spans(),
+        20_000,
+        "{stats:?}"
+    );
+    assert!(
+        stats.failed_spans() >= 1 && stats.dropped_spans() >= 20_000 - 64 * 4,
+        "{stats:?}"
+    );
+}
+
+/// Log records over OTLP: the span's ids in the record's own fields, the
+/// service as the resource, redaction applied; flushed at shutdown.
+async fn logs_reach_the_collector(protocol: &str, endpoint: String, collector: &FakeCollector) {
+    let t = env(vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+        ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "60000".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "60000".to_owned()),
+    ])
+    .build()
+    .expect("valid");
+    assert!(
+        t.notes()
+            .iter()
+            .any(|n| n.text().starts_with("logs: OTLP to ")),
+        "{:?}",
+        t.notes()
+    );
+    let (subscriber, guard) = t.into_subscriber();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("place.order").in_scope(|| {
+            tracing::warn!(phone = "13812348000", order.id = "o-7", "stock low");
+        });
+        tracing::info!("outside any span");
+    });
+    guard.shutdown().expect("clean shutdown");
+    let logs = collector.logs();
+    let spans = collector.spans();
+    let span = spans
+        .iter()
+        .find(|s| s.name == "place.order")
+        .expect("span");
+    let warn = logs.iter().find(|l| l.body == "stock low").expect("record");
+    assert_eq!(warn.trace_id, span.trace_id);
+    assert_eq!(warn.span_id, span.span_id);
+    assert_eq!(
+        (warn.severity_text.as_str(), warn.severity_number),
+        ("WARN", 13)
+    );
+    assert_eq!(warn.attribute("phone"), Some("138****8000"));
+    assert_eq!(warn.attribute("order.id"), Some("o-7"));
+    assert_eq!(warn.attribute("trace_id"), None, "ids are native fields");
+    assert_eq!(warn.resource_attribute("service.name"), Some("export-test"));
+    assert_eq!(
+        warn.transport,
+        if protocol == "grpc" { "grpc" } else { "http" }
+    );
+    let outside = logs
+        .iter()
+        .find(|l| l.body == "outside any span")
+        .expect("record");
+    assert_eq!(outside.trace_id, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_are_exported_over_http_with_their_span_ids() {
+    let collector = FakeCollector::start().await;
+    logs_reach_the_collector("http/protobuf", collector.http_endpoint(), &collector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_are_exported_over_grpc_with_their_span_ids() {
+    let collector = FakeCollector::start().await;
+    logs_reach_the_collector("grpc", collector.grpc_endpoint(), &collector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_a_down_collector_cannot_take_are_counted_not_queued() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let t = env(vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "200".to_owned()),
+        ("OTEL_LOGS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "64".to_owned()),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50".to_owned()),
+    ])
+    .shutdown_timeout(Duration::from_secs(2))
+    .build()
+    .expect("valid");
+    let (subscriber, guard) = t.into_subscriber();
+    let stats = guard.exports().clone();
+    let done = tokio::task::spawn_blocking(move || {
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..20_000 {
+                tracing::info!(i, "while down");
+            }
+        });
+        let _ = guard.shutdown();
+    });
+    tokio::time::timeout(Duration::from_secs(60), done)
+        .await
+        .expect("logging and shutdown never hang on a down collector")
+        .expect("no panic");
+    assert_eq!(
+        stats.dropped_logs() + stats.failed_logs(),
+        20_000,
+        "{stats:?}"
+    );
+    assert!(stats.failed_logs() >= 1, "{stats:?}");
 }

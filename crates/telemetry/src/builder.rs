@@ -7,8 +7,10 @@ use std::time::Duration;
 use looptel_core::baggage::InjectPolicy;
 use looptel_core::{BaggagePromotion, Instrumentation, Propagator, ServiceInfo};
 use looptel_logs::LogsBuilder;
+use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{self as blrp, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
     self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
@@ -18,11 +20,36 @@ use tracing::level_filters::LevelFilter;
 
 use crate::config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
 use crate::error::ConfigError;
-use crate::otlp::{otlp_metric_exporter, otlp_span_exporter};
+use crate::otlp::{otlp_log_exporter, otlp_metric_exporter, otlp_span_exporter};
+use crate::queue::{CountedLogs, ExportStats, GatedLogs, GatedSpans, Queue};
 use crate::{
-    DEPLOYMENT_ENVIRONMENT, Lookup, MetricsExporter, Note, Protocol, RuleSampler, SamplerConfig,
-    Telemetry, TelemetryError, TelemetryGuard, TracesExporter, console, vars,
+    DEPLOYMENT_ENVIRONMENT, LogsExporter, Lookup, MetricsExporter, Note, Protocol, RuleSampler,
+    SamplerConfig, Telemetry, TelemetryError, TelemetryGuard, TracesExporter, console, vars,
 };
+
+/// A batch span processor for `exporter` behind a gate that bounds its
+/// queue at `capacity` and counts what it drops ([`crate::queue`]).
+fn gated_batch<E: SpanExporter + 'static>(
+    exporter: E,
+    value_limit: Option<usize>,
+    capacity: usize,
+    config: trace::BatchConfig,
+    stats: &ExportStats,
+) -> GatedSpans<BatchSpanProcessor> {
+    let queue = Queue::new(capacity);
+    GatedSpans {
+        inner: BatchSpanProcessor::builder(crate::limit::Limited::new(
+            exporter,
+            value_limit,
+            &queue,
+            stats,
+        ))
+        .with_batch_config(config)
+        .build(),
+        queue,
+        stats: stats.clone(),
+    }
+}
 
 /// Where a custom span exporter sits: see [`TelemetryBuilder::span_exporter`].
 type CustomExporter = Box<dyn FnOnce(BatchConfigBuilder) -> BatchSpanProcessor + Send>;
@@ -204,15 +231,14 @@ impl TelemetryBuilder {
             Some(lookup) => self.logs.filter_from_lookup(lookup)?,
             None => self.logs,
         };
-        let (logs, logs_guard) = logs
+        let mut logs = logs
             .service(service.clone())
-            .promote_baggage(self.promotion.clone())
-            .build();
-        let logs_handle = logs.handle();
+            .promote_baggage(self.promotion.clone());
 
-        let export_stats = crate::limit::ExportStats::default();
+        let export_stats = ExportStats::default();
         let mut tracer_provider = None;
         let mut meter_provider = None;
+        let mut logger_provider = None;
         let mut parent_based = false;
         if env.disabled {
             notes.push(Note::info(format!(
@@ -252,6 +278,9 @@ impl TelemetryBuilder {
                             .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
                     )
             };
+            let span_queue = env
+                .bsp_max_queue_size
+                .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT);
             let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
             if !self.promotion.is_empty() {
                 // First, so attributes are set before any exporter sees the span.
@@ -282,15 +311,13 @@ impl TelemetryBuilder {
                     "traces: appended as OTLP JSON lines to {}",
                     path.display()
                 )));
-                builder = builder.with_span_processor(
-                    BatchSpanProcessor::builder(crate::limit::Limited::new(
-                        exporter,
-                        env.value_limit,
-                        &export_stats,
-                    ))
-                    .with_batch_config(batch().build())
-                    .build(),
-                );
+                builder = builder.with_span_processor(gated_batch(
+                    exporter,
+                    env.value_limit,
+                    span_queue,
+                    batch().build(),
+                    &export_stats,
+                ));
             }
             if let Some(custom) = self.span_exporter {
                 builder = builder.with_span_processor(custom(batch()));
@@ -302,15 +329,13 @@ impl TelemetryBuilder {
                     TracesExporter::Otlp => {
                         let (exporter, target) = otlp_span_exporter(&traces_signal)?;
                         notes.push(Note::info(format!("traces: OTLP to {target}")));
-                        builder = builder.with_span_processor(
-                            BatchSpanProcessor::builder(crate::limit::Limited::new(
-                                exporter,
-                                env.value_limit,
-                                &export_stats,
-                            ))
-                            .with_batch_config(batch().build())
-                            .build(),
-                        );
+                        builder = builder.with_span_processor(gated_batch(
+                            exporter,
+                            env.value_limit,
+                            span_queue,
+                            batch().build(),
+                            &export_stats,
+                        ));
                     }
                     TracesExporter::Console if traces_file.is_some() => {}
                     TracesExporter::Console => {
@@ -319,16 +344,13 @@ impl TelemetryBuilder {
                              (set {} to send them to a collector)",
                             vars::OTEL_EXPORTER_OTLP_ENDPOINT
                         )));
-                        let exporter = crate::limit::Limited::new(
+                        builder = builder.with_span_processor(gated_batch(
                             console::ConsoleExporter::new(Box::new(std::io::stderr())),
                             env.value_limit,
+                            span_queue,
+                            batch().build(),
                             &export_stats,
-                        );
-                        builder = builder.with_span_processor(
-                            BatchSpanProcessor::builder(exporter)
-                                .with_batch_config(batch().build())
-                                .build(),
-                        );
+                        ));
                     }
                     TracesExporter::None => notes.push(Note::info(format!(
                         "traces: created and sampled but not exported ({}=none)",
@@ -350,19 +372,79 @@ impl TelemetryBuilder {
             };
             if push_metrics {
                 let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
-                notes.push(Note::info(format!("metrics: OTLP to {target}")));
+                // Only what is recorded through the OpenTelemetry meter provider
+                // goes there: looptel's RED metrics are served for scraping.
+                notes.push(Note::info(format!(
+                    "metrics: the OpenTelemetry meter provider's instruments pushed as OTLP to {target}"
+                )));
                 let reader = PeriodicReader::builder(exporter).with_interval(
                     env.metric_export_interval
                         .unwrap_or(Duration::from_secs(60)),
                 );
                 meter_provider = Some(
                     SdkMeterProvider::builder()
-                        .with_resource(resource)
+                        .with_resource(resource.clone())
                         .with_reader(reader.build())
                         .build(),
                 );
             }
+
+            match env.logs_exporter.unwrap_or(LogsExporter::Console) {
+                LogsExporter::Otlp => {
+                    let mut signal = with_code_settings(&env.logs, &self.endpoint, self.protocol);
+                    if let Some(t) = env.blrp_export_timeout {
+                        signal.timeout = Some(signal.timeout.map_or(t, |o| o.min(t)));
+                    }
+                    let (exporter, target) = otlp_log_exporter(&signal)?;
+                    notes.push(Note::info(format!("logs: OTLP to {target}")));
+                    let queue = Queue::new(
+                        env.blrp_max_queue_size
+                            .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT),
+                    );
+                    let config = blrp::BatchConfigBuilder::default()
+                        .with_scheduled_delay(
+                            env.blrp_schedule_delay
+                                .unwrap_or(blrp::OTEL_BLRP_SCHEDULE_DELAY_DEFAULT),
+                        )
+                        .with_max_queue_size(
+                            env.blrp_max_queue_size
+                                .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT),
+                        )
+                        .with_max_export_batch_size(
+                            env.blrp_max_export_batch_size
+                                .unwrap_or(blrp::OTEL_BLRP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
+                        )
+                        .build();
+                    let processor = blrp::BatchLogProcessor::builder(CountedLogs {
+                        inner: exporter,
+                        queue: queue.clone(),
+                        stats: export_stats.clone(),
+                    })
+                    .with_batch_config(config)
+                    .build();
+                    let provider = SdkLoggerProvider::builder()
+                        .with_resource(resource)
+                        .with_log_processor(GatedLogs {
+                            inner: processor,
+                            queue,
+                            stats: export_stats.clone(),
+                        })
+                        .build();
+                    logs = logs.export(provider.logger(looptel_core::SCOPE));
+                    logger_provider = Some(provider);
+                }
+                LogsExporter::Console => {}
+                LogsExporter::None => {
+                    notes.push(Note::info(format!(
+                        "logs: not written ({}=none)",
+                        vars::OTEL_LOGS_EXPORTER
+                    )));
+                    logs = logs.output(std::io::sink());
+                }
+            }
         }
+        let (logs, logs_guard) = logs.build();
+        let logs_handle = logs.handle();
 
         let instrumentation = match &tracer_provider {
             Some(p) => Instrumentation::new(p, propagator).parent_based(parent_based),
@@ -378,6 +460,7 @@ impl TelemetryBuilder {
             instrumentation,
             tracer_provider,
             meter_provider,
+            logger_provider,
             logs,
             logs_handle,
             export_stats,

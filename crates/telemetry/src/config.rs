@@ -51,6 +51,18 @@ pub enum TracesExporter {
     None,
 }
 
+/// Where log records go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogsExporter {
+    /// OTLP to a collector, through a bounded batch processor.
+    Otlp,
+    /// JSON lines on standard output (the default).
+    Console,
+    /// Not written anywhere.
+    None,
+}
+
 /// Where metrics go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,8 +112,14 @@ pub(crate) struct EnvConfig {
     pub(crate) resource_attributes: Vec<(String, String)>,
     pub(crate) traces_exporter: Option<TracesExporter>,
     pub(crate) metrics_exporter: Option<MetricsExporter>,
+    pub(crate) logs_exporter: Option<LogsExporter>,
     pub(crate) traces: OtlpSignal,
     pub(crate) metrics: OtlpSignal,
+    pub(crate) logs: OtlpSignal,
+    pub(crate) blrp_schedule_delay: Option<Duration>,
+    pub(crate) blrp_export_timeout: Option<Duration>,
+    pub(crate) blrp_max_queue_size: Option<usize>,
+    pub(crate) blrp_max_export_batch_size: Option<usize>,
     pub(crate) bsp_schedule_delay: Option<Duration>,
     pub(crate) bsp_export_timeout: Option<Duration>,
     pub(crate) bsp_max_queue_size: Option<usize>,
@@ -152,6 +170,18 @@ impl EnvConfig {
                 "none" => Ok(TracesExporter::None),
                 _ => Err(ConfigError::new(
                     OTEL_TRACES_EXPORTER,
+                    &v,
+                    "expected `otlp`, `console` or `none`",
+                )),
+            })
+            .transpose()?;
+        c.logs_exporter = get(OTEL_LOGS_EXPORTER)
+            .map(|v| match v.trim() {
+                "otlp" => Ok(LogsExporter::Otlp),
+                "console" => Ok(LogsExporter::Console),
+                "none" => Ok(LogsExporter::None),
+                _ => Err(ConfigError::new(
+                    OTEL_LOGS_EXPORTER,
                     &v,
                     "expected `otlp`, `console` or `none`",
                 )),
@@ -224,6 +254,24 @@ impl EnvConfig {
             OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
             OTEL_EXPORTER_OTLP_METRICS_HEADERS,
         )?;
+        c.logs = signal(
+            OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+            OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+            OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
+            OTEL_EXPORTER_OTLP_LOGS_HEADERS,
+        )?;
+        c.blrp_schedule_delay = get(OTEL_BLRP_SCHEDULE_DELAY)
+            .map(|v| parse_millis(OTEL_BLRP_SCHEDULE_DELAY, &v))
+            .transpose()?;
+        c.blrp_export_timeout = get(OTEL_BLRP_EXPORT_TIMEOUT)
+            .map(|v| parse_millis(OTEL_BLRP_EXPORT_TIMEOUT, &v))
+            .transpose()?;
+        c.blrp_max_queue_size = get(OTEL_BLRP_MAX_QUEUE_SIZE)
+            .map(|v| parse_positive(OTEL_BLRP_MAX_QUEUE_SIZE, &v))
+            .transpose()?;
+        c.blrp_max_export_batch_size = get(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)
+            .map(|v| parse_positive(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, &v))
+            .transpose()?;
 
         c.bsp_schedule_delay = get(OTEL_BSP_SCHEDULE_DELAY)
             .map(|v| parse_millis(OTEL_BSP_SCHEDULE_DELAY, &v))

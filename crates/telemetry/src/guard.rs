@@ -19,6 +19,7 @@ pub struct TelemetryGuard {
     pub(crate) instrumentation: Instrumentation,
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) meter_provider: Option<SdkMeterProvider>,
+    pub(crate) logger_provider: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
     pub(crate) logs: Option<LogsGuard>,
     pub(crate) logs_handle: LogsHandle,
     pub(crate) export_stats: crate::ExportStats,
@@ -48,7 +49,8 @@ impl TelemetryGuard {
         &self.logs_handle
     }
 
-    /// Spans whose export failed, counted by the built-in exporters.
+    /// Spans and log records dropped or whose export failed, counted by the
+    /// built-in pipelines.
     pub fn exports(&self) -> &crate::ExportStats {
         &self.export_stats
     }
@@ -65,6 +67,11 @@ impl TelemetryGuard {
             && let Err(e) = m.force_flush()
         {
             errors.push(format!("metrics: {e}"));
+        }
+        if let Some(l) = &self.logger_provider
+            && let Err(e) = l.force_flush()
+        {
+            errors.push(format!("logs: {e}"));
         }
         join(errors)
     }
@@ -87,12 +94,15 @@ impl TelemetryGuard {
             errors.push(format!("metrics: {e}"));
         }
         // Last, so that shutdown problems above are still logged.
-        if let Some(logs) = self.logs.take() {
-            for e in &errors {
-                tracing::warn!(target: "looptel", "shutdown: {e}");
-            }
-            drop(logs);
+        for e in &errors {
+            tracing::warn!(target: "looptel", "shutdown: {e}");
         }
+        if let Some(l) = self.logger_provider.take()
+            && let Err(e) = l.shutdown_with_timeout(self.timeout)
+        {
+            errors.push(format!("logs: {e}"));
+        }
+        drop(self.logs.take());
         join(errors)
     }
 }

@@ -59,6 +59,7 @@ mod guard;
 mod limit;
 mod otlp;
 mod promotion;
+mod queue;
 mod sampler;
 pub mod vars;
 
@@ -74,10 +75,10 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use builder::TelemetryBuilder;
-pub use config::{MetricsExporter, Protocol, TracesExporter};
+pub use config::{LogsExporter, MetricsExporter, Protocol, TracesExporter};
 pub use error::{ConfigError, ShutdownError, TelemetryError};
 pub use guard::{Drained, Shutdown, TelemetryGuard, shutdown_signal};
-pub use limit::ExportStats;
+pub use queue::ExportStats;
 pub use sampler::{RuleSampler, SamplerConfig};
 
 /// `deployment.environment`, as the conventions name it.
@@ -94,9 +95,10 @@ pub struct Telemetry {
     service: ServiceInfo,
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
+    logger_provider: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
     logs: JsonLogs,
     logs_handle: LogsHandle,
-    export_stats: limit::ExportStats,
+    export_stats: queue::ExportStats,
     logs_guard: LogsGuard,
     span_level: LevelFilter,
     shutdown_timeout: Duration,
@@ -261,6 +263,7 @@ impl Telemetry {
             instrumentation: self.instrumentation,
             tracer_provider: self.tracer_provider,
             meter_provider: self.meter_provider,
+            logger_provider: self.logger_provider,
             logs: Some(self.logs_guard),
             logs_handle: self.logs_handle,
             export_stats: self.export_stats,

@@ -9,34 +9,26 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
-/// Spans whose export failed (a collector that refused, timed out or was
-/// down), counted by every built-in exporter. Cheap to clone.
-#[derive(Clone, Debug, Default)]
-pub struct ExportStats {
-    failed_spans: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl ExportStats {
-    /// Spans in batches whose export failed: lost.
-    pub fn failed_spans(&self) -> u64 {
-        self.failed_spans.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
+use crate::queue::{ExportStats, Queue};
 
 /// An exporter whose spans' string values are cut at `limit` bytes (none:
-/// passed through as they are), and whose failed exports are counted.
+/// passed through as they are), which releases each batch's places in its
+/// processor's [`Queue`] once exported, and whose failed exports are
+/// counted.
 #[derive(Debug)]
 pub(crate) struct Limited<E> {
     inner: E,
     limit: Option<usize>,
+    queue: Queue,
     stats: ExportStats,
 }
 
 impl<E> Limited<E> {
-    pub(crate) fn new(inner: E, limit: Option<usize>, stats: &ExportStats) -> Self {
+    pub(crate) fn new(inner: E, limit: Option<usize>, queue: &Queue, stats: &ExportStats) -> Self {
         Self {
             inner,
             limit,
+            queue: queue.clone(),
             stats: stats.clone(),
         }
     }
@@ -85,13 +77,10 @@ impl<E: SpanExporter> SpanExporter for Limited<E> {
                 limit_span(span, limit);
             }
         }
-        let spans = batch.len() as u64;
+        let spans = batch.len();
         let result = self.inner.export(batch).await;
-        if result.is_err() {
-            self.stats
-                .failed_spans
-                .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.queue.release(spans);
+        self.stats.span_export(spans, &result);
         result
     }
 

@@ -95,6 +95,22 @@ pub(crate) fn otlp_metric_exporter(
     Ok((exporter, format!("{url} ({})", protocol_name(protocol))))
 }
 
+pub(crate) fn otlp_log_exporter(
+    signal: &OtlpSignal,
+) -> Result<(opentelemetry_otlp::LogExporter, String), TelemetryError> {
+    let (protocol, url) = target(signal, "/v1/logs");
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    let built = match protocol {
+        Protocol::Grpc => over_grpc(builder.with_tonic(), signal, &url)?.build(),
+        Protocol::HttpProtobuf => over_http(builder.with_http(), signal, &url).build(),
+    };
+    let exporter = built.map_err(|source| TelemetryError::Exporter {
+        signal: "logs",
+        source,
+    })?;
+    Ok((exporter, format!("{url} ({})", protocol_name(protocol))))
+}
+
 fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Grpc => "grpc",

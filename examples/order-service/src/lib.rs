@@ -185,9 +185,10 @@ impl Default for Metrics {
 }
 
 /// Every drop telemetry makes, as counters on `/metrics`, where an
-/// operator looks: log lines dropped (queue full) and sampled out, baggage
-/// members denied on inject, outgoing baggage over its budget, inbound
-/// baggage dropped at the trust boundary, spans whose export failed.
+/// operator looks: log lines (or OTLP log records) dropped at a full queue
+/// and sampled out, baggage members denied on inject, outgoing baggage over
+/// its budget, inbound baggage dropped at the trust boundary, spans dropped
+/// at a full export queue, spans and log records whose export failed.
 pub fn register_drops(
     registry: &Registry,
     logs: looptel_logs::LogsHandle,
@@ -200,12 +201,13 @@ pub fn register_drops(
         baggage.clone(),
         baggage.clone(),
     );
+    let (e1, e2, e3) = (exports.clone(), exports.clone(), exports.clone());
     registry.register_collector(Arc::new(
         looptel_red_metrics::FnCollector::new()
             .counter(
                 "looptel_log_lines_dropped",
-                "Log lines dropped because the output queue was full.",
-                move || logs.dropped() as f64,
+                "Log lines (or OTLP log records) dropped because the output queue was full.",
+                move || (logs.dropped() + e1.dropped_logs()) as f64,
             )
             .counter(
                 "looptel_log_lines_sampled_out",
@@ -231,6 +233,16 @@ pub fn register_drops(
                 "looptel_spans_export_failed",
                 "Spans lost because their export failed.",
                 move || exports.failed_spans() as f64,
+            )
+            .counter(
+                "looptel_spans_dropped",
+                "Sampled spans dropped because the export queue was full.",
+                move || e2.dropped_spans() as f64,
+            )
+            .counter(
+                "looptel_log_records_export_failed",
+                "OTLP log records lost because their export failed.",
+                move || e3.failed_logs() as f64,
             ),
     ));
 }
