@@ -42,6 +42,18 @@
 //! - `OTEL_TRACES_EXPORTER=none`: spans are created and sampled, not exported.
 //! - `OTEL_SDK_DISABLED=true`: no traces or metrics at all; logs still work.
 //!
+//! # Where logs go
+//! - JSON lines on standard output by default.
+//! - `OTEL_LOGS_EXPORTER=otlp`: the same events, redacted and sampled alike,
+//!   as OTLP log records — the span's ids in the record's own trace context,
+//!   the service as the resource — through a bounded batch processor
+//!   (`OTEL_BLRP_*`), to the logs endpoint.
+//!
+//! # What could not be delivered
+//! Spans and log records dropped at a full export queue, or lost in an
+//! export that failed, are counted in [`ExportStats`]
+//! ([`TelemetryGuard::exports`]): read them into metrics.
+//!
 //! Every invalid value stops start-up with a [`ConfigError`] naming the
 //! variable and the value, instead of silently falling back.
 //!
