@@ -1,0 +1,72 @@
+//! `scripts/loop.sh`, the loop in one command, run as users run it (with
+//! the binaries this test build already made): it must end with a
+//! verified card, saying where the card is and what it holds.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_loop_script_ends_with_a_verified_card() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_order-service"))
+        .parent()
+        .expect("target dir");
+    for b in ["looptel-retro", "looptel-slo"] {
+        assert!(
+            bin.join(b).exists(),
+            "{b} is not built in {}: run the workspace's tests (scripts/test.sh) or `cargo build --workspace` first",
+            bin.display()
+        );
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/loop.sh"))
+        .env("LOOP_BIN_DIR", bin)
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loop.sh failed:\n{stdout}\n{stderr}");
+    // The page, its card and what it holds.
+    let paged = stdout
+        .lines()
+        .find(|l| l.contains("paged after"))
+        .unwrap_or_else(|| panic!("no page:\n{stdout}"));
+    assert!(paged.contains("/incidents/"), "{paged}");
+    assert!(stdout.contains("ErrorBudgetBurn"), "{stdout}");
+    assert!(stdout.contains("error in POST /orders"), "{stdout}");
+    let traces = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("traces: "))
+        .unwrap_or_else(|| panic!("no traces:\n{stdout}"));
+    assert!(
+        traces
+            .split(", ")
+            .all(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{traces}"
+    );
+    assert!(
+        stdout.contains("dependencies that moved: inventory.v1.StockService/ReserveItem"),
+        "{stdout}"
+    );
+    // The recovery, verified with traffic.
+    assert!(
+        stdout.contains("verified — recovered: burn rate"),
+        "{stdout}"
+    );
+    // And nothing left behind: no working directory, no process serving.
+    let work = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("==> working in "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no working directory named:\n{stdout}"));
+    assert!(!Path::new(work).exists(), "{work} removed");
+    let service = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("==> order-service on http://"))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no service address:\n{stdout}"));
+    assert!(
+        std::net::TcpStream::connect(service).is_err(),
+        "order-service at {service} was stopped"
+    );
+}
