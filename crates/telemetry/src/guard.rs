@@ -24,6 +24,65 @@ pub struct TelemetryGuard {
     pub(crate) logs_handle: LogsHandle,
     pub(crate) export_stats: crate::ExportStats,
     pub(crate) timeout: Duration,
+    pub(crate) watch: Option<DropWatch>,
+}
+
+/// How often the drop counters are looked at, and the least time between
+/// two warnings about them.
+pub const DROP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// The least time between two "dropping data" warnings.
+pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A thread that warns, at most every [`DROP_WARNING_INTERVAL`], when
+/// telemetry starts (or goes on) dropping data: spans and log records at a
+/// full queue or in failed exports, JSON log lines at a full queue.
+#[derive(Debug)]
+pub(crate) struct DropWatch {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl DropWatch {
+    pub(crate) fn start(stats: crate::ExportStats, logs: LogsHandle) -> Option<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let count = move || {
+            (
+                stats.dropped_spans() + stats.failed_spans(),
+                stats.dropped_logs() + stats.failed_logs(),
+                logs.dropped(),
+            )
+        };
+        let thread = std::thread::Builder::new()
+            .name("looptel-drops".to_owned())
+            .spawn(move || {
+                let mut reported = count();
+                let mut last: Option<std::time::Instant> = None;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(DROP_CHECK_INTERVAL)
+                {
+                    let now = count();
+                    let quiet = last.is_none_or(|t| t.elapsed() >= DROP_WARNING_INTERVAL);
+                    if now != reported && quiet {
+                        tracing::warn!(
+                            target: "looptel",
+                            spans = now.0 - reported.0,
+                            log_records = now.1 - reported.1,
+                            log_lines = now.2 - reported.2,
+                            "telemetry: dropping data (counts since the last warning; a collector down or too slow?)"
+                        );
+                        reported = now;
+                        last = Some(std::time::Instant::now());
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
 }
 
 impl TelemetryGuard {
@@ -82,6 +141,9 @@ impl TelemetryGuard {
     }
 
     fn shutdown_inner(&mut self) -> Result<(), ShutdownError> {
+        if let Some(watch) = self.watch.take() {
+            watch.stop();
+        }
         let mut errors = Vec::new();
         if let Some(p) = self.tracer_provider.take()
             && let Err(e) = p.shutdown_with_timeout(self.timeout)
@@ -96,6 +158,27 @@ impl TelemetryGuard {
         // Last, so that shutdown problems above are still logged.
         for e in &errors {
             tracing::warn!(target: "looptel", "shutdown: {e}");
+        }
+        let lost = self.export_stats.undelivered();
+        if lost.spans > 0 {
+            tracing::warn!(
+                target: "looptel",
+                lost = lost.spans,
+                dropped_at_full_queue = self.export_stats.dropped_spans(),
+                in_failed_exports = self.export_stats.failed_spans(),
+                unflushed_at_shutdown = self.export_stats.pending_spans(),
+                "telemetry: spans not delivered"
+            );
+        }
+        if lost.log_records > 0 {
+            tracing::warn!(
+                target: "looptel",
+                lost = lost.log_records,
+                dropped_at_full_queue = self.export_stats.dropped_logs(),
+                in_failed_exports = self.export_stats.failed_logs(),
+                unflushed_at_shutdown = self.export_stats.pending_logs(),
+                "telemetry: log records not delivered"
+            );
         }
         if let Some(l) = self.logger_provider.take()
             && let Err(e) = l.shutdown_with_timeout(self.timeout)

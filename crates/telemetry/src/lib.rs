@@ -89,8 +89,10 @@ use tracing_subscriber::layer::SubscriberExt;
 pub use builder::TelemetryBuilder;
 pub use config::{LogsExporter, MetricsExporter, Protocol, TracesExporter};
 pub use error::{ConfigError, ShutdownError, TelemetryError};
-pub use guard::{Drained, Shutdown, TelemetryGuard, shutdown_signal};
-pub use queue::ExportStats;
+pub use guard::{
+    DROP_CHECK_INTERVAL, DROP_WARNING_INTERVAL, Drained, Shutdown, TelemetryGuard, shutdown_signal,
+};
+pub use queue::{ExportStats, Undelivered};
 pub use sampler::{RuleSampler, SamplerConfig};
 
 /// `deployment.environment`, as the conventions name it.
@@ -236,9 +238,12 @@ impl Telemetry {
         }
         opentelemetry::global::set_text_map_propagator(self.propagator().clone());
         let notes = self.notes.clone();
-        let (subscriber, guard) = self.into_subscriber();
+        let (subscriber, mut guard) = self.into_subscriber();
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| TelemetryError::SubscriberAlreadySet)?;
+        // Its warnings go to the global subscriber, just installed.
+        guard.watch =
+            guard::DropWatch::start(guard.export_stats.clone(), guard.logs_handle.clone());
         for note in &notes {
             if note.warning {
                 tracing::warn!(target: "looptel", "{}", note.text);
@@ -280,6 +285,7 @@ impl Telemetry {
             logs_handle: self.logs_handle,
             export_stats: self.export_stats,
             timeout: self.shutdown_timeout,
+            watch: None,
         };
         (subscriber, guard)
     }

@@ -30,8 +30,16 @@ pub struct ExportStats(Arc<Counts>);
 struct Counts {
     failed_spans: AtomicU64,
     dropped_spans: AtomicU64,
+    pending_spans: AtomicUsize,
     failed_logs: AtomicU64,
     dropped_logs: AtomicU64,
+    pending_logs: AtomicUsize,
+}
+
+fn settle(pending: &AtomicUsize, n: usize) {
+    let _ = pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+        Some(p.saturating_sub(n))
+    });
 }
 
 impl ExportStats {
@@ -46,6 +54,27 @@ impl ExportStats {
         self.0.dropped_spans.load(Ordering::Relaxed)
     }
 
+    /// Sampled spans queued or being exported: after a shutdown, those it
+    /// could not flush in time (lost).
+    pub fn pending_spans(&self) -> u64 {
+        self.0.pending_spans.load(Ordering::Relaxed) as u64
+    }
+
+    /// Log records queued or being exported: after a shutdown, those it
+    /// could not flush in time (lost).
+    pub fn pending_logs(&self) -> u64 {
+        self.0.pending_logs.load(Ordering::Relaxed) as u64
+    }
+
+    /// Spans and log records that never reached their destination:
+    /// dropped, in failed exports, or still pending.
+    pub fn undelivered(&self) -> Undelivered {
+        Undelivered {
+            spans: self.dropped_spans() + self.failed_spans() + self.pending_spans(),
+            log_records: self.dropped_logs() + self.failed_logs() + self.pending_logs(),
+        }
+    }
+
     /// Log records in batches whose export failed: lost.
     pub fn failed_logs(&self) -> u64 {
         self.0.failed_logs.load(Ordering::Relaxed)
@@ -57,12 +86,23 @@ impl ExportStats {
     }
 
     pub(crate) fn span_export(&self, spans: usize, result: &OTelSdkResult) {
+        settle(&self.0.pending_spans, spans);
         if result.is_err() {
             self.0
                 .failed_spans
                 .fetch_add(spans as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// What [`ExportStats::undelivered`] counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// Spans.
+    pub spans: u64,
+    /// Log records (OTLP).
+    pub log_records: u64,
 }
 
 /// The bound on items queued or being exported by one batch processor.
@@ -115,7 +155,10 @@ impl<P: SpanProcessor> SpanProcessor for GatedSpans<P> {
 
     fn on_end(&self, span: SpanData) {
         // Unsampled spans are never queued: the batch processor skips them.
-        if !span.span_context.is_sampled() || self.queue.admit() {
+        if !span.span_context.is_sampled() {
+            self.inner.on_end(span);
+        } else if self.queue.admit() {
+            self.stats.0.pending_spans.fetch_add(1, Ordering::Relaxed);
             self.inner.on_end(span);
         } else {
             self.stats.0.dropped_spans.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +190,7 @@ pub(crate) struct GatedLogs<P> {
 impl<P: LogProcessor> LogProcessor for GatedLogs<P> {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
         if self.queue.admit() {
+            self.stats.0.pending_logs.fetch_add(1, Ordering::Relaxed);
             self.inner.emit(record, scope);
         } else {
             self.stats.0.dropped_logs.fetch_add(1, Ordering::Relaxed);
@@ -180,6 +224,7 @@ impl<E: LogExporter> LogExporter for CountedLogs<E> {
         let records = batch.iter().count();
         let result = self.inner.export(batch).await;
         self.queue.release(records);
+        settle(&self.stats.0.pending_logs, records);
         if result.is_err() {
             self.stats
                 .0

@@ -197,6 +197,9 @@ async fn main() -> anyhow::Result<()> {
     drop(broker);
 
     tracing::info!("order-service stopped");
-    telemetry.shutdown().context("flushing telemetry")?;
+    // What could not be flushed is logged, with how many spans and log
+    // records were lost; how the collector failed (refused, or silent until
+    // the timeout) does not change the exit status: the work was done.
+    let _ = telemetry.shutdown();
     Ok(())
 }

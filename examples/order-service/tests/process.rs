@@ -361,5 +361,53 @@ async fn every_drop_is_a_counter_on_metrics() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    drop(svc);
+    // A warning says so once drops start (and at most every 10 s after).
+    let warning = svc.line(
+        "telemetry: dropping data (counts since the last warning; a collector down or too slow?)",
+    );
+    assert_eq!(warning["level"], "WARN");
+    assert!(
+        warning["spans"].as_u64().is_some_and(|n| n >= 1),
+        "{warning}"
+    );
+    // The shutdown says how many spans were lost, and the exit is clean.
+    let exit = svc.terminate();
+    assert!(exit.success(), "{exit:?}");
+    let lost = svc.line("telemetry: spans not delivered");
+    assert!(lost["lost"].as_u64().is_some_and(|n| n >= 1), "{lost}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_collector_ends_like_a_refusing_one_with_the_loss_said() {
+    // Accepts connections and never answers: every export times out.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at = blackhole.local_addr().expect("addr");
+    let held = std::thread::spawn(move || {
+        let _conns: Vec<_> = blackhole.incoming().take(64).collect();
+    });
+    let mut svc = Service::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{at}")),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "60000".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let res = client
+            .get(format!("http://{addr}/orders/o-1"))
+            .send()
+            .await
+            .expect("request");
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let exit = svc
+        .terminate_within(std::time::Duration::from_secs(30))
+        .expect("a bounded shutdown");
+    assert!(
+        exit.success(),
+        "the exit status does not depend on how the collector failed: {exit:?}"
+    );
+    let lost = svc.line("telemetry: spans not delivered");
+    assert!(lost["lost"].as_u64().is_some_and(|n| n >= 3), "{lost}");
+    drop(held);
 }
