@@ -36,6 +36,8 @@
 
 mod exemplar;
 mod family;
+#[cfg(feature = "prometheus-client")]
+mod foreign;
 mod instruments;
 mod metrics;
 mod registry;
@@ -46,6 +48,8 @@ mod server;
 
 pub use exemplar::Exemplar;
 pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL};
+#[cfg(feature = "prometheus-client")]
+pub use foreign::DuplicateFamily;
 pub use instruments::{
     HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,
 };

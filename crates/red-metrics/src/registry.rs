@@ -222,6 +222,25 @@ impl Default for Registry {
 struct Inner {
     metrics: Vec<Arc<dyn Encode>>,
     collectors: Vec<Arc<dyn Collector>>,
+    #[cfg(feature = "prometheus-client")]
+    foreign: Vec<crate::foreign::Foreign>,
+}
+
+impl Inner {
+    /// The family names of looptel's own metrics (OpenMetrics form), with
+    /// the values the collectors give now.
+    fn own_families(&self, collected: &[Collected]) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .metrics
+            .iter()
+            .map(|m| m.overflow().0.to_owned())
+            .collect();
+        if !self.metrics.is_empty() {
+            names.push(OVERFLOW_COUNTER.to_owned());
+        }
+        names.extend(collected.iter().map(|c| c.name.to_owned()));
+        names
+    }
 }
 
 use looptel_catalogue::metrics::{DURATION_BUCKETS, Instrument};
@@ -522,6 +541,53 @@ impl Registry {
         self.add(name, unit, help, labels, Gauge::default)
     }
 
+    /// Serves the families of a prometheus-client registry on this
+    /// registry's `/metrics`, after looptel's, in both formats (OpenMetrics
+    /// with its exemplars; Prometheus text 0.0.4 rewritten as that format
+    /// wants), with one `# EOF`.
+    ///
+    /// Attach once looptel's metrics and collectors are registered (as at
+    /// the end of start-up): a family name both define is then an error,
+    /// never served twice. A looptel metric registered later under a name
+    /// an attached registry uses wins: the attached family is left out.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use looptel_red_metrics::{Format, Registry};
+    /// use prometheus_client::metrics::counter::Counter;
+    ///
+    /// let mut theirs = prometheus_client::registry::Registry::default();
+    /// let jobs: Counter = Counter::default();
+    /// theirs.register("jobs", "Jobs run.", jobs.clone());
+    /// jobs.inc();
+    ///
+    /// let registry = Registry::new();
+    /// registry.attach(Arc::new(theirs))?;
+    /// assert!(registry.encode(Format::Prometheus).contains("jobs_total 1"));
+    /// # Ok::<(), looptel_red_metrics::DuplicateFamily>(())
+    /// ```
+    #[cfg(feature = "prometheus-client")]
+    pub fn attach(
+        &self,
+        registry: Arc<prometheus_client::registry::Registry>,
+    ) -> Result<(), crate::DuplicateFamily> {
+        let foreign = crate::foreign::Foreign::new(registry);
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let mut collected = Vec::new();
+        for c in &inner.collectors {
+            c.collect(&mut collected);
+        }
+        let mut taken = inner.own_families(&collected);
+        for f in &inner.foreign {
+            taken.extend(f.families.iter().cloned());
+        }
+        if let Some(name) = foreign.families.iter().find(|n| taken.contains(n)) {
+            return Err(crate::DuplicateFamily { name: name.clone() });
+        }
+        inner.foreign.push(foreign);
+        Ok(())
+    }
+
     /// Adds values read at each scrape.
     pub fn register_collector(&self, collector: Arc<dyn Collector>) {
         self.inner
@@ -559,6 +625,15 @@ impl Registry {
         let mut gauges = Vec::new();
         for c in &inner.collectors {
             c.collect(&mut gauges);
+        }
+        #[cfg(feature = "prometheus-client")]
+        if !inner.foreign.is_empty() {
+            let mut taken = inner.own_families(&gauges);
+            // Collectors' values go last: the attached families before them.
+            for f in &inner.foreign {
+                f.encode(&mut out, format, &taken);
+                taken.extend(f.families.iter().cloned());
+            }
         }
         for c in gauges {
             let total = format!("{}_total", c.name);
