@@ -106,8 +106,8 @@ async fn a_prometheus_client_registry_is_served_beside_looptels() {
     let metrics = HttpServerMetrics::new(&registry);
 
     let mut theirs = prometheus_client::registry::Registry::default();
-    let jobs: Family<Vec<(String, String)>, CounterWithExemplar<Vec<(String, String)>>> =
-        Family::default();
+    type Labels = Vec<(String, String)>;
+    let jobs: Family<Labels, CounterWithExemplar<Labels>> = Family::default();
     theirs.register("jobs", "Jobs run.", jobs.clone());
     let queue: Gauge = Gauge::default();
     theirs.register("queue_depth", "Jobs waiting.", queue.clone());
