@@ -44,24 +44,28 @@ pub(crate) fn span_name(normalised: &'static str, route: &str) -> String {
     name
 }
 
-/// `url.full` without user name or password.
-pub(crate) fn full_url_without_credentials(uri: &Uri) -> String {
-    match uri.authority() {
-        Some(a) if a.as_str().contains('@') => {
-            let host_port = a.as_str().rsplit('@').next().unwrap_or_default();
-            let mut out = String::with_capacity(uri.to_string().len());
-            if let Some(s) = uri.scheme_str() {
-                out.push_str(s);
-                out.push_str("://");
-            }
-            out.push_str(host_port);
-            if let Some(pq) = uri.path_and_query() {
-                out.push_str(pq.as_str());
-            }
-            out
-        }
-        _ => uri.to_string(),
+/// `url.full` without user name or password, and with the values of
+/// personal or secret query parameters `REDACTED` (as `url.query` is).
+pub(crate) fn redacted_full_url(uri: &Uri) -> String {
+    let query = uri.query().map(looptel_core::pii::redact_query);
+    let credentials = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+    if !credentials && !matches!(query, Some(std::borrow::Cow::Owned(_))) {
+        return uri.to_string();
     }
+    let mut out = String::with_capacity(uri.to_string().len());
+    if let Some(s) = uri.scheme_str() {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    if let Some(a) = uri.authority() {
+        out.push_str(a.as_str().rsplit('@').next().unwrap_or_default());
+    }
+    out.push_str(uri.path());
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&q);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -69,18 +73,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn personal_query_parameters_are_redacted_in_url_full() {
+        let uri: Uri = "https://api.example.com/v1/users?page=2&email=ada%40example.com"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            redacted_full_url(&uri),
+            "https://api.example.com/v1/users?page=2&email=REDACTED"
+        );
+        let uri: Uri = "http://u:p@h/x?token=abc".parse().expect("uri");
+        assert_eq!(redacted_full_url(&uri), "http://h/x?token=REDACTED");
+        let plain: Uri = "http://h:8080/x?page=2".parse().expect("uri");
+        assert_eq!(redacted_full_url(&plain), "http://h:8080/x?page=2");
+    }
+
+    #[test]
     fn credentials_are_stripped_from_url_full() {
         let uri: Uri = "https://user:secret@api.example.com:8443/v1/x?q=1"
             .parse()
             .expect("uri");
         assert_eq!(
-            full_url_without_credentials(&uri),
+            redacted_full_url(&uri),
             "https://api.example.com:8443/v1/x?q=1"
         );
         let uri: Uri = "http://api.example.com/v1".parse().expect("uri");
-        assert_eq!(
-            full_url_without_credentials(&uri),
-            "http://api.example.com/v1"
-        );
+        assert_eq!(redacted_full_url(&uri), "http://api.example.com/v1");
     }
 }

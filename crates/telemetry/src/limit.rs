@@ -1,10 +1,15 @@
-//! `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` / `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`
-//! for every attribute: string values (and strings in arrays) of spans and
-//! their events cut at a character boundary before export. The SDK has no
-//! such limit; request-derived attributes are already cut where the layers
-//! set them.
+//! What every exported span goes through:
+//! - `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` / `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`
+//!   for every attribute: string values (and strings in arrays) of spans and
+//!   their events cut at a character boundary. The SDK has no such limit;
+//!   request-derived attributes are already cut where the layers set them.
+//! - The personal-data policy for attributes the service sets itself
+//!   (`tracing` span fields such as `user.email`, `phone_number`,
+//!   `session_id`): their values read `REDACTED`, as `url.query` parameters
+//!   do ([`looptel_core::pii`]). The verdict per attribute name is cached
+//!   (names come from code: a few hundred at most are kept).
 
-use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
@@ -21,7 +26,11 @@ pub(crate) struct Limited<E> {
     limit: Option<usize>,
     queue: Queue,
     stats: ExportStats,
+    denied: std::sync::Mutex<std::collections::HashMap<Key, bool>>,
 }
+
+/// The most attribute names whose verdict is cached.
+const MAX_CACHED_NAMES: usize = 1024;
 
 impl<E> Limited<E> {
     pub(crate) fn new(inner: E, limit: Option<usize>, queue: &Queue, stats: &ExportStats) -> Self {
@@ -30,6 +39,31 @@ impl<E> Limited<E> {
             limit,
             queue: queue.clone(),
             stats: stats.clone(),
+            denied: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether `key` names personal data or a secret.
+    fn is_denied(&self, key: &Key) -> bool {
+        let mut cache = self
+            .denied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&denied) = cache.get(key) {
+            return denied;
+        }
+        let denied = looptel_core::pii::is_personal_or_secret(key.as_str());
+        if cache.len() < MAX_CACHED_NAMES {
+            cache.insert(key.clone(), denied);
+        }
+        denied
+    }
+
+    fn redact(&self, attributes: &mut [KeyValue]) {
+        for kv in attributes {
+            if self.is_denied(&kv.key) {
+                kv.value = Value::from(looptel_core::pii::REDACTED);
+            }
         }
     }
 }
@@ -72,6 +106,12 @@ pub(crate) fn limit_span(span: &mut SpanData, limit: usize) {
 
 impl<E: SpanExporter> SpanExporter for Limited<E> {
     async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        for span in &mut batch {
+            self.redact(&mut span.attributes);
+            for event in &mut span.events.events {
+                self.redact(&mut event.attributes);
+            }
+        }
         if let Some(limit) = self.limit {
             for span in &mut batch {
                 limit_span(span, limit);
@@ -131,5 +171,52 @@ mod tests {
         assert_eq!(get("short"), Some(Value::from("ok")));
         assert_eq!(get("n"), Some(Value::I64(123_456_789)));
         assert_eq!(data.events[0].attributes[0].value, Value::from("xxxxx"));
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::*;
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+    #[tokio::test]
+    async fn personal_attributes_set_by_the_service_are_redacted_on_export() {
+        let mem = InMemorySpanExporter::default();
+        let limited = Limited::new(mem.clone(), None, &Queue::new(8), &ExportStats::default());
+        // The span as the SDK hands it to exporters.
+        let spans = {
+            let inner = InMemorySpanExporter::default();
+            let p = SdkTracerProvider::builder()
+                .with_simple_exporter(inner.clone())
+                .build();
+            let mut s = p.tracer("t").start("s");
+            for (k, v) in [
+                ("user.email", "ada@example.com"),
+                ("phoneNumber", "13812348000"),
+                ("session_id", "s-1"),
+                ("order.id", "o-1"),
+                ("user_agent.original", "curl/8"),
+            ] {
+                s.set_attribute(KeyValue::new(k, v));
+            }
+            s.add_event("e", vec![KeyValue::new("cc_number", "4111111111111111")]);
+            s.end();
+            inner.get_finished_spans().expect("spans")
+        };
+        limited.export(spans).await.expect("exported");
+        let data = mem.get_finished_spans().expect("spans").remove(0);
+        let get = |k: &str| {
+            data.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(get("user.email").as_deref(), Some("REDACTED"));
+        assert_eq!(get("phoneNumber").as_deref(), Some("REDACTED"));
+        assert_eq!(get("session_id").as_deref(), Some("REDACTED"));
+        assert_eq!(get("order.id").as_deref(), Some("o-1"));
+        assert_eq!(get("user_agent.original").as_deref(), Some("curl/8"));
+        assert_eq!(data.events[0].attributes[0].value.to_string(), "REDACTED");
     }
 }

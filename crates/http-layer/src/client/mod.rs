@@ -34,7 +34,7 @@ use opentelemetry_semantic_conventions::attribute::URL_FULL;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::attributes::{full_url_without_credentials, name_method, push_method};
+use crate::attributes::{name_method, push_method, redacted_full_url};
 use looptel_engine::server_attributes;
 
 /// Traces and propagates each outgoing request; see the [module docs](self).
@@ -98,7 +98,7 @@ pub(crate) fn start_client_span(
     let mut attrs = Vec::with_capacity(6);
     let m = push_method(&mut attrs, looptel_core::normalize_method(method), method);
     server_attributes(uri, headers, &mut attrs);
-    attrs.push(KeyValue::new(URL_FULL, full_url_without_credentials(uri)));
+    attrs.push(KeyValue::new(URL_FULL, redacted_full_url(uri)));
     let builder = SpanBuilder::from_name(name_method(m))
         .with_kind(SpanKind::Client)
         .with_attributes(attrs);
