@@ -29,6 +29,17 @@ const LONG_MEMBER: usize = 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RandomTraceId(TraceId);
 
+/// A caller's valid `tracestate` that opentelemetry's `TraceState` refuses
+/// (keys of the current grammar such as `foo@@bar` or `t@vvvvvvvvvvvvvvv`,
+/// which its older vendor-format check rejects), kept for the same trace
+/// beside the SDK's empty one, rendered, so that it is passed on as the
+/// specification asks instead of being dropped whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CarriedTraceState {
+    trace_id: TraceId,
+    header: String,
+}
+
 /// W3C Trace Context: `traceparent` and `tracestate`, strict per Level 2.
 ///
 /// Extraction:
@@ -42,8 +53,11 @@ struct RandomTraceId(TraceId);
 /// - All `tracestate` header lines are joined with `,`. Up to 32 members are
 ///   kept; keys `[a-z0-9][a-z0-9_-*/@]{0,255}`, values of up to 256
 ///   printable ASCII characters other than `,` and `=`, not ending in a
-///   space. A list with an invalid member, a duplicate key, or more than 32
-///   members is discarded whole; `traceparent` is kept.
+///   space. A list with an invalid member or more than 32 members is
+///   discarded whole; `traceparent` is kept. A key listed twice keeps its
+///   first value. Keys opentelemetry's `TraceState` refuses (its vendor
+///   format predates the current grammar: `foo@@bar`, `t@vvvvvvvvvvvvvvv`)
+///   are carried beside it for the same trace and passed on all the same.
 ///
 /// Injection writes exactly one `traceparent`, version `00`, with the
 /// `sampled` flag and the `random` flag (passed on unchanged for the same
@@ -212,21 +226,27 @@ fn valid_value(value: &str) -> bool {
 }
 
 /// Parses the joined `tracestate` lines; `None` when the list must be
-/// discarded.
+/// discarded (an invalid member, or more than 32 members). A key listed
+/// twice keeps its first (leftmost, most recent) value, as the
+/// specification allows.
 pub fn parse_tracestate(joined: &str) -> Option<Vec<(&str, &str)>> {
     let mut members: Vec<(&str, &str)> = Vec::new();
+    let mut listed = 0;
     for member in joined.split(',') {
         let member = member.trim_matches([' ', '\t']);
         if member.is_empty() {
             continue;
         }
         let (key, value) = member.split_once('=')?;
-        if !valid_key(key) || !valid_value(value) || members.iter().any(|(k, _)| *k == key) {
+        if !valid_key(key) || !valid_value(value) {
             return None;
         }
-        members.push((key, value));
-        if members.len() > MAX_TRACESTATE_MEMBERS {
+        listed += 1;
+        if listed > MAX_TRACESTATE_MEMBERS {
             return None;
+        }
+        if !members.iter().any(|(k, _)| *k == key) {
+            members.push((key, value));
         }
     }
     Some(members)
@@ -360,11 +380,21 @@ fn build_context(
     tracestate: Option<&str>,
     map: impl FnOnce(SpanContext) -> SpanContext,
 ) -> Context {
-    let trace_state = tracestate
-        .and_then(|joined| {
-            parse_tracestate(joined).and_then(|m| TraceState::from_key_value(m).ok())
-        })
-        .unwrap_or_default();
+    let members = tracestate.and_then(parse_tracestate).unwrap_or_default();
+    let (trace_state, carried) = if members.is_empty() {
+        (TraceState::default(), None)
+    } else {
+        match TraceState::from_key_value(members.iter().copied()) {
+            Ok(ts) => (ts, None),
+            Err(_) => (
+                TraceState::default(),
+                Some(CarriedTraceState {
+                    trace_id: parent.trace_id,
+                    header: render_tracestate(members),
+                }),
+            ),
+        }
+    };
     let sc = SpanContext::new(
         parent.trace_id,
         parent.parent_id,
@@ -372,12 +402,14 @@ fn build_context(
         true,
         trace_state,
     );
-    let cx = cx.with_remote_span_context(map(sc));
+    let mut cx = cx.with_remote_span_context(map(sc));
     if parent.flags & FLAG_RANDOM != 0 {
-        cx.with_value(RandomTraceId(parent.trace_id))
-    } else {
-        cx
+        cx = cx.with_value(RandomTraceId(parent.trace_id));
     }
+    if let Some(carried) = carried {
+        cx = cx.with_value(carried);
+    }
+    cx
 }
 
 impl TextMapPropagator for TraceContextPropagator {
@@ -393,6 +425,11 @@ impl TextMapPropagator for TraceContextPropagator {
         if !header.is_empty() {
             let members = header.split(',').filter_map(|m| m.split_once('='));
             injector.set(TRACESTATE, render_tracestate(members));
+        } else if let Some(carried) = cx
+            .get::<CarriedTraceState>()
+            .filter(|c| c.trace_id == sc.trace_id())
+        {
+            injector.set(TRACESTATE, carried.header.clone());
         }
     }
 

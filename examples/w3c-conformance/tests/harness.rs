@@ -198,4 +198,43 @@ async fn harness_single_service_cases() {
         .await;
     assert_eq!(tp(&out[0]).0, ID);
     assert_eq!(ts(&out[0]), "");
+
+    // The strict cases (STRICT_LEVEL=2): duplicated keys are inherited (one
+    // kept), and keys of the current grammar that opentelemetry's
+    // TraceState refuses are passed on through the server and client spans.
+    let tp_line = format!("00-{ID}-{PARENT}-00");
+    for (lines, expected) in [
+        (vec!["foo=1,foo=1"], "foo=1"),
+        (vec!["foo=1,foo=2"], "foo=1"),
+        (vec!["foo=1", "foo=2"], "foo=1"),
+        (vec!["foo@=1,bar=2"], "foo@=1,bar=2"),
+        (vec!["foo@@bar=1,bar=2"], "foo@@bar=1,bar=2"),
+        (vec!["foo@bar@baz=1,bar=2"], "foo@bar@baz=1,bar=2"),
+        (vec!["@foo=1,bar=2"], ""),
+    ] {
+        let mut headers = vec![("traceparent", tp_line.as_str())];
+        headers.extend(lines.iter().map(|l| ("tracestate", *l)));
+        let out = h.request(&headers, 1).await;
+        assert_eq!(tp(&out[0]).0, ID, "{lines:?}");
+        assert_eq!(ts(&out[0]), expected, "{lines:?}");
+    }
+    for key in [
+        format!("{}@{}", "t".repeat(241), "v".repeat(14)),
+        format!("{}@v", "t".repeat(242)),
+        format!("t@{}", "v".repeat(15)),
+        "z".repeat(256),
+    ] {
+        let member = format!("{key}=1");
+        let out = h
+            .request(
+                &[
+                    ("traceparent", tp_line.as_str()),
+                    ("tracestate", "foo=1"),
+                    ("tracestate", member.as_str()),
+                ],
+                1,
+            )
+            .await;
+        assert_eq!(ts(&out[0]), format!("foo=1,{member}"), "{key}");
+    }
 }
