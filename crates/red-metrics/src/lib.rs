@@ -45,6 +45,7 @@ mod resolved;
 mod rpc;
 mod saturation;
 mod server;
+mod snapshot;
 
 pub use exemplar::Exemplar;
 pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL};
@@ -61,6 +62,10 @@ pub use registry::{
 pub use rpc::{RpcClientMetrics, RpcRecording, RpcServerMetrics};
 pub use saturation::{ProcessCollector, TokioCollector};
 pub use server::{ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, Recording, RedLayer};
+pub use snapshot::{
+    Attributes, CounterPoint, Data, GaugePoint, HistogramPoint, InstrumentSnapshot,
+    OVERFLOW_ATTRIBUTE, Snapshot,
+};
 
 /// `GET /metrics` for an axum router: OpenMetrics with exemplars when the
 /// scraper accepts it, Prometheus text 0.0.4 otherwise.

@@ -61,6 +61,9 @@ impl Format {
 pub struct Metric<M> {
     /// Prometheus name without a `_total` suffix.
     name: String,
+    /// The semantic-convention name and unit, as registered.
+    otel_name: String,
+    otel_unit: String,
     unit: Option<&'static str>,
     help: &'static str,
     /// The family's label names as exposed (`http_request_method`).
@@ -88,6 +91,31 @@ impl<M> Metric<M> {
 trait Encode: Send + Sync + std::fmt::Debug {
     fn encode(&self, out: &mut String, format: Format);
     fn overflow(&self) -> (&str, u64);
+    fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot;
+}
+
+impl<M> Metric<M> {
+    /// The instrument's snapshot: each series (with its attributes) pushed
+    /// into `data` by `push`.
+    fn snapshot_of(
+        &self,
+        mut data: crate::snapshot::Data,
+        push: impl Fn(&mut crate::snapshot::Data, crate::snapshot::Attributes, &M),
+    ) -> crate::snapshot::InstrumentSnapshot {
+        self.family.for_each(|values, m| {
+            push(
+                &mut data,
+                crate::snapshot::attributes(self.family.labels, values),
+                m,
+            );
+        });
+        crate::snapshot::InstrumentSnapshot {
+            name: self.otel_name.clone(),
+            unit: self.otel_unit.clone(),
+            description: self.help.to_owned(),
+            data,
+        }
+    }
 }
 
 /// A value read at scrape time, with no labels.
@@ -347,6 +375,34 @@ fn header(
 }
 
 impl Encode for Metric<Histogram> {
+    fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
+        use crate::snapshot::{Data, HistogramPoint};
+        self.snapshot_of(Data::Histogram(Vec::new()), |data, attributes, h| {
+            let Data::Histogram(points) = data else {
+                return;
+            };
+            let s = h.snapshot();
+            let mut previous = 0;
+            let bucket_counts = s
+                .buckets
+                .iter()
+                .map(|(cumulative, _)| {
+                    let n = cumulative - previous;
+                    previous = *cumulative;
+                    n
+                })
+                .collect();
+            points.push(HistogramPoint {
+                attributes,
+                bounds: s.bounds,
+                bucket_counts,
+                sum: s.sum,
+                count: s.count,
+                exemplars: s.buckets.iter().filter_map(|(_, e)| *e).collect(),
+            });
+        })
+    }
+
     fn encode(&self, out: &mut String, format: Format) {
         header(out, format, &self.name, "histogram", self.unit, self.help);
         let mut le_texts: Vec<String> = Vec::new();
@@ -392,6 +448,20 @@ impl Encode for Metric<Histogram> {
 }
 
 impl Encode for Metric<Counter> {
+    fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
+        use crate::snapshot::{CounterPoint, Data};
+        self.snapshot_of(Data::Counter(Vec::new()), |data, attributes, c| {
+            if let Data::Counter(points) = data {
+                let (value, exemplar) = c.get();
+                points.push(CounterPoint {
+                    attributes,
+                    value: value as f64,
+                    exemplar,
+                });
+            }
+        })
+    }
+
     fn encode(&self, out: &mut String, format: Format) {
         let total = format!("{}_total", self.name);
         let family_name = match format {
@@ -415,6 +485,18 @@ impl Encode for Metric<Counter> {
 }
 
 impl Encode for Metric<Gauge> {
+    fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
+        use crate::snapshot::{Data, GaugePoint};
+        self.snapshot_of(Data::Gauge(Vec::new()), |data, attributes, g| {
+            if let Data::Gauge(points) = data {
+                points.push(GaugePoint {
+                    attributes,
+                    value: g.get() as f64,
+                });
+            }
+        })
+    }
+
     fn encode(&self, out: &mut String, format: Format) {
         header(out, format, &self.name, "gauge", self.unit, self.help);
         self.family.for_each(|values, g| {
@@ -460,8 +542,10 @@ impl Registry {
 
     /// Registers a metric exposed as `name` (Prometheus form) whose series
     /// are made by `make`.
+    #[allow(clippy::too_many_arguments)]
     fn add<M>(
         &self,
+        (otel_name, otel_unit): (&str, &str),
         name: String,
         unit: Option<&'static str>,
         help: &'static str,
@@ -473,6 +557,8 @@ impl Registry {
     {
         let metric = Arc::new(Metric {
             name,
+            otel_name: otel_name.to_owned(),
+            otel_unit: otel_unit.to_owned(),
             unit,
             help,
             label_names: labels.iter().map(|l| label_name(l)).collect(),
@@ -497,8 +583,11 @@ impl Registry {
         labels: &'static [&'static str],
         buckets: &'static [f64],
     ) -> Arc<Metric<Histogram>> {
+        let otel = (name, unit);
         let (name, unit) = prometheus_name(name, unit);
-        self.add(name, unit, help, labels, move || Histogram::new(buckets))
+        self.add(otel, name, unit, help, labels, move || {
+            Histogram::new(buckets)
+        })
     }
 
     /// A histogram of the catalogue, with the duration buckets.
@@ -524,9 +613,10 @@ impl Registry {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> Arc<Metric<Counter>> {
+        let otel = (name, unit);
         let (name, unit) = prometheus_name(name.trim_end_matches(".total"), unit);
         let name = name.trim_end_matches("_total").to_owned();
-        self.add(name, unit, help, labels, Counter::default)
+        self.add(otel, name, unit, help, labels, Counter::default)
     }
 
     /// An up-down gauge (`http.server.active_requests`).
@@ -537,8 +627,9 @@ impl Registry {
         help: &'static str,
         labels: &'static [&'static str],
     ) -> Arc<Metric<Gauge>> {
+        let otel = (name, unit);
         let (name, unit) = prometheus_name(name, unit);
-        self.add(name, unit, help, labels, Gauge::default)
+        self.add(otel, name, unit, help, labels, Gauge::default)
     }
 
     /// Serves the families of a prometheus-client registry on this
@@ -595,6 +686,36 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .collectors
             .push(collector);
+    }
+
+    /// Every instrument's values now, and the collectors' (each as a
+    /// counter or a gauge without attributes), for pushing them elsewhere.
+    pub fn snapshot(&self) -> crate::Snapshot {
+        use crate::snapshot::{CounterPoint, Data, GaugePoint, InstrumentSnapshot};
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut instruments: Vec<InstrumentSnapshot> =
+            inner.metrics.iter().map(|m| m.snapshot()).collect();
+        let mut collected = Vec::new();
+        for c in &inner.collectors {
+            c.collect(&mut collected);
+        }
+        instruments.extend(collected.into_iter().map(|c| InstrumentSnapshot {
+            name: c.name.to_owned(),
+            unit: String::new(),
+            description: c.help.to_owned(),
+            data: match c.counter {
+                true => Data::Counter(vec![CounterPoint {
+                    attributes: Vec::new(),
+                    value: c.value,
+                    exemplar: None,
+                }]),
+                false => Data::Gauge(vec![GaugePoint {
+                    attributes: Vec::new(),
+                    value: c.value,
+                }]),
+            },
+        }));
+        crate::Snapshot { instruments }
     }
 
     /// The whole registry in `format`.

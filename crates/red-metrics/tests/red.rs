@@ -512,3 +512,68 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
             > 1e6
     );
 }
+
+#[test]
+fn a_snapshot_holds_what_a_scrape_shows_by_semantic_convention_names() {
+    use looptel_red_metrics::{Data, OVERFLOW_ATTRIBUTE};
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+
+    let registry = Registry::new().with_max_series(1);
+    let h = registry.histogram("work.duration", "s", "Work.", &["kind"], &[0.1, 1.0]);
+    let sc = SpanContext::new(
+        TraceId::from(0x0af7651916cd43dd8448eb211c80319c_u128),
+        SpanId::from(0xb7ad6b7169203331_u64),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
+    );
+    let cx = opentelemetry::Context::new().with_remote_span_context(sc);
+    let ids = looptel_core::TraceIds::from_context(&cx);
+    h.with(&["a"], |h| {
+        h.observe(0.05, None);
+        h.observe(0.5, ids);
+        h.observe(5.0, None);
+    });
+    h.with(&["b"], |h| h.observe(0.05, None)); // over the cap: overflow
+    let c = registry.counter("jobs", "{job}", "Jobs.", &[]);
+    c.with(&[], |c| c.add(3, None));
+    let g = registry.gauge("queue.depth", "{job}", "Queue.", &[]);
+    g.with(&[], |g| g.set(-2));
+
+    let snap = registry.snapshot();
+    let names: Vec<&str> = snap.instruments.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["work.duration", "jobs", "queue.depth"]);
+    let Data::Histogram(points) = &snap.instruments[0].data else {
+        panic!("a histogram");
+    };
+    assert_eq!(snap.instruments[0].unit, "s");
+    assert_eq!(points[0].attributes, [("kind", "a".to_owned())]);
+    assert_eq!(points[0].bucket_counts, [1, 1, 1], "per bucket, +Inf last");
+    assert_eq!((points[0].count, points[0].sum), (3, 5.55));
+    assert_eq!(points[0].exemplars.len(), 1);
+    assert_eq!(
+        points[0].exemplars[0].trace_id.to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert_eq!(
+        points[1].attributes,
+        [(OVERFLOW_ATTRIBUTE, "true".to_owned())]
+    );
+    let Data::Counter(points) = &snap.instruments[1].data else {
+        panic!("a counter");
+    };
+    assert_eq!(points[0].value, 3.0);
+    let Data::Gauge(points) = &snap.instruments[2].data else {
+        panic!("a gauge");
+    };
+    assert_eq!(points[0].value, -2.0);
+    // The same numbers a scrape shows.
+    let text = registry.encode(Format::Prometheus);
+    assert!(
+        text.contains("work_duration_seconds_count{kind=\"a\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("jobs_total 3"), "{text}");
+}

@@ -1,0 +1,105 @@
+//! A copy of the registry's values at one instant, for pushing them
+//! elsewhere (OTLP): instruments by their semantic-convention names, label
+//! values as attributes, histogram buckets with their exemplars. Taking one
+//! reads the same atomics a scrape reads; recording never waits.
+
+use crate::exemplar::Exemplar;
+
+/// Every instrument of a [`Registry`](crate::Registry), and the values its
+/// collectors give, at one instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// One entry per instrument, in registration order.
+    pub instruments: Vec<InstrumentSnapshot>,
+}
+
+/// One instrument's series.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct InstrumentSnapshot {
+    /// The semantic-convention name (`http.server.request.duration`); for
+    /// collector values, the exposed name (`process_cpu_seconds`).
+    pub name: String,
+    /// The UCUM unit (`s`, `{request}`; empty when none).
+    pub unit: String,
+    /// The help text.
+    pub description: String,
+    /// The series.
+    pub data: Data,
+}
+
+/// The series of one instrument, by kind.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Data {
+    /// Cumulative histograms.
+    Histogram(Vec<HistogramPoint>),
+    /// Monotonic cumulative sums.
+    Counter(Vec<CounterPoint>),
+    /// Values that go up and down (an up-down counter's current value).
+    Gauge(Vec<GaugePoint>),
+}
+
+/// The attributes of a series: the semantic-convention label names with
+/// their values; the overflow series has `otel.metric.overflow = true`
+/// alone.
+pub type Attributes = Vec<(&'static str, String)>;
+
+/// One histogram series.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct HistogramPoint {
+    /// The series' attributes.
+    pub attributes: Attributes,
+    /// The upper bounds (the last bucket is `+Inf`, implied).
+    pub bounds: &'static [f64],
+    /// Per bucket, not cumulative: one more than `bounds`.
+    pub bucket_counts: Vec<u64>,
+    /// The sum of the observations.
+    pub sum: f64,
+    /// How many observations.
+    pub count: u64,
+    /// The buckets' exemplars (sampled observations), oldest bucket first.
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// One counter series.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct CounterPoint {
+    /// The series' attributes.
+    pub attributes: Attributes,
+    /// The count so far.
+    pub value: f64,
+    /// The last sampled increment.
+    pub exemplar: Option<Exemplar>,
+}
+
+/// One gauge series.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct GaugePoint {
+    /// The series' attributes.
+    pub attributes: Attributes,
+    /// The value now.
+    pub value: f64,
+}
+
+/// The attribute the overflow series carries (OpenTelemetry's name).
+pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+
+pub(crate) fn attributes(
+    labels: &'static [&'static str],
+    values: Option<&[Box<str>]>,
+) -> Attributes {
+    match values {
+        Some(values) => labels
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect(),
+        None => vec![(OVERFLOW_ATTRIBUTE, "true".to_owned())],
+    }
+}
