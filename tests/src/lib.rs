@@ -5,6 +5,7 @@ mod alertmanager;
 pub mod browser;
 mod prometheus;
 pub use alertmanager::Alertmanager;
+pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as MetricsRequest;
 pub use prometheus::Prometheus;
 
 use std::net::SocketAddr;
@@ -20,6 +21,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -166,6 +170,7 @@ struct State {
     spans: Vec<ReceivedSpan>,
     logs: Vec<ReceivedLog>,
     metric_exports: usize,
+    metric_requests: Vec<(ExportMetricsServiceRequest, &'static str)>,
 }
 
 /// A fake collector listening for OTLP on two loopback ports.
@@ -259,6 +264,19 @@ impl State {
 struct Grpc(Arc<Mutex<State>>);
 
 #[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut state = lock(&self.0);
+        state.metric_exports += 1;
+        state.metric_requests.push((request.into_inner(), "grpc"));
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
 impl LogsService for Grpc {
     async fn export(
         &self,
@@ -344,8 +362,10 @@ impl FakeCollector {
                     let state = metrics_state.clone();
                     async move {
                         match ExportMetricsServiceRequest::decode(body) {
-                            Ok(_) => {
-                                lock(&state).metric_exports += 1;
+                            Ok(req) => {
+                                let mut state = lock(&state);
+                                state.metric_exports += 1;
+                                state.metric_requests.push((req, "http"));
                                 protobuf(ExportMetricsServiceResponse::default().encode_to_vec())
                                     .into_response()
                             }
@@ -362,11 +382,13 @@ impl FakeCollector {
         let grpc = grpc_listener.local_addr().expect("grpc addr");
         let service = TraceServiceServer::new(Grpc(state.clone()));
         let logs = LogsServiceServer::new(Grpc(state.clone()));
+        let metrics = MetricsServiceServer::new(Grpc(state.clone()));
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
             let _ = tonic::transport::Server::builder()
                 .add_service(service)
                 .add_service(logs)
+                .add_service(metrics)
                 .serve_with_incoming(incoming)
                 .await;
         });
@@ -392,6 +414,12 @@ impl FakeCollector {
     /// Every log record received so far.
     pub fn logs(&self) -> Vec<ReceivedLog> {
         lock(&self.state).logs.clone()
+    }
+
+    /// Every metrics request received so far, with how it arrived (`http`
+    /// or `grpc`).
+    pub fn metric_requests(&self) -> Vec<(ExportMetricsServiceRequest, &'static str)> {
+        lock(&self.state).metric_requests.clone()
     }
 
     /// How many metric exports were received.

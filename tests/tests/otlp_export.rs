@@ -241,3 +241,200 @@ async fn log_records_a_down_collector_cannot_take_are_counted_not_queued() {
     );
     assert!(stats.failed_logs() >= 1, "{stats:?}");
 }
+
+/// looptel's registry over OTLP: a request's histogram, pushed, equals the
+/// scrape's — buckets, sum and count — and its exemplar is the request's
+/// trace; over HTTP and gRPC.
+async fn red_metrics_are_pushed(protocol: &str, endpoint: String, collector: &FakeCollector) {
+    use axum::Router;
+    use axum::routing::get;
+    use looptel_http_layer::server::ServerLayer;
+    use looptel_red_metrics::{Format, HttpServerMetrics, RedLayer, Registry};
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use tower::ServiceExt as _;
+
+    let t = env(vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+        ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "60000".to_owned()),
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+    ])
+    .build()
+    .expect("valid");
+    let instrumentation = t.instrumentation();
+    let (_subscriber, mut guard) = t.into_subscriber();
+    let registry = Registry::new();
+    let app = Router::new()
+        .route("/orders/{id}", get(|| async { "order" }))
+        .layer(RedLayer::new(HttpServerMetrics::new(&registry)))
+        .layer(ServerLayer::new(instrumentation));
+    assert!(
+        guard.push_metrics(registry.clone()),
+        "metrics export is OTLP"
+    );
+    let res = app
+        .oneshot(
+            http::Request::get("/orders/7")
+                .header(
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(res.status(), 200);
+    // Recorded when the body ends.
+    let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+    let scrape = registry.encode(Format::Prometheus);
+    // The last push, at shutdown (the interval is a minute).
+    guard.shutdown().expect("clean shutdown");
+
+    // looptel's push (the SDK's meter provider sends its own requests too).
+    let requests = collector.metric_requests();
+    let (last, transport) = requests
+        .iter()
+        .rev()
+        .find(|(r, _)| {
+            r.resource_metrics.iter().any(|rm| {
+                rm.scope_metrics.iter().any(|sm| {
+                    sm.metrics
+                        .iter()
+                        .any(|m| m.name == "http.server.request.duration")
+                })
+            })
+        })
+        .unwrap_or_else(|| panic!("no push of the registry: {requests:#?}"));
+    assert_eq!(*transport, if protocol == "grpc" { "grpc" } else { "http" });
+    let rm = &last.resource_metrics[0];
+    let service = rm
+        .resource
+        .as_ref()
+        .expect("resource")
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+        .map(|v| format!("{v:?}"));
+    assert!(service.is_some_and(|s| s.contains("export-test")));
+    let metric = rm.scope_metrics[0]
+        .metrics
+        .iter()
+        .find(|m| m.name == "http.server.request.duration")
+        .expect("the server histogram");
+    assert_eq!(metric.unit, "s");
+    let Some(Data::Histogram(h)) = &metric.data else {
+        panic!("a histogram: {metric:?}");
+    };
+    let point = &h.data_points[0];
+    let attr = |k: &str| {
+        point
+            .attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .map(|kv| format!("{:?}", kv.value))
+    };
+    assert!(
+        attr("http.route").is_some_and(|v| v.contains("/orders/{id}")),
+        "{point:?}"
+    );
+    // Buckets, sum and count equal the scrape's.
+    assert_eq!(point.count, 1);
+    let cumulative: Vec<u64> = point
+        .bucket_counts
+        .iter()
+        .scan(0, |acc, c| {
+            *acc += c;
+            Some(*acc)
+        })
+        .collect();
+    for (bound, count) in point.explicit_bounds.iter().zip(&cumulative) {
+        let le = if bound.fract() == 0.0 {
+            format!("{bound:.1}")
+        } else {
+            bound.to_string()
+        };
+        let line = scrape
+            .lines()
+            .find(|l| {
+                l.starts_with("http_server_request_duration_seconds_bucket")
+                    && l.contains(&format!("le=\"{le}\""))
+            })
+            .unwrap_or_else(|| panic!("no bucket le={le} in\n{scrape}"));
+        assert!(line.ends_with(&format!(" {count}")), "{line} vs {count}");
+    }
+    let sum_line = scrape
+        .lines()
+        .find(|l| l.starts_with("http_server_request_duration_seconds_sum"))
+        .expect("sum");
+    let scraped_sum: f64 = sum_line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    assert!((point.sum.unwrap_or_default() - scraped_sum).abs() < 1e-9);
+    // The exemplar is the request's trace (its caller's trace id).
+    let e = point.exemplars.first().expect("an exemplar");
+    assert_eq!(
+        e.trace_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_metrics_are_pushed_over_http_as_the_scrape_shows_them() {
+    let collector = FakeCollector::start().await;
+    red_metrics_are_pushed("http/protobuf", collector.http_endpoint(), &collector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn red_metrics_are_pushed_over_grpc_as_the_scrape_shows_them() {
+    let collector = FakeCollector::start().await;
+    red_metrics_are_pushed("grpc", collector.grpc_endpoint(), &collector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_collector_counts_failed_pushes_and_keeps_shutdown_bounded() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let t = env(vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
+        ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "50".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "200".to_owned()),
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+    ])
+    .shutdown_timeout(Duration::from_secs(2))
+    .build()
+    .expect("valid");
+    let (_subscriber, mut guard) = t.into_subscriber();
+    let registry = looptel_red_metrics::Registry::new();
+    let c = registry.counter("jobs", "{job}", "Jobs.", &[]);
+    assert!(guard.push_metrics(registry));
+    let stats = guard.exports().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while stats.failed_metric_exports() < 2 {
+        // Recording goes on, unaffected.
+        c.with(&[], |c| c.add(1, None));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed push counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    let _ = tokio::task::spawn_blocking(move || guard.shutdown()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

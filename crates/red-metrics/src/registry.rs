@@ -254,6 +254,7 @@ struct Inner {
     foreign: Vec<crate::foreign::Foreign>,
 }
 
+#[cfg(feature = "prometheus-client")]
 impl Inner {
     /// The family names of looptel's own metrics (OpenMetrics form), with
     /// the values the collectors give now.
@@ -487,8 +488,8 @@ impl Encode for Metric<Counter> {
 impl Encode for Metric<Gauge> {
     fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
         use crate::snapshot::{Data, GaugePoint};
-        self.snapshot_of(Data::Gauge(Vec::new()), |data, attributes, g| {
-            if let Data::Gauge(points) = data {
+        self.snapshot_of(Data::UpDown(Vec::new()), |data, attributes, g| {
+            if let Data::UpDown(points) = data {
                 points.push(GaugePoint {
                     attributes,
                     value: g.get() as f64,

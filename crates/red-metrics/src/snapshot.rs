@@ -37,7 +37,9 @@ pub enum Data {
     Histogram(Vec<HistogramPoint>),
     /// Monotonic cumulative sums.
     Counter(Vec<CounterPoint>),
-    /// Values that go up and down (an up-down counter's current value).
+    /// An up-down counter's current value (`http.server.active_requests`).
+    UpDown(Vec<GaugePoint>),
+    /// A value read at the instant (a collector's gauge: memory, CPU).
     Gauge(Vec<GaugePoint>),
 }
 

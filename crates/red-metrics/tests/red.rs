@@ -565,8 +565,8 @@ fn a_snapshot_holds_what_a_scrape_shows_by_semantic_convention_names() {
         panic!("a counter");
     };
     assert_eq!(points[0].value, 3.0);
-    let Data::Gauge(points) = &snap.instruments[2].data else {
-        panic!("a gauge");
+    let Data::UpDown(points) = &snap.instruments[2].data else {
+        panic!("an up-down counter");
     };
     assert_eq!(points[0].value, -2.0);
     // The same numbers a scrape shows.

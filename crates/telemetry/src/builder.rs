@@ -239,6 +239,7 @@ impl TelemetryBuilder {
         let mut tracer_provider = None;
         let mut meter_provider = None;
         let mut logger_provider = None;
+        let mut push = None;
         let mut parent_based = false;
         if env.disabled {
             notes.push(Note::info(format!(
@@ -371,6 +372,23 @@ impl TelemetryBuilder {
                 None => metrics_signal.endpoint.is_some() && exporter_kind == TracesExporter::Otlp,
             };
             if push_metrics {
+                let (protocol, url) = crate::otlp::target(&metrics_signal, "/v1/metrics");
+                if protocol == Protocol::Grpc {
+                    tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+                }
+                push = Some(crate::push::PushConfig {
+                    url,
+                    protocol,
+                    timeout: metrics_signal
+                        .timeout
+                        .unwrap_or(crate::otlp::DEFAULT_OTLP_TIMEOUT),
+                    signal: metrics_signal.clone(),
+                    interval: env
+                        .metric_export_interval
+                        .unwrap_or(Duration::from_secs(60)),
+                    temporality: env.temporality,
+                    resource: crate::push::resource_attributes(&resource),
+                });
                 let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
                 // Only what is recorded through the OpenTelemetry meter provider
                 // goes there: looptel's RED metrics are served for scraping.
@@ -461,6 +479,7 @@ impl TelemetryBuilder {
             tracer_provider,
             meter_provider,
             logger_provider,
+            push,
             logs,
             logs_handle,
             export_stats,

@@ -125,6 +125,7 @@ pub(crate) struct EnvConfig {
     pub(crate) bsp_max_queue_size: Option<usize>,
     pub(crate) bsp_max_export_batch_size: Option<usize>,
     pub(crate) metric_export_interval: Option<Duration>,
+    pub(crate) temporality: crate::push::Temporality,
     pub(crate) metric_export_timeout: Option<Duration>,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<PropagatorName>>,
@@ -296,6 +297,21 @@ impl EnvConfig {
                 ));
             }
         }
+        c.temporality = match get(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("cumulative") => crate::push::Temporality::Cumulative,
+            Some("delta") => crate::push::Temporality::Delta,
+            Some("lowmemory") => crate::push::Temporality::LowMemory,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+                    &get(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).unwrap_or_default(),
+                    "expected `cumulative`, `delta` or `lowmemory`",
+                ));
+            }
+        };
         c.metric_export_interval = get(OTEL_METRIC_EXPORT_INTERVAL)
             .map(|v| parse_millis(OTEL_METRIC_EXPORT_INTERVAL, &v))
             .transpose()?;

@@ -20,6 +20,8 @@ pub struct TelemetryGuard {
     pub(crate) tracer_provider: Option<SdkTracerProvider>,
     pub(crate) meter_provider: Option<SdkMeterProvider>,
     pub(crate) logger_provider: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
+    pub(crate) push_config: Option<crate::push::PushConfig>,
+    pub(crate) push: Option<crate::push::MetricsPush>,
     pub(crate) logs: Option<LogsGuard>,
     pub(crate) logs_handle: LogsHandle,
     pub(crate) export_stats: crate::ExportStats,
@@ -114,6 +116,34 @@ impl TelemetryGuard {
         &self.export_stats
     }
 
+    /// Pushes `registry` — looptel's RED metrics, histograms with their
+    /// exemplars — over OTLP at `OTEL_METRIC_EXPORT_INTERVAL`, with the
+    /// service resource, when metrics export is OTLP (`OTEL_METRICS_EXPORTER=otlp`,
+    /// or an OTLP endpoint for traces with no metrics exporter set); a
+    /// last push at shutdown. Serving it on `/metrics` as well is fine: the
+    /// two read the same values. Returns whether it will be pushed.
+    ///
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta` sends
+    /// counters and histograms as changes since the last push. Failed
+    /// pushes are counted ([`ExportStats::failed_metric_exports`](crate::ExportStats::failed_metric_exports)).
+    pub fn push_metrics(&mut self, registry: looptel_red_metrics::Registry) -> bool {
+        let Some(config) = self.push_config.clone() else {
+            return false;
+        };
+        if let Some(previous) = self.push.take() {
+            previous.stop(self.timeout);
+        }
+        let (url, interval) = (config.url.clone(), config.interval);
+        self.push = crate::push::MetricsPush::start(config, registry, self.export_stats.clone());
+        if self.push.is_some() {
+            tracing::info!(
+                target: "looptel",
+                "metrics: looptel's registry pushed as OTLP to {url} every {interval:?}"
+            );
+        }
+        self.push.is_some()
+    }
+
     /// Exports everything finished so far, without shutting down.
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
         let mut errors = Vec::new();
@@ -143,6 +173,9 @@ impl TelemetryGuard {
     fn shutdown_inner(&mut self) -> Result<(), ShutdownError> {
         if let Some(watch) = self.watch.take() {
             watch.stop();
+        }
+        if let Some(push) = self.push.take() {
+            push.stop(self.timeout);
         }
         let mut errors = Vec::new();
         if let Some(p) = self.tracer_provider.take()

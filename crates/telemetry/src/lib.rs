@@ -71,6 +71,7 @@ mod guard;
 mod limit;
 mod otlp;
 mod promotion;
+mod push;
 mod queue;
 mod sampler;
 pub mod vars;
@@ -92,6 +93,7 @@ pub use error::{ConfigError, ShutdownError, TelemetryError};
 pub use guard::{
     DROP_CHECK_INTERVAL, DROP_WARNING_INTERVAL, Drained, Shutdown, TelemetryGuard, shutdown_signal,
 };
+pub use push::Temporality;
 pub use queue::{ExportStats, Undelivered};
 pub use sampler::{RuleSampler, SamplerConfig};
 
@@ -110,6 +112,7 @@ pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
+    push: Option<push::PushConfig>,
     logs: JsonLogs,
     logs_handle: LogsHandle,
     export_stats: queue::ExportStats,
@@ -281,6 +284,8 @@ impl Telemetry {
             tracer_provider: self.tracer_provider,
             meter_provider: self.meter_provider,
             logger_provider: self.logger_provider,
+            push_config: self.push,
+            push: None,
             logs: Some(self.logs_guard),
             logs_handle: self.logs_handle,
             export_stats: self.export_stats,

@@ -9,13 +9,13 @@ use crate::TelemetryError;
 use crate::config::{Endpoint, OtlpSignal, Protocol};
 
 /// The OTLP export timeout when none is configured.
-const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn headers(signal: &OtlpSignal) -> HashMap<String, String> {
     signal.headers.iter().cloned().collect()
 }
 
-fn target(signal: &OtlpSignal, path: &str) -> (Protocol, String) {
+pub(crate) fn target(signal: &OtlpSignal, path: &str) -> (Protocol, String) {
     let protocol = signal.protocol.unwrap_or(Protocol::HttpProtobuf);
     let endpoint = signal
         .endpoint
@@ -24,7 +24,7 @@ fn target(signal: &OtlpSignal, path: &str) -> (Protocol, String) {
     (protocol, endpoint.resolve(protocol, path))
 }
 
-fn grpc_metadata(signal: &OtlpSignal) -> tonic::metadata::MetadataMap {
+pub(crate) fn grpc_metadata(signal: &OtlpSignal) -> tonic::metadata::MetadataMap {
     let mut map = http::HeaderMap::new();
     for (k, v) in &signal.headers {
         // Validated when parsed.

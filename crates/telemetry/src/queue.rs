@@ -34,6 +34,7 @@ struct Counts {
     failed_logs: AtomicU64,
     dropped_logs: AtomicU64,
     pending_logs: AtomicUsize,
+    failed_metric_exports: AtomicU64,
 }
 
 fn settle(pending: &AtomicUsize, n: usize) {
@@ -83,6 +84,16 @@ impl ExportStats {
     /// Log records dropped because the export queue was full.
     pub fn dropped_logs(&self) -> u64 {
         self.0.dropped_logs.load(Ordering::Relaxed)
+    }
+
+    /// Pushes of the metrics registry that failed (the next one carries
+    /// the cumulative values on).
+    pub fn failed_metric_exports(&self) -> u64 {
+        self.0.failed_metric_exports.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn metric_export_failed(&self) {
+        self.0.failed_metric_exports.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn span_export(&self, spans: usize, result: &OTelSdkResult) {

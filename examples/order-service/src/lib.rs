@@ -188,7 +188,8 @@ impl Default for Metrics {
 /// operator looks: log lines (or OTLP log records) dropped at a full queue
 /// and sampled out, baggage members denied on inject, outgoing baggage over
 /// its budget, inbound baggage dropped at the trust boundary, spans dropped
-/// at a full export queue, spans and log records whose export failed.
+/// at a full export queue, spans and log records whose export failed,
+/// failed pushes of the metrics over OTLP.
 pub fn register_drops(
     registry: &Registry,
     logs: looptel_logs::LogsHandle,
@@ -201,7 +202,12 @@ pub fn register_drops(
         baggage.clone(),
         baggage.clone(),
     );
-    let (e1, e2, e3) = (exports.clone(), exports.clone(), exports.clone());
+    let (e1, e2, e3, e4) = (
+        exports.clone(),
+        exports.clone(),
+        exports.clone(),
+        exports.clone(),
+    );
     registry.register_collector(Arc::new(
         looptel_red_metrics::FnCollector::new()
             .counter(
@@ -243,6 +249,11 @@ pub fn register_drops(
                 "looptel_log_records_export_failed",
                 "OTLP log records lost because their export failed.",
                 move || e3.failed_logs() as f64,
+            )
+            .counter(
+                "looptel_metric_exports_failed",
+                "Pushes of these metrics over OTLP that failed.",
+                move || e4.failed_metric_exports() as f64,
             ),
     ));
 }

@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let drain = std::time::Duration::from_millis(args.drain_timeout_ms);
     let baggage = order_service::baggage_policy();
-    let telemetry = Telemetry::from_env()
+    let mut telemetry = Telemetry::from_env()
         .service_name("order-service")
         .service_version(env!("CARGO_PKG_VERSION"))
         .promote_baggage(baggage.promotion())
@@ -72,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
         &baggage,
         telemetry.exports().clone(),
     );
+    // With OTEL_METRICS_EXPORTER=otlp (or an OTLP endpoint), the same RED
+    // metrics are also pushed to the collector; /metrics serves them still.
+    telemetry.push_metrics(metrics.registry().clone());
     let faults = order_service::faults::FaultSwitch::new();
 
     // The inventory, a gRPC hop in the same binary.
