@@ -149,6 +149,11 @@ fn the_compose_file_is_valid_and_mounts_files_that_exist() {
             "http/protobuf"
         );
         assert_eq!(env_of(&compose, service, "OTEL_LOGS_EXPORTER"), "otlp");
+        // Scraped, not pushed as well: one copy of each series for the rules.
+        assert_eq!(
+            env_of(&compose, service, "OTEL_METRICS_EXPORTER"),
+            "prometheus"
+        );
     }
     // retro reads the spec Prometheus' rules were generated from.
     assert_eq!(
