@@ -299,7 +299,24 @@ pub fn render_traceparent(sc: &SpanContext, random: bool) -> String {
     if random {
         flags |= FLAG_RANDOM;
     }
-    format!("00-{}-{}-{flags:02x}", sc.trace_id(), sc.span_id())
+    // By hand: `format!` with the ids' `Display` costs about 2,300
+    // instructions per response (callgrind), this about a tenth.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0_u8; 55];
+    out[..3].copy_from_slice(b"00-");
+    let hex = |dst: &mut [u8], bytes: &[u8]| {
+        for (pair, b) in dst.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+    };
+    hex(&mut out[3..35], &sc.trace_id().to_bytes());
+    out[35] = b'-';
+    hex(&mut out[36..52], &sc.span_id().to_bytes());
+    out[52] = b'-';
+    hex(&mut out[53..55], &[flags]);
+    // Only ASCII hex digits and dashes were written.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_random(cx: &Context, sc: &SpanContext) -> bool {
@@ -470,6 +487,30 @@ mod tests {
             *o = hi << 4 | lo;
         }
         Some(out)
+    }
+
+    #[test]
+    fn the_hand_rendered_traceparent_equals_the_formatted_one() {
+        let mut x: u128 = 0x0af7651916cd43dd8448eb211c80319c;
+        for i in 0..2000_u32 {
+            // A simple LCG walks ids with every digit in every place.
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (trace, span) = (x | 1, (x >> 64) as u64 | 1);
+            let sc = SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(span),
+                TraceFlags::new((i % 4) as u8),
+                true,
+                TraceState::default(),
+            );
+            let flags = sc.trace_flags().to_u8() & (FLAG_SAMPLED | FLAG_RANDOM);
+            assert_eq!(
+                render_traceparent(&sc, false),
+                format!("00-{}-{}-{flags:02x}", sc.trace_id(), sc.span_id())
+            );
+        }
     }
 
     #[test]

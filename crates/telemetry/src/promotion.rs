@@ -1,4 +1,5 @@
-//! Baggage promotion as the SDK's span processor.
+//! Baggage promotion onto spans as they start: inside the first built-in
+//! batch processor, or as a span processor of its own when there is none.
 
 use std::time::Duration;
 
@@ -13,15 +14,20 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 #[derive(Debug)]
 pub(crate) struct Promote(pub(crate) BaggagePromotion);
 
+/// Sets the promoted members of `cx`'s baggage on `span`.
+pub(crate) fn promote(promotion: &BaggagePromotion, span: &mut Span, cx: &Context) {
+    if promotion.is_empty() || !span.is_recording() {
+        return;
+    }
+    let attributes = promotion.attributes(cx);
+    if !attributes.is_empty() {
+        span.set_attributes(attributes);
+    }
+}
+
 impl SpanProcessor for Promote {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        if self.0.is_empty() || !span.is_recording() {
-            return;
-        }
-        let attributes = self.0.attributes(cx);
-        if !attributes.is_empty() {
-            span.set_attributes(attributes);
-        }
+        promote(&self.0, span, cx);
     }
 
     fn on_end(&self, _span: SpanData) {}

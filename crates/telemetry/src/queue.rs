@@ -154,6 +154,8 @@ impl Queue {
 /// spans its queue has room for, and counts the others.
 #[derive(Debug)]
 pub(crate) struct GatedSpans<P> {
+    /// Baggage members copied onto each span as it starts.
+    pub(crate) promotion: Option<looptel_core::BaggagePromotion>,
     pub(crate) inner: P,
     pub(crate) queue: Queue,
     pub(crate) stats: ExportStats,
@@ -161,6 +163,9 @@ pub(crate) struct GatedSpans<P> {
 
 impl<P: SpanProcessor> SpanProcessor for GatedSpans<P> {
     fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        if let Some(promotion) = &self.promotion {
+            crate::promotion::promote(promotion, span, cx);
+        }
         self.inner.on_start(span, cx);
     }
 
