@@ -55,7 +55,16 @@ fn gated_batch<E: SpanExporter + 'static>(
 }
 
 /// Where a custom span exporter sits: see [`TelemetryBuilder::span_exporter`].
-type CustomExporter = Box<dyn FnOnce(BatchConfigBuilder) -> BatchSpanProcessor + Send>;
+type CustomExporter = Box<dyn FnOnce(Gate) -> GatedSpans<BatchSpanProcessor> + Send>;
+
+/// What every built-in batch processor is given: see [`gated_batch`].
+pub(crate) struct Gate {
+    value_limit: Option<usize>,
+    capacity: usize,
+    config: trace::BatchConfig,
+    stats: ExportStats,
+    promotion: Option<BaggagePromotion>,
+}
 
 /// Configures telemetry; code settings win over environment variables.
 #[must_use]
@@ -166,13 +175,20 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Exports spans to `exporter` instead, still through the batch processor
-    /// with its bounded queue (e.g. an in-memory exporter in tests).
+    /// Exports spans to `exporter` instead, through the same path as the
+    /// built-in exporters: the batch processor with its counted, bounded
+    /// queue, attribute limits and redaction (e.g. an in-memory exporter in
+    /// tests).
     pub fn span_exporter(mut self, exporter: impl SpanExporter + 'static) -> Self {
-        self.span_exporter = Some(Box::new(move |config| {
-            BatchSpanProcessor::builder(exporter)
-                .with_batch_config(config.build())
-                .build()
+        self.span_exporter = Some(Box::new(move |gate: Gate| {
+            gated_batch(
+                exporter,
+                gate.value_limit,
+                gate.capacity,
+                gate.config,
+                &gate.stats,
+                gate.promotion,
+            )
         }));
         self
     }
@@ -326,7 +342,13 @@ impl TelemetryBuilder {
                 ));
             }
             if let Some(custom) = self.span_exporter {
-                builder = builder.with_span_processor(custom(batch()));
+                builder = builder.with_span_processor(custom(Gate {
+                    value_limit: env.value_limit,
+                    capacity: span_queue,
+                    config: batch().build(),
+                    stats: export_stats.clone(),
+                    promotion: promotion.take(),
+                }));
                 notes.push(Note::info(
                     "traces: exported to a custom exporter".to_owned(),
                 ));
