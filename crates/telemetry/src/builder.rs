@@ -447,19 +447,18 @@ impl TelemetryBuilder {
                     }
                     let (exporter, target) = otlp_log_exporter(&signal)?;
                     notes.push(Note::info(format!("logs: OTLP to {target}")));
-                    let queue = Queue::new(
-                        env.blrp_max_queue_size
-                            .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT),
-                    );
+                    let capacity = env
+                        .blrp_max_queue_size
+                        .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT);
+                    let queue = Queue::new(capacity);
+                    // Every value set, as for spans: the SDK's defaults would
+                    // read OTEL_BLRP_* from the process behind the lookup.
                     let config = blrp::BatchConfigBuilder::default()
                         .with_scheduled_delay(
                             env.blrp_schedule_delay
                                 .unwrap_or(blrp::OTEL_BLRP_SCHEDULE_DELAY_DEFAULT),
                         )
-                        .with_max_queue_size(
-                            env.blrp_max_queue_size
-                                .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT),
-                        )
+                        .with_max_queue_size(capacity)
                         .with_max_export_batch_size(
                             env.blrp_max_export_batch_size
                                 .unwrap_or(blrp::OTEL_BLRP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
