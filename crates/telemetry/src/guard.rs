@@ -29,8 +29,8 @@ pub struct TelemetryGuard {
     pub(crate) watch: Option<DropWatch>,
 }
 
-/// How often the drop counters are looked at, and the least time between
-/// two warnings about them.
+/// How often the drop counters are looked at (the first drops are warned
+/// about within this time).
 pub const DROP_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// The least time between two "dropping data" warnings.
 pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
