@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use http::{HeaderValue, Response};
-use looptel_core::tracecontext::{TRACEPARENT, render_traceparent};
+use looptel_core::tracecontext::{TRACEPARENT, traceparent_bytes};
 use looptel_core::{Extracted, Instrumentation, SpanStart};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
@@ -258,7 +258,7 @@ fn respond<B, C: Classify, G: HookState>(
         call.classify(c);
     }
     if response_traceparent
-        && let Ok(v) = HeaderValue::from_str(&render_traceparent(
+        && let Ok(v) = HeaderValue::from_bytes(&traceparent_bytes(
             call.context().span().span_context(),
             false,
         ))
