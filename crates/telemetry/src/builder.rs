@@ -38,19 +38,17 @@ fn gated_batch<E: SpanExporter + 'static>(
     stats: &ExportStats,
     promotion: Option<BaggagePromotion>,
 ) -> GatedSpans<BatchSpanProcessor> {
-    let queue = Queue::new(capacity);
+    let queue = Queue::spans(capacity, stats);
     GatedSpans {
         promotion,
         inner: BatchSpanProcessor::builder(crate::limit::Limited::new(
             exporter,
             value_limit,
             &queue,
-            stats,
         ))
         .with_batch_config(config)
         .build(),
         queue,
-        stats: stats.clone(),
     }
 }
 
@@ -450,7 +448,7 @@ impl TelemetryBuilder {
                     let capacity = env
                         .blrp_max_queue_size
                         .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT);
-                    let queue = Queue::new(capacity);
+                    let queue = Queue::logs(capacity, &export_stats);
                     // Every value set, as for spans: the SDK's defaults would
                     // read OTEL_BLRP_* from the process behind the lookup.
                     let config = blrp::BatchConfigBuilder::default()
@@ -467,7 +465,6 @@ impl TelemetryBuilder {
                     let processor = blrp::BatchLogProcessor::builder(CountedLogs {
                         inner: exporter,
                         queue: queue.clone(),
-                        stats: export_stats.clone(),
                     })
                     .with_batch_config(config)
                     .build();
@@ -476,7 +473,6 @@ impl TelemetryBuilder {
                         .with_log_processor(GatedLogs {
                             inner: processor,
                             queue,
-                            stats: export_stats.clone(),
                         })
                         .build();
                     logs = logs.export(provider.logger(looptel_core::SCOPE));

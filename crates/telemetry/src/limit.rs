@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
-use crate::queue::{ExportStats, Queue};
+use crate::queue::Queue;
 
 /// An exporter whose spans' string values are cut at `limit` bytes (none:
 /// passed through as they are), which releases each batch's places in its
@@ -25,7 +25,6 @@ pub(crate) struct Limited<E> {
     inner: E,
     limit: Option<usize>,
     queue: Queue,
-    stats: ExportStats,
     denied: std::sync::Mutex<std::collections::HashMap<Key, bool>>,
 }
 
@@ -33,12 +32,11 @@ pub(crate) struct Limited<E> {
 const MAX_CACHED_NAMES: usize = 1024;
 
 impl<E> Limited<E> {
-    pub(crate) fn new(inner: E, limit: Option<usize>, queue: &Queue, stats: &ExportStats) -> Self {
+    pub(crate) fn new(inner: E, limit: Option<usize>, queue: &Queue) -> Self {
         Self {
             inner,
             limit,
             queue: queue.clone(),
-            stats: stats.clone(),
             denied: std::sync::Mutex::default(),
         }
     }
@@ -119,8 +117,7 @@ impl<E: SpanExporter> SpanExporter for Limited<E> {
         }
         let spans = batch.len();
         let result = self.inner.export(batch).await;
-        self.queue.release(spans);
-        self.stats.span_export(spans, &result);
+        self.queue.ended(spans, &result);
         result
     }
 
@@ -183,7 +180,11 @@ mod redaction {
     #[tokio::test]
     async fn personal_attributes_set_by_the_service_are_redacted_on_export() {
         let mem = InMemorySpanExporter::default();
-        let limited = Limited::new(mem.clone(), None, &Queue::new(8), &ExportStats::default());
+        let limited = Limited::new(
+            mem.clone(),
+            None,
+            &Queue::spans(8, &crate::ExportStats::default()),
+        );
         // The span as the SDK hands it to exporters.
         let spans = {
             let inner = InMemorySpanExporter::default();

@@ -28,43 +28,51 @@ pub struct ExportStats(Arc<Counts>);
 
 #[derive(Debug, Default)]
 struct Counts {
-    failed_spans: AtomicU64,
-    dropped_spans: AtomicU64,
-    pending_spans: AtomicUsize,
-    failed_logs: AtomicU64,
-    dropped_logs: AtomicU64,
-    pending_logs: AtomicUsize,
+    spans: Signal,
+    logs: Signal,
     failed_metric_exports: AtomicU64,
 }
 
-fn settle(pending: &AtomicUsize, n: usize) {
-    let _ = pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
-        Some(p.saturating_sub(n))
-    });
+/// One signal's losses, and what is still on its way.
+#[derive(Debug, Default)]
+struct Signal {
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    pending: AtomicUsize,
 }
 
 impl ExportStats {
     /// Spans in batches whose export failed (a collector that refused,
     /// timed out or was down): lost.
     pub fn failed_spans(&self) -> u64 {
-        self.0.failed_spans.load(Ordering::Relaxed)
+        self.0.spans.failed.load(Ordering::Relaxed)
     }
 
     /// Sampled spans dropped because the export queue was full.
     pub fn dropped_spans(&self) -> u64 {
-        self.0.dropped_spans.load(Ordering::Relaxed)
+        self.0.spans.dropped.load(Ordering::Relaxed)
     }
 
     /// Sampled spans queued or being exported: after a shutdown, those it
     /// could not flush in time (lost).
     pub fn pending_spans(&self) -> u64 {
-        self.0.pending_spans.load(Ordering::Relaxed) as u64
+        self.0.spans.pending.load(Ordering::Relaxed) as u64
+    }
+
+    /// Log records in batches whose export failed: lost.
+    pub fn failed_logs(&self) -> u64 {
+        self.0.logs.failed.load(Ordering::Relaxed)
+    }
+
+    /// Log records dropped because the export queue was full.
+    pub fn dropped_logs(&self) -> u64 {
+        self.0.logs.dropped.load(Ordering::Relaxed)
     }
 
     /// Log records queued or being exported: after a shutdown, those it
     /// could not flush in time (lost).
     pub fn pending_logs(&self) -> u64 {
-        self.0.pending_logs.load(Ordering::Relaxed) as u64
+        self.0.logs.pending.load(Ordering::Relaxed) as u64
     }
 
     /// Spans and log records that never reached their destination:
@@ -76,16 +84,6 @@ impl ExportStats {
         }
     }
 
-    /// Log records in batches whose export failed: lost.
-    pub fn failed_logs(&self) -> u64 {
-        self.0.failed_logs.load(Ordering::Relaxed)
-    }
-
-    /// Log records dropped because the export queue was full.
-    pub fn dropped_logs(&self) -> u64 {
-        self.0.dropped_logs.load(Ordering::Relaxed)
-    }
-
     /// Pushes of the metrics registry that failed (the next one carries
     /// the cumulative values on).
     pub fn failed_metric_exports(&self) -> u64 {
@@ -94,15 +92,6 @@ impl ExportStats {
 
     pub(crate) fn metric_export_failed(&self) {
         self.0.failed_metric_exports.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn span_export(&self, spans: usize, result: &OTelSdkResult) {
-        settle(&self.0.pending_spans, spans);
-        if result.is_err() {
-            self.0
-                .failed_spans
-                .fetch_add(spans as u64, Ordering::Relaxed);
-        }
     }
 }
 
@@ -116,37 +105,75 @@ pub struct Undelivered {
     pub log_records: u64,
 }
 
-/// The bound on items queued or being exported by one batch processor.
+/// The bound on items queued or being exported by one batch processor,
+/// which counts in its signal's [`ExportStats`] what it admits (pending),
+/// drops and sees fail.
 #[derive(Clone, Debug)]
 pub(crate) struct Queue {
     in_flight: Arc<AtomicUsize>,
     capacity: usize,
+    stats: ExportStats,
+    logs: bool,
 }
 
 impl Queue {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A queue of spans.
+    pub(crate) fn spans(capacity: usize, stats: &ExportStats) -> Self {
+        Self::new(capacity, stats, false)
+    }
+
+    /// A queue of log records.
+    pub(crate) fn logs(capacity: usize, stats: &ExportStats) -> Self {
+        Self::new(capacity, stats, true)
+    }
+
+    fn new(capacity: usize, stats: &ExportStats, logs: bool) -> Self {
         Self {
             in_flight: Arc::new(AtomicUsize::new(0)),
             capacity,
+            stats: stats.clone(),
+            logs,
         }
     }
 
-    /// Takes a place, unless all are taken.
+    fn signal(&self) -> &Signal {
+        match self.logs {
+            true => &self.stats.0.logs,
+            false => &self.stats.0.spans,
+        }
+    }
+
+    /// Takes a place (the item is then pending), or counts the item as
+    /// dropped when all are taken.
     fn admit(&self) -> bool {
-        self.in_flight
+        let admitted = self
+            .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.capacity).then_some(n + 1)
             })
-            .is_ok()
+            .is_ok();
+        let signal = self.signal();
+        match admitted {
+            true => signal.pending.fetch_add(1, Ordering::Relaxed),
+            false => signal.dropped.fetch_add(1, Ordering::Relaxed) as usize,
+        };
+        admitted
     }
 
-    /// Gives back the places of `n` items whose export ended.
-    pub(crate) fn release(&self, n: usize) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| {
-                Some(f.saturating_sub(n))
+    /// Gives back the places of `n` items whose export ended with `result`,
+    /// counting them as lost when it failed.
+    pub(crate) fn ended(&self, n: usize, result: &OTelSdkResult) {
+        let release = |count: &AtomicUsize| {
+            let _ = count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_sub(n))
             });
+        };
+        release(&self.in_flight);
+        let signal = self.signal();
+        release(&signal.pending);
+        if result.is_err() {
+            signal.failed.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -158,7 +185,6 @@ pub(crate) struct GatedSpans<P> {
     pub(crate) promotion: Option<looptel_core::BaggagePromotion>,
     pub(crate) inner: P,
     pub(crate) queue: Queue,
-    pub(crate) stats: ExportStats,
 }
 
 impl<P: SpanProcessor> SpanProcessor for GatedSpans<P> {
@@ -171,13 +197,8 @@ impl<P: SpanProcessor> SpanProcessor for GatedSpans<P> {
 
     fn on_end(&self, span: SpanData) {
         // Unsampled spans are never queued: the batch processor skips them.
-        if !span.span_context.is_sampled() {
+        if !span.span_context.is_sampled() || self.queue.admit() {
             self.inner.on_end(span);
-        } else if self.queue.admit() {
-            self.stats.0.pending_spans.fetch_add(1, Ordering::Relaxed);
-            self.inner.on_end(span);
-        } else {
-            self.stats.0.dropped_spans.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -200,16 +221,12 @@ impl<P: SpanProcessor> SpanProcessor for GatedSpans<P> {
 pub(crate) struct GatedLogs<P> {
     pub(crate) inner: P,
     pub(crate) queue: Queue,
-    pub(crate) stats: ExportStats,
 }
 
 impl<P: LogProcessor> LogProcessor for GatedLogs<P> {
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
         if self.queue.admit() {
-            self.stats.0.pending_logs.fetch_add(1, Ordering::Relaxed);
             self.inner.emit(record, scope);
-        } else {
-            self.stats.0.dropped_logs.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -232,21 +249,13 @@ impl<P: LogProcessor> LogProcessor for GatedLogs<P> {
 pub(crate) struct CountedLogs<E> {
     pub(crate) inner: E,
     pub(crate) queue: Queue,
-    pub(crate) stats: ExportStats,
 }
 
 impl<E: LogExporter> LogExporter for CountedLogs<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let records = batch.iter().count();
         let result = self.inner.export(batch).await;
-        self.queue.release(records);
-        settle(&self.stats.0.pending_logs, records);
-        if result.is_err() {
-            self.stats
-                .0
-                .failed_logs
-                .fetch_add(records as u64, Ordering::Relaxed);
-        }
+        self.queue.ended(records, &result);
         result
     }
 
@@ -265,15 +274,20 @@ mod tests {
 
     #[test]
     fn the_queue_admits_up_to_its_capacity_and_frees_what_was_exported() {
-        let q = Queue::new(2);
+        let stats = ExportStats::default();
+        let q = Queue::spans(2, &stats);
         assert!(q.admit() && q.admit());
         assert!(!q.admit(), "full");
-        q.release(1);
+        assert_eq!((stats.pending_spans(), stats.dropped_spans()), (2, 1));
+        q.ended(1, &Ok(()));
         assert!(q.admit());
-        q.release(10);
+        let timeout = opentelemetry_sdk::error::OTelSdkError::Timeout(Duration::ZERO);
+        q.ended(10, &Err(timeout));
         assert!(
             q.admit() && q.admit() && !q.admit(),
             "released never below 0"
         );
+        assert_eq!(stats.failed_spans(), 10);
+        assert_eq!(stats.undelivered().log_records, 0, "spans only");
     }
 }
