@@ -95,6 +95,17 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
+/// A loopback address nothing listens on (it was free a moment ago): a
+/// collector or broker that is down, refusing connections.
+///
+/// # Panics
+/// When no loopback port can be bound (a broken test machine).
+pub fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
 /// A span as the collector received it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReceivedSpan {

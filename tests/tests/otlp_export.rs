@@ -93,11 +93,7 @@ async fn metrics_are_pushed_and_flushed_at_shutdown() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_collector_neither_blocks_spans_nor_hangs_shutdown() {
-    // A port that was just free: nothing listens there.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let closed = looptel_tests::closed_port();
     let t = env(vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "200".to_owned()),
@@ -205,10 +201,7 @@ async fn log_records_are_exported_over_grpc_with_their_span_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_records_a_down_collector_cannot_take_are_counted_not_queued() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let closed = looptel_tests::closed_port();
     let t = env(vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "200".to_owned()),
@@ -401,10 +394,7 @@ async fn red_metrics_are_pushed_over_grpc_as_the_scrape_shows_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_collector_counts_failed_pushes_and_keeps_shutdown_bounded() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let closed = looptel_tests::closed_port();
     let t = env(vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
         ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),

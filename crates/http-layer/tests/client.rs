@@ -150,10 +150,7 @@ async fn status_400_and_above_is_an_error_for_clients() {
 
 #[tokio::test]
 async fn a_refused_connection_sets_a_low_cardinality_error_type() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = looptel_tests::closed_port();
     let spans = Spans::new();
     let err = call(&spans, format!("http://{closed}/x"))
         .await
@@ -199,10 +196,7 @@ async fn reqwest_middleware_traces_and_propagates() {
         Some("200")
     );
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    let closed = looptel_tests::closed_port();
     let spans = Spans::new();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(TracingMiddleware::new(spans.instrumentation()))

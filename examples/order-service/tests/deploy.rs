@@ -856,9 +856,7 @@ async fn every_metric_and_label_in_a_dashboard_or_rule_is_in_a_real_scrape() {
     let addr = svc.http_addr();
     // A replica whose Kafka is down, for failed sends (librdkafka gives up
     // after the service's 10-second message timeout).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port");
+    let closed = looptel_tests::closed_port();
     let mut down = Service::start(&[("KAFKA_BROKERS", closed.to_string())]);
     let down_addr = down.http_addr();
     let client = reqwest::Client::new();

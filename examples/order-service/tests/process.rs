@@ -293,9 +293,7 @@ async fn sigterm_finishes_while_standard_output_is_stalled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_drop_is_a_counter_on_metrics() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port");
+    let closed = looptel_tests::closed_port();
     let mut svc = Service::start(&[
         // A collector that is down: every export fails.
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
