@@ -41,26 +41,35 @@ impl<E> Limited<E> {
         }
     }
 
-    /// Whether `key` names personal data or a secret.
-    fn is_denied(&self, key: &Key) -> bool {
+    /// Replaces the values of attributes whose names are personal data
+    /// or a secret, in every span (and event) of `batch`: the cache of
+    /// verdicts locked once per batch.
+    fn redact(&self, batch: &mut [SpanData]) {
         let mut cache = self
             .denied
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&denied) = cache.get(key) {
-            return denied;
-        }
-        let denied = looptel_core::pii::is_personal_or_secret(key.as_str());
-        if cache.len() < MAX_CACHED_NAMES {
-            cache.insert(key.clone(), denied);
-        }
-        denied
-    }
-
-    fn redact(&self, attributes: &mut [KeyValue]) {
-        for kv in attributes {
-            if self.is_denied(&kv.key) {
-                kv.value = Value::from(looptel_core::pii::REDACTED);
+        let mut redact = |attributes: &mut [KeyValue]| {
+            for kv in attributes {
+                let denied = match cache.get(&kv.key) {
+                    Some(&denied) => denied,
+                    None => {
+                        let denied = looptel_core::pii::is_personal_or_secret(kv.key.as_str());
+                        if cache.len() < MAX_CACHED_NAMES {
+                            cache.insert(kv.key.clone(), denied);
+                        }
+                        denied
+                    }
+                };
+                if denied {
+                    kv.value = Value::from(looptel_core::pii::REDACTED);
+                }
+            }
+        };
+        for span in batch {
+            redact(&mut span.attributes);
+            for event in &mut span.events.events {
+                redact(&mut event.attributes);
             }
         }
     }
@@ -104,12 +113,7 @@ pub(crate) fn limit_span(span: &mut SpanData, limit: usize) {
 
 impl<E: SpanExporter> SpanExporter for Limited<E> {
     async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
-        for span in &mut batch {
-            self.redact(&mut span.attributes);
-            for event in &mut span.events.events {
-                self.redact(&mut event.attributes);
-            }
-        }
+        self.redact(&mut batch);
         if let Some(limit) = self.limit {
             for span in &mut batch {
                 limit_span(span, limit);
