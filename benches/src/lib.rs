@@ -14,8 +14,12 @@ use looptel_core::{Instrumentation, Propagator};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+};
 use tracing_subscriber::layer::SubscriberExt;
+
+pub mod messaging;
 
 /// The scenarios, in the order they are reported.
 pub const SCENARIOS: &[&str] = &[
@@ -33,11 +37,17 @@ pub const SCENARIOS: &[&str] = &[
     "service-bare",
     "service-sampled",
     "service-unsampled",
+    "service-filtered",
     "grpc-bare",
     "grpc-peer-sampled",
     "grpc-peer-unsampled",
     "grpc-looptel-sampled",
     "grpc-looptel-unsampled",
+    "kafka-bare",
+    "kafka-peer-sampled",
+    "kafka-peer-unsampled",
+    "kafka-looptel-sampled",
+    "kafka-looptel-unsampled",
 ];
 
 /// A sampled caller.
@@ -47,7 +57,7 @@ pub const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b
 
 /// Discards spans, so export costs only the batch processor's hand-off.
 #[derive(Debug)]
-struct Discard;
+pub(crate) struct Discard;
 
 impl SpanExporter for Discard {
     async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
@@ -96,7 +106,12 @@ pub fn request(scenario: &str) -> Request<Body> {
             .unwrap_or_default();
     }
     if let Some(kind) = scenario.strip_prefix("service-") {
-        return Request::get("/orders/o-1")
+        let path = if kind == "filtered" {
+            "/health"
+        } else {
+            "/orders/o-1"
+        };
+        return Request::get(path)
             .header("host", "orders.internal:8080")
             .header(
                 "traceparent",
@@ -155,22 +170,25 @@ pub fn stack(scenario: &str) -> Stack {
             _provider: None,
             _telemetry: None,
         },
-        s if s.starts_with("peer") => peer(),
+        "peer-service-alwayson" => peer_over(service_routes(), Sampler::AlwaysOn),
+        "peer-service-ratio" => peer_over(service_routes(), ratio()),
+        s if s.starts_with("peer") => {
+            peer_over(routes(), Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        }
         s if s.starts_with("looptel") => looptel(),
         s if s.starts_with("red") => red(),
         s if s.starts_with("full") => full(),
         "service-bare" => Stack {
-            router: {
-                let metrics = order_service::Metrics::new();
-                let inventory =
-                    unused_inventory(Instrumentation::disabled(Propagator::default()), &metrics);
-                order_service::routes(&metrics, inventory).unwrap_or_else(|e| panic!("{e}"))
-            },
+            router: service_routes(),
             dispatch: tracing::Dispatch::none(),
             _provider: None,
             _telemetry: None,
         },
-        s if s.starts_with("service") => service(),
+        // The throughput scenarios: `OTEL_TRACES_SAMPLER` set as a user
+        // sets it.
+        "service-alwayson" => service(Some("always_on")),
+        "service-ratio" => service(Some("parentbased_traceidratio")),
+        s if s.starts_with("service") => service(None),
         "grpc-bare" => Stack {
             router: grpc_routes(),
             dispatch: tracing::Dispatch::none(),
@@ -183,10 +201,30 @@ pub fn stack(scenario: &str) -> Stack {
     }
 }
 
+/// The reference service's routes without any layer.
+fn service_routes() -> Router {
+    let metrics = order_service::Metrics::new();
+    let inventory = unused_inventory(Instrumentation::disabled(Propagator::default()), &metrics);
+    order_service::routes(&metrics, inventory).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parent-based, 10 % of the traces without a parent.
+fn ratio() -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
+}
+
 /// What the peers run on, as their READMEs set it up: the SDK's W3C
-/// propagator as the global one, and tracing-opentelemetry.
-fn peer_tracing() -> (SdkTracerProvider, tracing::Dispatch) {
-    let provider = provider();
+/// propagator as the global one, and tracing-opentelemetry (parent-based,
+/// always on, the SDK's default sampler).
+pub(crate) fn peer_tracing() -> (SdkTracerProvider, tracing::Dispatch) {
+    peer_tracing_sampled(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+}
+
+fn peer_tracing_sampled(sampler: Sampler) -> (SdkTracerProvider, tracing::Dispatch) {
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_span_processor(BatchSpanProcessor::builder(Discard).build())
+        .build();
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
@@ -199,15 +237,15 @@ fn peer_tracing() -> (SdkTracerProvider, tracing::Dispatch) {
 
 /// axum-tracing-opentelemetry's `OtelAxumLayer` + `OtelInResponseLayer`
 /// with axum-prometheus, over tracing-opentelemetry, as their READMEs set
-/// them up.
-fn peer() -> Stack {
-    let (provider, dispatch) = peer_tracing();
+/// them up, over `routes`.
+fn peer_over(routes: Router, sampler: Sampler) -> Stack {
+    let (provider, dispatch) = peer_tracing_sampled(sampler);
     static METRICS: OnceLock<axum_prometheus::PrometheusMetricLayer<'static>> = OnceLock::new();
     let metrics = METRICS
         .get_or_init(|| axum_prometheus::PrometheusMetricLayer::pair().0)
         .clone();
     let router = serve_ready(
-        routes()
+        routes
             .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
             .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
             .layer(metrics),
@@ -317,16 +355,20 @@ fn full() -> Stack {
 /// server layer with response `traceparent`, the baggage edge and RED
 /// metrics. Only the span exporter differs: spans are discarded after the
 /// batch processor hands them over.
-fn service() -> Stack {
+fn service(sampler: Option<&'static str>) -> Stack {
     let baggage = order_service::baggage_policy();
-    let telemetry = looptel_telemetry::Telemetry::from_lookup(|_| None)
-        .service_name("order-service")
-        .service_version("0.1.0")
-        .promote_baggage(baggage.promotion())
-        .baggage_policy(baggage.inject_policy())
-        .span_exporter(Discard)
-        .build()
-        .unwrap_or_else(|e| panic!("telemetry: {e}"));
+    let telemetry = looptel_telemetry::Telemetry::from_lookup(move |key| match key {
+        "OTEL_TRACES_SAMPLER" => sampler.map(str::to_owned),
+        "OTEL_TRACES_SAMPLER_ARG" => sampler.map(|_| "0.1".to_owned()),
+        _ => None,
+    })
+    .service_name("order-service")
+    .service_version("0.1.0")
+    .promote_baggage(baggage.promotion())
+    .baggage_policy(baggage.inject_policy())
+    .span_exporter(Discard)
+    .build()
+    .unwrap_or_else(|e| panic!("telemetry: {e}"));
     let (subscriber, guard) = telemetry.into_subscriber();
     // As `main` does: the layers take the guard's instrumentation.
     let metrics = order_service::Metrics::new();

@@ -1,6 +1,9 @@
-//! `count <scenario> <n>`: sends `n` requests through a scenario's stack, for
-//! callgrind (`scripts/bench.sh` runs it twice per scenario and divides the
+//! `count <scenario> <n>`: sends `n` requests (or, for `kafka-*`, processes
+//! `n` consumed records) through a scenario's stack, for callgrind
+//! (`scripts/bench.sh` runs it twice per scenario and divides the
 //! difference, so start-up cancels out).
+
+use looptel_benches::messaging;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -10,18 +13,36 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let stack = {
-        let _runtime = rt.enter();
-        looptel_benches::stack(&scenario)
-    };
-    let bytes = tracing::dispatcher::with_default(&stack.dispatch, || {
-        rt.block_on(async {
-            let mut total = 0;
-            for _ in 0..n {
-                total += looptel_benches::one(&stack.router, &scenario).await;
-            }
-            total
+    let bytes = if scenario.starts_with("kafka-") {
+        let consumer = {
+            let _runtime = rt.enter();
+            messaging::consumer(&scenario)
+        };
+        tracing::dispatcher::with_default(&consumer.dispatch, || {
+            rt.block_on(async {
+                let mut total = 0;
+                for _ in 0..n {
+                    // A consumer owns each record it receives.
+                    let record = messaging::record(&scenario);
+                    total += messaging::process(&consumer, &record).await;
+                }
+                total
+            })
         })
-    });
+    } else {
+        let stack = {
+            let _runtime = rt.enter();
+            looptel_benches::stack(&scenario)
+        };
+        tracing::dispatcher::with_default(&stack.dispatch, || {
+            rt.block_on(async {
+                let mut total = 0;
+                for _ in 0..n {
+                    total += looptel_benches::one(&stack.router, &scenario).await;
+                }
+                total
+            })
+        })
+    };
     println!("{scenario} {n} {bytes}");
 }
