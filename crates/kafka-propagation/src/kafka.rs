@@ -142,7 +142,7 @@ where
         name: "send",
         kind: "send",
         destination: record.topic,
-        partition: record.partition.map(|p| p.to_string()),
+        partition: record.partition.map(decimal),
         group: None,
         attributes,
     };
@@ -154,10 +154,10 @@ where
         Ok(Delivery {
             partition, offset, ..
         }) => {
-            op.partition = Some(partition.to_string());
+            op.partition = Some(decimal(*partition));
             (
                 vec![
-                    KeyValue::new(a::MESSAGING_DESTINATION_PARTITION_ID, partition.to_string()),
+                    KeyValue::new(a::MESSAGING_DESTINATION_PARTITION_ID, decimal(*partition)),
                     KeyValue::new(a::MESSAGING_KAFKA_OFFSET, *offset),
                 ],
                 Messaging.success(),
@@ -167,6 +167,11 @@ where
     };
     telemetry.end_send(cx, owned, &op, started, late, classification);
     result
+}
+
+/// A partition number as text, without `format!` (`itoa`).
+fn decimal(partition: i32) -> String {
+    itoa::Buffer::new().format(partition).to_owned()
 }
 
 fn consumer_op<'a, M: Message>(
@@ -187,7 +192,7 @@ fn consumer_op<'a, M: Message>(
         name,
         kind,
         destination: message.topic(),
-        partition: Some(message.partition().to_string()),
+        partition: Some(decimal(message.partition())),
         group,
         attributes,
     }
