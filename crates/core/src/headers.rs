@@ -90,19 +90,24 @@ pub struct MessageHeaderExtractor<'a> {
 struct Header<'a> {
     key: &'a str,
     value: Option<&'a [u8]>,
-    /// A value that is not UTF-8, read lossily (its bad bytes as U+FFFD),
-    /// so the generic path skips what the byte path skips and no more.
-    lossy: Option<Box<str>>,
+    /// A value that is not UTF-8, read lossily (its bad bytes as U+FFFD) on
+    /// its first read by the generic path (the W3C fields are read as
+    /// bytes, so most messages never check), so that path skips what the
+    /// byte path skips and no more.
+    lossy: std::sync::OnceLock<Box<str>>,
 }
 
 impl Header<'_> {
     fn text(&self) -> &str {
-        match (self.value, &self.lossy) {
-            (None, _) => "",
-            (Some(bytes), _) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
-            (Some(_), Some(lossy)) => lossy,
-            // Checked UTF-8 when built.
-            (Some(bytes), None) => std::str::from_utf8(bytes).unwrap_or(GARBLED),
+        match self.value {
+            None => "",
+            Some(bytes) if bytes.len() > MAX_MESSAGE_HEADER_VALUE => GARBLED,
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(_) => self
+                    .lossy
+                    .get_or_init(|| String::from_utf8_lossy(bytes).into()),
+            },
         }
     }
 }
@@ -116,10 +121,7 @@ impl<'a> MessageHeaderExtractor<'a> {
                 .map(|(key, value)| Header {
                     key,
                     value,
-                    lossy: value
-                        .filter(|b| b.len() <= MAX_MESSAGE_HEADER_VALUE)
-                        .filter(|b| std::str::from_utf8(b).is_err())
-                        .map(|b| String::from_utf8_lossy(b).into()),
+                    lossy: std::sync::OnceLock::new(),
                 })
                 .collect(),
         }
