@@ -10,7 +10,8 @@
 #
 # `service-*` is the reference service built exactly as its `main` builds it
 # (Telemetry, order_service::app) against its own routes without the layer
-# (`service-bare`): the figure users get. `peer-*` is
+# (`service-bare`; `service-bare-health` for the filtered `/health`): the
+# figure users get. `peer-*` is
 # axum-tracing-opentelemetry + axum-prometheus. The other HTTP scenarios are
 # the hand-assembled stacks of earlier reports, kept for comparison.
 # `grpc-*`: a unary call to tonic's generated health service, bare, under
@@ -37,7 +38,7 @@ THROUGHPUT=${THROUGHPUT:-1}
 ROUNDS=${ROUNDS:-5}
 WINDOW=${WINDOW:-5}
 MEMORY_SECONDS=${MEMORY_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare service-sampled service-unsampled service-filtered grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled kafka-bare kafka-peer-sampled kafka-peer-unsampled kafka-looptel-sampled kafka-looptel-unsampled"}
+SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare service-sampled service-unsampled service-bare-health service-filtered grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled kafka-bare kafka-peer-sampled kafka-peer-unsampled kafka-looptel-sampled kafka-looptel-unsampled"}
 cargo build --release --locked -q -p looptel-benches --bin count --bin serve --bin load
 out=$(mktemp -d)
 pids=()
@@ -60,7 +61,7 @@ for s in $SCENARIOS; do
     req[$s]=$(( (b1 - a1) / (N2 - N1) ))
     all[$s]=$(( (b2 - a2) / (N2 - N1) ))
 done
-base() { case $1 in service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; kafka-*) echo kafka-bare ;; *) echo bare ;; esac; }
+base() { case $1 in service-filtered) echo service-bare-health ;; service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; kafka-*) echo kafka-bare ;; *) echo bare ;; esac; }
 echo "## Instructions per request"
 printf '%-24s %12s %10s %12s %10s\n' scenario "req thread" "added" "all threads" "added"
 for s in $SCENARIOS; do
@@ -76,8 +77,9 @@ start() {
     taskset -c 0 ./target/release/serve "$1" >"$out/addr" 2>/dev/null &
     pid=$!
     pids+=("$pid")
-    for _ in $(seq 100); do [ -s "$out/addr" ] && break; sleep 0.05; done
+    for _ in $(seq 600); do [ -s "$out/addr" ] && break; sleep 0.05; done
     addr=$(cat "$out/addr")
+    [ -n "$addr" ] || { echo "serve $1 did not start" >&2; exit 1; }
 }
 stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

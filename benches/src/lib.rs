@@ -37,6 +37,7 @@ pub const SCENARIOS: &[&str] = &[
     "service-bare",
     "service-sampled",
     "service-unsampled",
+    "service-bare-health",
     "service-filtered",
     "grpc-bare",
     "grpc-peer-sampled",
@@ -106,7 +107,7 @@ pub fn request(scenario: &str) -> Request<Body> {
             .unwrap_or_default();
     }
     if let Some(kind) = scenario.strip_prefix("service-") {
-        let path = if kind == "filtered" {
+        let path = if kind == "filtered" || kind == "bare-health" {
             "/health"
         } else {
             "/orders/o-1"
@@ -178,7 +179,7 @@ pub fn stack(scenario: &str) -> Stack {
         s if s.starts_with("looptel") => looptel(),
         s if s.starts_with("red") => red(),
         s if s.starts_with("full") => full(),
-        "service-bare" => Stack {
+        "service-bare" | "service-bare-health" => Stack {
             router: service_routes(),
             dispatch: tracing::Dispatch::none(),
             _provider: None,
