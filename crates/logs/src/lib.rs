@@ -85,7 +85,12 @@ pub use sample::Sampling;
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// The default number of lines the non-blocking writer buffers.
-pub const DEFAULT_BUFFERED_LINES: usize = 128_000;
+///
+/// Its queue is allocated and touched up front (32 bytes a slot): the
+/// 128,000 lines `tracing-appender` defaults to kept 4 MB resident in an
+/// idle service, 16,384 keep 512 KB (`scripts/bench.sh`, idle memory) and
+/// still hold a few megabytes of lines while the writer stalls.
+pub const DEFAULT_BUFFERED_LINES: usize = 16_384;
 
 /// Builds the JSON log layer; see the [crate docs](crate).
 #[derive(Debug)]
