@@ -70,12 +70,14 @@ impl Op<'_> {
     }
 
     fn span_attributes(&self) -> Vec<KeyValue> {
-        let mut attrs = vec![
+        // Sized once: the four below, partition, group and the transport's.
+        let mut attrs = Vec::with_capacity(6 + self.attributes.len());
+        attrs.extend([
             KeyValue::new(a::MESSAGING_SYSTEM, self.system),
             KeyValue::new(a::MESSAGING_OPERATION_NAME, self.name),
             KeyValue::new(a::MESSAGING_OPERATION_TYPE, self.kind),
             KeyValue::new(a::MESSAGING_DESTINATION_NAME, self.destination.to_owned()),
-        ];
+        ]);
         if let Some(p) = &self.partition {
             attrs.push(KeyValue::new(
                 a::MESSAGING_DESTINATION_PARTITION_ID,
