@@ -11,8 +11,9 @@
 # `service-*` is the reference service built exactly as its `main` builds it
 # (Telemetry, order_service::app) against its own routes without the layer
 # (`service-bare`; `service-bare-health` for the filtered `/health`): the
-# figure users get. `peer-*` is
-# axum-tracing-opentelemetry + axum-prometheus. The other HTTP scenarios are
+# figure users get. `peer-*` is axum-tracing-opentelemetry +
+# axum-prometheus (`peer-service-*` over the service's routes, the peer
+# the targets compare with). The other HTTP scenarios are
 # the hand-assembled stacks of earlier reports, kept for comparison.
 # `grpc-*`: a unary call to tonic's generated health service, bare, under
 # tonic-tracing-opentelemetry (the peer) and under looptel's gRPC layer.
@@ -38,7 +39,7 @@ THROUGHPUT=${THROUGHPUT:-1}
 ROUNDS=${ROUNDS:-5}
 WINDOW=${WINDOW:-5}
 MEMORY_SECONDS=${MEMORY_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare service-sampled service-unsampled service-bare-health service-filtered grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled kafka-bare kafka-peer-sampled kafka-peer-unsampled kafka-looptel-sampled kafka-looptel-unsampled"}
+SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare peer-service-sampled peer-service-unsampled service-sampled service-unsampled service-bare-health service-filtered grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled kafka-bare kafka-peer-sampled kafka-peer-unsampled kafka-looptel-sampled kafka-looptel-unsampled"}
 cargo build --release --locked -q -p looptel-benches --bin count --bin serve --bin load
 out=$(mktemp -d)
 pids=()
@@ -61,7 +62,7 @@ for s in $SCENARIOS; do
     req[$s]=$(( (b1 - a1) / (N2 - N1) ))
     all[$s]=$(( (b2 - a2) / (N2 - N1) ))
 done
-base() { case $1 in service-filtered) echo service-bare-health ;; service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; kafka-*) echo kafka-bare ;; *) echo bare ;; esac; }
+base() { case $1 in service-filtered) echo service-bare-health ;; service-* | peer-service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; kafka-*) echo kafka-bare ;; *) echo bare ;; esac; }
 echo "## Instructions per request"
 printf '%-24s %12s %10s %12s %10s\n' scenario "req thread" "added" "all threads" "added"
 for s in $SCENARIOS; do
@@ -155,8 +156,8 @@ echo
 echo "## Targets"
 row "what" "figure" "target" "verdict"
 row "---" "---" "---" "---"
-instr_row "HTTP, every request sampled" service-sampled peer-sampled 0.25 "¼"
-instr_row "HTTP, caller not sampled" service-unsampled peer-unsampled 0.10 "1/10"
+instr_row "HTTP, every request sampled" service-sampled peer-service-sampled 0.25 "¼"
+instr_row "HTTP, caller not sampled" service-unsampled peer-service-unsampled 0.10 "1/10"
 if [ -n "${all[service-filtered]:-}" ]; then
     f=$(added service-filtered)
     row "HTTP, filtered (/health)" "+$f instr" "≤ +1000" "$(verdict "$(le "$f" 1000)")"

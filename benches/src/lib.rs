@@ -35,6 +35,8 @@ pub const SCENARIOS: &[&str] = &[
     "full-sampled",
     "full-unsampled",
     "service-bare",
+    "peer-service-sampled",
+    "peer-service-unsampled",
     "service-sampled",
     "service-unsampled",
     "service-bare-health",
@@ -106,7 +108,10 @@ pub fn request(scenario: &str) -> Request<Body> {
             .body(Body::from(&[0_u8, 0, 0, 0, 0][..]))
             .unwrap_or_default();
     }
-    if let Some(kind) = scenario.strip_prefix("service-") {
+    if let Some(kind) = scenario
+        .strip_prefix("service-")
+        .or_else(|| scenario.strip_prefix("peer-service-"))
+    {
         let path = if kind == "filtered" || kind == "bare-health" {
             "/health"
         } else {
@@ -173,6 +178,12 @@ pub fn stack(scenario: &str) -> Stack {
         },
         "peer-service-alwayson" => peer_over(service_routes(), Sampler::AlwaysOn),
         "peer-service-ratio" => peer_over(service_routes(), ratio()),
+        // The peer over the service's routes, as the peer's README sets it
+        // up (the SDK's default sampler).
+        "peer-service-sampled" | "peer-service-unsampled" => peer_over(
+            service_routes(),
+            Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        ),
         s if s.starts_with("peer") => {
             peer_over(routes(), Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
         }
