@@ -60,7 +60,7 @@ pub const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b
 
 /// Discards spans, so export costs only the batch processor's hand-off.
 #[derive(Debug)]
-pub(crate) struct Discard;
+struct Discard;
 
 impl SpanExporter for Discard {
     async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
@@ -368,6 +368,30 @@ fn full() -> Stack {
 /// metrics. Only the span exporter differs: spans are discarded after the
 /// batch processor hands them over.
 fn service(sampler: Option<&'static str>) -> Stack {
+    let (dispatch, guard, baggage) = service_telemetry(sampler);
+    // As `main` does: the layers take the guard's instrumentation.
+    let metrics = order_service::Metrics::new();
+    let inventory = unused_inventory(guard.instrumentation(), &metrics);
+    let router = order_service::app(guard.instrumentation(), baggage, metrics, inventory)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Stack {
+        router,
+        dispatch,
+        _provider: None,
+        _telemetry: Some(guard),
+    }
+}
+
+/// The reference service's `Telemetry`, as its `main` builds it (with
+/// `OTEL_TRACES_SAMPLER` set to `sampler`, ratio 0.1), its subscriber and
+/// its baggage policy; spans discarded after the batch processor.
+pub(crate) fn service_telemetry(
+    sampler: Option<&'static str>,
+) -> (
+    tracing::Dispatch,
+    looptel_telemetry::TelemetryGuard,
+    looptel_baggage::BaggagePolicy,
+) {
     let baggage = order_service::baggage_policy();
     let telemetry = looptel_telemetry::Telemetry::from_lookup(move |key| match key {
         "OTEL_TRACES_SAMPLER" => sampler.map(str::to_owned),
@@ -382,17 +406,7 @@ fn service(sampler: Option<&'static str>) -> Stack {
     .build()
     .unwrap_or_else(|e| panic!("telemetry: {e}"));
     let (subscriber, guard) = telemetry.into_subscriber();
-    // As `main` does: the layers take the guard's instrumentation.
-    let metrics = order_service::Metrics::new();
-    let inventory = unused_inventory(guard.instrumentation(), &metrics);
-    let router = order_service::app(guard.instrumentation(), baggage, metrics, inventory)
-        .unwrap_or_else(|e| panic!("{e}"));
-    Stack {
-        router,
-        dispatch: tracing::Dispatch::new(subscriber),
-        _provider: None,
-        _telemetry: Some(guard),
-    }
+    (tracing::Dispatch::new(subscriber), guard, baggage)
 }
 
 /// tonic's generated health service, as tonic's router serves it.

@@ -24,7 +24,7 @@ use rdkafka::message::{Header, Headers as _, OwnedHeaders, OwnedMessage, Timesta
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::{Discard, SAMPLED, UNSAMPLED, peer_tracing};
+use crate::{SAMPLED, UNSAMPLED, peer_tracing, service_telemetry};
 
 /// A consumer stack of a `kafka-*` scenario.
 #[derive(Debug)]
@@ -97,21 +97,12 @@ pub fn consumer(scenario: &str) -> Consumer {
         };
     }
     // As `main` builds the fulfilment consumer's telemetry.
-    let baggage = order_service::baggage_policy();
-    let telemetry = looptel_telemetry::Telemetry::from_lookup(|_| None)
-        .service_name("order-service")
-        .service_version("0.1.0")
-        .promote_baggage(baggage.promotion())
-        .baggage_policy(baggage.inject_policy())
-        .span_exporter(Discard)
-        .build()
-        .unwrap_or_else(|e| panic!("telemetry: {e}"));
-    let (subscriber, guard) = telemetry.into_subscriber();
+    let (dispatch, guard, _) = service_telemetry(None);
     let metrics = order_service::Metrics::new();
     let messaging =
         order_service::events::telemetry(guard.instrumentation(), metrics.messaging().clone());
     Consumer {
-        dispatch: tracing::Dispatch::new(subscriber),
+        dispatch,
         telemetry: Some(messaging),
         peer: false,
         _provider: None,
