@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance figures of the targets, in one table.
+# The project's performance figures, the targets beside them, in one table.
 #
 # Instructions per request, counted by callgrind (steady on shared machines,
 # unlike time): on the thread that serves the requests, and on all threads
@@ -21,11 +21,11 @@
 # telemetry (see benches/src/messaging.rs).
 #
 # Throughput: `serve` (one thread, pinned to CPU 0) under `load` (one
-# thread, pinned to CPU 1, 32 keep-alive connections, the mix),
+# thread, pinned to CPU 1, 32 keep-alive connections, a gateway's mix: see benches/src/bin/load.rs),
 # ROUNDS interleaved rounds of every stack, WINDOW seconds each after a
 # second of warm-up; the median round. Memory: the server's resident set
-# idle (after start-up and a second of requests on one connection), and sampled every second
-# under MEMORY_SECONDS of load.
+# idle (after start-up and a second of requests on one connection), and
+# sampled every second under MEMORY_SECONDS of load.
 #
 # THROUGHPUT=0 skips the load runs; SCENARIOS picks instruction scenarios.
 # Time per request: `cargo bench -p looptel-benches`.

@@ -1,7 +1,7 @@
 //! `load <addr> <warm-up s> <seconds> <connections>`: the load generator of
 //! the throughput figures. Keeps `connections` HTTP/1.1 keep-alive
-//! connections busy (one request in flight on each, no pipelining) with the
-//! mix of the performance issue: 90 % `GET /orders/{id}`, 10 % `GET
+//! connections busy (one request in flight on each, no pipelining) with a
+//! gateway's mix: 90 % `GET /orders/{id}`, 10 % `GET
 //! /health`, every request with `x-tenant-id`, half with a `traceparent`
 //! (a fresh random trace), 10 % of those sampled. Raw sockets and
 //! preformatted requests on one thread, so that the generator stays far
