@@ -169,12 +169,6 @@ pub fn server_attributes(uri: &Uri, headers: &HeaderMap, out: &mut impl Extend<K
     }
 }
 
-/// A `Host` header's host and port as `http::uri::Authority` reads them
-/// (`None` where it refuses the value), without building one: that copies
-/// the header into new `Bytes` first, ~1,000 instructions per sampled
-/// request more (`scripts/bench.sh`). The checks are `Authority`'s, in one
-/// pass; the one difference is an empty host (`:80`), which sets no
-/// attribute here (`host_split_agrees_with_authority`).
 /// The bytes an authority holds besides `%`, `:`, `[`, `]` and `@`: a
 /// table, as `Authority`'s own, since a test per byte costs ~50 instructions
 /// a character.
@@ -206,6 +200,12 @@ const PLAIN: [bool; 256] = {
     t
 };
 
+/// A `Host` header's host and port as `http::uri::Authority` reads them
+/// (`None` where it refuses the value), without building one: that copies
+/// the header into new `Bytes` first, ~1,000 instructions per sampled
+/// request more (`scripts/bench.sh`). The checks are `Authority`'s, in one
+/// pass; the one difference is an empty host (`:80`), which sets no
+/// attribute here (`host_split_agrees_with_authority`).
 fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
     let bytes = value.as_bytes();
     let (mut colons, mut open, mut percent) = (0_u32, false, false);
