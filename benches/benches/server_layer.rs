@@ -1,5 +1,5 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
-//! Time per request of each stack, side by side (see `scripts/bench.sh` for
+//! Time per request (and per consumed Kafka record) of each stack, side by side (see `scripts/bench.sh` for
 //! instruction counts, which are steadier on shared machines).
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -16,6 +16,17 @@ fn server_layer(c: &mut Criterion) {
         group.bench_function(*scenario, |b| {
             tracing::dispatcher::with_default(&stack.dispatch, || {
                 b.iter(|| rt.block_on(looptel_benches::one(&stack.router, scenario)));
+            });
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("consumed record");
+    for scenario in looptel_benches::messaging::SCENARIOS {
+        let consumer = looptel_benches::messaging::consumer(scenario);
+        let record = looptel_benches::messaging::record(scenario);
+        group.bench_function(*scenario, |b| {
+            tracing::dispatcher::with_default(&consumer.dispatch, || {
+                b.iter(|| rt.block_on(looptel_benches::messaging::process(&consumer, &record)));
             });
         });
     }

@@ -21,7 +21,8 @@ use tracing_subscriber::layer::SubscriberExt;
 
 pub mod messaging;
 
-/// The scenarios, in the order they are reported.
+/// The scenarios served by a router ([`stack`]), in the order they are
+/// reported; the Kafka consumer's are [`messaging::SCENARIOS`].
 pub const SCENARIOS: &[&str] = &[
     "bare",
     "noop-layer",
@@ -46,11 +47,6 @@ pub const SCENARIOS: &[&str] = &[
     "grpc-peer-unsampled",
     "grpc-looptel-sampled",
     "grpc-looptel-unsampled",
-    "kafka-bare",
-    "kafka-peer-sampled",
-    "kafka-peer-unsampled",
-    "kafka-looptel-sampled",
-    "kafka-looptel-unsampled",
 ];
 
 /// A sampled caller.
@@ -180,13 +176,10 @@ pub fn stack(scenario: &str) -> Stack {
         "peer-service-ratio" => peer_over(service_routes(), ratio()),
         // The peer over the service's routes, as the peer's README sets it
         // up (the SDK's default sampler).
-        "peer-service-sampled" | "peer-service-unsampled" => peer_over(
-            service_routes(),
-            Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        ),
-        s if s.starts_with("peer") => {
-            peer_over(routes(), Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+        "peer-service-sampled" | "peer-service-unsampled" => {
+            peer_over(service_routes(), parent_based_always_on())
         }
+        s if s.starts_with("peer") => peer_over(routes(), parent_based_always_on()),
         s if s.starts_with("looptel") => looptel(),
         s if s.starts_with("red") => red(),
         s if s.starts_with("full") => full(),
@@ -220,6 +213,11 @@ fn service_routes() -> Router {
     order_service::routes(&metrics, inventory).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The SDK's default sampler: parent-based, always on.
+fn parent_based_always_on() -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+}
+
 /// Parent-based, 10 % of the traces without a parent.
 fn ratio() -> Sampler {
     Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.1)))
@@ -229,7 +227,7 @@ fn ratio() -> Sampler {
 /// propagator as the global one, and tracing-opentelemetry (parent-based,
 /// always on, the SDK's default sampler).
 pub(crate) fn peer_tracing() -> (SdkTracerProvider, tracing::Dispatch) {
-    peer_tracing_sampled(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+    peer_tracing_sampled(parent_based_always_on())
 }
 
 fn peer_tracing_sampled(sampler: Sampler) -> (SdkTracerProvider, tracing::Dispatch) {

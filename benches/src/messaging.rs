@@ -26,6 +26,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::{SAMPLED, UNSAMPLED, peer_tracing, service_telemetry};
 
+/// The consumer scenarios, in the order they are reported.
+pub const SCENARIOS: &[&str] = &[
+    "kafka-bare",
+    "kafka-peer-sampled",
+    "kafka-peer-unsampled",
+    "kafka-looptel-sampled",
+    "kafka-looptel-unsampled",
+];
+
 /// A consumer stack of a `kafka-*` scenario.
 #[derive(Debug)]
 pub struct Consumer {
