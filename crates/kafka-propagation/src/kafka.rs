@@ -154,10 +154,11 @@ where
         Ok(Delivery {
             partition, offset, ..
         }) => {
-            op.partition = Some(decimal(*partition));
+            let partition = decimal(*partition);
+            op.partition = Some(partition.clone());
             (
                 vec![
-                    KeyValue::new(a::MESSAGING_DESTINATION_PARTITION_ID, decimal(*partition)),
+                    KeyValue::new(a::MESSAGING_DESTINATION_PARTITION_ID, partition),
                     KeyValue::new(a::MESSAGING_KAFKA_OFFSET, *offset),
                 ],
                 Messaging.success(),
