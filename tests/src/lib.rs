@@ -4,9 +4,11 @@
 mod alertmanager;
 pub mod browser;
 mod prometheus;
+mod proxy;
 pub use alertmanager::Alertmanager;
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as MetricsRequest;
 pub use prometheus::Prometheus;
+pub use proxy::Proxy;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

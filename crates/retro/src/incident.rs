@@ -1,10 +1,7 @@
 //! The incident card — alert, SLO, timeline, evidence, actions,
-//! verification — and the store that keeps the cards, one per alert
-//! fingerprint and start time.
+//! verification — one per alert fingerprint and start time.
 
-use std::collections::{BTreeMap, VecDeque};
-
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::sources::{Exemplar, LogLine, SourceError};
@@ -12,7 +9,7 @@ use crate::trace::{Analysis, Span};
 use crate::webhook::Alert;
 
 /// Where a card stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// The alert fires.
@@ -39,7 +36,7 @@ impl State {
 }
 
 /// An incident card.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Incident {
     /// `{fingerprint}-{startsAt, Unix seconds}`.
     pub id: String,
@@ -60,7 +57,7 @@ pub struct Incident {
 }
 
 /// The SLO an alert burns, as the spec says.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SloFacts {
     /// Its name.
     pub name: String,
@@ -90,7 +87,7 @@ pub struct SloFacts {
 }
 
 /// One line of a timeline.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
@@ -100,7 +97,7 @@ pub struct Event {
 }
 
 /// An improvement item.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Action {
     /// When it was attached.
     #[serde(with = "time::serde::rfc3339")]
@@ -112,7 +109,7 @@ pub struct Action {
 }
 
 /// What was gathered for a firing alert.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Evidence {
     /// The exemplar window's start.
     #[serde(with = "time::serde::rfc3339::option")]
@@ -141,7 +138,7 @@ pub struct Evidence {
 }
 
 /// A trace that explains the alert.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TraceEvidence {
     /// Its id.
     pub trace_id: String,
@@ -162,7 +159,7 @@ pub struct TraceEvidence {
 pub const MAX_SPANS: usize = 200;
 
 /// An exemplar whose trace was not found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MissingTrace {
     /// Its id.
     pub trace_id: String,
@@ -171,7 +168,7 @@ pub struct MissingTrace {
 }
 
 /// RED of one dependency at one time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Red {
     /// Calls per second.
     pub rate: f64,
@@ -182,7 +179,7 @@ pub struct Red {
 }
 
 /// A dependency the service calls, before the alert and during it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Dependency {
     /// `gRPC`, `HTTP` or `messaging`.
     pub kind: String,
@@ -199,7 +196,7 @@ pub struct Dependency {
 }
 
 /// The SLI around the alert, for the picture.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SliChart {
     /// The recorded series drawn (`slo:error_ratio:rate5m`).
     pub series: String,
@@ -214,7 +211,7 @@ pub struct SliChart {
 }
 
 /// A link for a person.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Link {
     /// What it opens.
     pub title: String,
@@ -223,7 +220,7 @@ pub struct Link {
 }
 
 /// The recovery check.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Verification {
     /// Recovered with traffic flowing.
     pub verified: bool,
@@ -256,56 +253,4 @@ pub(crate) fn incident_id(alert: &Alert) -> String {
             .collect::<String>(),
         alert.starts_at.unix_timestamp()
     )
-}
-
-/// The cards, at most `capacity`: the oldest goes first (counted in
-/// `looptel_retro_incidents_evicted_total`).
-#[derive(Debug)]
-pub(crate) struct Store {
-    cards: BTreeMap<String, Incident>,
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl Store {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            cards: BTreeMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    pub(crate) fn get(&self, id: &str) -> Option<&Incident> {
-        self.cards.get(id)
-    }
-
-    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Incident> {
-        self.cards.get_mut(id)
-    }
-
-    /// Keeps `incident`; returns how many old cards made room for it.
-    pub(crate) fn insert(&mut self, incident: Incident) -> u64 {
-        let mut evicted = 0;
-        while self.cards.len() >= self.capacity {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if self.cards.remove(&old).is_some() {
-                evicted += 1;
-            }
-        }
-        self.order.push_back(incident.id.clone());
-        self.cards.insert(incident.id.clone(), incident);
-        evicted
-    }
-
-    /// Newest first.
-    pub(crate) fn list(&self) -> Vec<&Incident> {
-        self.order
-            .iter()
-            .rev()
-            .filter_map(|id| self.cards.get(id))
-            .collect()
-    }
 }

@@ -50,29 +50,34 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 pub mod evidence;
 pub mod incident;
 mod links;
 pub mod render;
 mod service;
 pub mod sources;
+pub mod store;
 pub mod trace;
 pub mod webhook;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use looptel_red_metrics::{Counter, Metric, Registry};
 use looptel_slo::Spec;
 use time::OffsetDateTime;
 
+pub use auth::{Token, TokenError, Tokens};
 pub use incident::{Incident, State};
 pub use links::Grafana;
-pub use service::{MAX_ACTION_CHARS, MAX_WEBHOOK_BYTES};
+pub use service::{DEFAULT_LIST_LIMIT, MAX_ACTION_CHARS, MAX_LIST_LIMIT, MAX_WEBHOOK_BYTES};
 pub use sources::{LogSource, MetricsSource, TraceSource};
+pub use store::{Store, StoreError};
 
 use evidence::Target;
-use incident::{Action, Event, SloFacts, Store, Verification, incident_id};
+use incident::{Action, Event, SloFacts, Verification, incident_id};
+use store::{Updated, Work, now_ms};
 use webhook::{Alert, Notification, Status};
 
 /// How evidence is gathered and recovery checked.
@@ -103,8 +108,13 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// A summary of each card is posted here once its evidence is in.
     pub notify_url: Option<String>,
-    /// At most this many cards are kept; the oldest go first.
-    pub max_incidents: usize,
+    /// Cards first received longer ago than this are deleted (counted in
+    /// `looptel_retro_incidents_deleted_total`); no card is ever dropped
+    /// for room.
+    pub retention: Duration,
+    /// How often the store is swept: old cards deleted, work whose replica
+    /// stopped taken up again.
+    pub sweep_interval: Duration,
     /// At most this many cards gather evidence at once (a webhook with many
     /// alerts queues the rest).
     pub max_concurrent_gathering: usize,
@@ -124,13 +134,14 @@ impl Default for Settings {
             grafana: None,
             public_url: None,
             notify_url: None,
-            max_incidents: 1000,
+            retention: Duration::from_secs(90 * 86_400),
+            sweep_interval: Duration::from_secs(30),
             max_concurrent_gathering: 4,
         }
     }
 }
 
-/// The retrospection service: cheap to clone, one store behind it.
+/// The retrospection service: cheap to clone, one [`Store`] behind it.
 #[derive(Clone, Debug)]
 pub struct Retro {
     spec: Arc<Spec>,
@@ -138,9 +149,12 @@ pub struct Retro {
     traces: Option<Arc<dyn TraceSource>>,
     logs: Option<Arc<dyn LogSource>>,
     settings: Settings,
-    store: Arc<Mutex<Store>>,
+    store: Store,
+    /// This replica's name in the claims it writes.
+    owner: Arc<str>,
     gathering: Arc<tokio::sync::Semaphore>,
     http: Option<sources::Http>,
+    tokens: Tokens,
     counters: Counters,
 }
 
@@ -149,7 +163,8 @@ struct Counters {
     registry: Registry,
     source_errors: Arc<Metric<Counter>>,
     alerts: Arc<Metric<Counter>>,
-    evicted: Arc<Metric<Counter>>,
+    deleted: Arc<Metric<Counter>>,
+    store_errors: Arc<Metric<Counter>>,
 }
 
 /// Builds a [`Retro`].
@@ -173,11 +188,17 @@ impl Builder {
 
     /// How evidence is gathered.
     pub fn settings(mut self, settings: Settings) -> Self {
-        self.retro.store = Arc::new(Mutex::new(Store::new(settings.max_incidents)));
         self.retro.gathering = Arc::new(tokio::sync::Semaphore::new(
             settings.max_concurrent_gathering.max(1),
         ));
         self.retro.settings = settings;
+        self
+    }
+
+    /// The tokens its routes ask for (none by default: every route open,
+    /// as suits a service on 127.0.0.1).
+    pub fn tokens(mut self, tokens: Tokens) -> Self {
+        self.retro.tokens = tokens;
         self
     }
 
@@ -210,11 +231,17 @@ impl Counters {
                 "Calls to an evidence source or the notification webhook that failed, by kind of source.",
                 &["source"],
             ),
-            evicted: registry.counter(
-                "looptel.retro.incidents.evicted",
+            deleted: registry.counter(
+                "looptel.retro.incidents.deleted",
                 "{incident}",
-                "Cards dropped, oldest first, to keep at most Settings::max_incidents.",
+                "Cards deleted because they are older than the retention (Settings::retention).",
                 &[],
+            ),
+            store_errors: registry.counter(
+                "looptel.retro.store.errors",
+                "{error}",
+                "Reads and writes of the card store that failed, by operation; a failed webhook write answers 503.",
+                &["operation"],
             ),
             alerts: registry.counter(
                 "looptel.retro.alerts",
@@ -226,22 +253,53 @@ impl Counters {
     }
 }
 
+/// What one [`Retro::sweep`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Cards deleted for being older than the retention.
+    pub deleted: u64,
+    /// Evidence gatherings taken up (nobody held them, or their claim
+    /// lapsed).
+    pub gathering: usize,
+    /// Recovery checks taken up.
+    pub verifying: usize,
+}
+
+/// A claim outlives the work it covers by this much, so a slow store write
+/// at the end does not let another replica start the same work.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
+/// At most this many cards of each kind of work are taken up per sweep.
+const SWEEP_BATCH: u32 = 100;
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 impl Retro {
-    /// A service reading the SLOs of `spec` from `metrics`.
-    pub fn builder(spec: Spec, metrics: Arc<dyn MetricsSource>) -> Builder {
+    /// A service reading the SLOs of `spec` from `metrics`, keeping its
+    /// cards in `store`.
+    pub fn builder(spec: Spec, metrics: Arc<dyn MetricsSource>, store: Store) -> Builder {
         let settings = Settings::default();
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        );
         Builder {
             retro: Self {
                 spec: Arc::new(spec),
                 metrics,
                 traces: None,
                 logs: None,
-                store: Arc::new(Mutex::new(Store::new(settings.max_incidents))),
+                store,
+                owner: owner.into(),
                 gathering: Arc::new(tokio::sync::Semaphore::new(
                     settings.max_concurrent_gathering.max(1),
                 )),
                 settings,
                 http: None,
+                tokens: Tokens::default(),
                 counters: Counters::new(&Registry::new()),
             },
         }
@@ -252,18 +310,38 @@ impl Retro {
         &self.counters.registry
     }
 
-    fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        f(&mut self.store.lock().unwrap_or_else(PoisonError::into_inner))
+    /// The store the cards are in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Counts and logs a store failure; the error, for `?`.
+    fn store_failed(&self, operation: &'static str, e: StoreError) -> StoreError {
+        self.counters.store_errors.inc(&[operation]);
+        tracing::error!(operation, error = %e, "the card store failed");
+        e
     }
 
     /// A card.
-    pub fn incident(&self, id: &str) -> Option<Incident> {
-        self.with_store(|s| s.get(id).cloned())
+    ///
+    /// # Errors
+    /// The store failed (counted).
+    pub async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.store
+            .get(id)
+            .await
+            .map_err(|e| self.store_failed("read", e))
     }
 
-    /// Every card, newest first.
-    pub fn incidents(&self) -> Vec<Incident> {
-        self.with_store(|s| s.list().into_iter().cloned().collect())
+    /// The newest `limit` cards, newest first, after skipping `offset`.
+    ///
+    /// # Errors
+    /// The store failed (counted).
+    pub async fn incidents(&self, limit: u32, offset: u32) -> Result<Vec<Incident>, StoreError> {
+        self.store
+            .list(limit, offset)
+            .await
+            .map_err(|e| self.store_failed("read", e))
     }
 
     fn target(&self, alert: &Alert) -> Result<Target<'_>, String> {
@@ -330,82 +408,268 @@ impl Retro {
         }
     }
 
-    /// Takes a webhook: new firing alerts get a card and their evidence is
-    /// gathered in the background; resolved ones get their recovery
-    /// checked. A retry changes nothing. Returns the cards' ids.
+    /// A new card for `alert`.
+    fn new_card(&self, id: &str, alert: &Alert, now: OffsetDateTime) -> Incident {
+        let mut card = Incident {
+            id: id.to_owned(),
+            state: State::Firing,
+            alert: alert.clone(),
+            slo: None,
+            timeline: vec![
+                Event {
+                    at: alert.starts_at,
+                    what: format!("{} started firing", alert.name()),
+                },
+                Event {
+                    at: now,
+                    what: format!("webhook received ({})", status_word(alert.status)),
+                },
+            ],
+            evidence: None,
+            actions: Vec::new(),
+            verification: None,
+        };
+        if let Ok(target) = self.target(alert) {
+            card.slo = Some(self.facts(alert, &target));
+        }
+        if alert.status == Status::Resolved {
+            mark_resolved(&mut card, alert, now);
+        }
+        card
+    }
+
+    /// Until when a gathering starting now is claimed.
+    fn gather_lease(&self) -> i64 {
+        now_ms() + ms(self.settings.gather_timeout + CLAIM_MARGIN)
+    }
+
+    /// When the recovery of a resolved `alert` is checked: the recovery
+    /// window after it resolved, and the settling time.
+    fn check_at(&self, alert: &Alert) -> OffsetDateTime {
+        let Ok(target) = self.target(alert) else {
+            return OffsetDateTime::now_utc();
+        };
+        let window = self.settings.recovery_window.unwrap_or(target.short);
+        alert.ends_at.unwrap_or_else(OffsetDateTime::now_utc) + window + self.settings.settle
+    }
+
+    /// Until when a recovery check of `alert` is claimed: past its check,
+    /// by the longest the check can take.
+    fn verify_lease(&self, alert: &Alert) -> i64 {
+        let check = (self.check_at(alert).unix_timestamp_nanos() / 1_000_000) as i64;
+        check.max(now_ms()) + ms(self.settings.gather_timeout + CLAIM_MARGIN)
+    }
+
+    /// Takes a webhook: each new firing alert gets a card, written to the
+    /// store before this returns, and its evidence is gathered in the
+    /// background; a resolved one gets its recovery checked once the
+    /// recovery window has passed. A retry — or the same notification
+    /// delivered to another replica on the same database — changes
+    /// nothing. Returns the cards' ids.
     ///
     /// Must run inside a Tokio runtime.
-    pub fn receive(&self, notification: Notification) -> Vec<String> {
+    ///
+    /// # Errors
+    /// The store failed (counted): answer 503, so that Alertmanager
+    /// retries. Alerts before the failing one are stored; their retry is a
+    /// retry.
+    pub async fn receive(&self, notification: Notification) -> Result<Vec<String>, StoreError> {
         let now = OffsetDateTime::now_utc();
         let mut ids = Vec::with_capacity(notification.alerts.len());
         for alert in notification.alerts {
             let id = incident_id(&alert);
-            ids.push(id.clone());
-            let status = alert.status;
-            let (new, verify, evicted) = self.with_store(|store| match store.get_mut(&id) {
-                None => {
-                    let mut card = Incident {
-                        id: id.clone(),
-                        state: State::Firing,
-                        alert: alert.clone(),
-                        slo: None,
-                        timeline: vec![
-                            Event {
-                                at: alert.starts_at,
-                                what: format!("{} started firing", alert.name()),
-                            },
-                            Event {
-                                at: now,
-                                what: format!("webhook received ({})", status_word(status)),
-                            },
-                        ],
-                        evidence: None,
-                        actions: Vec::new(),
-                        verification: None,
-                    };
-                    if let Ok(target) = self.target(&alert) {
-                        card.slo = Some(self.facts(&alert, &target));
-                    }
-                    let resolve = status == Status::Resolved;
-                    if resolve {
-                        mark_resolved(&mut card, &alert, now);
-                    }
-                    let evicted = store.insert(card);
-                    (true, resolve, evicted)
-                }
-                Some(card) => {
-                    // A retry, or the resolved notification of a card.
-                    let resolve = status == Status::Resolved && card.state == State::Firing;
-                    if resolve {
-                        mark_resolved(card, &alert, now);
-                    }
-                    (false, resolve, 0)
-                }
-            });
-            if evicted > 0 {
-                self.counters.evicted.add(&[], evicted);
+            let resolved = alert.status == Status::Resolved;
+            let card = self.new_card(&id, &alert, now);
+            let mut claims = vec![(Work::Gather, self.gather_lease())];
+            if resolved {
+                claims.push((Work::Verify, self.verify_lease(&card.alert)));
             }
-            self.counters
-                .alerts
-                .inc(&[status_word(status), if new { "true" } else { "false" }]);
-            // A new card gathers its evidence; a resolution checks recovery.
-            let gather = new;
-            if gather || verify {
-                let this = self.clone();
-                let alert = alert.clone();
-                tokio::spawn(async move {
-                    if gather {
-                        // Never closed: a permit always comes.
-                        let _permit = this.gathering.acquire().await;
-                        this.gather_into(&id, &alert).await;
-                    }
-                    if verify {
-                        this.verify_into(&id, &alert).await;
-                    }
-                });
+            let new = self
+                .store
+                .insert(&card, &self.owner, &claims)
+                .await
+                .map_err(|e| self.store_failed("write", e))?;
+            let verify = if new {
+                resolved
+            } else if resolved {
+                // The resolution of a card already there (or a retry of it).
+                let marked = self
+                    .store
+                    .update(&id, |c| {
+                        (c.state == State::Firing).then(|| mark_resolved(c, &alert, now))
+                    })
+                    .await
+                    .map_err(|e| self.store_failed("write", e))?;
+                match marked {
+                    Updated::Done((), card) => self
+                        .store
+                        .claim(
+                            &id,
+                            Work::Verify,
+                            &self.owner,
+                            self.verify_lease(&card.alert),
+                        )
+                        .await
+                        .map_err(|e| self.store_failed("write", e))?,
+                    Updated::Missing | Updated::Unchanged => false,
+                }
+            } else {
+                false
+            };
+            self.counters.alerts.inc(&[
+                status_word(alert.status),
+                if new { "true" } else { "false" },
+            ]);
+            if new {
+                self.spawn_gather(id.clone(), card.alert.clone());
+            }
+            if verify {
+                let mut resolved_alert = card.alert.clone();
+                resolved_alert.ends_at = alert.ends_at.or(resolved_alert.ends_at);
+                self.spawn_verify(id.clone(), resolved_alert);
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Gathers a card's evidence in the background, a few cards at a time;
+    /// the claim is renewed when its turn comes (and the work dropped if
+    /// another replica holds it by then).
+    fn spawn_gather(&self, id: String, alert: Alert) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Never closed: a permit always comes.
+            let _permit = this.gathering.acquire().await;
+            match this
+                .store
+                .claim(&id, Work::Gather, &this.owner, this.gather_lease())
+                .await
+            {
+                Ok(true) => this.gather_into(&id, &alert).await,
+                Ok(false) => {}
+                Err(e) => {
+                    // Taken up again by a sweep once the store is back.
+                    this.store_failed("claim", e);
+                }
+            }
+        });
+    }
+
+    /// Checks a card's recovery in the background, once its window has
+    /// passed.
+    fn spawn_verify(&self, id: String, alert: Alert) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let wait =
+                (this.check_at(&alert) - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+            tokio::time::sleep(wait.unsigned_abs()).await;
+            match this
+                .store
+                .claim(&id, Work::Verify, &this.owner, this.verify_lease(&alert))
+                .await
+            {
+                Ok(true) => this.verify_into(&id, &alert).await,
+                Ok(false) => {}
+                Err(e) => {
+                    this.store_failed("claim", e);
+                }
+            }
+        });
+    }
+
+    /// One pass over the store: deletes the cards older than the
+    /// retention, and takes up work nobody holds — evidence not gathered,
+    /// recoveries not checked — whose replica stopped (a restart of this
+    /// one included). Runs at start-up and every
+    /// [`Settings::sweep_interval`] ([`Retro::spawn_sweeper`]).
+    ///
+    /// # Errors
+    /// The store failed (counted).
+    pub async fn sweep(&self) -> Result<Sweep, StoreError> {
+        let cutoff = now_ms() - ms(self.settings.retention);
+        let deleted = self
+            .store
+            .delete_received_before(cutoff)
+            .await
+            .map_err(|e| self.store_failed("delete", e))?;
+        if deleted > 0 {
+            self.counters.deleted.add(&[], deleted);
+            tracing::info!(deleted, retention = %looptel_slo::format_duration(self.settings.retention), "cards past the retention deleted");
+        }
+        let mut sweep = Sweep {
+            deleted,
+            ..Sweep::default()
+        };
+        for card in self
+            .store
+            .due(Work::Gather, SWEEP_BATCH)
+            .await
+            .map_err(|e| self.store_failed("read", e))?
+        {
+            if self
+                .store
+                .claim(&card.id, Work::Gather, &self.owner, self.gather_lease())
+                .await
+                .map_err(|e| self.store_failed("claim", e))?
+            {
+                tracing::info!(incident = %card.id, "gathering evidence left unfinished");
+                sweep.gathering += 1;
+                self.spawn_gather(card.id, card.alert);
             }
         }
-        ids
+        for card in self
+            .store
+            .due(Work::Verify, SWEEP_BATCH)
+            .await
+            .map_err(|e| self.store_failed("read", e))?
+        {
+            if self
+                .store
+                .claim(
+                    &card.id,
+                    Work::Verify,
+                    &self.owner,
+                    self.verify_lease(&card.alert),
+                )
+                .await
+                .map_err(|e| self.store_failed("claim", e))?
+            {
+                tracing::info!(incident = %card.id, "checking a recovery left unchecked");
+                sweep.verifying += 1;
+                self.spawn_verify(card.id, card.alert);
+            }
+        }
+        Ok(sweep)
+    }
+
+    /// Sweeps now and every [`Settings::sweep_interval`] until the task is
+    /// aborted (a failed sweep is counted and tried again next time).
+    pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval(this.settings.sweep_interval.max(Duration::from_millis(10)));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                // Failures are counted and logged where they happen.
+                let _ = this.sweep().await;
+            }
+        })
+    }
+
+    /// Gives back the work this replica holds, for another replica (or
+    /// this one, restarted) to take up at once: call it at a clean
+    /// shutdown. Returns how many claims were given back.
+    ///
+    /// # Errors
+    /// The store failed (counted); the claims then lapse on their own.
+    pub async fn release(&self) -> Result<u64, StoreError> {
+        self.store
+            .release_all(&self.owner)
+            .await
+            .map_err(|e| self.store_failed("claim", e))
     }
 
     async fn gather_into(&self, id: &str, alert: &Alert) {
@@ -464,8 +728,14 @@ impl Retro {
             evidence.problems.len()
         );
         tracing::info!(incident = id, %summary, "evidence gathered");
-        let card = self.with_store(|s| {
-            s.get_mut(id).map(|card| {
+        let written = self
+            .store
+            .update(id, |card| {
+                // Another replica's gathering (its claim lapsed while it
+                // worked) got there first: one evidence per card.
+                if card.evidence.is_some() {
+                    return None;
+                }
                 card.timeline.push(Event {
                     at: OffsetDateTime::now_utc(),
                     what: format!("evidence gathered: {summary}"),
@@ -473,16 +743,21 @@ impl Retro {
                 if let Some(slo) = &mut card.slo {
                     slo.budget_remaining = budget;
                 }
-                let mut evidence = evidence;
+                let mut evidence = evidence.clone();
                 if let (Some(sli), Some(end)) = (&mut evidence.sli, card.alert.ends_at) {
                     sli.ends_at = Some(end.unix_timestamp() as f64);
                 }
                 card.evidence = Some(evidence);
-                card.clone()
+                Some(())
             })
-        });
-        if let Some(card) = card {
-            self.notify(&card).await;
+            .await;
+        match written {
+            Ok(Updated::Done((), card)) => self.notify(&card).await,
+            Ok(Updated::Missing | Updated::Unchanged) => {}
+            Err(e) => {
+                // The claim lapses and a sweep gathers it again.
+                self.store_failed("write", e);
+            }
         }
     }
 
@@ -511,30 +786,23 @@ impl Retro {
 
     async fn verify_into(&self, id: &str, alert: &Alert) {
         let Ok(target) = self.target(alert) else {
-            self.with_store(|s| {
-                if let Some(card) = s.get_mut(id) {
-                    card.state = State::NotVerified;
-                    card.verification = Some(Verification {
-                        verified: false,
-                        at: OffsetDateTime::now_utc(),
-                        window_seconds: 0.0,
-                        requests: 0.0,
-                        min_requests: self.settings.min_requests,
-                        error_ratio: None,
-                        burn_rate: None,
-                        reason: "the alert names no SLO of the spec: nothing to verify against"
-                            .to_owned(),
-                    });
-                }
-            });
+            let v = Verification {
+                verified: false,
+                at: OffsetDateTime::now_utc(),
+                window_seconds: 0.0,
+                requests: 0.0,
+                min_requests: self.settings.min_requests,
+                error_ratio: None,
+                burn_rate: None,
+                reason: "the alert names no SLO of the spec: nothing to verify against".to_owned(),
+            };
+            self.write_verification(id, v, None).await;
             return;
         };
         let window = self.settings.recovery_window.unwrap_or(target.short);
-        let resolved = alert.ends_at.unwrap_or_else(OffsetDateTime::now_utc);
-        let check_at = resolved + window + self.settings.settle;
-        let wait = (check_at - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
-        tokio::time::sleep(wait.unsigned_abs()).await;
-        let at = OffsetDateTime::now_utc() - self.settings.settle;
+        // The window right after the resolution, even when the check runs
+        // late (taken up after a restart).
+        let at = self.check_at(alert).min(OffsetDateTime::now_utc()) - self.settings.settle;
         let budget = target.slo.budget();
         let min = self.settings.min_requests;
         let v = match evidence::recovery(self, &target, window, at).await {
@@ -594,11 +862,16 @@ impl Retro {
         };
         tracing::info!(incident = id, verified = v.verified, reason = %v.reason, "recovery checked");
         // The SLI again, through the recovery: the picture shows the fix.
-        let chart = self.with_store(|s| {
-            s.get(id)
+        let chart = match self.store.get(id).await {
+            Ok(card) => card
+                .as_ref()
                 .and_then(|c| c.evidence.as_ref())
-                .and_then(|e| e.sli.as_ref().map(|sli| (sli.series.clone(), e.from)))
-        });
+                .and_then(|e| e.sli.as_ref().map(|sli| (sli.series.clone(), e.from))),
+            Err(e) => {
+                self.store_failed("read", e);
+                None
+            }
+        };
         let mut redrawn = None;
         if let Some((series, Some(from))) = chart {
             let to = OffsetDateTime::now_utc();
@@ -611,8 +884,23 @@ impl Retro {
                 redrawn = s.into_iter().next().map(|s| s.points);
             }
         }
-        self.with_store(|s| {
-            if let Some(card) = s.get_mut(id) {
+        self.write_verification(id, v, redrawn).await;
+    }
+
+    /// Writes a recovery check on its card, once: a card another replica
+    /// already verified is left as it is.
+    async fn write_verification(
+        &self,
+        id: &str,
+        v: Verification,
+        redrawn: Option<Vec<(f64, f64)>>,
+    ) {
+        let written = self
+            .store
+            .update(id, |card| {
+                if card.state != State::Resolved {
+                    return None;
+                }
                 card.state = if v.verified {
                     State::Verified
                 } else {
@@ -630,29 +918,53 @@ impl Retro {
                         v.reason
                     ),
                 });
-                card.verification = Some(v);
-                if let (Some(points), Some(sli)) =
-                    (redrawn, card.evidence.as_mut().and_then(|e| e.sli.as_mut()))
-                {
+                card.verification = Some(v.clone());
+                if let (Some(points), Some(sli)) = (
+                    redrawn.clone(),
+                    card.evidence.as_mut().and_then(|e| e.sli.as_mut()),
+                ) {
                     sli.points = points;
                 }
-            }
-        });
+                Some(())
+            })
+            .await;
+        if let Err(e) = written {
+            // The claim lapses and a sweep checks again.
+            self.store_failed("write", e);
+        }
     }
 
     /// Attaches an improvement item to a card; `None` if there is no such
     /// card.
-    pub fn add_action(&self, id: &str, text: String, link: Option<String>) -> Option<Incident> {
-        self.with_store(|s| {
-            s.get_mut(id).map(|card| {
+    ///
+    /// # Errors
+    /// The store failed (counted).
+    pub async fn add_action(
+        &self,
+        id: &str,
+        text: String,
+        link: Option<String>,
+    ) -> Result<Option<Incident>, StoreError> {
+        let written = self
+            .store
+            .update(id, |card| {
                 let at = OffsetDateTime::now_utc();
                 card.timeline.push(Event {
                     at,
                     what: format!("action added: {text}"),
                 });
-                card.actions.push(Action { at, text, link });
-                card.clone()
+                card.actions.push(Action {
+                    at,
+                    text: text.clone(),
+                    link: link.clone(),
+                });
+                Some(())
             })
+            .await
+            .map_err(|e| self.store_failed("write", e))?;
+        Ok(match written {
+            Updated::Done((), card) => Some(*card),
+            Updated::Missing | Updated::Unchanged => None,
         })
     }
 }

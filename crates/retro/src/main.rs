@@ -14,7 +14,7 @@ use looptel_red_metrics::{HttpServerMetrics, Registry};
 use looptel_retro::sources::{
     Http, files, jaeger::Jaeger, loki, loki::Loki, prometheus::Prometheus, tempo::Tempo,
 };
-use looptel_retro::{Grafana, LogSource, Retro, Settings, TraceSource};
+use looptel_retro::{Grafana, LogSource, Retro, Settings, Store, Token, Tokens, TraceSource};
 use looptel_telemetry::{Telemetry, shutdown_signal};
 
 fn label_name(s: &str) -> Result<String, String> {
@@ -28,6 +28,24 @@ fn label_name(s: &str) -> Result<String, String> {
 fn duration(s: &str) -> Result<Duration, String> {
     looptel_slo::parse_duration(s)
         .ok_or_else(|| format!("{s:?}: a duration such as 10m, 30s, 500ms"))
+}
+
+/// A token from its variable or its file (a file wins; its last newline is
+/// dropped); the flag's name for the error.
+fn token(
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+    flag: &str,
+) -> anyhow::Result<Option<Token>> {
+    let secret = match (file, value) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --{flag}-file {}", path.display()))?,
+        (None, Some(v)) => v.to_owned(),
+        (None, None) => return Ok(None),
+    };
+    Token::new(&secret)
+        .map(Some)
+        .with_context(|| format!("the {flag} token"))
 }
 
 /// Turns a firing alert into an incident card holding the traces and log
@@ -108,6 +126,37 @@ struct Args {
     /// Where people reach this service, for links in notifications.
     #[arg(long, env = "RETRO_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Where the cards live: `sqlite://FILE` (created if missing, WAL mode)
+    /// or `postgres://USER@HOST/DB` for several replicas on one database.
+    #[arg(long, env = "RETRO_DATABASE_URL", default_value = "sqlite://retro.db")]
+    database_url: String,
+    /// Cards first received longer ago are deleted (`90d`, `720h`).
+    #[arg(long, env = "RETRO_RETENTION", default_value = "90d", value_parser = duration)]
+    retention: Duration,
+    /// The bearer token `POST /alerts` requires (Alertmanager's
+    /// `http_config.authorization`).
+    #[arg(long, env = "RETRO_WEBHOOK_TOKEN", hide_env_values = true)]
+    webhook_token: Option<String>,
+    /// A file holding the webhook token (wins over the variable).
+    #[arg(long, env = "RETRO_WEBHOOK_TOKEN_FILE")]
+    webhook_token_file: Option<PathBuf>,
+    /// The bearer token `POST /incidents/{id}/actions` requires.
+    #[arg(long, env = "RETRO_WRITE_TOKEN", hide_env_values = true)]
+    write_token: Option<String>,
+    /// A file holding the write token.
+    #[arg(long, env = "RETRO_WRITE_TOKEN_FILE")]
+    write_token_file: Option<PathBuf>,
+    /// The bearer token reads (cards, list, `/metrics`) require; open
+    /// without it. `/health` is always open.
+    #[arg(long, env = "RETRO_READ_TOKEN", hide_env_values = true)]
+    read_token: Option<String>,
+    /// A file holding the read token.
+    #[arg(long, env = "RETRO_READ_TOKEN_FILE")]
+    read_token_file: Option<PathBuf>,
+    /// Serve writes without tokens on an address other than loopback
+    /// (refused otherwise).
+    #[arg(long, env = "RETRO_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
 }
 
 #[tokio::main]
@@ -120,6 +169,61 @@ async fn main() -> anyhow::Result<()> {
         .init()
         .context("starting telemetry")?;
     let http = Http::new(telemetry.instrumentation(), args.source_timeout);
+    let tokens = Tokens {
+        webhook: token(
+            args.webhook_token.as_deref(),
+            args.webhook_token_file.as_deref(),
+            "webhook-token",
+        )?,
+        write: token(
+            args.write_token.as_deref(),
+            args.write_token_file.as_deref(),
+            "write-token",
+        )?,
+        read: token(
+            args.read_token.as_deref(),
+            args.read_token_file.as_deref(),
+            "read-token",
+        )?,
+    };
+    let open_writes: Vec<&str> = [
+        (
+            "POST /alerts (RETRO_WEBHOOK_TOKEN)",
+            tokens.webhook.is_none(),
+        ),
+        (
+            "POST /incidents/{id}/actions (RETRO_WRITE_TOKEN)",
+            tokens.write.is_none(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(what, open)| open.then_some(what))
+    .collect();
+    if !open_writes.is_empty() && !args.addr.ip().is_loopback() {
+        if !args.insecure_no_auth {
+            anyhow::bail!(
+                "refusing to serve writes without a token on {}, where anyone who reaches it could open or amend incidents: set {} (or --insecure-no-auth)",
+                args.addr,
+                open_writes.join(" and ")
+            );
+        }
+        tracing::warn!(
+            http.addr = %args.addr,
+            open = %open_writes.join(", "),
+            "--insecure-no-auth: writes are open to anyone who reaches this address"
+        );
+    }
+
+    let store = Store::open(&args.database_url)
+        .await
+        .context("opening the card store")?;
+    tracing::info!(
+        store.backend = ?store.backend(),
+        store.location = store.location(),
+        cards = store.count().await.unwrap_or(0),
+        "cards are kept in {}",
+        store.location()
+    );
 
     let traces: Option<Arc<dyn TraceSource>> = if let Some(url) = &args.tempo_url {
         Some(Arc::new(Tempo::new(url, http.clone())))
@@ -161,8 +265,10 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = Retro::builder(
         spec,
         Arc::new(Prometheus::new(&args.prometheus_url, http.clone())),
+        store.clone(),
     )
     .registry(&registry)
+    .tokens(tokens)
     .http(http)
     .settings(Settings {
         window: args.window,
@@ -177,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         public_url: Some(args.public_url.unwrap_or_else(|| format!("http://{addr}"))),
         notify_url: args.notify_url,
+        retention: args.retention,
         ..Settings::default()
     });
     if let Some(t) = traces {
@@ -191,12 +298,20 @@ async fn main() -> anyhow::Result<()> {
             .filter(skip_paths(["/health", "/metrics"]))
             .hook(HttpServerMetrics::new(&registry)),
     );
+    // Work left by a previous run (or a replica that stopped) is taken up
+    // now, then at every sweep.
+    let sweeper = retro.spawn_sweeper();
     tracing::info!(http.addr = %addr, "looptel-retro listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving")?;
-    tracing::info!("looptel-retro stopped");
+    sweeper.abort();
+    // Work in flight is given back: the next start (or the other replica)
+    // takes it up at once instead of waiting for its claim to lapse.
+    let released = retro.release().await.unwrap_or(0);
+    store.close().await;
+    tracing::info!(released, "looptel-retro stopped");
     telemetry.shutdown().context("flushing telemetry")?;
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! `Accept` or `?format=`), `POST /incidents/{id}/actions`, `/metrics`,
 //! `/health`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -11,13 +13,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::Retro;
 use crate::render;
 use crate::webhook::Notification;
+use crate::{Retro, StoreError, Tokens, auth};
 
 /// The largest webhook body taken (Alertmanager's default groups stay far
 /// below it).
 pub const MAX_WEBHOOK_BYTES: usize = 1 << 20;
+
+/// How many cards `GET /incidents` lists without `?limit=`.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+
+/// The most cards one `GET /incidents` lists.
+pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// The longest action text.
 pub const MAX_ACTION_CHARS: usize = 2000;
@@ -32,6 +40,13 @@ enum Format {
 #[derive(Deserialize)]
 struct FormatQuery {
     format: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    format: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
 }
 
 fn format(headers: &HeaderMap, q: &FormatQuery) -> Result<Format, Box<Response>> {
@@ -64,23 +79,45 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// A store failure as an answer: 503 (with `Retry-After`) while the store
+/// cannot be reached — Alertmanager retries, nothing is lost — and 500 for
+/// a stored card that cannot be read.
+fn store_error(e: &StoreError) -> Response {
+    match e {
+        StoreError::Corrupt { .. } => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        _ => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
 async fn alerts(State(retro): State<Retro>, body: Bytes) -> Response {
     match Notification::from_json(&body) {
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-        Ok(n) => {
-            let ids = retro.receive(n);
-            axum::Json(serde_json::json!({ "incidents": ids })).into_response()
-        }
+        Ok(n) => match retro.receive(n).await {
+            Ok(ids) => axum::Json(serde_json::json!({ "incidents": ids })).into_response(),
+            Err(e) => store_error(&e),
+        },
     }
 }
 
 async fn list(
     State(retro): State<Retro>,
     headers: HeaderMap,
-    Query(q): Query<FormatQuery>,
+    Query(q): Query<ListQuery>,
 ) -> Response {
-    let cards = retro.incidents();
-    match format(&headers, &q) {
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
+    let cards = match retro.incidents(limit, q.offset.unwrap_or(0)).await {
+        Ok(cards) => cards,
+        Err(e) => return store_error(&e),
+    };
+    match format(&headers, &FormatQuery { format: q.format }) {
         Err(r) => *r,
         Ok(Format::Json) => axum::Json(&cards).into_response(),
         Ok(Format::Markdown) => {
@@ -107,8 +144,10 @@ async fn show(
     headers: HeaderMap,
     Query(q): Query<FormatQuery>,
 ) -> Response {
-    let Some(card) = retro.incident(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("no incident {id:?}"));
+    let card = match retro.incident(&id).await {
+        Ok(Some(card)) => card,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+        Err(e) => return store_error(&e),
     };
     match format(&headers, &q) {
         Err(r) => *r,
@@ -152,32 +191,58 @@ async fn add_action(State(retro): State<Retro>, Path(id): Path<String>, body: By
     {
         return error(StatusCode::BAD_REQUEST, "link: an http(s) URL".to_owned());
     }
-    match retro.add_action(&id, text.to_owned(), action.link) {
-        None => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
-        Some(card) => (StatusCode::CREATED, axum::Json(card)).into_response(),
+    match retro.add_action(&id, text.to_owned(), action.link).await {
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+        Ok(Some(card)) => (StatusCode::CREATED, axum::Json(card)).into_response(),
+        Err(e) => store_error(&e),
     }
+}
+
+fn guarded(router: Router<Retro>, token: Option<&crate::Token>) -> Router<Retro> {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        token.cloned().map(Arc::new),
+        auth::require,
+    ))
 }
 
 impl Retro {
     /// The service's routes (without telemetry: the binary adds looptel's
-    /// server layer, as any service would).
+    /// server layer, as any service would). Tokens are checked before a
+    /// body is read.
     pub fn router(&self) -> Router {
-        Router::new()
-            .route(
+        let Tokens {
+            webhook,
+            write,
+            read,
+        } = &self.tokens;
+        let webhook = guarded(
+            Router::new().route(
                 "/alerts",
                 post(alerts).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
-            )
-            .route("/incidents", get(list))
-            .route("/incidents/{id}", get(show))
-            .route(
+            ),
+            webhook.as_ref(),
+        );
+        let writes = guarded(
+            Router::new().route(
                 "/incidents/{id}/actions",
                 post(add_action).layer(DefaultBodyLimit::max(64 << 10)),
-            )
+            ),
+            write.as_ref(),
+        );
+        let reads = guarded(
+            Router::new()
+                .route("/incidents", get(list))
+                .route("/incidents/{id}", get(show))
+                .route(
+                    "/metrics",
+                    looptel_red_metrics::metrics_endpoint(self.registry().clone()),
+                ),
+            read.as_ref(),
+        );
+        webhook
+            .merge(writes)
+            .merge(reads)
             .route("/health", get(|| async { "ok" }))
-            .route(
-                "/metrics",
-                looptel_red_metrics::metrics_endpoint(self.registry().clone()),
-            )
             .with_state(self.clone())
     }
 }

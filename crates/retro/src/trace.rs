@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One span, whatever source it came from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Span {
     /// 16 lowercase hex digits.
     pub span_id: String,
@@ -39,7 +39,7 @@ impl Span {
 }
 
 /// A trace: its id and spans.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     /// 32 lowercase hex digits.
     pub trace_id: String,
@@ -48,7 +48,7 @@ pub struct Trace {
 }
 
 /// What a card says about one trace.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// The services involved, in order of their first span.
     pub services: Vec<String>,
@@ -64,7 +64,7 @@ pub struct Analysis {
 }
 
 /// A span as a card names it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpanRef {
     /// Its id.
     pub span_id: String,

@@ -65,7 +65,7 @@ pub struct Notification {
 }
 
 /// One alert of a webhook.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Firing or resolved.
     pub status: Status,

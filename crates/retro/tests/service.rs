@@ -16,7 +16,7 @@ use looptel_retro::sources::{
     Exemplar, Http, MetricsSource, Series, SourceFuture, files, prometheus::Prometheus,
     tempo::Tempo,
 };
-use looptel_retro::{Retro, Settings};
+use looptel_retro::{Retro, Settings, Store};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -102,6 +102,12 @@ impl MetricsSource for Canned {
     }
 }
 
+/// A store in memory (the file and PostgreSQL stores are tested in
+/// `store.rs`).
+async fn memory() -> Store {
+    Store::open("sqlite::memory:").await.expect("store")
+}
+
 fn http() -> Http {
     Http::new(
         Instrumentation::disabled(Propagator::default()),
@@ -117,6 +123,13 @@ async fn serve(retro: &Retro) -> String {
     let app = retro.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
+}
+
+/// Now, as a webhook writes times: a resolution that just happened.
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
 }
 
 fn webhook(status: &str, fingerprint: &str, ends_at: &str) -> Value {
@@ -176,7 +189,7 @@ async fn card(
 #[tokio::test]
 async fn bad_webhooks_get_a_400_naming_the_problem_and_big_ones_a_413() {
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-    let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
+    let retro = Retro::builder(spec, Arc::new(Canned::default()), memory().await).build();
     let base = serve(&retro).await;
     let client = reqwest::Client::new();
     for (body, expected) in [
@@ -211,7 +224,7 @@ async fn bad_webhooks_get_a_400_naming_the_problem_and_big_ones_a_413() {
         .await
         .expect("post");
     assert_eq!(res.status(), 413);
-    assert!(retro.incidents().is_empty());
+    assert!(retro.incidents(10, 0).await.expect("list").is_empty());
 }
 
 #[tokio::test]
@@ -226,7 +239,7 @@ async fn a_retry_changes_nothing_and_a_card_reads_in_three_formats() {
     .expect("write");
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
     let metrics = Arc::new(Canned::default());
-    let retro = Retro::builder(spec, metrics.clone())
+    let retro = Retro::builder(spec, metrics.clone(), memory().await)
         .traces(Arc::new(files::OtlpFile::new(
             dir.path().join("no-spans.jsonl"),
         )))
@@ -243,7 +256,11 @@ async fn a_retry_changes_nothing_and_a_card_reads_in_three_formats() {
     assert_eq!(ids, ["c0ffee-1796032800"; 3]);
     let id = &ids[0];
     let v = card(&client, &base, id, |v| !v["evidence"].is_null()).await;
-    assert_eq!(retro.incidents().len(), 1, "one card for three deliveries");
+    assert_eq!(
+        retro.incidents(10, 0).await.expect("list").len(),
+        1,
+        "one card for three deliveries"
+    );
     assert_eq!(
         metrics.exemplar_reads.load(Ordering::SeqCst),
         1,
@@ -329,7 +346,7 @@ async fn a_retry_changes_nothing_and_a_card_reads_in_three_formats() {
 #[tokio::test]
 async fn actions_are_checked_and_kept_in_order() {
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-    let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
+    let retro = Retro::builder(spec, Arc::new(Canned::default()), memory().await).build();
     let base = serve(&retro).await;
     let client = reqwest::Client::new();
     post(
@@ -363,7 +380,11 @@ async fn actions_are_checked_and_kept_in_order() {
         .await
         .expect("post");
     assert_eq!(res.status(), 404);
-    let card = retro.incident("beef-1796032800").expect("card");
+    let card = retro
+        .incident("beef-1796032800")
+        .await
+        .expect("read")
+        .expect("card");
     let texts: Vec<&str> = card.actions.iter().map(|a| a.text.as_str()).collect();
     assert_eq!(
         texts,
@@ -389,6 +410,7 @@ async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_n
     let retro = Retro::builder(
         spec,
         Arc::new(Prometheus::new(format!("http://{closed}"), http())),
+        memory().await,
     )
     .traces(Arc::new(Tempo::new(format!("http://{closed}"), http())))
     .settings(Settings {
@@ -421,12 +443,7 @@ async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_n
             .any(|p| p.starts_with("prometheus http://127.0.0.1")),
         "{problems:?}"
     );
-    post(
-        &client,
-        &base,
-        &webhook("resolved", "dead", "2026-11-30T10:20:00Z"),
-    )
-    .await;
+    post(&client, &base, &webhook("resolved", "dead", &now())).await;
     let v = card(&client, &base, "dead-1796032800", |v| {
         !v["verification"].is_null()
     })
@@ -476,7 +493,7 @@ async fn a_summary_is_posted_to_the_notification_webhook_once_the_evidence_is_in
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-    let retro = Retro::builder(spec, Arc::new(Canned::default()))
+    let retro = Retro::builder(spec, Arc::new(Canned::default()), memory().await)
         .http(http())
         .settings(Settings {
             notify_url: Some(format!("http://{hook}/notify")),
@@ -510,46 +527,13 @@ async fn a_summary_is_posted_to_the_notification_webhook_once_the_evidence_is_in
 }
 
 #[tokio::test]
-async fn the_oldest_cards_make_room_and_are_counted() {
-    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-    let retro = Retro::builder(spec, Arc::new(Canned::default()))
-        .settings(Settings {
-            max_incidents: 2,
-            ..Settings::default()
-        })
-        .build();
-    for fp in ["a1", "b2", "c3"] {
-        let body = webhook("firing", fp, "0001-01-01T00:00:00Z").to_string();
-        let n = looptel_retro::webhook::Notification::from_json(body.as_bytes()).expect("valid");
-        retro.receive(n);
-    }
-    let ids: Vec<String> = retro.incidents().into_iter().map(|c| c.id).collect();
-    assert_eq!(ids, ["c3-1796032800", "b2-1796032800"], "newest first");
-    let base = serve(&retro).await;
-    let metrics = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "looptel_retro_incidents_evicted_total 1"),
-        "{metrics}"
-    );
-}
-
-#[tokio::test]
 async fn a_webhook_of_many_alerts_gathers_a_few_at_a_time() {
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
     let metrics = Arc::new(Canned {
         delay: Duration::from_millis(50),
         ..Canned::default()
     });
-    let retro = Retro::builder(spec, metrics.clone())
+    let retro = Retro::builder(spec, metrics.clone(), memory().await)
         .settings(Settings {
             max_concurrent_gathering: 2,
             ..Settings::default()
@@ -568,7 +552,13 @@ async fn a_webhook_of_many_alerts_gathers_a_few_at_a_time() {
     let v = post(&reqwest::Client::new(), &base, &body).await;
     assert_eq!(v["incidents"].as_array().map(Vec::len), Some(8));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while retro.incidents().iter().any(|c| c.evidence.is_none()) {
+    while retro
+        .incidents(100, 0)
+        .await
+        .expect("list")
+        .iter()
+        .any(|c| c.evidence.is_none())
+    {
         assert!(std::time::Instant::now() < deadline, "all gathered in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -579,7 +569,7 @@ async fn a_webhook_of_many_alerts_gathers_a_few_at_a_time() {
 #[tokio::test]
 async fn an_alert_without_a_window_pair_says_no_burn() {
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-    let retro = Retro::builder(spec, Arc::new(Canned::default())).build();
+    let retro = Retro::builder(spec, Arc::new(Canned::default()), memory().await).build();
     let mut body = webhook("firing", "quiet", "0001-01-01T00:00:00Z");
     body["alerts"][0]["labels"] = json!({
         "alertname": "SLOTrafficMissing", "severity": "ticket",
@@ -587,8 +577,8 @@ async fn an_alert_without_a_window_pair_says_no_burn() {
     });
     let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
         .expect("valid");
-    let ids = retro.receive(n);
-    let card = retro.incident(&ids[0]).expect("card");
+    let ids = retro.receive(n).await.expect("stored");
+    let card = retro.incident(&ids[0]).await.expect("read").expect("card");
     let text = looptel_retro::render::summary(&card);
     assert!(
         text.starts_with(

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub mod files;
@@ -27,7 +27,7 @@ use crate::trace::Trace;
 pub type SourceFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SourceError>> + Send + 'a>>;
 
 /// A source that failed: which, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{source_name}: {message}")]
 pub struct SourceError {
     /// The source (`prometheus http://127.0.0.1:9090`, `tempo …`, `file …`).
@@ -47,7 +47,7 @@ impl SourceError {
 }
 
 /// One exemplar: a trace id and the observation it came with.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Exemplar {
     /// The series' labels (`le`, `error_type`, `http_route`, …).
     pub series: BTreeMap<String, String>,
@@ -62,7 +62,7 @@ pub struct Exemplar {
 }
 
 /// One series of an instant or range query.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     /// Its labels.
     pub labels: BTreeMap<String, String>,
@@ -129,7 +129,7 @@ pub trait LogSource: Send + Sync + std::fmt::Debug {
 
 /// A log line, as looptel's JSON logs write it (other lines keep their
 /// text as the message).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     /// RFC 3339.
     pub timestamp: String,
