@@ -35,7 +35,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{
     Migrate as _, MigrateError, Migration, MigrationSource, MigrationType, Migrator,
 };
-use sqlx::{AnyPool, Executor as _, Row as _};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _, Row as _};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -220,6 +220,18 @@ fn redact(url: &str) -> String {
     format!("{scheme}://{authority}/{path}")
 }
 
+/// Sets up each new connection. SQLite: WAL (readers never wait for the
+/// writer), a write waits up to 5 s for another's lock instead of failing
+/// at once, and FULL sync (a card acknowledged is on disk).
+async fn prepare(conn: &mut AnyConnection, sqlite: bool) -> Result<(), sqlx::Error> {
+    if sqlite {
+        conn.execute("PRAGMA journal_mode = WAL").await?;
+        conn.execute("PRAGMA busy_timeout = 5000").await?;
+        conn.execute("PRAGMA synchronous = FULL").await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating it if need be) the store at `url` and brings its
     /// schema up to date:
@@ -280,23 +292,19 @@ impl Store {
             message: e.to_string(),
         };
         let sqlite = backend == Backend::Sqlite;
+        // One connection first: the pool would retry a failing one until
+        // its timeout and report only that, not why.
+        let mut first = AnyConnection::connect(&url)
+            .await
+            .map_err(|e| open_error(&e))?;
+        prepare(&mut first, sqlite)
+            .await
+            .map_err(|e| open_error(&e))?;
+        let _ = first.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // WAL: readers never wait for the writer; a write
-                        // waits up to 5 s for another's lock instead of
-                        // failing at once; FULL: a card acknowledged is on
-                        // disk.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                    }
-                    Ok(())
-                })
-            })
+            .after_connect(move |conn, _| Box::pin(prepare(conn, sqlite)))
             .connect(&url)
             .await
             .map_err(|e| open_error(&e))?;
