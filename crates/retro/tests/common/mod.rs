@@ -2,6 +2,8 @@
 //! of their own, webhook bodies, and a stand-in for Prometheus' HTTP API.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -100,9 +102,10 @@ pub fn webhook(status: &str, alerts: Vec<Value>) -> Value {
 }
 
 /// A stand-in for Prometheus' HTTP API (not Prometheus: the end-to-end
-/// tests in order-service run the real one). Exemplar reads hang while
-/// `hang` is set — evidence being gathered when a test stops retro — and
-/// answer none otherwise; an instant query answers 100 calls for the
+/// tests in order-service run the real one). Exemplar reads and instant
+/// queries hang while `hang` is set — evidence being gathered, a recovery
+/// being checked when a test stops retro. Otherwise exemplar reads answer
+/// none, and an instant query answers 100 calls for the
 /// recovery's request count and 0 for everything else (no errors), so a
 /// recovery check says verified.
 #[derive(Clone, Debug, Default)]
@@ -126,8 +129,12 @@ impl FakePrometheus {
                 axum::Json(json!({"status": "success", "data": []}))
             }
         });
+        let this = self.clone();
         let query = get(
-            |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+            move |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                while this.hang.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 let expr = q.get("query").cloned().unwrap_or_default();
                 let value = if expr.starts_with("sum(increase(") {
                     "100"
