@@ -112,6 +112,8 @@ pub fn webhook(status: &str, alerts: Vec<Value>) -> Value {
 pub struct FakePrometheus {
     pub hang: Arc<AtomicBool>,
     pub exemplar_reads: Arc<AtomicUsize>,
+    /// Recovery checks: the instant queries of a recovery's request count.
+    pub recovery_reads: Arc<AtomicUsize>,
 }
 
 impl FakePrometheus {
@@ -137,6 +139,7 @@ impl FakePrometheus {
                 }
                 let expr = q.get("query").cloned().unwrap_or_default();
                 let value = if expr.starts_with("sum(increase(") {
+                    this.recovery_reads.fetch_add(1, Ordering::SeqCst);
                     "100"
                 } else {
                     "0"
