@@ -15,8 +15,10 @@ const SPEC: &str = concat!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn it_is_instrumented_by_looptel_and_logs_where_it_listens() {
+    let dir = tempfile::tempdir().expect("dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_looptel-retro"))
         .env_clear()
+        .current_dir(dir.path())
         .env("RETRO_ADDR", "127.0.0.1:0")
         .env("RETRO_SPEC", SPEC)
         .env("OTEL_TRACES_EXPORTER", "none")
@@ -51,6 +53,14 @@ async fn it_is_instrumented_by_looptel_and_logs_where_it_listens() {
         "{seen:#?}"
     );
     assert_eq!(listening["service.name"], "looptel-retro");
+    // The embedded default: a SQLite file in the working directory, named.
+    let db = dir.path().join("retro.db");
+    assert!(
+        seen.iter()
+            .any(|l| l["message"] == format!("cards are kept in {}", db.display())),
+        "{seen:#?}"
+    );
+    assert!(db.exists());
     let addr = listening["http.addr"].as_str().expect("address").to_owned();
     assert!(!addr.ends_with(":0"));
 
@@ -102,4 +112,151 @@ fn a_bad_spec_or_duration_stops_it_with_the_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a duration such as 10m"), "{err}");
+}
+
+/// Runs the binary to its exit with `args` and `env`; (success, stdout and
+/// stderr together).
+fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_looptel-retro"))
+        .env_clear()
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .args(["--spec", SPEC])
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn open_writes_on_a_network_address_are_refused_unless_asked_for() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ok, text) = run(&["--addr", "0.0.0.0:0"], &[], dir.path());
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("refusing to serve writes without a token on 0.0.0.0:0"),
+        "{text}"
+    );
+    assert!(text.contains("RETRO_WEBHOOK_TOKEN"), "{text}");
+    assert!(text.contains("RETRO_WRITE_TOKEN"), "{text}");
+    assert!(
+        !dir.path().join("retro.db").exists(),
+        "refused before anything"
+    );
+
+    // With only the webhook's token, the actions are still open: refused.
+    let (ok, text) = run(
+        &["--addr", "0.0.0.0:0"],
+        &[("RETRO_WEBHOOK_TOKEN", "am-secret-1")],
+        dir.path(),
+    );
+    assert!(!ok, "{text}");
+    assert!(!text.contains("RETRO_WEBHOOK_TOKEN"), "{text}");
+    assert!(
+        !text.contains("am-secret-1"),
+        "no token in any line: {text}"
+    );
+
+    // An empty token file is no token.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").expect("write");
+    let (ok, text) = run(
+        &["--webhook-token-file", empty.to_str().expect("path")],
+        &[],
+        dir.path(),
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("the webhook-token token"), "{text}");
+    assert!(text.contains("must not be empty"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_files_guard_the_writes_and_never_reach_a_log_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let am = dir.path().join("am-token");
+    std::fs::write(&am, "am-secret-from-a-file\n").expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_looptel-retro"))
+        .env_clear()
+        .current_dir(dir.path())
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("RETRO_WRITE_TOKEN", "people-secret-from-env")
+        .args(["--spec", SPEC, "--addr", "127.0.0.1:0"])
+        .args(["--webhook-token-file", am.to_str().expect("path")])
+        .arg("--prometheus-url=http://127.0.0.1:1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let addr = loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a log line");
+        let v: Value = serde_json::from_str(&l).expect("json");
+        lines.push(l);
+        if v["message"] == "looptel-retro listening" {
+            break v["http.addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"version": "4", "status": "firing", "alerts": [{
+        "status": "firing", "labels": {"alertname": "X"}, "startsAt": "2026-11-30T10:00:00Z",
+        "fingerprint": "f00"}]});
+    for (token, status) in [
+        (None, 401),
+        (Some("people-secret-from-env"), 401),
+        (Some("am-secret-from-a-file"), 200),
+    ] {
+        let mut r = client.post(format!("http://{addr}/alerts")).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        assert_eq!(r.send().await.expect("post").status(), status, "{token:?}");
+    }
+    let res = client
+        .post(format!("http://{addr}/incidents/f00-1796032800/actions"))
+        .bearer_auth("people-secret-from-env")
+        .json(&serde_json::json!({"text": "a fix"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    lines.extend(rx.try_iter());
+    let all = lines.join("\n");
+    assert!(all.contains("looptel-retro stopped"), "{all}");
+    for secret in ["am-secret-from-a-file", "people-secret-from-env"] {
+        assert!(!all.contains(secret), "{secret} in the logs: {all}");
+    }
+}
+
+#[test]
+fn a_store_that_is_not_a_database_stops_it_with_the_reason() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("retro.db"), "not a database, a text file").expect("write");
+    let (ok, text) = run(&[], &[], dir.path());
+    assert!(!ok, "{text}");
+    assert!(text.contains("opening the card store"), "{text}");
+    assert!(text.contains("retro.db"), "{text}");
+    assert!(text.contains("not a database"), "{text}");
 }

@@ -66,7 +66,9 @@ async fn card_where(
     let deadline = Instant::now() + limit;
     loop {
         if let Some(c) = retro
-            .incidents()
+            .incidents(1000, 0)
+            .await
+            .expect("cards")
             .into_iter()
             .find(|c| !except.contains(&c.id) && done(c))
         {
@@ -76,7 +78,9 @@ async fn card_where(
             Instant::now() < deadline,
             "no card {what} within {limit:?}; cards: {:#?}",
             retro
-                .incidents()
+                .incidents(1000, 0)
+                .await
+                .expect("cards")
                 .iter()
                 .map(|c| (&c.id, c.state, &c.timeline))
                 .collect::<Vec<_>>()
@@ -150,6 +154,13 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
             format!("http://{}", prometheus.addr()),
             http,
         )),
+        // The embedded default, a SQLite file, as the binary keeps it.
+        looptel_retro::Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("retro.db").display()
+        ))
+        .await
+        .expect("card store"),
     )
     .traces(Arc::new(files::OtlpFile::new(&spans)))
     .logs(Arc::new(files::JsonLogFile::new(&log)))
@@ -184,7 +195,9 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     // ticket may well have made a card.)
     assert!(
         retro
-            .incidents()
+            .incidents(1000, 0)
+            .await
+            .expect("cards")
             .iter()
             .all(|c| !c.alert.name().starts_with("ErrorBudgetBurn")),
         "no burn card while healthy"
