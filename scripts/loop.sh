@@ -104,8 +104,15 @@ env ENABLE_FAULTS=1 HTTP_ADDR="$http" GRPC_ADDR="$grpc" \
     "$bin/order-service" >"$work/service.log" 2>"$work/service.err" &
 pids+=($!)
 
-say "looptel-retro on http://$retro"
+# retro's tokens, as in production: Alertmanager's for the webhook (from a
+# file, as its http_config reads it), another for actions.
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/webhook-token"
+write_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+say "looptel-retro on http://$retro (cards in $work/retro.db)"
 env RETRO_ADDR="$retro" RETRO_SPEC="$work/slo.yaml" \
+    RETRO_DATABASE_URL="sqlite://$work/retro.db" \
+    RETRO_WEBHOOK_TOKEN_FILE="$work/webhook-token" RETRO_WRITE_TOKEN="$write_token" \
     RETRO_PROMETHEUS_URL="http://$prom" \
     RETRO_TRACES_FILE="$work/spans.jsonl" RETRO_LOGS_FILE="$work/service.log" \
     RETRO_WINDOW=60s RETRO_SETTLE=2s RETRO_MIN_REQUESTS=10 \
@@ -126,6 +133,9 @@ receivers:
     webhook_configs:
       - url: http://$retro/alerts
         send_resolved: true
+        http_config:
+          authorization:
+            credentials_file: $work/webhook-token
 EOF
 prometheus-alertmanager --config.file="$work/alertmanager.yml" \
     --storage.path="$work/alertmanager" --web.listen-address="$am" \
@@ -209,4 +219,13 @@ card=$(cards "/$card_id")
 state=$(jq -r '.state' <<<"$card")
 say "resolved after $((SECONDS - start))s: $state — $(jq -r '.verification.reason' <<<"$card")"
 echo "   card: http://$retro/incidents/$card_id (a page in a browser; ?format=md or JSON for tools)"
+
+# The post-mortem's action items are writes: they need the write token.
+action='{"text": "Alert on the inventory'"'"'s own SLO", "link": "https://example.com/pr/1"}'
+refused=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "http://$retro/incidents/$card_id/actions" \
+    -H 'content-type: application/json' -d "$action")
+[ "$refused" = 401 ] || die "an action without the write token answered $refused, not 401"
+curl -fsS -X POST "http://$retro/incidents/$card_id/actions" -H "Authorization: Bearer $write_token" \
+    -H 'content-type: application/json' -d "$action" >/dev/null
+say "action added with the write token (without it: $refused): $(cards "/$card_id" | jq -r '.actions[0].text')"
 [ "$state" = verified ] || die "the recovery was not verified"

@@ -50,6 +50,44 @@ if [ -z "${AMQP_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; th
     (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { echo "RabbitMQ did not start"; exit 1; }
 fi
 
+# PostgreSQL on 127.0.0.1:5432 (user postgres, trust on loopback) for
+# retro's store tests, which create and drop databases of their own; from
+# Debian, started here when nothing listens there (RETRO_TEST_POSTGRES_URL
+# points elsewhere).
+if [ -z "${RETRO_TEST_POSTGRES_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    if ! ls /etc/postgresql/*/main/pg_hba.conf >/dev/null 2>&1; then
+        echo "==> installing postgresql (Debian package)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+    fi
+    pg=$(ls /etc/postgresql | sort -V | tail -1)
+    hba=/etc/postgresql/$pg/main/pg_hba.conf
+    grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    echo "==> starting PostgreSQL $pg"
+    pg_ctlcluster --skip-systemctl-redirect "$pg" main start
+    for _ in $(seq 1 60); do
+        (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break
+        sleep 1
+    done
+    (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || { echo "PostgreSQL did not start"; exit 1; }
+fi
+
+# NATS with JetStream on 127.0.0.1:4222 for the NATS tests, from Debian,
+# started here when nothing listens there.
+if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    if ! command -v nats-server >/dev/null 2>&1; then
+        echo "==> installing nats-server (Debian package)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server
+    fi
+    echo "==> starting nats-server"
+    mkdir -p /tmp/looptel-nats
+    (nats-server -a 127.0.0.1 -p 4222 -js -sd /tmp/looptel-nats >/tmp/looptel-nats.log 2>&1 &)
+    for _ in $(seq 1 30); do
+        (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && break
+        sleep 1
+    done
+    (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || { echo "nats-server did not start"; exit 1; }
+fi
+
 # /bin/kill (util-linux) sends SIGTERM in the process tests.
 if ! type -P kill >/dev/null; then
     echo "==> installing util-linux for /bin/kill"

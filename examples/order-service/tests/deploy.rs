@@ -264,6 +264,44 @@ fn alertmanager_config_passes_amtool_and_reaches_retro() {
     assert_eq!(port.to_string(), retro_port);
     // Pages are grouped per SLO, as the rules label them.
     assert!(strs(&config["route"]["group_by"]).contains(&"slo".to_owned()));
+    // It presents the token retro asks for: the same compose secret, read
+    // from the file compose mounts in each.
+    let auth = &webhook["http_config"]["authorization"];
+    assert_eq!(auth["type"].as_str(), Some("Bearer"));
+    let file = auth["credentials_file"].as_str().expect("credentials_file");
+    let secret = file
+        .strip_prefix("/run/secrets/")
+        .expect("a compose secret's path");
+    for service in ["alertmanager", "retro"] {
+        assert!(
+            strs(&compose["services"][service]["secrets"]).contains(&secret.to_owned()),
+            "{service} mounts the secret {secret}"
+        );
+    }
+    assert!(compose["secrets"][secret]["file"].as_str().is_some());
+    assert_eq!(env_of(&compose, "retro", "RETRO_WEBHOOK_TOKEN_FILE"), file);
+    // Listening beyond loopback, retro needs the actions' token too, and
+    // keeps its cards on a volume.
+    let write = env_of(&compose, "retro", "RETRO_WRITE_TOKEN_FILE");
+    let write_secret = write.strip_prefix("/run/secrets/").expect("a secret");
+    assert!(strs(&compose["services"]["retro"]["secrets"]).contains(&write_secret.to_owned()));
+    let db = env_of(&compose, "retro", "RETRO_DATABASE_URL");
+    let dir = db
+        .strip_prefix("sqlite://")
+        .and_then(|p| p.rsplit_once('/'))
+        .map(|(dir, _)| dir)
+        .expect("a SQLite file");
+    assert!(
+        compose["services"]["retro"]["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .any(|v| match v {
+                Yaml::String(s) => s.split(':').nth(1) == Some(dir),
+                v => v["target"].as_str() == Some(dir) && v["type"].as_str() == Some("volume"),
+            }),
+        "the card store's directory {dir} is a volume"
+    );
 }
 
 /// The components of the collector's contrib distribution this file may

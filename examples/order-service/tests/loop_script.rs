@@ -53,6 +53,14 @@ fn the_loop_script_ends_with_a_verified_card() {
         stdout.contains("verified — recovered: burn rate"),
         "{stdout}"
     );
+    // Alertmanager reached retro with its token (the card above), and an
+    // action needs the write token.
+    assert!(
+        stdout.contains(
+            "action added with the write token (without it: 401): Alert on the inventory's own SLO"
+        ),
+        "{stdout}"
+    );
     // And nothing left behind: no working directory, no process serving.
     let work = stdout
         .lines()
