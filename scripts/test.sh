@@ -63,7 +63,7 @@ if [ -z "${RETRO_TEST_POSTGRES_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 
     hba=/etc/postgresql/$pg/main/pg_hba.conf
     grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
     echo "==> starting PostgreSQL $pg"
-    pg_ctlcluster --skip-systemctl-redirect "$pg" main start
+    pg_ctlcluster --skip-systemctl-redirect "$pg" main start || true  # may already be starting
     for _ in $(seq 1 60); do
         (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && break
         sleep 1

@@ -25,8 +25,14 @@
 //! *with traffic flowing* (a minimum request count) — a ratio alert also
 //! resolves when traffic stops, and that is no recovery.
 //!
-//! Deliveries are idempotent per alert fingerprint and start time
-//! (Alertmanager retries on 5xx).
+//! Each card is written to a [`Store`] — SQLite in a file, or PostgreSQL
+//! for several replicas — before the webhook is acknowledged; a store that
+//! is down answers 503, and Alertmanager retries. Deliveries are
+//! idempotent per alert fingerprint and start time, across replicas too:
+//! gathering and verification are claimed in the card's row first, so a
+//! notification delivered to two replicas is worked on once, and work whose
+//! replica stopped is taken up by [`Retro::sweep`]. Writes can require
+//! bearer tokens ([`Tokens`]).
 //!
 //! # Example
 //!
@@ -34,19 +40,29 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use looptel_core::{Instrumentation, Propagator};
-//! use looptel_retro::{Retro, Settings, sources::{Http, files, prometheus::Prometheus}};
+//! use looptel_retro::{Retro, Settings, Store, Token, Tokens};
+//! use looptel_retro::sources::{Http, files, prometheus::Prometheus};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let spec = looptel_slo::read_spec("slo.yaml".as_ref())?;
 //! let http = Http::new(Instrumentation::disabled(Propagator::default()), Duration::from_secs(5));
-//! let retro = Retro::builder(spec, Arc::new(Prometheus::new("http://127.0.0.1:9090", http)))
+//! let store = Store::open("sqlite://retro.db").await?;
+//! let prometheus = Arc::new(Prometheus::new("http://127.0.0.1:9090", http));
+//! let retro = Retro::builder(spec, prometheus, store)
 //!     .traces(Arc::new(files::OtlpFile::new("spans.jsonl")))
 //!     .logs(Arc::new(files::JsonLogFile::new("service.log")))
 //!     .settings(Settings::default())
+//!     .tokens(Tokens {
+//!         webhook: Some(Token::new(&std::env::var("RETRO_WEBHOOK_TOKEN")?)?),
+//!         ..Tokens::default()
+//!     })
 //!     .build();
+//! // Work a previous run left unfinished, and the retention, every 30 s.
+//! let _sweeper = retro.spawn_sweeper();
 //! let app = retro.router();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9099").await?;
 //! axum::serve(listener, app).await?;
+//! retro.release().await?; // unfinished work, for the next start
 //! # Ok(()) }
 //! ```
 

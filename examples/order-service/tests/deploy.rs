@@ -99,6 +99,21 @@ fn strs(v: &Yaml) -> Vec<String> {
         .collect()
 }
 
+/// The secrets a compose service mounts (`docker-compose config` writes
+/// the short form as `{source: name}`).
+fn secrets(service: &Yaml) -> Vec<String> {
+    service["secrets"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            s.as_str()
+                .or_else(|| s["source"].as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 #[test]
 fn the_compose_file_is_valid_and_mounts_files_that_exist() {
     let compose = compose();
@@ -274,7 +289,7 @@ fn alertmanager_config_passes_amtool_and_reaches_retro() {
         .expect("a compose secret's path");
     for service in ["alertmanager", "retro"] {
         assert!(
-            strs(&compose["services"][service]["secrets"]).contains(&secret.to_owned()),
+            secrets(&compose["services"][service]).contains(&secret.to_owned()),
             "{service} mounts the secret {secret}"
         );
     }
@@ -284,7 +299,7 @@ fn alertmanager_config_passes_amtool_and_reaches_retro() {
     // keeps its cards on a volume.
     let write = env_of(&compose, "retro", "RETRO_WRITE_TOKEN_FILE");
     let write_secret = write.strip_prefix("/run/secrets/").expect("a secret");
-    assert!(strs(&compose["services"]["retro"]["secrets"]).contains(&write_secret.to_owned()));
+    assert!(secrets(&compose["services"]["retro"]).contains(&write_secret.to_owned()));
     let db = env_of(&compose, "retro", "RETRO_DATABASE_URL");
     let dir = db
         .strip_prefix("sqlite://")
