@@ -134,6 +134,9 @@ pub struct Settings {
     /// At most this many cards gather evidence at once (a webhook with many
     /// alerts queues the rest).
     pub max_concurrent_gathering: usize,
+    /// At most this many new cards wait for their turn to gather; the
+    /// rest wait in the store for a sweep.
+    pub max_queued_gathering: usize,
 }
 
 impl Default for Settings {
@@ -153,6 +156,7 @@ impl Default for Settings {
             retention: Duration::from_secs(90 * 86_400),
             sweep_interval: Duration::from_secs(30),
             max_concurrent_gathering: 4,
+            max_queued_gathering: 1024,
         }
     }
 }
@@ -169,9 +173,30 @@ pub struct Retro {
     /// This replica's name in the claims it writes.
     owner: Arc<str>,
     gathering: Arc<tokio::sync::Semaphore>,
+    queue: GatherQueue,
     http: Option<sources::Http>,
     tokens: Tokens,
     counters: Counters,
+}
+
+/// Cards waiting for their evidence: bounded, so a flood of alerts costs
+/// a slot each (an id and an alert), not a task. A card that finds it full
+/// is left unclaimed in the store, and a sweep takes it up.
+#[derive(Clone, Debug)]
+struct GatherQueue {
+    tx: tokio::sync::mpsc::Sender<(String, Alert)>,
+    /// Taken by the dispatcher when the first card is queued.
+    rx: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(String, Alert)>>>>,
+}
+
+impl GatherQueue {
+    fn new(capacity: usize) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        Self {
+            tx,
+            rx: Arc::new(std::sync::Mutex::new(Some(rx))),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -207,6 +232,7 @@ impl Builder {
         self.retro.gathering = Arc::new(tokio::sync::Semaphore::new(
             settings.max_concurrent_gathering.max(1),
         ));
+        self.retro.queue = GatherQueue::new(settings.max_queued_gathering);
         self.retro.settings = settings;
         self
     }
@@ -286,7 +312,7 @@ pub struct Sweep {
 const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// At most this many cards of each kind of work are taken up per sweep.
-const SWEEP_BATCH: u32 = 100;
+const SWEEP_BATCH: u32 = 256;
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
@@ -313,6 +339,7 @@ impl Retro {
                 gathering: Arc::new(tokio::sync::Semaphore::new(
                     settings.max_concurrent_gathering.max(1),
                 )),
+                queue: GatherQueue::new(settings.max_queued_gathering),
                 settings,
                 http: None,
                 tokens: Tokens::default(),
@@ -496,7 +523,13 @@ impl Retro {
             let id = incident_id(&alert);
             let resolved = alert.status == Status::Resolved;
             let card = self.new_card(&id, &alert, now);
-            let mut claims = vec![(Work::Gather, self.gather_lease())];
+            // A place in the queue first: a new card is claimed for
+            // gathering only if this replica can start on it.
+            let slot = self.queue.tx.try_reserve().ok();
+            let mut claims = Vec::with_capacity(2);
+            if slot.is_some() {
+                claims.push((Work::Gather, self.gather_lease()));
+            }
             if resolved {
                 claims.push((Work::Verify, self.verify_lease(&card.alert)));
             }
@@ -537,39 +570,72 @@ impl Retro {
                 if new { "true" } else { "false" },
             ]);
             if new {
-                self.spawn_gather(id.clone(), card.alert.clone());
+                match slot {
+                    Some(slot) => {
+                        slot.send((id.clone(), card.alert.clone()));
+                        self.run_dispatcher();
+                    }
+                    None => tracing::warn!(
+                        incident = %id,
+                        queued = self.settings.max_queued_gathering,
+                        "the gathering queue is full: a sweep gathers this card's evidence"
+                    ),
+                }
             }
             if verify {
-                let mut resolved_alert = card.alert.clone();
-                resolved_alert.ends_at = alert.ends_at.or(resolved_alert.ends_at);
-                self.spawn_verify(id.clone(), resolved_alert);
+                // The alert as resolved: its end starts the recovery window.
+                self.spawn_verify(id.clone(), card.alert.clone());
             }
             ids.push(id);
         }
         Ok(ids)
     }
 
-    /// Gathers a card's evidence in the background, a few cards at a time;
-    /// the claim is renewed when its turn comes (and the work dropped if
-    /// another replica holds it by then).
-    fn spawn_gather(&self, id: String, alert: Alert) {
+    /// Starts, once, the task that takes cards from the queue and gathers
+    /// their evidence a few at a time
+    /// ([`Settings::max_concurrent_gathering`]).
+    fn run_dispatcher(&self) {
+        let Some(mut rx) = self
+            .queue
+            .rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
         let this = self.clone();
         tokio::spawn(async move {
-            // Never closed: a permit always comes.
-            let _permit = this.gathering.acquire().await;
-            match this
-                .store
-                .claim(&id, Work::Gather, &this.owner, this.gather_lease())
-                .await
-            {
-                Ok(true) => this.gather_into(&id, &alert).await,
-                Ok(false) => {}
-                Err(e) => {
-                    // Taken up again by a sweep once the store is back.
-                    this.store_failed("claim", e);
-                }
+            while let Some((id, alert)) = rx.recv().await {
+                // Never closed: a permit always comes.
+                let Ok(permit) = Arc::clone(&this.gathering).acquire_owned().await else {
+                    break;
+                };
+                let worker = this.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    worker.claim_and_gather(&id, &alert).await;
+                });
             }
         });
+    }
+
+    /// Renews the card's claim now that its turn has come (it may have
+    /// waited in the queue), and gathers — unless another replica holds
+    /// the card by then.
+    async fn claim_and_gather(&self, id: &str, alert: &Alert) {
+        match self
+            .store
+            .claim(id, Work::Gather, &self.owner, self.gather_lease())
+            .await
+        {
+            Ok(true) => Box::pin(self.gather_into(id, alert)).await,
+            Ok(false) => {}
+            Err(e) => {
+                // Taken up again by a sweep once the store is back.
+                self.store_failed("claim", e);
+            }
+        }
     }
 
     /// Checks a card's recovery in the background, once its window has
@@ -585,7 +651,9 @@ impl Retro {
                 .claim(&id, Work::Verify, &this.owner, this.verify_lease(&alert))
                 .await
             {
-                Ok(true) => this.verify_into(&id, &alert).await,
+                // Boxed: a check waiting for its window holds only its
+                // alert, not the whole check's state.
+                Ok(true) => Box::pin(this.verify_into(&id, &alert)).await,
                 Ok(false) => {}
                 Err(e) => {
                     this.store_failed("claim", e);
@@ -617,12 +685,16 @@ impl Retro {
             deleted,
             ..Sweep::default()
         };
+        let room = self.queue.tx.capacity().min(SWEEP_BATCH as usize);
         for card in self
             .store
-            .due(Work::Gather, SWEEP_BATCH)
+            .due(Work::Gather, room as u32)
             .await
             .map_err(|e| self.store_failed("read", e))?
         {
+            let Ok(slot) = self.queue.tx.try_reserve() else {
+                break;
+            };
             if self
                 .store
                 .claim(&card.id, Work::Gather, &self.owner, self.gather_lease())
@@ -631,7 +703,8 @@ impl Retro {
             {
                 tracing::info!(incident = %card.id, "gathering evidence left unfinished");
                 sweep.gathering += 1;
-                self.spawn_gather(card.id, card.alert);
+                slot.send((card.id, card.alert));
+                self.run_dispatcher();
             }
         }
         for card in self

@@ -749,8 +749,9 @@ pub fn html(card: &Incident) -> String {
     page(&format!("{} — {}", a.name(), card.id), &b)
 }
 
-/// The list of cards as an HTML page.
-pub fn html_list(cards: &[Incident]) -> String {
+/// The list of cards as an HTML page, with a link to the `older` ones
+/// when there are more.
+pub fn html_list(cards: &[Incident], older: Option<&str>) -> String {
     let mut b = String::from("<h1>Incidents</h1>");
     if cards.is_empty() {
         b.push_str("<p>None.</p>");
@@ -768,6 +769,9 @@ pub fn html_list(cards: &[Incident]) -> String {
             );
         }
         b.push_str("</table>");
+    }
+    if let Some(href) = older {
+        let _ = write!(b, "<p><a href=\"{}\">older incidents</a></p>", escape(href));
     }
     page("Incidents", &b)
 }

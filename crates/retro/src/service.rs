@@ -113,12 +113,20 @@ async fn list(
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
-    let cards = match retro.incidents(limit, q.offset.unwrap_or(0)).await {
+    let offset = q.offset.unwrap_or(0);
+    let cards = match retro.incidents(limit, offset).await {
         Ok(cards) => cards,
         Err(e) => return store_error(&e),
     };
-    match format(&headers, &FormatQuery { format: q.format }) {
-        Err(r) => *r,
+    // A full page may have older cards after it.
+    let older = (cards.len() == limit as usize).then(|| {
+        format!(
+            "/incidents?limit={limit}&offset={}",
+            offset.saturating_add(limit)
+        )
+    });
+    let mut response = match format(&headers, &FormatQuery { format: q.format }) {
+        Err(r) => return *r,
         Ok(Format::Json) => axum::Json(&cards).into_response(),
         Ok(Format::Markdown) => {
             let md: String = cards
@@ -134,8 +142,16 @@ async fn list(
                 .collect();
             ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response()
         }
-        Ok(Format::Html) => axum::response::Html(render::html_list(&cards)).into_response(),
+        Ok(Format::Html) => {
+            axum::response::Html(render::html_list(&cards, older.as_deref())).into_response()
+        }
+    };
+    if let Some(link) =
+        older.and_then(|l| header::HeaderValue::try_from(format!("<{l}>; rel=\"next\"")).ok())
+    {
+        response.headers_mut().insert(header::LINK, link);
     }
+    response
 }
 
 async fn show(

@@ -592,3 +592,56 @@ async fn an_alert_without_a_window_pair_says_no_burn() {
         Some("next business day")
     );
 }
+
+#[tokio::test]
+async fn cards_beyond_the_gathering_queue_wait_in_the_store_for_a_sweep() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let metrics = Arc::new(Canned {
+        delay: Duration::from_millis(20),
+        ..Canned::default()
+    });
+    let retro = Retro::builder(spec, metrics.clone(), memory().await)
+        .settings(Settings {
+            max_concurrent_gathering: 1,
+            max_queued_gathering: 2,
+            ..Settings::default()
+        })
+        .build();
+    let mut body = webhook("firing", "x", "0001-01-01T00:00:00Z");
+    let alert = body["alerts"][0].clone();
+    body["alerts"] = (0..6)
+        .map(|i| {
+            let mut a = alert.clone();
+            a["fingerprint"] = format!("q{i}").into();
+            a
+        })
+        .collect();
+    let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
+        .expect("valid");
+    assert_eq!(
+        retro.receive(n).await.expect("stored").len(),
+        6,
+        "all stored"
+    );
+    let gathered = async || {
+        retro
+            .incidents(10, 0)
+            .await
+            .expect("list")
+            .iter()
+            .filter(|c| c.evidence.is_some())
+            .count()
+    };
+    // Two queued, at most one with the dispatcher and one gathering: the
+    // rest (two at least) have no place and no claim, and sweeps take them
+    // up, each card once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut swept = 0;
+    while gathered().await < 6 {
+        assert!(std::time::Instant::now() < deadline, "all gathered in time");
+        swept += retro.sweep().await.expect("sweep").gathering;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!((2..=4).contains(&swept), "{swept} taken up by sweeps");
+    assert_eq!(metrics.exemplar_reads.load(Ordering::SeqCst), 6);
+}

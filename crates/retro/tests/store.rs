@@ -454,6 +454,42 @@ async fn cards_past_the_retention_are_deleted_and_counted_never_for_room() {
         .await,
         3.0
     );
+    // The list pages: a full page links the older ones.
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    let mut next = Some("/incidents?limit=2&format=json".to_owned());
+    while let Some(path) = next.take() {
+        let res = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("get");
+        next = res
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.strip_prefix('<')?.split_once(">; rel=\"next\""))
+            .map(|(href, _)| format!("{href}&format=json"));
+        let page: Vec<Value> = res.json().await.expect("json");
+        assert!(page.len() <= 2);
+        seen.extend(
+            page.into_iter()
+                .map(|c| c["alert"]["fingerprint"].as_str().map(str::to_owned)),
+        );
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let html = client
+        .get(format!("{base}/incidents?limit=2"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        html.contains("<a href=\"/incidents?limit=2&amp;offset=2\">older incidents</a>"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
