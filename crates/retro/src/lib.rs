@@ -78,6 +78,7 @@ pub mod trace;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use looptel_red_metrics::{Counter, Metric, Registry};
@@ -187,6 +188,11 @@ struct GatherQueue {
     tx: tokio::sync::mpsc::Sender<(String, Alert)>,
     /// Taken by the dispatcher when the first card is queued.
     rx: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(String, Alert)>>>>,
+    /// Cards were left in the store for want of room.
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+    /// Wakes the sweeper once the queue has room for them again, instead of
+    /// leaving them to the next [`Settings::sweep_interval`].
+    backlog: Arc<tokio::sync::Notify>,
 }
 
 impl GatherQueue {
@@ -195,6 +201,8 @@ impl GatherQueue {
         Self {
             tx,
             rx: Arc::new(std::sync::Mutex::new(Some(rx))),
+            overflowed: Arc::default(),
+            backlog: Arc::default(),
         }
     }
 }
@@ -575,11 +583,14 @@ impl Retro {
                         slot.send((id.clone(), card.alert.clone()));
                         self.run_dispatcher();
                     }
-                    None => tracing::warn!(
-                        incident = %id,
-                        queued = self.settings.max_queued_gathering,
-                        "the gathering queue is full: a sweep gathers this card's evidence"
-                    ),
+                    None => {
+                        self.queue.overflowed.store(true, Ordering::Relaxed);
+                        tracing::warn!(
+                            incident = %id,
+                            queued = self.settings.max_queued_gathering,
+                            "the gathering queue is full: a sweep gathers this card's evidence once it has room"
+                        );
+                    }
                 }
             }
             if verify {
@@ -607,6 +618,12 @@ impl Retro {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some((id, alert)) = rx.recv().await {
+                // Half empty again: the cards left in the store come next.
+                if rx.len() <= rx.max_capacity() / 2
+                    && this.queue.overflowed.swap(false, Ordering::Relaxed)
+                {
+                    this.queue.backlog.notify_one();
+                }
                 // Never closed: a permit always comes.
                 let Ok(permit) = Arc::clone(&this.gathering).acquire_owned().await else {
                     break;
@@ -686,13 +703,19 @@ impl Retro {
             ..Sweep::default()
         };
         let room = self.queue.tx.capacity().min(SWEEP_BATCH as usize);
-        for card in self
+        let due = self
             .store
             .due(Work::Gather, room as u32)
             .await
-            .map_err(|e| self.store_failed("read", e))?
-        {
+            .map_err(|e| self.store_failed("read", e))?;
+        if due.len() == room {
+            // Perhaps more than there was room for: sweep again as soon as
+            // the queue has room.
+            self.queue.overflowed.store(true, Ordering::Relaxed);
+        }
+        for card in due {
             let Ok(slot) = self.queue.tx.try_reserve() else {
+                self.queue.overflowed.store(true, Ordering::Relaxed);
                 break;
             };
             if self
@@ -732,8 +755,10 @@ impl Retro {
         Ok(sweep)
     }
 
-    /// Sweeps now and every [`Settings::sweep_interval`] until the task is
-    /// aborted (a failed sweep is counted and tried again next time).
+    /// Sweeps now, every [`Settings::sweep_interval`], and as soon as the
+    /// gathering queue has room for cards a flood left in the store, until
+    /// the task is aborted (a failed sweep is counted and tried again next
+    /// time).
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
@@ -741,7 +766,10 @@ impl Retro {
                 tokio::time::interval(this.settings.sweep_interval.max(Duration::from_millis(10)));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = this.queue.backlog.notified() => {}
+                }
                 // Failures are counted and logged where they happen.
                 let _ = this.sweep().await;
             }

@@ -645,3 +645,54 @@ async fn cards_beyond_the_gathering_queue_wait_in_the_store_for_a_sweep() {
     assert!((2..=4).contains(&swept), "{swept} taken up by sweeps");
     assert_eq!(metrics.exemplar_reads.load(Ordering::SeqCst), 6);
 }
+
+#[tokio::test]
+async fn a_flood_beyond_the_queue_is_gathered_as_the_queue_drains_not_at_the_next_sweep() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let metrics = Arc::new(Canned {
+        delay: Duration::from_millis(10),
+        ..Canned::default()
+    });
+    let retro = Retro::builder(spec, metrics.clone(), memory().await)
+        .settings(Settings {
+            max_concurrent_gathering: 1,
+            max_queued_gathering: 2,
+            // Only the queue's room can bring the sweeps on in time.
+            sweep_interval: Duration::from_secs(3600),
+            ..Settings::default()
+        })
+        .build();
+    let sweeper = retro.spawn_sweeper();
+    let mut body = webhook("firing", "x", "0001-01-01T00:00:00Z");
+    let alert = body["alerts"][0].clone();
+    body["alerts"] = (0..20)
+        .map(|i| {
+            let mut a = alert.clone();
+            a["fingerprint"] = format!("flood{i}").into();
+            a
+        })
+        .collect();
+    let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
+        .expect("valid");
+    retro.receive(n).await.expect("stored");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while retro
+        .incidents(100, 0)
+        .await
+        .expect("list")
+        .iter()
+        .any(|c| c.evidence.is_none())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood was not gathered as the queue drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metrics.exemplar_reads.load(Ordering::SeqCst),
+        20,
+        "each once"
+    );
+    sweeper.abort();
+}
