@@ -180,14 +180,17 @@ pub struct Retro {
     counters: Counters,
 }
 
+/// A card waiting for its evidence: its id and its alert.
+type Queued = (String, Alert);
+
 /// Cards waiting for their evidence: bounded, so a flood of alerts costs
 /// a slot each (an id and an alert), not a task. A card that finds it full
 /// is left unclaimed in the store, and a sweep takes it up.
 #[derive(Clone, Debug)]
 struct GatherQueue {
-    tx: tokio::sync::mpsc::Sender<(String, Alert)>,
+    tx: tokio::sync::mpsc::Sender<Queued>,
     /// Taken by the dispatcher when the first card is queued.
-    rx: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(String, Alert)>>>>,
+    rx: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Queued>>>>,
     /// Cards were left in the store for want of room.
     overflowed: Arc<std::sync::atomic::AtomicBool>,
     /// Wakes the sweeper once the queue has room for them again, instead of
