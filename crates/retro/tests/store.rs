@@ -595,3 +595,27 @@ async fn writes_need_their_token_and_reads_theirs_when_one_is_set() {
         .expect("get");
     assert_eq!(res.status(), 200, "probes need no secret");
 }
+
+#[tokio::test]
+async fn a_read_only_directory_is_a_clear_error_at_start() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a read-only tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("mount");
+    assert!(status.success(), "mounting a read-only tmpfs as root");
+    let _mounted = Mounted(dir.path().to_owned());
+    let file = dir.path().join("retro.db");
+    let err = Store::open(&format!("sqlite://{}", file.display()))
+        .await
+        .expect_err("read-only");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    assert!(text.contains("unable to open database file"), "{text}");
+}
