@@ -111,20 +111,3 @@ macro_rules! service_accessors {
         }
     };
 }
-#[cfg(test)]
-mod tests {
-    /// Every request's future and body carry a call: its size is paid in
-    /// copies on every request (the engine's first cut, whose call held two
-    /// 56-byte classifications, cost ~160 instructions of memcpy per
-    /// request). A call: its context, a 16-byte classification, what a
-    /// cancel ends as in the padding, a flag.
-    #[test]
-    fn what_every_request_carries_stays_small() {
-        use std::mem::size_of;
-        assert!(size_of::<crate::Classification>() <= 2 * size_of::<usize>());
-        assert!(
-            size_of::<crate::Call<()>>()
-                <= size_of::<opentelemetry::Context>() + 3 * size_of::<usize>()
-        );
-    }
-}

@@ -71,22 +71,95 @@ fn fields(cx: &Context) -> Vec<(String, String)> {
     map.into_iter().collect()
 }
 
+/// What W3C Trace Context says a carrier's `traceparent` fields give, where
+/// it is simple to say: no field, no parent; exactly one field holding a
+/// version-00 value, that parent (or none when its ids are all zeros).
+/// Other cases (repeated fields, future versions) are left to the
+/// differential property below.
+#[derive(Debug, PartialEq)]
+enum Expected {
+    Parent {
+        trace: String,
+        span: String,
+        sampled: bool,
+    },
+    None,
+    NotSaid,
+}
+
+fn expected<'a>(fields: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Expected {
+    let values: Vec<Option<&[u8]>> = fields
+        .into_iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+        .map(|(_, v)| v)
+        .collect();
+    let value = match values.as_slice() {
+        [] => return Expected::None,
+        [one] => one.unwrap_or_default(),
+        _ => return Expected::NotSaid,
+    };
+    let Ok(text) = std::str::from_utf8(value) else {
+        return Expected::None;
+    };
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if !text.starts_with("00-") {
+        return Expected::NotSaid;
+    }
+    match parts.as_slice() {
+        ["00", trace, span, flags] if hex(trace, 32) && hex(span, 16) && hex(flags, 2) => {
+            if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
+                Expected::None
+            } else {
+                let flags = u8::from_str_radix(flags, 16).unwrap_or(0);
+                Expected::Parent {
+                    trace: (*trace).to_owned(),
+                    span: (*span).to_owned(),
+                    sampled: flags & 1 == 1,
+                }
+            }
+        }
+        _ => Expected::None,
+    }
+}
+
+fn got(cx: &Context) -> Expected {
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        Expected::Parent {
+            trace: sc.trace_id().to_string(),
+            span: sc.span_id().to_string(),
+            sampled: sc.is_sampled(),
+        }
+    } else {
+        Expected::None
+    }
+}
+
 proptest! {
     #[test]
-    fn kafka_headers_from_anyone_never_panic(headers in proptest::collection::vec((key(), value()), 0..12)) {
+    fn kafka_headers_from_anyone_give_the_parent_w3c_says(headers in proptest::collection::vec((key(), value()), 0..12)) {
         let mut owned = OwnedHeaders::new();
         for (k, v) in &headers {
             owned = owned.insert(Header { key: k, value: v.as_deref() });
         }
         let cx = Propagator::default().extract(&kafka::extractor(Some(&owned)));
-        let _ = cx.span().span_context().is_valid();
-        let _ = cx.baggage().len();
+        let want = expected(headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        if want != Expected::NotSaid {
+            prop_assert_eq!(got(&cx), want);
+        }
+        // Baggage members come only from baggage fields.
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("baggage")) {
+            prop_assert_eq!(cx.baggage().len(), 0);
+        }
         let rewritten = kafka::with_fields(Some(owned), &[("traceparent".to_owned(), "x".to_owned())]);
         prop_assert!(rewritten.iter().filter(|h| h.key.eq_ignore_ascii_case("traceparent")).count() == 1);
     }
 
     #[test]
-    fn amqp_tables_from_anyone_never_panic(headers in proptest::collection::vec((key(), value(), 0..4_u8), 0..12)) {
+    fn amqp_tables_from_anyone_give_the_parent_w3c_says(headers in proptest::collection::vec((key(), value(), 0..4_u8), 0..12)) {
         let mut table = FieldTable::default();
         for (k, v, kind) in headers {
             let bytes = v.unwrap_or_default();
@@ -102,7 +175,28 @@ proptest! {
             table.insert(ShortString::from(k), value);
         }
         let cx = Propagator::default().extract(&amqp::extractor(Some(&table)));
-        let _ = cx.span().span_context().is_valid();
+        // Only text values carry a field: a number or nothing is no parent.
+        let fields: Vec<(String, Option<Vec<u8>>)> = table
+            .inner()
+            .iter()
+            .map(|(k, v)| {
+                let bytes = match v {
+                    AMQPValue::LongString(s) => Some(s.as_bytes().to_vec()),
+                    AMQPValue::ShortString(s) => Some(s.as_str().as_bytes().to_vec()),
+                    AMQPValue::ByteArray(b) => Some(b.as_slice().to_vec()),
+                    _ => None,
+                };
+                (k.as_str().to_owned(), bytes)
+            })
+            .collect();
+        // A traceparent that is not text: left to the differential property.
+        let untyped = fields
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("traceparent") && v.is_none());
+        let want = expected(fields.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+        if !untyped && want != Expected::NotSaid {
+            prop_assert_eq!(got(&cx), want);
+        }
     }
 
     #[test]

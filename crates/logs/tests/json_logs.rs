@@ -382,11 +382,34 @@ fn the_queue_length_comes_from_its_variable_and_nonsense_is_refused() {
             )
         );
     }
+    // The variable's 64 is the queue's length: behind a stuck writer, 64
+    // lines wait (and one is in the writer's hands), the rest are dropped.
+    let flood = |lookup: &dyn Fn(&str) -> Option<String>| {
+        let (release, rx) = mpsc::channel();
+        let (logs, guard) = JsonLogs::builder()
+            .output(Stuck(rx))
+            .filter_from_lookup(lookup)
+            .expect("valid")
+            .build();
+        let handle = logs.handle();
+        let subscriber = tracing_subscriber::registry().with(logs.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..1000 {
+                tracing::info!(i, "flood");
+            }
+        });
+        let dropped = handle.dropped();
+        drop(release);
+        drop(guard);
+        dropped
+    };
+    let dropped = flood(&|name| (name == "LOOPTEL_LOG_BUFFER_LINES").then(|| "64".to_owned()));
     assert!(
-        JsonLogs::builder()
-            .filter_from_lookup(|name| (name == "LOOPTEL_LOG_BUFFER_LINES").then(|| "64".to_owned()))
-            .is_ok()
+        (1000 - 64 - 1..=1000 - 64).contains(&dropped),
+        "dropped {dropped}"
     );
+    // Unset: the default queue holds all 1,000.
+    assert_eq!(flood(&|_| None), 0);
 }
 
 #[test]

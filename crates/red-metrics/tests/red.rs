@@ -487,21 +487,70 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
     );
     let text = registry.encode(Format::Prometheus);
     assert!(text.contains("# TYPE orders_created_total counter\n"));
-    for name in [
-        "process_resident_memory_bytes ",
-        "process_open_fds ",
-        "tokio_workers 2",
-        "tokio_alive_tasks ",
-        "tokio_global_queue_depth ",
-    ] {
-        let l = line(&text, name);
-        let v: f64 = l
+    // Each gauge follows what it measures, not merely exists.
+    let value = |text: &str, name: &str| -> f64 {
+        line(text, name)
             .rsplit(' ')
             .next()
             .and_then(|v| v.parse().ok())
-            .expect("value");
-        assert!(v >= 0.0, "{l}");
+            .expect("value")
+    };
+    assert_eq!(value(&text, "tokio_workers "), 2.0);
+    let (fds, tasks) = (
+        value(&text, "process_open_fds "),
+        value(&text, "tokio_alive_tasks "),
+    );
+    let files: Vec<std::fs::File> = (0..20)
+        .map(|_| std::fs::File::open("/dev/null").expect("file"))
+        .collect();
+    let (release, parked) = tokio::sync::watch::channel(false);
+    let parked: Vec<_> = (0..50)
+        .map(|_| {
+            let mut parked = parked.clone();
+            tokio::spawn(async move {
+                let _ = parked.wait_for(|go| *go).await;
+            })
+        })
+        .collect();
+    // Both workers blocked, then ten tasks spawned from outside the
+    // runtime: they wait in the global queue.
+    let (started, both) = std::sync::mpsc::channel();
+    let unblock = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let blockers: Vec<_> = (0..2)
+        .map(|_| {
+            let (started, unblock) = (started.clone(), unblock.clone());
+            tokio::spawn(async move {
+                let _ = started.send(());
+                // Blocks the worker (on purpose) until the scrape is done.
+                unblock.wait();
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        both.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a worker blocked");
     }
+    let queued: Vec<_> = (0..10).map(|_| tokio::spawn(async {})).collect();
+    let busy = registry.encode(Format::Prometheus);
+    assert!(
+        value(&busy, "tokio_global_queue_depth ") >= 10.0,
+        "{}",
+        line(&busy, "tokio_global_queue_depth ")
+    );
+    assert!(
+        value(&busy, "process_open_fds ") >= fds + 20.0,
+        "{fds} → {busy}"
+    );
+    assert!(
+        value(&busy, "tokio_alive_tasks ") >= tasks + 50.0,
+        "{tasks} → {busy}"
+    );
+    unblock.wait();
+    let _ = release.send(true);
+    for t in parked.into_iter().chain(blockers).chain(queued) {
+        t.await.expect("task");
+    }
+    drop(files);
     assert!(line(&text, "process_cpu_seconds_total ").len() > 26);
     assert!(
         line(&text, "process_resident_memory_bytes ")
