@@ -5,10 +5,12 @@ mod alertmanager;
 pub mod browser;
 mod prometheus;
 mod proxy;
+mod wait;
 pub use alertmanager::Alertmanager;
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as MetricsRequest;
 pub use prometheus::Prometheus;
 pub use proxy::Proxy;
+pub use wait::{budget, eventually};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -95,6 +97,17 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
         let _ = axum::serve(listener, app).await;
     });
     addr
+}
+
+/// The value of one series in a Prometheus or OpenMetrics exposition:
+/// `series` is the name with its labels as written
+/// (`http_server_active_requests{http_request_method="POST",url_scheme="http"}`),
+/// or a bare name. An exemplar after the value is ignored.
+pub fn scrape_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.split(' ').next()?.parse().ok()
+    })
 }
 
 /// A loopback address nothing listens on (it was free a moment ago): a
@@ -533,16 +546,20 @@ impl InMemorySpans {
         spans.remove(0)
     }
 
-    /// Waits (up to two seconds) for `n` ended spans — a server ends its
-    /// span on its own task — and returns what there is.
+    /// Waits for `n` ended spans — a server ends its span on its own task
+    /// — and returns them (and any more).
+    ///
+    /// # Panics
+    /// When fewer have ended within [`budget::IN_PROCESS`].
     pub async fn wait_for(&self, n: usize) -> Vec<SpanData> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let spans = self.finished();
-            if spans.len() >= n || Instant::now() > deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(
+            budget::IN_PROCESS,
+            &format!("{n} ended spans"),
+            async || {
+                let spans = self.finished();
+                (spans.len() >= n).then_some(spans)
+            },
+        )
+        .await
     }
 }

@@ -208,15 +208,13 @@ async fn duration_runs_until_the_body_ends_like_the_span() {
             .duration_since(span.start_time)
             .expect("ordered")
             .as_secs_f64();
+        // The headers go at once and the body 60 ms later: a metric that
+        // ended at the headers would be near 0. (No upper bound from the
+        // clock: a loaded machine may preempt between the two ends.)
         assert!(sum >= 0.06, "the body took 60 ms: {sum}");
         assert!(
             sum <= span_secs,
             "the metric runs inside the span: {sum} vs {span_secs}"
-        );
-        // Ending at the headers instead would leave it 60 ms short of the span.
-        assert!(
-            span_secs - sum < 0.03,
-            "and ends with it: {sum} vs {span_secs}"
         );
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::Service;
-use looptel_tests::FakeCollector;
+use looptel_tests::{FakeCollector, budget, eventually};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -124,6 +124,50 @@ fn an_invalid_variable_stops_start_up_with_a_clear_message() {
     );
 }
 
+/// `http_server_active_requests` of POST requests, from the service's own
+/// `/metrics`.
+async fn active_posts(addr: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    looptel_tests::scrape_value(
+        &text,
+        "http_server_active_requests{http_request_method=\"POST\",url_scheme=\"http\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_mid_request_leaves_no_active_request() {
+    use std::io::Write as _;
+
+    let mut svc = Service::start(&[("OTEL_TRACES_EXPORTER", "none".to_owned())]);
+    let addr = svc.http_addr();
+    let body = r#"{"customer_id":"c-2","items":[]}"#;
+    let mut gone = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        gone,
+        "POST /orders HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len() + 10
+    )
+    .expect("write");
+    gone.flush().expect("flush");
+    eventually(budget::PROCESS, "the request in flight", async || {
+        (active_posts(&addr).await == 1.0).then_some(())
+    })
+    .await;
+    drop(gone);
+    eventually(
+        budget::PROCESS,
+        "the gauge back to 0 once the client went away",
+        async || (active_posts(&addr).await == 0.0).then_some(()),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_client_cannot_hold_shutdown_past_the_drain_deadline() {
     use std::io::Write as _;
@@ -154,7 +198,11 @@ async fn a_stuck_client_cannot_hold_shutdown_past_the_drain_deadline() {
     )
     .expect("write");
     stuck.flush().expect("flush");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // In flight: the service has its headers and waits for the rest.
+    eventually(budget::PROCESS, "the stuck request in flight", async || {
+        (active_posts(&addr).await >= 1.0).then_some(())
+    })
+    .await;
 
     let exit = svc
         .terminate_within(std::time::Duration::from_secs(30))

@@ -111,9 +111,20 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     let firing = |s: &BTreeSet<String>| s.contains("firing");
     watch(&prometheus, Duration::from_secs(60), &mut seen, firing).await;
     let to_fire = faulted.elapsed();
+    // Pending before firing, as Prometheus recorded it at each evaluation
+    // (its ALERTS series), not as a poll happened to catch it.
+    let pending = prometheus
+        .api(&format!(
+            "query?query=count_over_time(ALERTS{{alertname=%22ErrorBudgetBurn1h%22,slo=%22{SLO}%22,alertstate=%22pending%22}}[10m])"
+        ))
+        .await;
+    let evaluations: f64 = pending["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     assert!(
-        seen.iter().any(|s| s.contains("pending")),
-        "pending before firing: {seen:?}"
+        evaluations >= 1.0,
+        "pending before firing: {pending}; states polled: {seen:?}"
     );
     let alert: Value = prometheus.api("alerts").await["data"]["alerts"]
         .as_array()
