@@ -37,6 +37,10 @@ const ROUTING_KEY: &str = "payment.requested";
 async fn rabbit(name: &str) -> Rabbit {
     let url = std::env::var("AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    eprintln!(
+        "AMQP: the broker at {} (AMQP_URL, or RabbitMQ on 127.0.0.1)",
+        url.rsplit('@').next().unwrap_or(&url)
+    );
     let connection = Connection::connect(&url, ConnectionProperties::default())
         .await
         .expect("RabbitMQ on 127.0.0.1:5672 (scripts/test.sh starts it)");

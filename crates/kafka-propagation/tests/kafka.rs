@@ -1,6 +1,8 @@
 //! Kafka against librdkafka's own mock cluster: the real protocol over real
 //! sockets on 127.0.0.1 (`rdkafka::mocking`), or a real broker when
-//! `KAFKA_BROKERS` is set.
+//! `LOOPTEL_TEST_KAFKA_BROKERS` is set (a variable of its own: a shell's
+//! `KAFKA_BROKERS`, meant for order-service, never redirects the tests).
+//! Every topic and consumer group is new to the run.
 
 #![cfg(feature = "rdkafka")]
 
@@ -22,15 +24,30 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// A broker: `KAFKA_BROKERS`, or a fresh mock cluster.
+/// A broker: `LOOPTEL_TEST_KAFKA_BROKERS`, or a fresh mock cluster.
 struct Broker {
     _mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
     servers: String,
 }
 
+/// A name no earlier run and no other test used: the process, the time,
+/// and a count.
+fn unique(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{name}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 impl Broker {
     fn start() -> Self {
-        if let Ok(servers) = std::env::var("KAFKA_BROKERS") {
+        if let Ok(servers) = std::env::var("LOOPTEL_TEST_KAFKA_BROKERS") {
+            eprintln!("Kafka: the broker at {servers} (LOOPTEL_TEST_KAFKA_BROKERS)");
             return Self {
                 _mock: None,
                 servers,
@@ -38,6 +55,7 @@ impl Broker {
         }
         let mock = MockCluster::new(1).expect("mock cluster");
         let servers = mock.bootstrap_servers();
+        eprintln!("Kafka: librdkafka's mock cluster at {servers}");
         Self {
             _mock: Some(mock),
             servers,
@@ -45,7 +63,7 @@ impl Broker {
     }
 
     fn topic(&self, name: &str) -> String {
-        let topic = format!("{name}-{}", std::process::id());
+        let topic = unique(name);
         if let Some(m) = &self._mock {
             m.create_topic(&topic, 1, 1).expect("topic");
         }
@@ -63,7 +81,7 @@ impl Broker {
     fn consumer(&self, topic: &str, group: &str) -> StreamConsumer {
         let c: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.servers)
-            .set("group.id", group)
+            .set("group.id", unique(group))
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .create()

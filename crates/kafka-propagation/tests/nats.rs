@@ -21,6 +21,7 @@ use tokio_stream::StreamExt as _;
 
 async fn client() -> async_nats::Client {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    eprintln!("NATS: the server at {url} (NATS_URL, or 127.0.0.1:4222)");
     async_nats::connect(url)
         .await
         .expect("NATS on 127.0.0.1:4222")
