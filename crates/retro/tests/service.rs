@@ -696,3 +696,210 @@ async fn a_flood_beyond_the_queue_is_gathered_as_the_queue_drains_not_at_the_nex
     );
     sweeper.abort();
 }
+
+/// Answers a recovery check's two queries: the calls in the window, and
+/// the SLI's error ratio over it.
+#[derive(Debug)]
+struct Recovery {
+    requests: f64,
+    ratio: f64,
+}
+
+impl MetricsSource for Recovery {
+    fn exemplars<'a>(
+        &'a self,
+        _selector: &'a str,
+        _start: OffsetDateTime,
+        _end: OffsetDateTime,
+    ) -> SourceFuture<'a, Vec<Exemplar>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn query<'a>(&'a self, expr: &'a str, _at: OffsetDateTime) -> SourceFuture<'a, Vec<Series>> {
+        let value = if expr.starts_with("sum(increase(") {
+            self.requests
+        } else {
+            self.ratio
+        };
+        Box::pin(async move {
+            Ok(vec![Series {
+                labels: BTreeMap::new(),
+                points: vec![(0.0, value)],
+            }])
+        })
+    }
+
+    fn query_range<'a>(
+        &'a self,
+        _expr: &'a str,
+        _start: OffsetDateTime,
+        _end: OffsetDateTime,
+        _step: Duration,
+    ) -> SourceFuture<'a, Vec<Series>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn graph_url(&self, _expr: &str) -> String {
+        String::new()
+    }
+
+    fn name(&self) -> String {
+        "recovery".to_owned()
+    }
+}
+
+#[tokio::test]
+async fn verified_needs_both_a_burn_under_one_and_enough_calls() {
+    // The SLO's budget is 0.1 % (99.9): a ratio of 0.0005 burns at 0.5.
+    for (requests, ratio, verified, reason) in [
+        (5.0, 0.0, false, "no traffic: 5 calls"),
+        (9.0, 0.0, false, "no traffic: 9 calls"),
+        (
+            10.0,
+            0.0009,
+            true,
+            "recovered: burn rate 0.90 (under 1) over 10 calls",
+        ),
+        (100.0, 0.0005, true, "recovered: burn rate 0.50"),
+        (
+            100.0,
+            0.001,
+            false,
+            "still burning: burn rate 1.00 (1 or more)",
+        ),
+        (100.0, 0.002, false, "still burning: burn rate 2.00"),
+    ] {
+        let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+        let retro = Retro::builder(spec, Arc::new(Recovery { requests, ratio }), memory().await)
+            .settings(Settings {
+                recovery_window: Some(Duration::from_millis(10)),
+                settle: Duration::ZERO,
+                min_requests: 10.0,
+                ..Settings::default()
+            })
+            .build();
+        let fp = format!("r{requests}x{ratio}").replace('.', "");
+        for status in ["firing", "resolved"] {
+            let body = webhook(status, &fp, &now());
+            let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
+                .expect("valid");
+            retro.receive(n).await.expect("stored");
+        }
+        let id = format!("{fp}-1796032800");
+        let card = looptel_tests::eventually(
+            looptel_tests::budget::IN_PROCESS,
+            "the recovery check",
+            async || {
+                retro
+                    .incident(&id)
+                    .await
+                    .expect("read")
+                    .filter(|c| c.verification.is_some())
+            },
+        )
+        .await;
+        let v = card.verification.expect("checked");
+        assert_eq!(
+            v.verified, verified,
+            "{requests} calls, ratio {ratio}: {}",
+            v.reason
+        );
+        assert!(v.reason.starts_with(reason), "{}", v.reason);
+        assert_eq!(
+            card.state,
+            if verified {
+                looptel_retro::State::Verified
+            } else {
+                looptel_retro::State::NotVerified
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_trace_the_source_has_not_got_is_reported_and_the_next_one_tried() {
+    const KEPT: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let dir = tempfile::tempdir().expect("dir");
+    let spans = dir.path().join("spans.jsonl");
+    std::fs::write(
+        &spans,
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"order-service"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{KEPT}","spanId":"00f067aa0ba902b7","name":"POST /orders","kind":2,"startTimeUnixNano":"1796032800000000000","endTimeUnixNano":"1796032800200000000","status":{{"code":2,"message":"inventory unavailable"}}}}]}}]}}]}}"#
+        ) + "\n",
+    )
+    .expect("spans");
+
+    /// Two exemplars of failed calls: the first trace was not kept.
+    #[derive(Debug)]
+    struct TwoTraces;
+    impl MetricsSource for TwoTraces {
+        fn exemplars<'a>(
+            &'a self,
+            _selector: &'a str,
+            _start: OffsetDateTime,
+            _end: OffsetDateTime,
+        ) -> SourceFuture<'a, Vec<Exemplar>> {
+            let exemplar = |trace: &str, value: f64| Exemplar {
+                series: BTreeMap::from([
+                    ("error_type".to_owned(), "503".to_owned()),
+                    ("le".to_owned(), "0.25".to_owned()),
+                ]),
+                trace_id: trace.to_owned(),
+                span_id: None,
+                value,
+                timestamp: 1_796_032_800.0,
+            };
+            // The missing one ranks first (slower).
+            let list = vec![exemplar(TRACE, 0.24), exemplar(KEPT, 0.2)];
+            Box::pin(async move { Ok(list) })
+        }
+        fn query<'a>(&'a self, _e: &'a str, _at: OffsetDateTime) -> SourceFuture<'a, Vec<Series>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn query_range<'a>(
+            &'a self,
+            _e: &'a str,
+            _s: OffsetDateTime,
+            _t: OffsetDateTime,
+            _step: Duration,
+        ) -> SourceFuture<'a, Vec<Series>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn graph_url(&self, _expr: &str) -> String {
+            String::new()
+        }
+        fn name(&self) -> String {
+            "two traces".to_owned()
+        }
+    }
+
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(TwoTraces), memory().await)
+        .traces(Arc::new(files::OtlpFile::new(&spans)))
+        .build();
+    let body = webhook("firing", "next", "0001-01-01T00:00:00Z");
+    let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
+        .expect("valid");
+    let id = retro.receive(n).await.expect("stored").remove(0);
+    let card = looptel_tests::eventually(
+        looptel_tests::budget::IN_PROCESS,
+        "the evidence",
+        async || {
+            retro
+                .incident(&id)
+                .await
+                .expect("read")
+                .filter(|c| c.evidence.is_some())
+        },
+    )
+    .await;
+    let ev = card.evidence.expect("gathered");
+    let found: Vec<&str> = ev.traces.iter().map(|t| t.trace_id.as_str()).collect();
+    let missing: Vec<&str> = ev.missing.iter().map(|m| m.trace_id.as_str()).collect();
+    assert_eq!(found, [KEPT], "the next exemplar's trace");
+    assert_eq!(missing, [TRACE], "the first, reported as not kept");
+    assert_eq!(
+        ev.traces[0].analysis.errors[0].error.as_deref(),
+        Some("inventory unavailable")
+    );
+}
