@@ -194,6 +194,8 @@ impl ReceivedLog {
 #[derive(Default)]
 struct State {
     spans: Vec<ReceivedSpan>,
+    /// The headers (or gRPC metadata) of each trace export request.
+    trace_headers: Vec<Vec<(String, String)>>,
     logs: Vec<ReceivedLog>,
     metric_exports: usize,
     metric_requests: Vec<(ExportMetricsServiceRequest, &'static str)>,
@@ -319,7 +321,19 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        lock(&self.0).take(request.into_inner(), "grpc");
+        let headers = request
+            .metadata()
+            .iter()
+            .filter_map(|kv| match kv {
+                tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                    Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+                }
+                tonic::metadata::KeyAndValueRef::Binary(..) => None,
+            })
+            .collect();
+        let mut state = lock(&self.0);
+        state.trace_headers.push(headers);
+        state.take(request.into_inner(), "grpc");
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -368,12 +382,20 @@ impl FakeCollector {
             )
             .route(
                 "/v1/traces",
-                post(move |body: Bytes| {
+                post(move |headers: axum::http::HeaderMap, body: Bytes| {
                     let state = traces_state.clone();
                     async move {
                         match ExportTraceServiceRequest::decode(body) {
                             Ok(req) => {
-                                lock(&state).take(req, "http");
+                                let headers = headers
+                                    .iter()
+                                    .filter_map(|(k, v)| {
+                                        Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))
+                                    })
+                                    .collect();
+                                let mut state = lock(&state);
+                                state.trace_headers.push(headers);
+                                state.take(req, "http");
                                 protobuf(ExportTraceServiceResponse::default().encode_to_vec())
                                     .into_response()
                             }
@@ -435,6 +457,12 @@ impl FakeCollector {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         lock(&self.state).spans.clone()
+    }
+
+    /// The headers (gRPC: the metadata) of every trace export request so
+    /// far, names in lower case.
+    pub fn trace_request_headers(&self) -> Vec<Vec<(String, String)>> {
+        lock(&self.state).trace_headers.clone()
     }
 
     /// Every log record received so far.

@@ -17,6 +17,23 @@ fn env(pairs: Vec<(&'static str, String)>) -> TelemetryBuilder {
         .logs(JsonLogs::builder().output(SharedBuf::default()))
 }
 
+/// Every trace export request carried `OTEL_EXPORTER_OTLP_HEADERS`,
+/// decoded, with names in lower case.
+fn carried_the_configured_headers(collector: &FakeCollector) {
+    let requests = collector.trace_request_headers();
+    assert!(!requests.is_empty());
+    for headers in requests {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-tenant"), Some("acme"), "{headers:?}");
+        assert_eq!(get("authorization"), Some("Bearer s3cret"), "{headers:?}");
+    }
+}
+
 /// Ends `n` spans, then drops the guard at once: with a one-minute schedule
 /// delay, only the shutdown flush can have exported them.
 async fn spans_survive_shutdown(protocol: &str, endpoint: String) {
@@ -25,6 +42,12 @@ async fn spans_survive_shutdown(protocol: &str, endpoint: String) {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "60000".to_owned()),
         ("OTEL_RESOURCE_ATTRIBUTES", "team=payments".to_owned()),
+        // A vendor's key and a tenant, as the spec writes them (values
+        // percent-encoded).
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "X-Tenant=acme,authorization=Bearer%20s3cret".to_owned(),
+        ),
     ])
     .build()
     .expect("valid");
@@ -49,6 +72,7 @@ async fn spans_ended_just_before_shutdown_are_exported_over_http() {
         "{spans:#?}"
     );
     assert!(spans.iter().all(|s| s.transport == "http"));
+    carried_the_configured_headers(&collector);
     assert_eq!(
         spans[0].resource_attribute("service.name"),
         Some("export-test")
@@ -67,6 +91,7 @@ async fn spans_ended_just_before_shutdown_are_exported_over_grpc() {
         "{spans:#?}"
     );
     assert!(spans.iter().all(|s| s.transport == "grpc"));
+    carried_the_configured_headers(&collector);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
