@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use looptel_logs::JsonLogs;
 use looptel_telemetry::{Telemetry, TelemetryBuilder};
-use looptel_tests::FakeCollector;
 use looptel_tests::SharedBuf;
+use looptel_tests::{FakeCollector, budget, eventually};
 use opentelemetry::metrics::MeterProvider as _;
 
 fn env(pairs: Vec<(&'static str, String)>) -> TelemetryBuilder {
@@ -475,4 +475,153 @@ async fn a_down_collector_counts_failed_pushes_and_keeps_shutdown_bounded() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The temporality preference from the environment, per the OpenTelemetry
+/// specification: `cumulative` (and unset) everything cumulative; `delta`
+/// counters (recorded or collected) and histograms as changes, up-down
+/// counters cumulative; `lowmemory` as `delta` but a collector's counter
+/// cumulative. Pushed every 100 ms while the values change: the deltas add
+/// up to the totals, the cumulative values end at them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_temporality_preference_from_the_environment_is_honoured() {
+    use looptel_red_metrics::{FnCollector, Registry};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, Metric, metric::Data, number_data_point::Value,
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const DELTA: i32 = AggregationTemporality::Delta as i32;
+    const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
+
+    /// (temporality, value) of a sum in one push.
+    fn sum(push: &[Metric], name: &str) -> Option<(i32, f64)> {
+        let m = push.iter().find(|m| m.name == name)?;
+        let Some(Data::Sum(s)) = &m.data else {
+            panic!("{name} is a sum: {m:?}")
+        };
+        let v = match s.data_points.first()?.value {
+            Some(Value::AsDouble(v)) => v,
+            Some(Value::AsInt(v)) => v as f64,
+            None => f64::NAN,
+        };
+        Some((s.aggregation_temporality, v))
+    }
+    fn histogram(push: &[Metric]) -> Option<(i32, u64)> {
+        let m = push.iter().find(|m| m.name == "jobs.duration")?;
+        let Some(Data::Histogram(h)) = &m.data else {
+            panic!("a histogram: {m:?}")
+        };
+        Some((h.aggregation_temporality, h.data_points.first()?.count))
+    }
+    /// What a series came to over `pushes`: the sum of its changes, or its
+    /// last cumulative value; and every push's temporality.
+    fn total(values: &[(i32, f64)]) -> (Vec<i32>, f64) {
+        let kinds = values.iter().map(|v| v.0).collect();
+        let total = if values.iter().all(|v| v.0 == DELTA) {
+            values.iter().map(|v| v.1).sum()
+        } else {
+            values.last().map_or(0.0, |v| v.1)
+        };
+        (kinds, total)
+    }
+
+    for (preference, recorded, collected, hist) in [
+        (None, CUMULATIVE, CUMULATIVE, CUMULATIVE),
+        (Some("cumulative"), CUMULATIVE, CUMULATIVE, CUMULATIVE),
+        (Some("delta"), DELTA, DELTA, DELTA),
+        (Some("lowmemory"), DELTA, CUMULATIVE, DELTA),
+    ] {
+        let collector = FakeCollector::start().await;
+        let mut vars = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.http_endpoint()),
+            ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "100".to_owned()),
+            ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+        ];
+        if let Some(p) = preference {
+            vars.push((
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                p.to_owned(),
+            ));
+        }
+        let t = env(vars).build().expect("valid");
+        let (_subscriber, mut guard) = t.into_subscriber();
+        let registry = Registry::new();
+        let orders = registry.counter("orders.created", "{order}", "Orders.", &[]);
+        let active = registry.gauge("jobs.active", "{job}", "Jobs running.", &[]);
+        let took = registry.histogram("jobs.duration", "s", "Job durations.", &[], &[0.1, 1.0]);
+        let retried = std::sync::Arc::new(AtomicU64::new(0));
+        let read = retried.clone();
+        registry.register_collector(std::sync::Arc::new(FnCollector::new().counter(
+            "jobs_retried",
+            "Jobs retried.",
+            move || read.load(Ordering::Relaxed) as f64,
+        )));
+        active.add(&[], 4);
+        assert!(guard.push_metrics(registry.clone()));
+        let pushes = || -> Vec<Vec<Metric>> {
+            collector
+                .metric_requests()
+                .iter()
+                .map(|(r, _)| {
+                    r.resource_metrics
+                        .iter()
+                        .flat_map(|rm| &rm.scope_metrics)
+                        .flat_map(|sm| sm.metrics.clone())
+                        .collect::<Vec<_>>()
+                })
+                .filter(|m| m.iter().any(|m| m.name == "orders.created"))
+                .collect()
+        };
+        // Changes spread over several pushes.
+        for _ in 0..5 {
+            let before = pushes().len();
+            orders.add(&[], 1);
+            retried.fetch_add(1, Ordering::Relaxed);
+            took.record(&[], 0.5);
+            eventually(budget::IN_PROCESS, "a push after a change", async || {
+                (pushes().len() > before).then_some(())
+            })
+            .await;
+        }
+        let done = eventually(budget::IN_PROCESS, "the totals pushed", async || {
+            let all = pushes();
+            let orders: Vec<_> = all
+                .iter()
+                .filter_map(|p| sum(p, "orders.created"))
+                .collect();
+            let retried: Vec<_> = all.iter().filter_map(|p| sum(p, "jobs_retried")).collect();
+            let took: Vec<_> = all
+                .iter()
+                .filter_map(|p| histogram(p))
+                .map(|(k, c)| (k, c as f64))
+                .collect();
+            let (o, r, h) = (total(&orders), total(&retried), total(&took));
+            (o.1 == 5.0 && r.1 == 5.0 && h.1 == 5.0).then_some((o.0, r.0, h.0, all))
+        })
+        .await;
+        guard.shutdown().expect("clean shutdown");
+        let (orders_kinds, retried_kinds, took_kinds, all) = done;
+        assert!(all.len() >= 5, "{preference:?}: several pushes");
+        assert!(
+            orders_kinds.iter().all(|k| *k == recorded),
+            "{preference:?}: {orders_kinds:?}"
+        );
+        assert!(
+            retried_kinds.iter().all(|k| *k == collected),
+            "{preference:?}: {retried_kinds:?}"
+        );
+        assert!(
+            took_kinds.iter().all(|k| *k == hist),
+            "{preference:?}: {took_kinds:?}"
+        );
+        for push in &all {
+            assert_eq!(
+                sum(push, "jobs.active"),
+                Some((CUMULATIVE, 4.0)),
+                "{preference:?}: an up-down counter stays cumulative"
+            );
+        }
+    }
 }

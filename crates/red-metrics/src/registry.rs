@@ -114,6 +114,7 @@ impl<M> Metric<M> {
             unit: self.otel_unit.clone(),
             description: self.help.to_owned(),
             data,
+            asynchronous: false,
         }
     }
 }
@@ -715,6 +716,7 @@ impl Registry {
                     value: c.value,
                 }]),
             },
+            asynchronous: true,
         }));
         crate::Snapshot { instruments }
     }

@@ -27,6 +27,11 @@ pub struct InstrumentSnapshot {
     pub description: String,
     /// The series.
     pub data: Data,
+    /// Read from a callback when the snapshot is taken (a collector's
+    /// value: CPU seconds, drop counts) rather than recorded as it happens:
+    /// OpenTelemetry's asynchronous instruments, which the `lowmemory`
+    /// temporality preference keeps cumulative.
+    pub asynchronous: bool,
 }
 
 /// The series of one instrument, by kind.

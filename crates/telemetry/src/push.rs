@@ -36,7 +36,9 @@ pub enum Temporality {
     /// Counters and histograms as the change since the last export;
     /// up-down counters stay cumulative.
     Delta,
-    /// As `Delta` (what this exporter keeps is the same either way).
+    /// As `Delta`, except that the values collectors read at each export
+    /// (process CPU seconds, drop counts: asynchronous counters) stay
+    /// cumulative, as the OpenTelemetry specification's `lowmemory` says.
     LowMemory,
 }
 
@@ -255,32 +257,42 @@ impl State {
                         })
                         .collect(),
                 }),
-                Data::Counter(points) => pb::metric::Data::Sum(pb::Sum {
-                    aggregation_temporality: temporality,
-                    is_monotonic: true,
-                    data_points: points
-                        .iter()
-                        .map(|p| {
-                            let mut value = p.value;
-                            if delta {
-                                let prev = self
-                                    .previous
-                                    .entry((i.name.clone(), p.attributes.clone()))
-                                    .or_default();
-                                value -= prev.value;
-                                prev.value = p.value;
-                            }
-                            pb::NumberDataPoint {
-                                attributes: attributes(&p.attributes),
-                                start_time_unix_nano: start,
-                                time_unix_nano: now,
-                                exemplars: p.exemplar.iter().map(exemplar).collect(),
-                                flags: 0,
-                                value: Some(pb::number_data_point::Value::AsDouble(value)),
-                            }
-                        })
-                        .collect(),
-                }),
+                Data::Counter(points) => {
+                    // `lowmemory` keeps a collector's counter (an
+                    // asynchronous one) cumulative; `delta` does not.
+                    let delta =
+                        delta && !(i.asynchronous && self.temporality == Temporality::LowMemory);
+                    pb::metric::Data::Sum(pb::Sum {
+                        aggregation_temporality: if delta {
+                            pb::AggregationTemporality::Delta
+                        } else {
+                            pb::AggregationTemporality::Cumulative
+                        } as i32,
+                        is_monotonic: true,
+                        data_points: points
+                            .iter()
+                            .map(|p| {
+                                let mut value = p.value;
+                                if delta {
+                                    let prev = self
+                                        .previous
+                                        .entry((i.name.clone(), p.attributes.clone()))
+                                        .or_default();
+                                    value -= prev.value;
+                                    prev.value = p.value;
+                                }
+                                pb::NumberDataPoint {
+                                    attributes: attributes(&p.attributes),
+                                    start_time_unix_nano: if delta { start } else { self.start },
+                                    time_unix_nano: now,
+                                    exemplars: p.exemplar.iter().map(exemplar).collect(),
+                                    flags: 0,
+                                    value: Some(pb::number_data_point::Value::AsDouble(value)),
+                                }
+                            })
+                            .collect(),
+                    })
+                }
                 Data::UpDown(points) | Data::Gauge(points) => {
                     let data_points = points
                         .iter()
