@@ -164,6 +164,52 @@ async fn unsampled_requests_leave_no_exemplar() {
     }
 }
 
+/// Parent-based sampling, as order-service runs it: a caller that did not
+/// sample is counted without an exemplar (its trace is never exported, so
+/// an exemplar would point nowhere); one that did is its exemplar.
+#[tokio::test]
+async fn a_caller_that_did_not_sample_is_counted_without_an_exemplar() {
+    const UNSAMPLED: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
+    for hooked in [false, true] {
+        let s = stack_with(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), hooked);
+        let call = |trace: &str, flags: &str| {
+            Request::get("/orders/1")
+                .header(
+                    "traceparent",
+                    format!("00-{trace}-b7ad6b7169203331-{flags}"),
+                )
+                .body(Body::empty())
+                .expect("req")
+        };
+        let res = s
+            .app
+            .clone()
+            .oneshot(call(UNSAMPLED, "00"))
+            .await
+            .expect("infallible");
+        res.into_body().collect().await.expect("body");
+        let om = s.registry.encode(Format::OpenMetrics);
+        assert!(
+            om.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"/orders/{id}\",network_protocol_name=\"http\",network_protocol_version=\"1.1\"} 1"),
+            "counted: {om}"
+        );
+        assert!(!om.contains("trace_id"), "no exemplar: {om}");
+        assert!(s.spans.get_finished_spans().expect("spans").is_empty());
+
+        let res = s
+            .app
+            .clone()
+            .oneshot(call(SAMPLED, "01"))
+            .await
+            .expect("infallible");
+        res.into_body().collect().await.expect("body");
+        let om = s.registry.encode(Format::OpenMetrics);
+        assert!(om.contains(&format!("trace_id=\"{SAMPLED}\"")), "{om}");
+        assert!(!om.contains(UNSAMPLED), "{om}");
+    }
+}
+
 #[tokio::test]
 async fn filtered_requests_are_not_recorded() {
     for hooked in [false, true] {
