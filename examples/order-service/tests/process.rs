@@ -168,6 +168,54 @@ async fn a_client_that_goes_away_mid_request_leaves_no_active_request() {
     .await;
 }
 
+#[test]
+fn connections_past_the_cap_wait_until_one_closes() {
+    use std::io::{Read as _, Write as _};
+
+    let mut svc = Service::start(&[
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+        ("MAX_CONNECTIONS", "4".to_owned()),
+        ("HEADER_READ_TIMEOUT_MS", "120000".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    // Four clients hold every place, their headers never finished.
+    let mut held: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .expect("write");
+            s
+        })
+        .collect();
+    // A fifth is accepted by the kernel (the backlog) but not served.
+    let mut fifth = std::net::TcpStream::connect(&addr).expect("connect");
+    fifth
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    fifth
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .expect("timeout");
+    let mut buf = [0_u8; 256];
+    match fifth.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("served past the cap of 4: {other:?}"),
+    }
+    // One of the four goes away: the fifth is served.
+    drop(held.pop());
+    fifth
+        .set_read_timeout(Some(looptel_tests::budget::PROCESS))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    fifth.read_to_end(&mut answer).expect("the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_client_cannot_hold_shutdown_past_the_drain_deadline() {
     use std::io::Write as _;
