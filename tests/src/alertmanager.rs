@@ -31,6 +31,16 @@ impl Alertmanager {
     /// # Panics
     /// When `prometheus-alertmanager` cannot be started.
     pub fn start(webhook: &str) -> Self {
+        Self::with_config(&format!(
+            "route:\n  receiver: retro\n  group_by: ['alertname', 'slo']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: retro\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
+        ))
+    }
+
+    /// Runs with a configuration of the caller's (deploy/'s own, say).
+    ///
+    /// # Panics
+    /// When `prometheus-alertmanager` cannot be started.
+    pub fn with_config(config_text: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "looptel-alertmanager-{}-{}",
             std::process::id(),
@@ -38,13 +48,7 @@ impl Alertmanager {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = dir.join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "route:\n  receiver: retro\n  group_by: ['alertname', 'slo']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: retro\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
-            ),
-        )
-        .expect("config");
+        std::fs::write(&config, config_text).expect("config");
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new("prometheus-alertmanager")
             .arg(format!("--config.file={}", config.display()))

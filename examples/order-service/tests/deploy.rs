@@ -319,6 +319,126 @@ fn alertmanager_config_passes_amtool_and_reaches_retro() {
     );
 }
 
+/// deploy/'s Alertmanager configuration, run by the real Alertmanager (the
+/// webhook's address and the token file moved to this machine): a page
+/// holds back the tickets of the same SLO and no other, and the webhook
+/// carries the token as `Authorization: Bearer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_inhibits_an_slos_tickets_while_it_pages_and_presents_the_token() {
+    use looptel_tests::{budget, eventually};
+    use std::sync::{Arc, Mutex};
+
+    let received: Arc<Mutex<Vec<(Option<String>, Json)>>> = Arc::default();
+    let sink = received.clone();
+    let webhook = looptel_tests::serve(axum::Router::new().route(
+        "/alerts",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Json>| {
+                let sink = sink.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    sink.lock().expect("lock").push((auth, body));
+                    "ok"
+                }
+            },
+        ),
+    ))
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-webhook-token\n").expect("token");
+    let config = std::fs::read_to_string(deploy("alertmanager/alertmanager.yml"))
+        .expect("config")
+        .replace(
+            "http://retro:9099/alerts",
+            &format!("http://{webhook}/alerts"),
+        )
+        .replace(
+            "/run/secrets/retro_webhook_token",
+            token.to_str().expect("path"),
+        )
+        // Deliver at once instead of after deploy's 10 s.
+        .replace("group_wait: 10s", "group_wait: 1s");
+    let am = looptel_tests::Alertmanager::with_config(&config);
+    let client = reqwest::Client::new();
+    let alert = |name: &str, severity: &str, slo: &str| {
+        serde_json::json!({"labels": {"alertname": name, "severity": severity, "slo": slo,
+                                      "service": "order-service"}})
+    };
+    let alerts = serde_json::json!([
+        alert("ErrorBudgetBurn1h", "page", "order-api-availability"),
+        alert("ErrorBudgetBurn3d", "ticket", "order-api-availability"),
+        alert("ErrorBudgetBurn3d", "ticket", "order-api-latency"),
+    ]);
+    eventually(
+        budget::PROCESS,
+        "Alertmanager to take the alerts",
+        async || {
+            let res = client
+                .post(format!("http://{}/api/v2/alerts", am.addr()))
+                .json(&alerts)
+                .send()
+                .await
+                .ok()?;
+            res.status().is_success().then_some(())
+        },
+    )
+    .await;
+    let inhibited = eventually(budget::PROCESS, "the page to inhibit", async || {
+        let all: Json = client
+            .get(format!("http://{}/api/v2/alerts", am.addr()))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let held: Vec<String> = all
+            .as_array()?
+            .iter()
+            .filter(|a| {
+                a["status"]["inhibitedBy"]
+                    .as_array()
+                    .is_some_and(|by| !by.is_empty())
+            })
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a["labels"]["alertname"].as_str().unwrap_or(""),
+                    a["labels"]["slo"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        (all.as_array()?.len() == 3 && !held.is_empty()).then_some(held)
+    })
+    .await;
+    assert_eq!(inhibited, ["ErrorBudgetBurn3d order-api-availability"]);
+    // What reached the webhook: the page and the other SLO's ticket, with
+    // the token; never the held ticket.
+    let delivered = eventually(budget::PROCESS, "two notifications", async || {
+        let got = received.lock().expect("lock").clone();
+        (got.len() >= 2).then_some(got)
+    })
+    .await;
+    for (auth, body) in &delivered {
+        assert_eq!(
+            auth.as_deref(),
+            Some("Bearer s3cret-webhook-token"),
+            "{body}"
+        );
+        for a in body["alerts"].as_array().expect("alerts") {
+            assert!(
+                !(a["labels"]["severity"] == "ticket"
+                    && a["labels"]["slo"] == "order-api-availability"),
+                "an inhibited ticket was sent: {body}"
+            );
+        }
+    }
+}
+
 /// The components of the collector's contrib distribution this file may
 /// use, as its documentation names them.
 const RECEIVERS: &[&str] = &["otlp"];
