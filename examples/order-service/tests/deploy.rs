@@ -328,7 +328,9 @@ async fn alertmanager_inhibits_an_slos_tickets_while_it_pages_and_presents_the_t
     use looptel_tests::{budget, eventually};
     use std::sync::{Arc, Mutex};
 
-    let received: Arc<Mutex<Vec<(Option<String>, Json)>>> = Arc::default();
+    /// Each notification: its `Authorization` header and its body.
+    type Received = Vec<(Option<String>, Json)>;
+    let received: Arc<Mutex<Received>> = Arc::default();
     let sink = received.clone();
     let webhook = looptel_tests::serve(axum::Router::new().route(
         "/alerts",
