@@ -818,14 +818,23 @@ async fn a_missed_deadline_is_deadline_exceeded_on_both_sides() {
         Some("DEADLINE_EXCEEDED".into())
     );
     assert!(matches!(client[0].status, Status::Error { .. }));
-    // tonic's server dropped the handler at the deadline: a miss, an error
-    // of the server's, on the span and in the metric alike.
+    // The server's own deadline (from the same header, started when the
+    // request arrived) and the client's reset race. Nearly always the
+    // deadline passes first: tonic drops the handler, a miss, an error of
+    // the server's. On a loaded machine the reset can arrive first: the
+    // client went away before the server's deadline, which is no server
+    // error. Either way the span says which, consistently.
     let server = server_spans.wait_for(1).await;
     assert_eq!(server.len(), 1);
-    assert_eq!(code(&server[0]), Some("DEADLINE_EXCEEDED".into()));
-    assert_eq!(
-        attr(&server[0], "error.type"),
-        Some("DEADLINE_EXCEEDED".into())
-    );
-    assert!(matches!(server[0].status, Status::Error { .. }));
+    match code(&server[0]).map(|c| c.to_string()).as_deref() {
+        Some("DEADLINE_EXCEEDED") => {
+            assert_eq!(
+                attr(&server[0], "error.type"),
+                Some("DEADLINE_EXCEEDED".into())
+            );
+            assert!(matches!(server[0].status, Status::Error { .. }));
+        }
+        Some("CANCELLED") => assert_eq!(server[0].status, Status::Unset),
+        other => panic!("the server's span says {other:?}"),
+    }
 }
