@@ -99,6 +99,52 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
+/// A span attribute as text (`200`, `GET`); `None` when the span lacks it.
+pub fn attr(span: &SpanData, key: &str) -> Option<String> {
+    attr_value(span, key).map(|v| v.to_string())
+}
+
+/// A span attribute with its type, for the attributes the semantic
+/// conventions say are integers (`Some(200_i64.into())`).
+pub fn attr_value(span: &SpanData, key: &str) -> Option<opentelemetry::Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+/// Every span of a file of OTLP JSON lines (the collector's file exporter,
+/// `LOOPTEL_TRACES_FILE`), as JSON; lines that are not OTLP are skipped,
+/// a missing file is no spans.
+pub fn otlp_json_spans(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                out.extend(ss["spans"].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    out
+}
+
+/// An attribute of a span read by [`otlp_json_spans`]: its `AnyValue`
+/// (`{"stringValue": …}`, `{"intValue": …}`).
+pub fn otlp_json_attribute<'a>(
+    span: &'a serde_json::Value,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
 /// The value of one series in a Prometheus or OpenMetrics exposition:
 /// `series` is the name with its labels as written
 /// (`http_server_active_requests{http_request_method="POST",url_scheme="http"}`),

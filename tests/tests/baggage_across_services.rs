@@ -3,6 +3,7 @@
 //! no code of its own; denied members never cross.
 
 use looptel_tests::CapturedSpans;
+use looptel_tests::attr;
 use looptel_tests::serve;
 
 use axum::Router;
@@ -19,19 +20,11 @@ use looptel_http_layer::server::ServerLayer;
 use looptel_logs::JsonLogs;
 use looptel_telemetry::Telemetry;
 use looptel_tests::SharedBuf;
-use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 type Downstream = looptel_http_layer::client::Client<
     Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
 >;
-
-fn attr(span: &SpanData, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.to_string())
-}
 
 #[tokio::test]
 async fn tenant_reaches_the_downstream_spans_and_logs_and_pii_stays_home() {

@@ -2,6 +2,7 @@
 //! promotion onto the server span, child spans and log lines.
 
 use looptel_tests::CapturedSpans;
+use looptel_tests::attr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -133,13 +134,6 @@ fn the_typed_api_applies_the_policy() {
     );
     let _g = cx.attach();
     assert_eq!(policy.current("tenant.id").as_deref(), Some("acme"));
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.to_string())
 }
 
 struct Observed {

@@ -2,6 +2,7 @@
 //! the trailers' status), on body error, on drop, on panic — and the span
 //! reads the same classification the hooks get.
 
+use looptel_tests::attr_value as attr;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -15,9 +16,8 @@ use looptel_engine::{
     Classification, Classify, ClassifyError, Engine, GrpcClient, GrpcCode, GrpcServer, HookLayer,
     HttpServer, RequestHook,
 };
+use opentelemetry::Context;
 use opentelemetry::trace::{Status, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::{Context, Value};
-use opentelemetry_sdk::trace::SpanData;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// A body of scripted frames; `Err` items are body errors.
@@ -77,13 +77,6 @@ type Spans = looptel_tests::InMemorySpans;
 fn start(spans: &Spans) -> Context {
     let span = spans.provider.tracer("test").start("call");
     Context::new().with_span(span)
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
 }
 
 /// Calls `handler` through the engine with `classifier`, a span of ours

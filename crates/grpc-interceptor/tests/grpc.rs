@@ -2,6 +2,7 @@
 //! 127.0.0.1, the status read from trailers, streams, cancellation, unknown
 //! methods, panics, the health filter and propagation between the two.
 
+use looptel_tests::attr_value as attr;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future as _;
@@ -25,13 +26,6 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// One process's spans.
 type Spans = looptel_tests::InMemorySpans;
-
-fn attr(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
 
 /// A gRPC message frame: the 5-byte prefix and the payload.
 fn message(payload: &'static [u8]) -> Frame<Bytes> {

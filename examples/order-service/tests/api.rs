@@ -8,6 +8,7 @@ use looptel_logs::JsonLogs;
 use looptel_telemetry::Telemetry;
 use looptel_tests::CapturedSpans;
 use looptel_tests::SharedBuf;
+use looptel_tests::attr;
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
 use order_service::faults::{FaultSwitch, Faults};
@@ -103,13 +104,6 @@ fn place_order_span(o: &Observed) -> &SpanData {
         .iter()
         .find(|s| s.name == "Order.OrderService.PlaceOrder")
         .expect("a PlaceOrder span")
-}
-
-fn attr(span: &SpanData, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.to_string())
 }
 
 #[tokio::test]

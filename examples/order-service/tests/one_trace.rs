@@ -27,19 +27,7 @@ fn amqp_url() -> String {
 
 /// Every span written so far.
 fn spans(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                out.extend(ss["spans"].as_array().into_iter().flatten().cloned());
-            }
-        }
-    }
-    out
+    looptel_tests::otlp_json_spans(path)
 }
 
 fn find<'a>(spans: &'a [Value], name: &str) -> &'a Value {

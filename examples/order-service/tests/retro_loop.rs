@@ -23,6 +23,7 @@ use common::{Service, Traffic};
 use looptel_core::{Instrumentation, Propagator};
 use looptel_retro::sources::{Http, files, prometheus::Prometheus as PrometheusSource};
 use looptel_retro::{Retro, Settings, State};
+use looptel_tests::otlp_json_attribute as attribute;
 use looptel_tests::{Alertmanager, Prometheus, browser};
 use serde_json::Value;
 
@@ -30,29 +31,10 @@ const SLO: &str = "order-api-availability";
 
 /// The spans of `trace_id` in the OTLP JSON lines file, as JSON.
 fn spans_written(path: &Path, trace_id: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("spans file");
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| l.contains(trace_id)) {
-        let v: Value = serde_json::from_str(line).expect("OTLP JSON line");
-        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
-                for s in ss["spans"].as_array().into_iter().flatten() {
-                    if s["traceId"] == trace_id {
-                        out.push(s.clone());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-fn attribute<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
-    span["attributes"]
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)
-        .map(|kv| &kv["value"])
+    looptel_tests::otlp_json_spans(path)
+        .into_iter()
+        .filter(|s| s["traceId"] == trace_id)
+        .collect()
 }
 
 /// Polls `retro` until a card other than `except` satisfies `done`.

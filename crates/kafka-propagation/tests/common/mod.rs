@@ -2,7 +2,7 @@
 //! the telemetry under test with the order-service's baggage policy, and a
 //! caller with a tenant and a phone number in its baggage.
 
-#![allow(dead_code)] // each test binary uses its part
+#![allow(dead_code, unused_imports)] // each test binary uses its part
 
 use looptel_core::{Instrumentation, Propagator};
 use looptel_kafka_propagation::{MessagingTelemetry, Mode};
@@ -87,13 +87,7 @@ impl Setup {
     }
 }
 
-/// A span attribute as text.
-pub(crate) fn attr(span: &SpanData, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.as_str().into_owned())
-}
+pub(crate) use looptel_tests::attr;
 
 /// A span context's ids (remote or not).
 pub(crate) fn ids(sc: &SpanContext) -> (TraceId, SpanId) {
