@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::process::Retro;
 use common::{FakePrometheus, PgDatabase, alert, rfc3339, webhook};
+use looptel_tests::{budget, eventually};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -47,14 +48,11 @@ async fn until(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    for _ in 0..1200 {
+    eventually(budget::PROCESS, what, async || {
         let c = cards(client, base).await;
-        if done(&c) {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never: {what}");
+        done(&c).then_some(c)
+    })
+    .await
 }
 
 fn events(card: &Value, prefix: &str) -> usize {

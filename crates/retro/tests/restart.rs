@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::process::Retro;
 use common::{FakePrometheus, alert, rfc3339, webhook};
+use looptel_tests::{budget, eventually};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -51,13 +52,10 @@ async fn card(client: &reqwest::Client, base: &str, id: &str) -> Value {
 
 /// Polls `base` until `done` holds for the card list.
 async fn until(client: &reqwest::Client, base: &str, what: &str, done: impl Fn(&[Value]) -> bool) {
-    for _ in 0..1200 {
-        if done(&cards(client, base).await) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never: {what}");
+    eventually(budget::PROCESS, what, async || {
+        done(&cards(client, base).await).then_some(())
+    })
+    .await;
 }
 
 fn events(card: &Value, prefix: &str) -> usize {
@@ -191,12 +189,10 @@ async fn sigterm_in_the_middle_of_each_state_loses_nothing() {
         ),
     )
     .await;
-    for _ in 0..200 {
-        if fake.exemplar_reads.load(Ordering::SeqCst) >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(budget::PROCESS, "three gatherings in flight", async || {
+        (fake.exemplar_reads.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
     assert_eq!(
         fake.exemplar_reads.load(Ordering::SeqCst),
         3,

@@ -17,6 +17,7 @@ use looptel_retro::sources::{
     tempo::Tempo,
 };
 use looptel_retro::{Retro, Settings, Store};
+use looptel_tests::{budget, eventually};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -168,22 +169,19 @@ async fn card(
     id: &str,
     until: impl Fn(&Value) -> bool,
 ) -> Value {
-    for _ in 0..100 {
+    eventually(budget::IN_PROCESS, &format!("card {id}"), async || {
         let v: Value = client
             .get(format!("{base}/incidents/{id}"))
             .header("accept", "application/json")
             .send()
             .await
-            .expect("get")
+            .ok()?
             .json()
             .await
-            .expect("json");
-        if until(&v) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("card {id} never got there");
+            .ok()?;
+        until(&v).then_some(v)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -551,17 +549,11 @@ async fn a_webhook_of_many_alerts_gathers_a_few_at_a_time() {
     let base = serve(&retro).await;
     let v = post(&reqwest::Client::new(), &base, &body).await;
     assert_eq!(v["incidents"].as_array().map(Vec::len), Some(8));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while retro
-        .incidents(100, 0)
-        .await
-        .expect("list")
-        .iter()
-        .any(|c| c.evidence.is_none())
-    {
-        assert!(std::time::Instant::now() < deadline, "all gathered in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(budget::IN_PROCESS, "every card's evidence", async || {
+        let cards = retro.incidents(100, 0).await.expect("list");
+        cards.iter().all(|c| c.evidence.is_some()).then_some(())
+    })
+    .await;
     assert_eq!(metrics.exemplar_reads.load(Ordering::SeqCst), 8);
     assert_eq!(metrics.most_in_flight.load(Ordering::SeqCst), 2);
 }
@@ -635,13 +627,15 @@ async fn cards_beyond_the_gathering_queue_wait_in_the_store_for_a_sweep() {
     // Two queued, at most one with the dispatcher and one gathering: the
     // rest (two at least) have no place and no claim, and sweeps take them
     // up, each card once.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut swept = 0;
-    while gathered().await < 6 {
-        assert!(std::time::Instant::now() < deadline, "all gathered in time");
+    eventually(budget::IN_PROCESS, "all six gathered", async || {
+        if gathered().await == 6 {
+            return Some(());
+        }
         swept += retro.sweep().await.expect("sweep").gathering;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await;
     assert!((2..=4).contains(&swept), "{swept} taken up by sweeps");
     assert_eq!(metrics.exemplar_reads.load(Ordering::SeqCst), 6);
 }
@@ -675,20 +669,16 @@ async fn a_flood_beyond_the_queue_is_gathered_as_the_queue_drains_not_at_the_nex
     let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
         .expect("valid");
     retro.receive(n).await.expect("stored");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while retro
-        .incidents(100, 0)
-        .await
-        .expect("list")
-        .iter()
-        .any(|c| c.evidence.is_none())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the flood was not gathered as the queue drained"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Well within the hour a sweep would otherwise take.
+    eventually(
+        Duration::from_secs(60),
+        "the flood gathered as the queue drained",
+        async || {
+            let cards = retro.incidents(100, 0).await.expect("list");
+            cards.iter().all(|c| c.evidence.is_some()).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         metrics.exemplar_reads.load(Ordering::SeqCst),
         20,
@@ -786,17 +776,13 @@ async fn verified_needs_both_a_burn_under_one_and_enough_calls() {
             retro.receive(n).await.expect("stored");
         }
         let id = format!("{fp}-1796032800");
-        let card = looptel_tests::eventually(
-            looptel_tests::budget::IN_PROCESS,
-            "the recovery check",
-            async || {
-                retro
-                    .incident(&id)
-                    .await
-                    .expect("read")
-                    .filter(|c| c.verification.is_some())
-            },
-        )
+        let card = eventually(budget::IN_PROCESS, "the recovery check", async || {
+            retro
+                .incident(&id)
+                .await
+                .expect("read")
+                .filter(|c| c.verification.is_some())
+        })
         .await;
         let v = card.verification.expect("checked");
         assert_eq!(
@@ -881,17 +867,13 @@ async fn a_trace_the_source_has_not_got_is_reported_and_the_next_one_tried() {
     let n = looptel_retro::webhook::Notification::from_json(body.to_string().as_bytes())
         .expect("valid");
     let id = retro.receive(n).await.expect("stored").remove(0);
-    let card = looptel_tests::eventually(
-        looptel_tests::budget::IN_PROCESS,
-        "the evidence",
-        async || {
-            retro
-                .incident(&id)
-                .await
-                .expect("read")
-                .filter(|c| c.evidence.is_some())
-        },
-    )
+    let card = eventually(budget::IN_PROCESS, "the evidence", async || {
+        retro
+            .incident(&id)
+            .await
+            .expect("read")
+            .filter(|c| c.evidence.is_some())
+    })
     .await;
     let ev = card.evidence.expect("gathered");
     let found: Vec<&str> = ev.traces.iter().map(|t| t.trace_id.as_str()).collect();

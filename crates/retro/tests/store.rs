@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{PgDatabase, alert, rfc3339, webhook};
 use looptel_retro::webhook::Notification;
 use looptel_retro::{Retro, Settings, Store, StoreError, Token, Tokens};
+use looptel_tests::{budget, eventually};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use time::OffsetDateTime;
@@ -55,14 +56,15 @@ fn firing(fingerprints: impl IntoIterator<Item = String>) -> Notification {
 
 /// Waits until every card has its evidence.
 async fn gathered(retro: &Retro, n: usize) -> Vec<looptel_retro::Incident> {
-    for _ in 0..400 {
-        let cards = retro.incidents(1000, 0).await.expect("list");
-        if cards.len() == n && cards.iter().all(|c| c.evidence.is_some()) {
-            return cards;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{n} cards never all had their evidence");
+    eventually(
+        budget::IN_PROCESS,
+        &format!("{n} cards with their evidence"),
+        async || {
+            let cards = retro.incidents(1000, 0).await.expect("list");
+            (cards.len() == n && cards.iter().all(|c| c.evidence.is_some())).then_some(cards)
+        },
+    )
+    .await
 }
 
 /// Cards written through one store are all there, whole, through a new one.
@@ -291,22 +293,16 @@ async fn postgres_going_away_mid_run_is_a_503_counted_and_it_comes_back() {
 
     proxy.restore().await;
     // Alertmanager's retry, once the database is back.
-    let mut status = 0;
-    for _ in 0..100 {
-        status = client
+    eventually(budget::PROCESS, "the store back", async || {
+        let res = client
             .post(format!("{base}/alerts"))
             .json(&one_alert("during"))
             .send()
             .await
-            .expect("post")
-            .status()
-            .as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200, "the store is back");
+            .expect("post");
+        (res.status() == 200).then_some(())
+    })
+    .await;
     let ids: Vec<String> = retro
         .incidents(10, 0)
         .await
