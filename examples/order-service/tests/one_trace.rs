@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::Service;
 use serde_json::Value;
@@ -88,18 +87,17 @@ async fn one_trace_from_the_http_request_through_grpc_kafka_and_amqp() {
     }
 
     // The spans, once the last hop's is written.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let all = loop {
-        let all = spans(&file);
-        if all
-            .iter()
-            .any(|s| s["name"] == "process payments:payment.requested:payments")
-        {
-            break all;
-        }
-        assert!(Instant::now() < deadline, "the payment's span never came");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let all = looptel_tests::eventually(
+        looptel_tests::budget::PROCESS,
+        "the payment's span written",
+        async || {
+            let all = spans(&file);
+            all.iter()
+                .any(|s| s["name"] == "process payments:payment.requested:payments")
+                .then_some(all)
+        },
+    )
+    .await;
     let server = find(&all, "POST /orders");
     let place = find(&all, "Order.OrderService.PlaceOrder");
     let grpc: Vec<&Value> = all

@@ -344,16 +344,15 @@ async fn sigterm_finishes_while_standard_output_is_stalled() {
         .spawn()
         .expect("spawn");
     let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while client
-        .get(format!("http://{addr}/health"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(std::time::Instant::now() < deadline, "never came up");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually(budget::PROCESS, "the service up", async || {
+        client
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
     // Enough lines to fill the pipe (64 KiB) and the log queue (64 lines).
     for i in 0..300 {
         let res = client
@@ -373,17 +372,12 @@ async fn sigterm_finishes_while_standard_output_is_stalled() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait") {
-            break exit;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("SIGTERM did not finish with standard output stalled");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let exit = eventually(
+        budget::PROCESS,
+        "the exit after SIGTERM with standard output stalled",
+        async || child.try_wait().expect("wait"),
+    )
+    .await;
     assert!(exit.success(), "{exit:?}");
 }
 
