@@ -73,23 +73,22 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     let traffic = Traffic::start(&addr);
 
     // Healthy traffic, rules evaluated over it: no page.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ratio = prometheus
-            .api(&format!(
-                "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
-            ))
-            .await;
-        if let Some(v) = ratio["data"]["result"][0]["value"][1].as_str() {
-            assert_eq!(v, "0", "healthy traffic has no errors");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recorded error ratio: {ratio}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let ratio = looptel_tests::eventually(
+        looptel_tests::budget::PROCESS,
+        "the recorded error ratio",
+        async || {
+            let ratio = prometheus
+                .api(&format!(
+                    "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
+                ))
+                .await;
+            ratio["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert_eq!(ratio, "0", "healthy traffic has no errors");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         page_states(&prometheus).await.is_empty(),
