@@ -10,74 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::process::Retro;
-use common::{FakePrometheus, PgDatabase, alert, rfc3339, webhook};
-use looptel_tests::{budget, eventually};
-use serde_json::Value;
+use common::{
+    FakePrometheus, PgDatabase, alert, cards, events, metric, post, rfc3339, until, webhook,
+};
 use time::OffsetDateTime;
-
-async fn post(client: &reqwest::Client, base: &str, body: &Value) -> Value {
-    let res = client
-        .post(format!("{base}/alerts"))
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(
-        res.status(),
-        200,
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-    res.json().await.expect("json")
-}
-
-async fn cards(client: &reqwest::Client, base: &str) -> Vec<Value> {
-    client
-        .get(format!("{base}/incidents?format=json&limit=1000"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn until(
-    client: &reqwest::Client,
-    base: &str,
-    what: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    eventually(budget::PROCESS, what, async || {
-        let c = cards(client, base).await;
-        done(&c).then_some(c)
-    })
-    .await
-}
-
-fn events(card: &Value, prefix: &str) -> usize {
-    card["timeline"]
-        .as_array()
-        .expect("timeline")
-        .iter()
-        .filter(|e| e["what"].as_str().is_some_and(|w| w.starts_with(prefix)))
-        .count()
-}
-
-async fn counter(client: &reqwest::Client, base: &str, line: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line))
-        .and_then(|v| v.trim().split(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_postgres_make_one_card_per_alert_and_check_it_once() {
@@ -140,25 +76,25 @@ async fn two_replicas_on_one_postgres_make_one_card_per_alert_and_check_it_once(
         101 * per_gathering,
         "each card gathered once, by one replica"
     );
-    let new = counter(
+    let new = metric(
         &client,
         &a.base,
         "looptel_retro_alerts_total{status=\"firing\",new=\"true\"}",
     )
     .await
-        + counter(
+        + metric(
             &client,
             &b.base,
             "looptel_retro_alerts_total{status=\"firing\",new=\"true\"}",
         )
         .await;
-    let retries = counter(
+    let retries = metric(
         &client,
         &a.base,
         "looptel_retro_alerts_total{status=\"firing\",new=\"false\"}",
     )
     .await
-        + counter(
+        + metric(
             &client,
             &b.base,
             "looptel_retro_alerts_total{status=\"firing\",new=\"false\"}",

@@ -8,64 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::process::Retro;
-use common::{FakePrometheus, alert, rfc3339, webhook};
+use common::{FakePrometheus, alert, card, cards, events, post, rfc3339, until, webhook};
 use looptel_tests::{budget, eventually};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
-
-async fn post(client: &reqwest::Client, base: &str, body: &Value) {
-    let res = client
-        .post(format!("{base}/alerts"))
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(
-        res.status(),
-        200,
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-}
-
-async fn cards(client: &reqwest::Client, base: &str) -> Vec<Value> {
-    client
-        .get(format!("{base}/incidents?format=json&limit=1000"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn card(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/incidents/{id}?format=json"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
-/// Polls `base` until `done` holds for the card list.
-async fn until(client: &reqwest::Client, base: &str, what: &str, done: impl Fn(&[Value]) -> bool) {
-    eventually(budget::PROCESS, what, async || {
-        done(&cards(client, base).await).then_some(())
-    })
-    .await;
-}
-
-fn events(card: &Value, prefix: &str) -> usize {
-    card["timeline"]
-        .as_array()
-        .expect("timeline")
-        .iter()
-        .filter(|e| e["what"].as_str().is_some_and(|w| w.starts_with(prefix)))
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cards_and_their_actions_outlive_a_restart() {

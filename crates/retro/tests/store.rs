@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PgDatabase, alert, rfc3339, webhook};
+use common::{PgDatabase, alert, metric, rfc3339, webhook};
 use looptel_retro::webhook::Notification;
 use looptel_retro::{Retro, Settings, Store, StoreError, Token, Tokens};
 use looptel_tests::{budget, eventually};
@@ -222,21 +222,6 @@ fn one_alert(fp: &str) -> Value {
     )
 }
 
-async fn metric(client: &reqwest::Client, base: &str, line_start: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().split(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_going_away_mid_run_is_a_503_counted_and_it_comes_back() {
     let db = PgDatabase::create("cut").await;
@@ -325,29 +310,44 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Unmounts the small disk whatever the test's outcome.
-struct Mounted(std::path::PathBuf);
+/// A small tmpfs of the test's own, unmounted whatever the test's outcome.
+struct Mounted {
+    dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// Mounts one with `options` (`size=384k`, `ro,size=64k`); `None`, said
+    /// on standard error, when not root (CI runs as root).
+    fn tmpfs(options: &str) -> Option<Self> {
+        if !is_root() {
+            eprintln!("SKIPPED: mounting a tmpfs ({options}) needs root (CI runs as root)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a tmpfs ({options}) as root");
+        Some(Self { dir })
+    }
+}
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_a_503_and_no_card_is_half_written() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
+    let Some(disk) = Mounted::tmpfs("size=384k") else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=384k", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("mount");
-    assert!(status.success(), "mounting a 384 KB tmpfs as root");
-    let _mounted = Mounted(dir.path().to_owned());
+    };
+    let dir = &disk.dir;
     let url = format!("sqlite://{}", dir.path().join("retro.db").display());
     let retro = retro(Store::open(&url).await.expect("open"), Settings::default());
     let base = serve(&retro).await;
@@ -594,18 +594,10 @@ async fn writes_need_their_token_and_reads_theirs_when_one_is_set() {
 
 #[tokio::test]
 async fn a_read_only_directory_is_a_clear_error_at_start() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a read-only tmpfs needs root (CI runs as root)");
+    let Some(disk) = Mounted::tmpfs("ro,size=64k") else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("mount");
-    assert!(status.success(), "mounting a read-only tmpfs as root");
-    let _mounted = Mounted(dir.path().to_owned());
+    };
+    let dir = &disk.dir;
     let file = dir.path().join("retro.db");
     let err = Store::open(&format!("sqlite://{}", file.display()))
         .await

@@ -159,3 +159,81 @@ impl FakePrometheus {
         looptel_tests::serve(app).await
     }
 }
+
+/// Posts a webhook body to `base`; its JSON answer, which must be a 200.
+pub async fn post(client: &reqwest::Client, base: &str, body: &Value) -> Value {
+    let res = client
+        .post(format!("{base}/alerts"))
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    res.json().await.expect("json")
+}
+
+/// Every card `base` serves (up to 1,000), newest first, as JSON.
+pub async fn cards(client: &reqwest::Client, base: &str) -> Vec<Value> {
+    client
+        .get(format!("{base}/incidents?format=json&limit=1000"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// One card, as JSON.
+pub async fn card(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    client
+        .get(format!("{base}/incidents/{id}?format=json"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Waits until `done` holds for the cards `base` serves; returns them.
+pub async fn until(
+    client: &reqwest::Client,
+    base: &str,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    looptel_tests::eventually(looptel_tests::budget::PROCESS, what, async || {
+        let c = cards(client, base).await;
+        done(&c).then_some(c)
+    })
+    .await
+}
+
+/// How many of a card's timeline lines start with `prefix`.
+pub fn events(card: &Value, prefix: &str) -> usize {
+    card["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["what"].as_str().is_some_and(|w| w.starts_with(prefix)))
+        .count()
+}
+
+/// One series of `base`'s own `/metrics` (0 when absent).
+pub async fn metric(client: &reqwest::Client, base: &str, series: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    looptel_tests::scrape_value(&text, series).unwrap_or(0.0)
+}
