@@ -39,6 +39,12 @@ const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 /// Answers exemplars and queries from a script; counts exemplar reads.
 #[derive(Debug, Default)]
 struct Canned {
+    /// The exemplars every read answers; none set: one of a failed call in
+    /// [`TRACE`].
+    exemplars: Option<Vec<Exemplar>>,
+    /// A recovery check's answers: the calls in the window and the SLI's
+    /// error ratio; none set: every query answers nothing.
+    recovery: Option<(f64, f64)>,
     exemplar_reads: AtomicUsize,
     /// Exemplar reads in flight, and the most seen at once.
     in_flight: AtomicUsize,
@@ -66,22 +72,27 @@ impl MetricsSource for Canned {
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            Ok(vec![Exemplar {
-                series: BTreeMap::from([
-                    ("error_type".to_owned(), "503".to_owned()),
-                    ("le".to_owned(), "0.25".to_owned()),
-                ]),
-                trace_id: TRACE.to_owned(),
-                span_id: None,
-                value: 0.2,
-                timestamp: 1_796_032_800.0,
-            }])
+            Ok(self
+                .exemplars
+                .clone()
+                .unwrap_or_else(|| vec![failed_call(TRACE, 0.2)]))
         })
     }
 
     fn query<'a>(&'a self, expr: &'a str, _at: OffsetDateTime) -> SourceFuture<'a, Vec<Series>> {
         self.queries.lock().expect("lock").push(expr.to_owned());
-        Box::pin(async { Ok(Vec::new()) })
+        let answer = self.recovery.map(|(requests, ratio)| Series {
+            labels: BTreeMap::new(),
+            points: vec![(
+                0.0,
+                if expr.starts_with("sum(increase(") {
+                    requests
+                } else {
+                    ratio
+                },
+            )],
+        });
+        Box::pin(async move { Ok(answer.into_iter().collect()) })
     }
 
     fn query_range<'a>(
@@ -100,6 +111,20 @@ impl MetricsSource for Canned {
 
     fn name(&self) -> String {
         "canned".to_owned()
+    }
+}
+
+/// An exemplar of a call that failed (503), in `trace`.
+fn failed_call(trace: &str, value: f64) -> Exemplar {
+    Exemplar {
+        series: BTreeMap::from([
+            ("error_type".to_owned(), "503".to_owned()),
+            ("le".to_owned(), "0.25".to_owned()),
+        ]),
+        trace_id: trace.to_owned(),
+        span_id: None,
+        value,
+        timestamp: 1_796_032_800.0,
     }
 }
 
@@ -687,57 +712,6 @@ async fn a_flood_beyond_the_queue_is_gathered_as_the_queue_drains_not_at_the_nex
     sweeper.abort();
 }
 
-/// Answers a recovery check's two queries: the calls in the window, and
-/// the SLI's error ratio over it.
-#[derive(Debug)]
-struct Recovery {
-    requests: f64,
-    ratio: f64,
-}
-
-impl MetricsSource for Recovery {
-    fn exemplars<'a>(
-        &'a self,
-        _selector: &'a str,
-        _start: OffsetDateTime,
-        _end: OffsetDateTime,
-    ) -> SourceFuture<'a, Vec<Exemplar>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn query<'a>(&'a self, expr: &'a str, _at: OffsetDateTime) -> SourceFuture<'a, Vec<Series>> {
-        let value = if expr.starts_with("sum(increase(") {
-            self.requests
-        } else {
-            self.ratio
-        };
-        Box::pin(async move {
-            Ok(vec![Series {
-                labels: BTreeMap::new(),
-                points: vec![(0.0, value)],
-            }])
-        })
-    }
-
-    fn query_range<'a>(
-        &'a self,
-        _expr: &'a str,
-        _start: OffsetDateTime,
-        _end: OffsetDateTime,
-        _step: Duration,
-    ) -> SourceFuture<'a, Vec<Series>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn graph_url(&self, _expr: &str) -> String {
-        String::new()
-    }
-
-    fn name(&self) -> String {
-        "recovery".to_owned()
-    }
-}
-
 #[tokio::test]
 async fn verified_needs_both_a_burn_under_one_and_enough_calls() {
     // The SLO's budget is 0.1 % (99.9): a ratio of 0.0005 burns at 0.5.
@@ -760,14 +734,21 @@ async fn verified_needs_both_a_burn_under_one_and_enough_calls() {
         (100.0, 0.002, false, "still burning: burn rate 2.00"),
     ] {
         let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-        let retro = Retro::builder(spec, Arc::new(Recovery { requests, ratio }), memory().await)
-            .settings(Settings {
-                recovery_window: Some(Duration::from_millis(10)),
-                settle: Duration::ZERO,
-                min_requests: 10.0,
-                ..Settings::default()
-            })
-            .build();
+        let retro = Retro::builder(
+            spec,
+            Arc::new(Canned {
+                recovery: Some((requests, ratio)),
+                ..Canned::default()
+            }),
+            memory().await,
+        )
+        .settings(Settings {
+            recovery_window: Some(Duration::from_millis(10)),
+            settle: Duration::ZERO,
+            min_requests: 10.0,
+            ..Settings::default()
+        })
+        .build();
         let fp = format!("r{requests}x{ratio}").replace('.', "");
         for status in ["firing", "resolved"] {
             let body = webhook(status, &fp, &now());
@@ -815,52 +796,14 @@ async fn a_trace_the_source_has_not_got_is_reported_and_the_next_one_tried() {
     )
     .expect("spans");
 
-    /// Two exemplars of failed calls: the first trace was not kept.
-    #[derive(Debug)]
-    struct TwoTraces;
-    impl MetricsSource for TwoTraces {
-        fn exemplars<'a>(
-            &'a self,
-            _selector: &'a str,
-            _start: OffsetDateTime,
-            _end: OffsetDateTime,
-        ) -> SourceFuture<'a, Vec<Exemplar>> {
-            let exemplar = |trace: &str, value: f64| Exemplar {
-                series: BTreeMap::from([
-                    ("error_type".to_owned(), "503".to_owned()),
-                    ("le".to_owned(), "0.25".to_owned()),
-                ]),
-                trace_id: trace.to_owned(),
-                span_id: None,
-                value,
-                timestamp: 1_796_032_800.0,
-            };
-            // The missing one ranks first (slower).
-            let list = vec![exemplar(TRACE, 0.24), exemplar(KEPT, 0.2)];
-            Box::pin(async move { Ok(list) })
-        }
-        fn query<'a>(&'a self, _e: &'a str, _at: OffsetDateTime) -> SourceFuture<'a, Vec<Series>> {
-            Box::pin(async { Ok(Vec::new()) })
-        }
-        fn query_range<'a>(
-            &'a self,
-            _e: &'a str,
-            _s: OffsetDateTime,
-            _t: OffsetDateTime,
-            _step: Duration,
-        ) -> SourceFuture<'a, Vec<Series>> {
-            Box::pin(async { Ok(Vec::new()) })
-        }
-        fn graph_url(&self, _expr: &str) -> String {
-            String::new()
-        }
-        fn name(&self) -> String {
-            "two traces".to_owned()
-        }
-    }
-
     let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
-    let retro = Retro::builder(spec, Arc::new(TwoTraces), memory().await)
+    // Two exemplars of failed calls; the first (slower, so ranked first)
+    // names a trace that was not kept.
+    let two = Canned {
+        exemplars: Some(vec![failed_call(TRACE, 0.24), failed_call(KEPT, 0.2)]),
+        ..Canned::default()
+    };
+    let retro = Retro::builder(spec, Arc::new(two), memory().await)
         .traces(Arc::new(files::OtlpFile::new(&spans)))
         .build();
     let body = webhook("firing", "next", "0001-01-01T00:00:00Z");
