@@ -118,10 +118,14 @@ async fn list(
         Ok(cards) => cards,
         Err(e) => return store_error(&e),
     };
-    // A full page may have older cards after it.
+    // A full page may have older cards after it (in the same format).
     let older = (cards.len() == limit as usize).then(|| {
+        let format = match q.format.as_deref() {
+            Some(f @ ("json" | "md" | "markdown" | "html")) => format!("&format={f}"),
+            _ => String::new(),
+        };
         format!(
-            "/incidents?limit={limit}&offset={}",
+            "/incidents?limit={limit}&offset={}{format}",
             offset.saturating_add(limit)
         )
     });
