@@ -150,10 +150,35 @@ pub fn otlp_json_attribute<'a>(
 /// (`http_server_active_requests{http_request_method="POST",url_scheme="http"}`),
 /// or a bare name. An exemplar after the value is ignored.
 pub fn scrape_value(exposition: &str, series: &str) -> Option<f64> {
-    exposition.lines().find_map(|l| {
-        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
-        rest.split(' ').next()?.parse().ok()
-    })
+    exposition
+        .lines()
+        .filter(|l| l.strip_prefix(series).is_some_and(|r| r.starts_with(' ')))
+        .find_map(sample_value)
+}
+
+/// The value of one sample line of an exposition (`name{labels} 3 # {…} …`
+/// gives 3): the number after the series, an exemplar ignored.
+pub fn sample_value(line: &str) -> Option<f64> {
+    let rest = match line.find('{') {
+        // Label values may hold spaces and braces: the series ends at the
+        // first `}` outside quotes.
+        Some(open) if !line[..open].contains(' ') => {
+            let (mut quoted, mut escaped) = (false, false);
+            let close = line[open..].char_indices().find_map(|(i, c)| {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' if quoted => escaped = true,
+                    '"' => quoted = !quoted,
+                    '}' if !quoted => return Some(open + i),
+                    _ => {}
+                }
+                None
+            })?;
+            line[close + 1..].strip_prefix(' ')?
+        }
+        _ => line.split_once(' ')?.1,
+    };
+    rest.split(' ').next()?.parse().ok()
 }
 
 /// A loopback address nothing listens on (it was free a moment ago): a
@@ -635,5 +660,24 @@ impl InMemorySpans {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sample_value, scrape_value};
+
+    #[test]
+    fn a_samples_value_is_read_past_its_labels_and_before_its_exemplar() {
+        assert_eq!(sample_value("up 1"), Some(1.0));
+        assert_eq!(
+            sample_value(r#"x_bucket{le="0.5",msg="a b} c"} 3 # {trace_id="ab"} 0.2 1795000000"#),
+            Some(3.0)
+        );
+        assert_eq!(sample_value("x{a=\"1\"}"), None);
+        let text = "x_total{a=\"1\"} 2\nx_total{a=\"12\"} 5\nx_total 9\n";
+        assert_eq!(scrape_value(text, "x_total{a=\"1\"}"), Some(2.0));
+        assert_eq!(scrape_value(text, "x_total"), Some(9.0));
+        assert_eq!(scrape_value(text, "x"), None);
     }
 }

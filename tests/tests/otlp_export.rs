@@ -411,11 +411,7 @@ async fn red_metrics_are_pushed(protocol: &str, endpoint: String, collector: &Fa
         .lines()
         .find(|l| l.starts_with("http_server_request_duration_seconds_sum"))
         .expect("sum");
-    let scraped_sum: f64 = sum_line
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("a number");
+    let scraped_sum = looptel_tests::sample_value(sum_line).expect("a number");
     assert!((point.sum.unwrap_or_default() - scraped_sum).abs() < 1e-9);
     // The exemplar is the request's trace (its caller's trace id).
     let e = point.exemplars.first().expect("an exemplar");

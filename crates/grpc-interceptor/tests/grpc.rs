@@ -506,8 +506,7 @@ async fn call_durations_are_recorded_with_the_spans_labels_and_as_long_as_the_sp
         .find(|l| {
             l.starts_with("rpc_server_call_duration_seconds_sum{") && l.contains("test.v1.Raw/Long")
         })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+        .and_then(looptel_tests::sample_value)
         .expect("sum");
     // The hook's clock starts just after the span does and stops just
     // before it ends (1 ms for the two clocks' difference), and covers the
@@ -728,8 +727,7 @@ async fn rpc_dup_also_emits_the_pre_1_39_names_on_spans_and_metrics() {
     let sum = |prefix: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(prefix) && l.contains("StreamThenFail"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+            .and_then(looptel_tests::sample_value)
             .expect("sum")
     };
     let (s, ms) = (

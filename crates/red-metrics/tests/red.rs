@@ -237,11 +237,7 @@ async fn duration_runs_until_the_body_ends_like_the_span() {
             &text,
             "http_server_request_duration_seconds_sum{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"/slow\"",
         );
-        let sum: f64 = sum_line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("sum");
+        let sum = looptel_tests::sample_value(sum_line).expect("sum");
         let span = s
             .spans
             .get_finished_spans()
@@ -407,18 +403,15 @@ async fn repeated_requests_count_in_their_series_and_overflow_is_counted_per_rec
     }
     let text = registry.encode(Format::Prometheus);
     let count = |route: &str| {
-        line(
+        looptel_tests::sample_value(line(
             &text,
             &format!("http_server_request_duration_seconds_count{{http_request_method=\"GET\",url_scheme=\"http\",http_response_status_code=\"200\",http_route=\"{route}\""),
-        )
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse::<u64>().ok())
+        ))
         .expect("count")
     };
-    assert_eq!(count("/a"), 7);
-    assert_eq!(count("/b"), 3);
-    assert_eq!(count("/api/items/{id}"), 7);
+    assert_eq!(count("/a"), 7.0);
+    assert_eq!(count("/b"), 3.0);
+    assert_eq!(count("/api/items/{id}"), 7.0);
     assert!(!text.contains("http_route=\"/c\""));
     assert!(
         text.contains(
@@ -533,11 +526,7 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
     assert!(text.contains("# TYPE orders_created_total counter\n"));
     // Each gauge follows what it measures, not merely exists.
     let value = |text: &str, name: &str| -> f64 {
-        line(text, name)
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse().ok())
-            .expect("value")
+        looptel_tests::sample_value(line(text, name)).expect("value")
     };
     assert_eq!(value(&text, "tokio_workers "), 2.0);
     let (fds, tasks) = (
@@ -597,11 +586,7 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
     drop(files);
     assert!(line(&text, "process_cpu_seconds_total ").len() > 26);
     assert!(
-        line(&text, "process_resident_memory_bytes ")
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .expect("rss")
+        looptel_tests::sample_value(line(&text, "process_resident_memory_bytes ")).expect("rss")
             > 1e6
     );
 }

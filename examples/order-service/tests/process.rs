@@ -416,10 +416,7 @@ async fn every_drop_is_a_counter_on_metrics() {
     assert_eq!(res.status(), 201);
 
     let value = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        looptel_tests::scrape_value(text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
     };
     let text = eventually(
         budget::PROCESS,
