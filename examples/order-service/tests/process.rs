@@ -389,6 +389,9 @@ async fn every_drop_is_a_counter_on_metrics() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        // Its metrics pushed there too (an OTLP endpoint, no metrics
+        // exporter named), five times a second.
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200".to_owned()),
     ]);
     let addr = svc.http_addr();
     let client = reqwest::Client::new();
@@ -430,7 +433,9 @@ async fn every_drop_is_a_counter_on_metrics() {
                 .text()
                 .await
                 .ok()?;
-            (value(&text, "looptel_spans_export_failed_total") >= 1.0).then_some(text)
+            (value(&text, "looptel_spans_export_failed_total") >= 1.0
+                && value(&text, "looptel_metric_exports_failed_total") >= 1.0)
+                .then_some(text)
         },
     )
     .await;
