@@ -51,6 +51,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
+/// Where a store in memory is, for a person.
+const MEMORY: &str = "memory";
+
 /// How many times a write is tried against concurrent writers before it
 /// gives up.
 const WRITE_ATTEMPTS: usize = 16;
@@ -261,7 +264,7 @@ impl Store {
                 (
                     Backend::Sqlite,
                     "sqlite::memory:".to_owned(),
-                    "memory".to_owned(),
+                    MEMORY.to_owned(),
                     1,
                 )
             } else {
@@ -301,9 +304,17 @@ impl Store {
             .await
             .map_err(|e| open_error(&e))?;
         let _ = first.close().await;
-        let pool = AnyPoolOptions::new()
+        let mut options = AnyPoolOptions::new()
             .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5));
+        if location == MEMORY {
+            // The database is its one connection: never let it go idle.
+            options = options
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = options
             .after_connect(move |conn, _| Box::pin(prepare(conn, sqlite)))
             .connect(&url)
             .await
