@@ -402,6 +402,14 @@ impl Store {
         })
     }
 
+    /// A card as its row keeps it.
+    fn json_of(card: &Incident) -> Result<String, StoreError> {
+        serde_json::to_string(card).map_err(|e| StoreError::Corrupt {
+            id: card.id.clone(),
+            message: e.to_string(),
+        })
+    }
+
     /// Stores a new card, with `claims` (work this replica takes on at
     /// once, until the given Unix milliseconds) — unless a card with its
     /// id exists: `false` then, and nothing is written.
@@ -411,10 +419,7 @@ impl Store {
         owner: &str,
         claims: &[(Work, i64)],
     ) -> Result<bool, StoreError> {
-        let text = serde_json::to_string(card).map_err(|e| StoreError::Corrupt {
-            id: card.id.clone(),
-            message: e.to_string(),
-        })?;
+        let text = Self::json_of(card)?;
         let claim = |w: Work| claims.iter().find(|c| c.0 == w).map(|c| c.1);
         let (gather, verify) = (claim(Work::Gather), claim(Work::Verify));
         let now = now_ms();
@@ -491,10 +496,7 @@ impl Store {
             let Some(out) = f(&mut card) else {
                 return Ok(Updated::Unchanged);
             };
-            let text = serde_json::to_string(&card).map_err(|e| StoreError::Corrupt {
-                id: id.to_owned(),
-                message: e.to_string(),
-            })?;
+            let text = Self::json_of(&card)?;
             let done = sqlx::query(
                 // Work that is done holds no claim any more.
                 "UPDATE incidents SET card = $1, state = $2, gathered = $3, updated_ms = $4, \
