@@ -2,6 +2,8 @@
 //! variables, its own JSON logs, spans and RED metrics, clear start-up
 //! errors.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -183,38 +185,17 @@ async fn tokens_from_files_guard_the_writes_and_never_reach_a_log_line() {
     let dir = tempfile::tempdir().expect("dir");
     let am = dir.path().join("am-token");
     std::fs::write(&am, "am-secret-from-a-file\n").expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_looptel-retro"))
-        .env_clear()
-        .current_dir(dir.path())
-        .env("OTEL_TRACES_EXPORTER", "none")
-        .env("RETRO_WRITE_TOKEN", "people-secret-from-env")
-        .args(["--spec", SPEC, "--addr", "127.0.0.1:0"])
-        .args(["--webhook-token-file", am.to_str().expect("path")])
-        .arg("--prometheus-url=http://127.0.0.1:1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    let addr = loop {
-        let l = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a log line");
-        let v: Value = serde_json::from_str(&l).expect("json");
-        lines.push(l);
-        if v["message"] == "looptel-retro listening" {
-            break v["http.addr"].as_str().expect("addr").to_owned();
-        }
-    };
+    let db = format!("sqlite://{}", dir.path().join("retro.db").display());
+    let retro = common::process::Retro::start_with_env(
+        &[
+            "--webhook-token-file",
+            am.to_str().expect("path"),
+            "--database-url",
+            &db,
+            "--prometheus-url=http://127.0.0.1:1",
+        ],
+        &[("RETRO_WRITE_TOKEN", "people-secret-from-env")],
+    );
     let client = reqwest::Client::new();
     let body = serde_json::json!({"version": "4", "status": "firing", "alerts": [{
         "status": "firing", "labels": {"alertname": "X"}, "startsAt": "2026-11-30T10:00:00Z",
@@ -224,27 +205,26 @@ async fn tokens_from_files_guard_the_writes_and_never_reach_a_log_line() {
         (Some("people-secret-from-env"), 401),
         (Some("am-secret-from-a-file"), 200),
     ] {
-        let mut r = client.post(format!("http://{addr}/alerts")).json(&body);
+        let mut r = client.post(format!("{}/alerts", retro.base)).json(&body);
         if let Some(t) = token {
             r = r.bearer_auth(t);
         }
         assert_eq!(r.send().await.expect("post").status(), status, "{token:?}");
     }
     let res = client
-        .post(format!("http://{addr}/incidents/f00-1796032800/actions"))
+        .post(format!("{}/incidents/f00-1796032800/actions", retro.base))
         .bearer_auth("people-secret-from-env")
         .json(&serde_json::json!({"text": "a fix"}))
         .send()
         .await
         .expect("post");
     assert_eq!(res.status(), 201);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    lines.extend(rx.try_iter());
-    let all = lines.join("\n");
-    assert!(all.contains("looptel-retro stopped"), "{all}");
+    // Every line it wrote, to its clean stop.
+    let all: String = retro
+        .terminate()
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect();
     for secret in ["am-secret-from-a-file", "people-secret-from-env"] {
         assert!(!all.contains(secret), "{secret} in the logs: {all}");
     }

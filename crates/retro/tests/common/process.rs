@@ -28,9 +28,15 @@ impl Retro {
     /// Starts it on a free port with `args` (and the SLO spec of
     /// order-service), and waits until it listens.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// As [`start`](Self::start), with these variables set as well.
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_looptel-retro"))
             .env_clear()
             .env("OTEL_TRACES_EXPORTER", "none")
+            .envs(envs.iter().copied())
             .args(["--addr", "127.0.0.1:0", "--spec", SPEC])
             .args(args)
             .stdout(Stdio::piped())
@@ -41,9 +47,9 @@ impl Retro {
         let (tx, lines) = channel::<Value>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(v) = serde_json::from_str(&line) else {
-                    continue;
-                };
+                // A line that is not JSON is kept as text: nothing it
+                // writes goes unread.
+                let v = serde_json::from_str(&line).unwrap_or(Value::String(line));
                 if tx.send(v).is_err() {
                     break;
                 }
