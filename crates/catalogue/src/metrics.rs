@@ -183,6 +183,43 @@ pub const MESSAGING_CLIENT_CONSUMED_MESSAGES: Instrument = Instrument {
     labels: MESSAGING_LABELS,
 };
 
+/// `messaging.client.retries`: a consumer's attempts to process a message
+/// again after a failure of its own (`messaging_client_retries_total`);
+/// `error.type` is the failed attempt's.
+pub const MESSAGING_CLIENT_RETRIES: Instrument = Instrument {
+    name: "messaging.client.retries",
+    unit: "{retry}",
+    kind: Kind::Counter,
+    description: "Messages processed again after a failed attempt.",
+    labels: MESSAGING_LABELS,
+};
+
+/// `messaging.dead_lettered`: messages sent to a dead-letter destination
+/// (`messaging_dead_lettered_total`), labelled as where they were
+/// consumed, with the last attempt's `error.type`.
+pub const MESSAGING_DEAD_LETTERED: Instrument = Instrument {
+    name: "messaging.dead_lettered",
+    unit: "{message}",
+    kind: Kind::Counter,
+    description: "Messages not processed and sent to a dead-letter destination.",
+    labels: MESSAGING_LABELS,
+};
+
+/// The label of [`DEPENDENCY_UP`]: the dependency's name (`rabbitmq`,
+/// `kafka`, `inventory`), one per client, never per address.
+pub const DEPENDENCY: &str = "dependency";
+
+/// `looptel.dependency.up` (`looptel_dependency_up`): 1 while a
+/// dependency the service needs is reachable (a consumer: running), 0
+/// while not; what `/health/ready` answers from.
+pub const DEPENDENCY_UP: Instrument = Instrument {
+    name: "looptel.dependency.up",
+    unit: "{dependency}",
+    kind: Kind::Gauge,
+    description: "Whether a dependency is reachable (1) or not (0).",
+    labels: &[DEPENDENCY],
+};
+
 /// The pre-1.39 RPC names, emitted beside the current ones only with
 /// `OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup` (the conventions' RPC migration
 /// guide); deprecated by the conventions, so not in [`ALL`].
@@ -249,6 +286,9 @@ pub const ALL: &[Instrument] = &[
     MESSAGING_PROCESS_DURATION,
     MESSAGING_CLIENT_SENT_MESSAGES,
     MESSAGING_CLIENT_CONSUMED_MESSAGES,
+    MESSAGING_CLIENT_RETRIES,
+    MESSAGING_DEAD_LETTERED,
+    DEPENDENCY_UP,
 ];
 
 #[cfg(test)]
@@ -270,6 +310,9 @@ mod tests {
                 "messaging_process_duration_seconds",
                 "messaging_client_sent_messages",
                 "messaging_client_consumed_messages",
+                "messaging_client_retries",
+                "messaging_dead_lettered",
+                "looptel_dependency_up",
             ]
         );
     }

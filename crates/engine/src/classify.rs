@@ -463,17 +463,27 @@ impl<E: std::error::Error + 'static> ClassifyError<E> for GrpcClient {
     }
 }
 
-/// Message processing: success, or what the handler's error says of
-/// itself through [`ErrorOutcome`].
+/// Message processing: success, or a failure of the processing with the
+/// handler's `error.type`.
+///
+/// By the messaging conventions a `process` span's error means the message
+/// was not processed, whoever is to blame: a poison message (a business
+/// error by its [`ErrorOutcome`]: the producer's fault) fails its span and
+/// counts as failed just as a consumer's own failure does. The outcome
+/// still says whose fault it was; the messaging crate reads it to decide
+/// between dead-lettering at once and retrying.
 ///
 /// ```
+/// use looptel_core::Outcome;
 /// use looptel_engine::{ClassifyError, ErrorOutcome, Messaging};
 ///
 /// struct Poison;
 /// impl ErrorOutcome for Poison {
+///     fn outcome(&self) -> Outcome { Outcome::BusinessError }
 ///     fn error_type(&self) -> &'static str { "poison_message" }
 /// }
 /// let c = Messaging.classify_error(&Poison);
+/// assert!(c.is_error());
 /// assert_eq!(c.error_type(), Some("poison_message"));
 /// assert!(!Messaging.success().is_error());
 /// ```
@@ -497,7 +507,7 @@ impl Messaging {
 
 impl<E: ErrorOutcome> ClassifyError<E> for Messaging {
     fn classify_error(&self, error: &E) -> Classification {
-        Classification::new(error.outcome(), ProtocolStatus::None)
+        Classification::new(Outcome::Failure, ProtocolStatus::None)
             .with_error_type(error.error_type())
     }
 }
@@ -655,10 +665,10 @@ mod tests {
     }
 
     #[test]
-    fn messaging_takes_the_errors_own_outcome() {
+    fn a_message_not_processed_fails_its_span_whoever_is_to_blame() {
         let c = Messaging.classify(&Err::<(), _>(Rejected));
-        assert_eq!(c.outcome(), Outcome::BusinessError);
-        assert_eq!(c.error_type(), None, "business errors carry no error.type");
+        assert_eq!(c.outcome(), Outcome::Failure);
+        assert_eq!(c.error_type(), Some("rejected"));
         assert!(!Messaging.classify(&Ok::<_, Rejected>(())).is_error());
     }
 }

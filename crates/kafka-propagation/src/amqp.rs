@@ -33,7 +33,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use lapin::message::Delivery;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
@@ -220,22 +220,117 @@ where
         "{}:{queue}",
         destination(delivery.exchange.as_str(), delivery.routing_key.as_str())
     );
+    let op = delivery_op(delivery, &destination, "process", "process");
+    let headers = extractor(delivery.properties.headers().as_ref());
+    telemetry.run_process(&op, &headers, handler).await
+}
+
+/// The arguments of a queue whose rejected messages go to `dlx`
+/// (`x-dead-letter-exchange`): pass them to `queue_declare`.
+pub fn dead_letter_arguments(dlx: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        ShortString::from("x-dead-letter-exchange"),
+        AMQPValue::LongString(LongString::from(dlx.as_bytes())),
+    );
+    args
+}
+
+/// Handles one `delivery` from `queue` completely, in one CONSUMER span
+/// (as [`process`]), and settles it: `handler` is called with the
+/// attempt's number (from 1) and retried by `retry` when its error is the
+/// consumer's fault (see [`Fault`](crate::Fault)); then
+/// - processed: acknowledged;
+/// - not processed (poison at once, any other once out of attempts):
+///   rejected without requeue in a `nack {destination}` span of the same
+///   trace, so RabbitMQ routes it through the queue's
+///   `x-dead-letter-exchange` ([`dead_letter_arguments`]) with the
+///   message's headers — its trace context included — and its own
+///   `x-death`; counted in `messaging.dead_lettered`;
+/// - `stop` fired during a backoff: rejected with requeue, delivered again.
+///
+/// A failed acknowledgement (the channel went away) is in
+/// [`Handled::settle_error`](crate::Handled::settle_error): RabbitMQ then
+/// delivers the message again, so a handler must be idempotent.
+pub async fn handle<F, Fut, T, E>(
+    telemetry: &MessagingTelemetry,
+    delivery: &Delivery,
+    queue: &str,
+    retry: &crate::Retry,
+    stop: impl Future<Output = ()>,
+    handler: F,
+) -> crate::Handled<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: ErrorOutcome,
+{
+    let destination = format!(
+        "{}:{queue}",
+        destination(delivery.exchange.as_str(), delivery.routing_key.as_str())
+    );
+    let op = delivery_op(delivery, &destination, "process", "process");
+    let headers = extractor(delivery.properties.headers().as_ref());
+    let nack = delivery_op(delivery, &destination, "nack", "settle");
+    let mut handled = telemetry
+        .run_handled(&op, &headers, retry, stop, handler, |_, _| {
+            telemetry.settle(&nack, async {
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: false,
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (error_type(&e), e.to_string()))
+            })
+        })
+        .await;
+    let settled = match &handled.settlement {
+        crate::Settlement::Processed(_) => delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(|_| ()),
+        crate::Settlement::Redeliver {
+            reason: crate::Redeliver::Stopping,
+            ..
+        } => delivery
+            .acker
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            })
+            .await
+            .map(|_| ()),
+        // Rejected above, or the reject failed (and the channel with it).
+        _ => Ok(()),
+    };
+    handled.settle_error = settled.err().map(|e| e.to_string());
+    handled
+}
+
+fn delivery_op<'a>(
+    delivery: &Delivery,
+    destination: &'a str,
+    name: &'static str,
+    kind: &'static str,
+) -> Op<'a> {
     let mut attributes = message_attributes(&delivery.properties, delivery.routing_key.as_str());
     attributes.push(KeyValue::new(
         a::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
         i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
     ));
-    let op = Op {
+    Op {
         system: SYSTEM,
-        name: "process",
-        kind: "process",
-        destination: &destination,
+        name,
+        kind,
+        destination,
         partition: None,
         group: None,
         attributes,
-    };
-    let headers = extractor(delivery.properties.headers().as_ref());
-    telemetry.run_process(&op, &headers, handler).await
+    }
 }
 
 /// Starts the `receive` span of a batch of deliveries from `queue`: a new

@@ -35,12 +35,13 @@
 //! ```
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
 use looptel_engine::Messaging;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, ToBytes};
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
@@ -225,6 +226,179 @@ where
     let op = consumer_op(message, group, "process", "process");
     let headers = extractor(message.headers());
     telemetry.run_process(&op, &headers, handler).await
+}
+
+/// Where a consumer's dead letters go: `<topic>.dlq`, through a producer
+/// of the service's. Cheap to clone.
+#[derive(Clone)]
+pub struct DeadLetters<C: rdkafka::ClientContext + 'static = DefaultClientContext> {
+    producer: FutureProducer<C>,
+    queue_timeout: Duration,
+}
+
+impl<C: rdkafka::ClientContext + 'static> std::fmt::Debug for DeadLetters<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetters")
+            .field("queue_timeout", &self.queue_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: rdkafka::ClientContext + 'static> DeadLetters<C> {
+    /// Dead letters sent through `producer`, waiting at most
+    /// `queue_timeout` in its queue.
+    pub fn new(producer: FutureProducer<C>, queue_timeout: Duration) -> Self {
+        Self {
+            producer,
+            queue_timeout,
+        }
+    }
+
+    /// The dead-letter topic of `topic`: `<topic>.dlq`.
+    pub fn topic_for(topic: &str) -> String {
+        format!("{topic}{DLQ_SUFFIX}")
+    }
+}
+
+/// The suffix of a dead-letter topic.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+/// The header names a dead letter carries beside the trace context.
+pub mod dead_letter_headers {
+    /// Why it was not processed: the last error, as text.
+    pub const REASON: &str = "x-death-reason";
+    /// Where it was consumed.
+    pub const ORIGINAL_TOPIC: &str = "x-original-topic";
+    /// Its partition there.
+    pub const ORIGINAL_PARTITION: &str = "x-original-partition";
+    /// Its offset there.
+    pub const ORIGINAL_OFFSET: &str = "x-original-offset";
+    /// How many times it was tried again after the first attempt.
+    pub const RETRIES: &str = "x-retries";
+}
+
+/// Handles one consumed `message` completely, in one CONSUMER span
+/// `process {topic}` (as [`process`]): `handler` is called with the
+/// attempt's number (from 1) and retried by `retry` when its error is the
+/// consumer's fault (see [`Fault`](crate::Fault)); a message that cannot be
+/// processed — poison at once, any other once out of attempts — is sent to
+/// `<topic>.dlq` in a `send <topic>.dlq` span of the same trace, with its
+/// key, payload and headers, the trace context and the
+/// [`dead_letter_headers`]. `stop` (the consumer's shutdown) cuts a backoff
+/// short.
+///
+/// Store the message's offset when the result [`is_settled`]
+/// (processed or dead-lettered) and not otherwise: with
+/// `enable.auto.offset.store=false`, nothing is committed that was neither.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use looptel_kafka_propagation::{MessagingTelemetry, Retry, kafka};
+/// use rdkafka::consumer::{Consumer, StreamConsumer};
+///
+/// # async fn run(consumer: StreamConsumer, dead_letters: kafka::DeadLetters,
+/// #              telemetry: MessagingTelemetry) -> Result<(), rdkafka::error::KafkaError> {
+/// let message = consumer.recv().await?;
+/// let handled = kafka::handle(&telemetry, &message, Some("fulfilment"), &Retry::default(),
+///     &dead_letters, std::future::pending(), |_attempt| async {
+///         Ok::<(), Unreadable>(())
+///     }).await;
+/// if handled.is_settled() {
+///     consumer.store_offset_from_message(&message)?;
+/// }
+/// # Ok(()) }
+/// # #[derive(Debug)] struct Unreadable;
+/// # impl std::fmt::Display for Unreadable {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("unreadable") } }
+/// # impl looptel_core::ErrorOutcome for Unreadable {
+/// #     fn outcome(&self) -> looptel_core::Outcome { looptel_core::Outcome::BusinessError }
+/// #     fn error_type(&self) -> &'static str { "unreadable_event" } }
+/// ```
+///
+/// [`is_settled`]: crate::Handled::is_settled
+#[allow(clippy::too_many_arguments)] // each is a part of the job
+pub async fn handle<M, F, Fut, T, E, C>(
+    telemetry: &MessagingTelemetry,
+    message: &M,
+    group: Option<&str>,
+    retry: &crate::Retry,
+    dead_letters: &DeadLetters<C>,
+    stop: impl Future<Output = ()>,
+    handler: F,
+) -> crate::Handled<T, E>
+where
+    M: Message,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: ErrorOutcome + std::fmt::Display,
+    C: rdkafka::ClientContext + 'static,
+{
+    let op = consumer_op(message, group, "process", "process");
+    let headers = extractor(message.headers());
+    telemetry
+        .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {
+            dead_letter(
+                telemetry,
+                message,
+                dead_letters,
+                error.to_string(),
+                attempts,
+            )
+        })
+        .await
+}
+
+/// Sends `message` to `<topic>.dlq` under the current context.
+async fn dead_letter<M: Message, C: rdkafka::ClientContext + 'static>(
+    telemetry: &MessagingTelemetry,
+    message: &M,
+    dead_letters: &DeadLetters<C>,
+    reason: String,
+    attempts: u32,
+) -> Result<(), String> {
+    use dead_letter_headers as h;
+    let topic = DeadLetters::<C>::topic_for(message.topic());
+    let mut headers =
+        OwnedHeaders::new_with_capacity(message.headers().map_or(0, Headers::count) + 5);
+    if let Some(original) = message.headers() {
+        for header in original.iter() {
+            headers = headers.insert(Header {
+                key: header.key,
+                value: header.value,
+            });
+        }
+    }
+    let partition = decimal(message.partition());
+    let offset = message.offset().to_string();
+    let retries = attempts.saturating_sub(1).to_string();
+    for (key, value) in [
+        (h::REASON, reason.as_str()),
+        (h::ORIGINAL_TOPIC, message.topic()),
+        (h::ORIGINAL_PARTITION, partition.as_str()),
+        (h::ORIGINAL_OFFSET, offset.as_str()),
+        (h::RETRIES, retries.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = message.payload() {
+        record = record.payload(payload);
+    }
+    send(
+        telemetry,
+        &dead_letters.producer,
+        record,
+        dead_letters.queue_timeout,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|(e, _)| e.to_string())
 }
 
 /// Starts the `receive` span of a batch of messages from one topic: a new

@@ -38,6 +38,8 @@
 //! most of what remains is OpenTelemetry's `Baggage` (key validation, a
 //! hash map) and its context copies.
 
+#[cfg(feature = "retry")]
+mod retry;
 mod telemetry;
 
 #[cfg(feature = "rdkafka")]
@@ -49,4 +51,6 @@ pub mod amqp;
 #[cfg(feature = "async-nats")]
 pub mod nats;
 
+#[cfg(feature = "retry")]
+pub use retry::{Backoff, Fault, Handled, Redeliver, Retry, Settlement};
 pub use telemetry::{Batch, MessagingTelemetry, Mode};

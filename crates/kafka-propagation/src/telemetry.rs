@@ -262,7 +262,19 @@ impl MessagingTelemetry {
         let (cx, owned) = self.start_process(op, headers);
         let started = Instant::now();
         let result = handler().with_context(cx.clone()).await;
-        let classification = Messaging.classify(&result);
+        self.end_process(cx, owned, op, started, Messaging.classify(&result));
+        result
+    }
+
+    /// Records the process metrics and ends the span.
+    fn end_process(
+        &self,
+        cx: Context,
+        owned: bool,
+        op: &Op<'_>,
+        started: Instant,
+        classification: Classification,
+    ) {
         if let Some(m) = &self.metrics {
             let ids = TraceIds::from_context(&cx);
             let error = classification.error_type().unwrap_or("");
@@ -272,7 +284,125 @@ impl MessagingTelemetry {
             m.consumed.with(&labels, |c| c.add(1, ids));
         }
         Call::new(cx, owned, ()).end(classification);
-        result
+    }
+
+    /// One message's whole handling in one `process` span: `handler`'s
+    /// attempts by `retry` (each retry a `retry` event and counted in
+    /// `messaging.client.retries`); a message not processed goes through
+    /// `dead_letter` in the span's context (counted in
+    /// `messaging.dead_lettered` when it succeeds); `stop` cuts a backoff
+    /// short and leaves the message to redelivery.
+    #[cfg(feature = "retry")]
+    #[allow(clippy::too_many_arguments)] // one per part of the protocol
+    pub(crate) async fn run_handled<T, E, F, Fut, D, DFut>(
+        &self,
+        op: &Op<'_>,
+        headers: &MessageHeaderExtractor<'_>,
+        retry: &crate::Retry,
+        stop: impl Future<Output = ()>,
+        mut handler: F,
+        dead_letter: D,
+    ) -> crate::Handled<T, E>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: ErrorOutcome,
+        D: FnOnce(&E, u32) -> DFut,
+        DFut: Future<Output = Result<(), String>>,
+    {
+        use crate::retry::{Next, Redeliver, Settlement};
+        let (cx, owned) = self.start_process(op, headers);
+        let ids = TraceIds::from_context(&cx);
+        let started = Instant::now();
+        let (result, attempts) = crate::retry::attempts(
+            retry,
+            stop,
+            |n| handler(n).with_context(cx.clone()),
+            |error, n, wait| {
+                if owned {
+                    cx.span().add_event(
+                        "retry",
+                        vec![
+                            KeyValue::new(a::ERROR_TYPE, error.error_type()),
+                            KeyValue::new("looptel.retry.attempt", i64::from(n)),
+                            KeyValue::new("looptel.retry.delay", wait.as_secs_f64()),
+                        ],
+                    );
+                }
+                if let Some(m) = &self.metrics {
+                    m.retries
+                        .with(&op.labels(error.error_type()), |c| c.add(1, ids));
+                }
+            },
+        )
+        .await;
+        let settlement = match result {
+            Ok(v) => Settlement::Processed(v),
+            Err(Next::Stopped(error)) => Settlement::Redeliver {
+                error,
+                reason: Redeliver::Stopping,
+            },
+            Err(Next::Done(error)) => {
+                match dead_letter(&error, attempts).with_context(cx.clone()).await {
+                    Ok(()) => {
+                        if let Some(m) = &self.metrics {
+                            m.dead_lettered
+                                .with(&op.labels(error.error_type()), |c| c.add(1, ids));
+                        }
+                        Settlement::DeadLettered(error)
+                    }
+                    Err(why) => Settlement::Redeliver {
+                        error,
+                        reason: Redeliver::DeadLetterFailed(why),
+                    },
+                }
+            }
+        };
+        let classification = match &settlement {
+            Settlement::Processed(_) => Messaging.success(),
+            Settlement::DeadLettered(e) | Settlement::Redeliver { error: e, .. } => {
+                looptel_engine::ClassifyError::classify_error(&Messaging, e)
+            }
+        };
+        self.end_process(cx.clone(), owned, op, started, classification);
+        crate::Handled {
+            settlement,
+            attempts,
+            settle_error: None,
+            context: cx,
+        }
+    }
+
+    /// A settlement (`ack`, `nack`) in a CLIENT span `{name} {destination}`
+    /// under the current context, with `messaging.client.operation.duration`.
+    #[cfg(feature = "retry")]
+    pub(crate) async fn settle(
+        &self,
+        op: &Op<'_>,
+        settlement: impl Future<Output = Result<(), (String, String)>>,
+    ) -> Result<(), String> {
+        let cx = self.instrumentation.start_span(
+            SpanStart::child_of(Context::current()),
+            SpanBuilder::from_name(op.span_name())
+                .with_kind(SpanKind::Client)
+                .with_attributes(op.span_attributes()),
+            &mut |_| {},
+        );
+        let owned = self.instrumentation.is_tracing();
+        let started = Instant::now();
+        let result = settlement.with_context(cx.clone()).await;
+        let classification = match &result {
+            Ok(()) => Messaging.success(),
+            Err((error_type, message)) => send_failure(error_type.clone(), message),
+        };
+        if let Some(m) = &self.metrics {
+            let ids = TraceIds::from_context(&cx);
+            let labels = op.labels(classification.error_type().unwrap_or(""));
+            m.operation_duration
+                .with(&labels, |h| h.observe(started.elapsed().as_secs_f64(), ids));
+        }
+        Call::new(cx, owned, ()).end(classification);
+        result.map_err(|(_, message)| message)
     }
 
     /// A `receive` span for a batch: a new trace linked to every message's

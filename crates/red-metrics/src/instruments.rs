@@ -142,7 +142,7 @@ impl RpcMetrics {
 pub const MESSAGING_LABELS: &[&str] = m::MESSAGING_LABELS;
 
 /// The messaging instruments: operation and process durations, sent and
-/// consumed messages.
+/// consumed messages, retries and dead letters.
 #[derive(Clone, Debug)]
 pub struct MessagingMetrics {
     /// `messaging.client.operation.duration`.
@@ -153,6 +153,10 @@ pub struct MessagingMetrics {
     pub sent: Arc<Metric<Counter>>,
     /// `messaging.client.consumed.messages`.
     pub consumed: Arc<Metric<Counter>>,
+    /// `messaging.client.retries`.
+    pub retries: Arc<Metric<Counter>>,
+    /// `messaging.dead_lettered`.
+    pub dead_lettered: Arc<Metric<Counter>>,
 }
 
 impl MessagingMetrics {
@@ -164,6 +168,8 @@ impl MessagingMetrics {
             process_duration: registry.instrument_histogram(&m::MESSAGING_PROCESS_DURATION),
             sent: registry.instrument_counter(&m::MESSAGING_CLIENT_SENT_MESSAGES),
             consumed: registry.instrument_counter(&m::MESSAGING_CLIENT_CONSUMED_MESSAGES),
+            retries: registry.instrument_counter(&m::MESSAGING_CLIENT_RETRIES),
+            dead_lettered: registry.instrument_counter(&m::MESSAGING_DEAD_LETTERED),
         }
     }
 }

@@ -38,6 +38,7 @@ mod exemplar;
 mod family;
 #[cfg(feature = "prometheus-client")]
 mod foreign;
+mod health;
 mod instruments;
 mod metrics;
 mod registry;
@@ -51,6 +52,9 @@ pub use exemplar::Exemplar;
 pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL};
 #[cfg(feature = "prometheus-client")]
 pub use foreign::DuplicateFamily;
+#[cfg(feature = "axum")]
+pub use health::health_routes;
+pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
     HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,
 };

@@ -1,11 +1,27 @@
 //! Order events: `PlaceOrder` publishes `OrderPlaced` to the Kafka topic
 //! [`ORDERS_TOPIC`]; a fulfilment consumer in the same binary processes it
 //! and, when RabbitMQ is configured (`AMQP_URL`), requests the payment
-//! through the `payments` exchange, which a payment consumer processes.
+//! through the `payments` exchange ([`crate::payments`]).
 //!
 //! With nothing configured, librdkafka's in-process mock cluster is the
 //! embedded broker (real protocol over a socket on 127.0.0.1);
 //! `KAFKA_BROKERS` points the service at a real one.
+//!
+//! # Nothing lost
+//! The fulfilment consumer stores an event's offset only once the event
+//! is settled (`enable.auto.offset.store=false`; the stored offsets are
+//! committed every 5 s and at shutdown): processed, or sent to
+//! [`ORDERS_DLQ`]. A failure of its own (the payment request not
+//! published, an injected fault) is retried with backoff up to the
+//! configured attempts; an event that cannot be read is dead-lettered at
+//! once. The dead letter keeps the event's key, payload and headers, adds
+//! why and where from, and is sent in a span of the event's trace. When
+//! even the dead-letter topic cannot be written (Kafka down), the event is
+//! handled again, never skipped.
+//!
+//! librdkafka reconnects to the brokers by itself; the consumer's
+//! statistics (every second) say whether a broker is up: `kafka` on
+//! `/health/ready` and `looptel_dependency_up`.
 //!
 //! The consumers use [`Mode::Parent`]: each message is processed alone,
 //! so the trace that placed the order goes on through the broker — one
@@ -13,38 +29,30 @@
 //! view wants. A consumer that handles messages of many traces at once
 //! should keep the default, [`Mode::Link`].
 
-use std::future::Future;
 use std::time::Duration;
 
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use looptel_core::{ErrorOutcome, Instrumentation};
-use looptel_kafka_propagation::{MessagingTelemetry, Mode, amqp, kafka};
-use looptel_red_metrics::MessagingMetrics;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Mode, Retry, Settlement, kafka};
+use looptel_red_metrics::{Dependency, Health, MessagingMetrics};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 use serde::{Deserialize, Serialize};
-use tokio_stream::StreamExt as _;
+use tokio::sync::watch;
 
 use crate::faults::FaultSwitch;
+use crate::payments::{Payments, PublishError};
 
 /// The topic of `OrderPlaced` events.
 pub const ORDERS_TOPIC: &str = "orders";
+/// Where events that cannot be processed go (`<topic>.dlq`).
+pub const ORDERS_DLQ: &str = "orders.dlq";
+/// The name of the dependency on `/health/ready` and its gauge.
+pub const DEPENDENCY: &str = "kafka";
 /// The fulfilment consumer's group.
 pub const FULFILMENT_GROUP: &str = "fulfilment";
-/// The exchange payment requests go through.
-pub const PAYMENTS_EXCHANGE: &str = "payments";
-/// Their routing key.
-pub const PAYMENT_REQUESTED: &str = "payment.requested";
-/// The queue the payment consumer reads.
-pub const PAYMENTS_QUEUE: &str = "payments";
 
 /// How long a send may wait in the producer's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,6 +98,7 @@ impl Broker {
             None => {
                 let mock = MockCluster::new(1)?;
                 mock.create_topic(ORDERS_TOPIC, 1, 1)?;
+                mock.create_topic(ORDERS_DLQ, 1, 1)?;
                 let servers = mock.bootstrap_servers();
                 Ok(Self {
                     mock: Some(mock),
@@ -120,16 +129,30 @@ impl Broker {
             .create()
     }
 
-    /// A consumer of [`ORDERS_TOPIC`] in [`FULFILMENT_GROUP`].
+    /// A consumer of [`ORDERS_TOPIC`] in [`FULFILMENT_GROUP`] that stores
+    /// offsets only when told ([`fulfil`] does, once an event is settled)
+    /// and says whether a broker is up as `kafka` on `health`.
     ///
     /// # Errors
     /// rdkafka's.
-    pub fn fulfilment_consumer(&self) -> Result<StreamConsumer, KafkaError> {
-        let c: StreamConsumer = ClientConfig::new()
+    /// A consumer that stops without leaving the group cleanly (killed)
+    /// holds its partitions for `session_timeout`.
+    pub fn fulfilment_consumer(
+        &self,
+        health: &Health,
+        session_timeout: Duration,
+    ) -> Result<Fulfilment, KafkaError> {
+        let c: Fulfilment = ClientConfig::new()
             .set("bootstrap.servers", &self.servers)
             .set("group.id", FULFILMENT_GROUP)
+            .set(
+                "session.timeout.ms",
+                session_timeout.as_millis().to_string(),
+            )
             .set("auto.offset.reset", "earliest")
-            .create()?;
+            .set("enable.auto.offset.store", "false")
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(BrokerHealth::new(health.dependency(DEPENDENCY)))?;
         c.subscribe(&[ORDERS_TOPIC])?;
         Ok(c)
     }
@@ -184,6 +207,11 @@ impl Events {
             .map_err(|(e, _)| e)
     }
 
+    /// Dead letters through the same producer.
+    pub fn dead_letters(&self) -> kafka::DeadLetters {
+        kafka::DeadLetters::new(self.producer.clone(), QUEUE_TIMEOUT)
+    }
+
     /// Waits until every event sent is delivered, at most `timeout`.
     pub fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer.flush(timeout) {
@@ -192,10 +220,61 @@ impl Events {
     }
 }
 
+/// The fulfilment consumer: statistics report whether a broker is up.
+pub type Fulfilment = StreamConsumer<BrokerHealth>;
+
+/// A Kafka client context that reports, from librdkafka's statistics,
+/// whether any broker is up, as a [`Dependency`]; each change is a log
+/// line.
+#[derive(Debug)]
+pub struct BrokerHealth {
+    dependency: Dependency,
+}
+
+impl BrokerHealth {
+    /// Reports through `dependency`.
+    pub fn new(dependency: Dependency) -> Self {
+        Self { dependency }
+    }
+}
+
+impl ClientContext for BrokerHealth {
+    fn stats(&self, statistics: Statistics) {
+        // Brokers learnt from metadata have an id; the bootstrap entries
+        // (-1) only say an address was given.
+        let brokers = statistics.brokers.values().filter(|b| b.nodeid >= 0);
+        let (mut up, mut states) = (false, Vec::new());
+        for b in brokers {
+            up |= b.state == "UP";
+            states.push(format!("{} {}", b.nodeid, b.state));
+        }
+        if up {
+            if self.dependency.up() {
+                tracing::info!(dependency = DEPENDENCY, "kafka broker up");
+            }
+        } else {
+            let why = if states.is_empty() {
+                "no broker known".to_owned()
+            } else {
+                format!("brokers not up: {}", states.join(", "))
+            };
+            if self.dependency.down(why.clone()) {
+                tracing::warn!(dependency = DEPENDENCY, error = %why, "kafka brokers down");
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(dependency = DEPENDENCY, error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for BrokerHealth {}
+
 /// Why a message was not processed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// Not an event this consumer reads: a poison message, dropped.
+    /// Not an event this consumer reads (poison): dead-lettered at once.
     #[error("unreadable event: {0}")]
     Unreadable(String),
     /// The fault switch failed it.
@@ -203,13 +282,13 @@ pub enum ProcessError {
     Injected,
     /// The payment request could not be published.
     #[error("payment request not published: {0}")]
-    Payment(String),
+    Payment(#[from] PublishError),
 }
 
 impl ErrorOutcome for ProcessError {
     fn outcome(&self) -> looptel_core::Outcome {
         match self {
-            // The producer's problem, not this service's.
+            // The message's fault: no retry will read it.
             Self::Unreadable(_) => looptel_core::Outcome::BusinessError,
             _ => looptel_core::Outcome::Failure,
         }
@@ -224,134 +303,49 @@ impl ErrorOutcome for ProcessError {
     }
 }
 
-/// Payment requests over AMQP: the exchange, queue and binding declared
-/// once. Cheap to clone.
+/// Why a body could not be read, without any of its content: serde's
+/// messages quote the offending value (`invalid type: string "…"`), which
+/// may be personal data, so only the kind of error and where it is.
+pub fn unreadable(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "not JSON",
+        Category::Eof => "truncated JSON",
+        Category::Data => "JSON of the wrong shape",
+        Category::Io => "unreadable",
+    };
+    format!("{what} at line {}, column {}", e.line(), e.column())
+}
+
+/// What the fulfilment consumer needs besides its consumer.
 #[derive(Clone, Debug)]
-pub struct Payments {
-    channel: Channel,
-    telemetry: MessagingTelemetry,
+pub struct Fulfil {
+    /// Its instrumentation.
+    pub telemetry: MessagingTelemetry,
+    /// Payments, when RabbitMQ is configured.
+    pub payments: Option<Payments>,
+    /// The fault switch.
+    pub faults: FaultSwitch,
+    /// Attempts and backoff for its own failures.
+    pub retry: Retry,
+    /// Where events go that cannot be processed.
+    pub dead_letters: kafka::DeadLetters,
 }
 
-impl Payments {
-    /// Connects to `url`, declares the `payments` exchange and queue.
-    ///
-    /// # Errors
-    /// lapin's.
-    pub async fn connect(
-        url: &str,
-        telemetry: MessagingTelemetry,
-    ) -> lapin::Result<(Self, Connection)> {
-        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                PAYMENTS_EXCHANGE.into(),
-                ExchangeKind::Direct,
-                ExchangeDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                PAYMENTS_QUEUE.into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                PAYMENTS_QUEUE.into(),
-                PAYMENTS_EXCHANGE.into(),
-                PAYMENT_REQUESTED.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok((Self { channel, telemetry }, connection))
-    }
-
-    /// Publishes a payment request for `event`'s order.
-    async fn request(&self, event: &OrderPlaced) -> Result<(), ProcessError> {
-        let payload = serde_json::to_vec(event).unwrap_or_default();
-        amqp::publish(
-            &self.telemetry,
-            &self.channel,
-            PAYMENTS_EXCHANGE,
-            PAYMENT_REQUESTED,
-            BasicPublishOptions::default(),
-            &payload,
-            BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_correlation_id(event.order_id.as_str().into()),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| ProcessError::Payment(e.to_string()))
-    }
-
-    /// Processes payment requests until `shutdown`: each in a `process
-    /// payments:payment.requested:payments` span, acknowledged once
-    /// processed.
-    ///
-    /// # Errors
-    /// lapin's, when the consumer cannot start.
-    pub async fn consume(self, shutdown: impl Future<Output = ()>) -> lapin::Result<()> {
-        let mut consumer = self
-            .channel
-            .basic_consume(
-                PAYMENTS_QUEUE.into(),
-                "payments".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tokio::pin!(shutdown);
-        loop {
-            let delivery = tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                next = consumer.next() => match next {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => {
-                        tracing::error!(error = %e, "payment consumer failed");
-                        return Err(e);
-                    }
-                    None => return Ok(()),
-                },
-            };
-            let result = amqp::process(&self.telemetry, &delivery, PAYMENTS_QUEUE, || async {
-                let event: OrderPlaced = serde_json::from_slice(&delivery.data)
-                    .map_err(|e| ProcessError::Unreadable(e.to_string()))?;
-                tracing::info!(order.id = %event.order_id, "payment captured");
-                Ok::<_, ProcessError>(())
-            })
-            .await;
-            let acked = match result {
-                Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-                // A message no one can read is not requeued.
-                Err(_) => delivery.acker.nack(BasicNackOptions::default()).await,
-            };
-            if let Err(e) = acked {
-                tracing::warn!(error = %e, "payment not acknowledged");
-            }
-        }
-    }
-}
-
-/// Processes `OrderPlaced` events until `shutdown`: each in a `process
-/// orders` span (the placing request's trace goes on), logged, then the
-/// payment requested when `payments` is set. Failures are logged and
-/// counted by the instrumentation; the consumer goes on.
-pub async fn fulfil(
-    consumer: StreamConsumer,
-    telemetry: MessagingTelemetry,
-    payments: Option<Payments>,
-    faults: FaultSwitch,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
+/// Processes `OrderPlaced` events until `stop`: each in a `process orders`
+/// span (the placing request's trace goes on), retried and dead-lettered
+/// as the [module docs](self) say, its offset stored once settled. When
+/// stopping, the event in hand finishes (a backoff is cut short and the
+/// event left unstored, to be consumed again), and the stored offsets
+/// are committed.
+pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<bool>) {
+    let again = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    // Events received but not settled when stopping: consumed again from
+    // the committed offset by the next consumer of the group.
+    let mut returned = 0_u32;
     loop {
         let message = tokio::select! {
-            () = &mut shutdown => return,
+            () = crate::payments::stopped(stop.clone()) => break,
             m = consumer.recv() => match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -361,24 +355,88 @@ pub async fn fulfil(
                 }
             },
         };
-        let payments = payments.as_ref();
-        let faults = &faults;
-        // Failures are logged and counted by the instrumentation; the
-        // consumer goes on (a dead-letter topic is the next step).
-        let _ = kafka::process(&telemetry, &message, Some(FULFILMENT_GROUP), || async {
-            let result = fulfil_one(&message, payments, faults).await;
-            // Logged inside the message's context: the line has its trace.
-            match &result {
-                Err(e) if e.outcome() == looptel_core::Outcome::Failure => {
-                    tracing::error!(error = %e, "order event not processed");
+        // Handled until settled: never skipped, never committed unsettled.
+        let mut round = 0;
+        loop {
+            let handled = kafka::handle(
+                &fulfil.telemetry,
+                &message,
+                Some(FULFILMENT_GROUP),
+                &fulfil.retry,
+                &fulfil.dead_letters,
+                crate::payments::stopped(stop.clone()),
+                |attempt| {
+                    let (message, fulfil) = (&message, &fulfil);
+                    async move {
+                        let result =
+                            fulfil_one(message, fulfil.payments.as_ref(), &fulfil.faults).await;
+                        // In the event's span: the line has its trace.
+                        if let Err(e) = &result {
+                            tracing::warn!(attempt, error = %e, "order event failed");
+                        }
+                        result
+                    }
+                },
+            )
+            .await;
+            {
+                // Logged in the event's trace.
+                let _in_trace = handled.context().clone().attach();
+                match &handled.settlement {
+                    Settlement::Processed(()) => {}
+                    Settlement::DeadLettered(e) => tracing::error!(
+                        messaging.destination.name = ORDERS_TOPIC,
+                        error = %e,
+                        attempts = handled.attempts,
+                        dead_letter = ORDERS_DLQ,
+                        "order event dead-lettered"
+                    ),
+                    Settlement::Redeliver { error, reason } => tracing::warn!(
+                        messaging.destination.name = ORDERS_TOPIC,
+                        error = %error,
+                        reason = %reason,
+                        "order event not settled"
+                    ),
                 }
-                Err(e) => tracing::warn!(error = %e, "order event dropped"),
-                Ok(()) => {}
             }
-            result
-        })
-        .await;
+            if handled.is_settled() {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    tracing::warn!(error = %e, "order event offset not stored");
+                }
+                break;
+            }
+            if *stop.borrow() {
+                returned += 1;
+                break;
+            }
+            let wait = again.delay(round);
+            round += 1;
+            tokio::select! {
+                () = crate::payments::stopped(stop.clone()) => {
+                    returned += 1;
+                    break;
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
     }
+    // What was settled is committed now, not at the next interval.
+    let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit is not an error.
+        Ok(()) | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "order events: offsets not committed");
+            false
+        }
+    };
+    tracing::info!(
+        messaging.destination.name = ORDERS_TOPIC,
+        messages.returned = returned,
+        committed,
+        "fulfilment consumer stopped"
+    );
 }
 
 async fn fulfil_one(
@@ -388,7 +446,7 @@ async fn fulfil_one(
 ) -> Result<(), ProcessError> {
     use rdkafka::Message as _;
     let event: OrderPlaced = serde_json::from_slice(message.payload().unwrap_or_default())
-        .map_err(|e| ProcessError::Unreadable(e.to_string()))?;
+        .map_err(|e| ProcessError::Unreadable(unreadable(&e)))?;
     if faults.consumer_call() {
         return Err(ProcessError::Injected);
     }

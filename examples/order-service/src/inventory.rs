@@ -130,3 +130,45 @@ pub fn client(
         .service(channel);
     Ok(StockServiceClient::new(traced))
 }
+
+/// The name of the inventory on `/health/ready` and its gauge.
+pub const DEPENDENCY: &str = "inventory";
+
+/// Says every `every` whether the inventory at `addr` accepts connections,
+/// as `dependency` (each change a log line), until `stop`.
+pub async fn probe(
+    addr: SocketAddr,
+    dependency: looptel_red_metrics::Dependency,
+    every: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let reached =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                .await;
+        match reached {
+            Ok(Ok(_)) => {
+                if dependency.up() {
+                    tracing::info!(dependency = DEPENDENCY, "inventory reachable");
+                }
+            }
+            Ok(Err(e)) => {
+                if dependency.down(e.to_string()) {
+                    tracing::warn!(dependency = DEPENDENCY, error = %e, "inventory unreachable");
+                }
+            }
+            Err(_) => {
+                if dependency.down("connect timed out") {
+                    tracing::warn!(
+                        dependency = DEPENDENCY,
+                        "inventory unreachable: connect timed out"
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            () = crate::payments::stopped(stop.clone()) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}

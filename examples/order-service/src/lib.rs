@@ -12,7 +12,8 @@
 //! |---|---|
 //! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span), reserving each item in the inventory over gRPC and publishing `OrderPlaced` to Kafka ([`events`]) |
 //! | `GET /orders/{id}` | reads an order back |
-//! | `GET /health` | liveness, never traced |
+//! | `GET /health/live` (and `/health`) | liveness: 200 while the process serves, never traced |
+//! | `GET /health/ready` | readiness: 503 with what is down (Kafka, RabbitMQ, the inventory) until every dependency is reachable |
 //! | `GET /metrics` | RED (HTTP and gRPC), `orders.created`, saturation |
 //! | `GET`, `PUT`, `DELETE /admin/faults` | the [`faults`] switch, only with `--enable-faults` |
 //!
@@ -32,6 +33,7 @@
 pub mod events;
 pub mod faults;
 pub mod inventory;
+pub mod payments;
 pub mod serve;
 
 use std::collections::{HashMap, VecDeque};
@@ -46,8 +48,8 @@ use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel_core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
 use looptel_http_layer::server::{ServerLayer, skip_paths};
 use looptel_red_metrics::{
-    Counter, HttpServerMetrics, MessagingMetrics, Metric, ProcessCollector, Registry, RpcMetrics,
-    TokioCollector, metrics_endpoint,
+    Counter, Health, HttpServerMetrics, MessagingMetrics, Metric, ProcessCollector, Registry,
+    RpcMetrics, TokioCollector, health_routes, metrics_endpoint,
 };
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
@@ -139,6 +141,7 @@ pub struct Metrics {
     rpc: RpcMetrics,
     messaging: MessagingMetrics,
     orders_created: Arc<Metric<Counter>>,
+    health: Health,
 }
 
 impl Metrics {
@@ -163,6 +166,7 @@ impl Metrics {
                 "Orders placed.",
                 &["tenant.id"],
             ),
+            health: Health::new(&registry),
             registry,
         }
     }
@@ -175,6 +179,12 @@ impl Metrics {
     /// The messaging instruments (order events, payments).
     pub fn messaging(&self) -> &MessagingMetrics {
         &self.messaging
+    }
+
+    /// The dependencies `/health/ready` answers for
+    /// (`looptel_dependency_up` on `/metrics`).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 }
 
@@ -294,7 +304,12 @@ pub fn app(
         // inside its span and in that order, sharing its future and body.
         .layer(
             ServerLayer::new(instrumentation)
-                .filter(skip_paths(["/health", "/metrics"]))
+                .filter(skip_paths([
+                    "/health",
+                    "/health/live",
+                    "/health/ready",
+                    "/metrics",
+                ]))
                 .response_traceparent(true)
                 .hook(
                     EdgeLayer::new(baggage)
@@ -348,9 +363,9 @@ pub fn routes(
             post(place_order).layer(axum::extract::DefaultBodyLimit::max(serve::MAX_BODY_BYTES)),
         )
         .route("/orders/{id}", get(get_order))
-        .route("/health", get(health))
         .route("/metrics", metrics_endpoint(metrics.registry.clone()))
-        .with_state(state))
+        .with_state(state)
+        .merge(health_routes(metrics.health.clone())))
 }
 
 #[derive(Debug, Serialize)]
@@ -522,8 +537,4 @@ async fn get_order(State(state): State<AppState>, Path(id): Path<String>) -> Res
         )
             .into_response(),
     }
-}
-
-async fn health() -> &'static str {
-    "ok"
 }

@@ -38,6 +38,24 @@ struct Args {
     /// requests each order's payment through it.
     #[arg(long, env = "AMQP_URL")]
     amqp_url: Option<String>,
+    /// The exchange payment requests are published to; its dead letters
+    /// go through `<exchange>.dlx`.
+    #[arg(long, env = "PAYMENTS_EXCHANGE", default_value = "payments")]
+    payments_exchange: String,
+    /// The queue the payment consumer reads; its dead letters stay in
+    /// `<queue>.dead`.
+    #[arg(long, env = "PAYMENTS_QUEUE", default_value = "payments")]
+    payments_queue: String,
+    /// Attempts at a message whose processing fails by the consumer's
+    /// fault, the first included, before it is dead-lettered (waits:
+    /// 100 ms doubling, capped at 30 s, fully jittered).
+    #[arg(long, env = "MESSAGE_MAX_ATTEMPTS", default_value_t = 5)]
+    message_max_attempts: u32,
+    /// The fulfilment consumer's Kafka session timeout (ms): how long a
+    /// consumer that vanished holds its partitions, and how long a group
+    /// rebalance may wait for its members (librdkafka's default).
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
+    kafka_session_timeout_ms: u64,
     /// After SIGTERM, how long requests in flight may take to finish (ms);
     /// connections still open then are cut, and telemetry is flushed
     /// either way. Keep it under the orchestrator's grace period.
@@ -118,44 +136,61 @@ async fn main() -> anyhow::Result<()> {
         broker.producer().context("creating the Kafka producer")?,
         messaging.clone(),
     );
-    let (stop_consumers, consumers_stopped) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = consumers_stopped.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let mut consumers = Vec::new();
-    let mut _amqp = None;
-    let payments = match &args.amqp_url {
-        None => None,
+    let health = metrics.health().clone();
+    let retry = looptel_kafka_propagation::Retry::new(
+        args.message_max_attempts,
+        looptel_kafka_propagation::Backoff::default(),
+    );
+    // Stopped in this order at shutdown: fulfilment (it publishes payment
+    // requests), then payments.
+    let (stop_fulfilment, fulfilment_stops) = tokio::sync::watch::channel(false);
+    let (stop_payments, payments_stop) = tokio::sync::watch::channel(false);
+    let (stop_probe, probe_stops) = tokio::sync::watch::channel(false);
+    let probe = tokio::spawn(order_service::inventory::probe(
+        grpc_addr,
+        health.dependency(order_service::inventory::DEPENDENCY),
+        std::time::Duration::from_secs(2),
+        probe_stops,
+    ));
+    let (payments, payment_consumer) = match &args.amqp_url {
+        None => (None, None),
         Some(url) => {
-            let (payments, connection) =
-                order_service::events::Payments::connect(url, messaging.clone())
-                    .await
-                    .context("connecting to RabbitMQ")?;
-            tracing::info!("payments through RabbitMQ");
-            _amqp = Some(connection);
-            consumers.push(tokio::spawn({
-                let (payments, stopped) = (payments.clone(), stopped());
-                async move {
-                    if let Err(e) = payments.consume(stopped).await {
-                        tracing::error!(error = %e, "payment consumer stopped");
-                    }
-                }
-            }));
-            Some(payments)
+            let names = order_service::payments::Names {
+                exchange: args.payments_exchange.clone(),
+                queue: args.payments_queue.clone(),
+            };
+            tracing::info!(
+                exchange = %names.exchange,
+                queue = %names.queue,
+                "payments through RabbitMQ"
+            );
+            let (payments, task) = order_service::payments::Payments::start(
+                url.clone(),
+                names,
+                messaging.clone(),
+                retry,
+                &health,
+                payments_stop,
+            );
+            (Some(payments), Some(task))
         }
     };
-    consumers.push(tokio::spawn(order_service::events::fulfil(
+    let fulfilment = tokio::spawn(order_service::events::fulfil(
         broker
-            .fulfilment_consumer()
+            .fulfilment_consumer(
+                &health,
+                std::time::Duration::from_millis(args.kafka_session_timeout_ms),
+            )
             .context("creating the fulfilment consumer")?,
-        messaging,
-        payments,
-        faults.clone(),
-        stopped(),
-    )));
+        order_service::events::Fulfil {
+            telemetry: messaging,
+            payments,
+            faults: faults.clone(),
+            retry,
+            dead_letters: events.dead_letters(),
+        },
+        fulfilment_stops,
+    ));
 
     let client =
         order_service::inventory::client(telemetry.instrumentation(), &metrics, grpc_addr)?;
@@ -182,6 +217,9 @@ async fn main() -> anyhow::Result<()> {
     if let Drained::TimedOut = shutdown.drain(server, drain).await {
         // Logged by the drain; the flush below runs all the same.
     }
+    // The inventory stops on purpose: no probe reports it down.
+    let _ = stop_probe.send(true);
+    let _ = probe.await;
     let _ = stop_grpc.send(());
     match tokio::time::timeout(drain, inventory).await {
         Ok(joined) => joined
@@ -189,14 +227,22 @@ async fn main() -> anyhow::Result<()> {
             .context("serving the inventory")?,
         Err(_) => tracing::warn!("the inventory did not stop within the drain deadline"),
     }
-    // Every event out (librdkafka's flush blocks: off the async threads),
-    // then the consumers stop.
+    // The consumers finish the message in hand and return the rest:
+    // fulfilment first (it publishes payment requests), then payments.
+    let _ = stop_fulfilment.send(true);
+    if tokio::time::timeout(drain, fulfilment).await.is_err() {
+        tracing::warn!("the fulfilment consumer did not stop within the drain deadline");
+    }
+    let _ = stop_payments.send(true);
+    if let Some(task) = payment_consumer
+        && tokio::time::timeout(drain, task).await.is_err()
+    {
+        tracing::warn!("the payment consumer did not stop within the drain deadline");
+    }
+    // Every event and dead letter out (librdkafka's flush blocks: off the
+    // async threads).
     let flushing = events.clone();
     let _ = tokio::task::spawn_blocking(move || flushing.flush(drain)).await;
-    let _ = stop_consumers.send(true);
-    for c in consumers {
-        let _ = tokio::time::timeout(drain, c).await;
-    }
     drop(broker);
 
     tracing::info!("order-service stopped");

@@ -1027,7 +1027,13 @@ async fn post_to(addr: String, order: &'static str) {
 async fn every_metric_and_label_in_a_dashboard_or_rule_is_in_a_real_scrape() {
     // The service as the compose file runs it: faults switchable, Kafka
     // (its embedded mock cluster) and RabbitMQ for the payment messages.
-    let mut svc = Service::start(&[("ENABLE_FAULTS", "1".to_owned()), ("AMQP_URL", amqp_url())]);
+    let name = format!("deploy-{}", std::process::id());
+    let mut svc = Service::start(&[
+        ("ENABLE_FAULTS", "1".to_owned()),
+        ("AMQP_URL", amqp_url()),
+        ("PAYMENTS_EXCHANGE", name.clone()),
+        ("PAYMENTS_QUEUE", name.clone()),
+    ]);
     let addr = svc.http_addr();
     // A replica whose Kafka is down, for failed sends (librdkafka gives up
     // after the service's 10-second message timeout).
@@ -1125,6 +1131,8 @@ async fn every_metric_and_label_in_a_dashboard_or_rule_is_in_a_real_scrape() {
         scrape.entry(name).or_default().extend(labels);
     }
     down.terminate();
+    drop(svc);
+    common::delete_payments(&amqp_url(), &name).await;
 
     // The rules as Prometheus loads them.
     let mut groups = Vec::new();

@@ -52,10 +52,14 @@ fn kind(span: &Value) -> i64 {
 async fn one_trace_from_the_http_request_through_grpc_kafka_and_amqp() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("spans.jsonl");
+    // An exchange and queue of its own: no other test's payments in it.
+    let name = format!("one-trace-{}", std::process::id());
     let mut svc = Service::start(&[
         ("LOOPTEL_TRACES_FILE", file.display().to_string()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
         ("AMQP_URL", amqp_url()),
+        ("PAYMENTS_EXCHANGE", name.clone()),
+        ("PAYMENTS_QUEUE", name.clone()),
     ]);
     let addr = svc.http_addr();
     svc.line("payments through RabbitMQ");
@@ -93,7 +97,7 @@ async fn one_trace_from_the_http_request_through_grpc_kafka_and_amqp() {
         async || {
             let all = spans(&file);
             all.iter()
-                .any(|s| s["name"] == "process payments:payment.requested:payments")
+                .any(|s| s["name"] == format!("process {name}:payment.requested:{name}"))
                 .then_some(all)
         },
     )
@@ -116,8 +120,8 @@ async fn one_trace_from_the_http_request_through_grpc_kafka_and_amqp() {
         .expect("gRPC server span");
     let send = find(&all, "send orders");
     let fulfil = find(&all, "process orders");
-    let publish = find(&all, "publish payments:payment.requested");
-    let pay = find(&all, "process payments:payment.requested:payments");
+    let publish = find(&all, &format!("publish {name}:payment.requested"));
+    let pay = find(&all, &format!("process {name}:payment.requested:{name}"));
 
     let parent = |child: &Value, parent: &Value| {
         assert_eq!(
@@ -148,6 +152,7 @@ async fn one_trace_from_the_http_request_through_grpc_kafka_and_amqp() {
     let written = std::fs::read_to_string(&file).expect("spans");
     assert!(!written.contains(PHONE), "a span carries the phone number");
     drop(svc);
+    common::delete_payments(&amqp_url(), &name).await;
     assert!(lines.iter().all(|l| !l.to_string().contains(PHONE)));
 }
 
@@ -156,6 +161,7 @@ async fn a_failing_fulfilment_is_an_error_span_a_logged_error_and_a_counted_fail
     let mut svc = Service::start(&[
         ("ENABLE_FAULTS", "1".to_owned()),
         ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+        ("MESSAGE_MAX_ATTEMPTS", "2".to_owned()),
     ]);
     let addr = svc.http_addr();
     let client = reqwest::Client::new();
@@ -181,13 +187,18 @@ async fn a_failing_fulfilment_is_an_error_span_a_logged_error_and_a_counted_fail
         "the order is placed; its processing fails"
     );
     let placed = svc.line("order placed");
-    let failed = svc.line("order event not processed");
+    // Each failed attempt is a WARN, the last one's dead letter an ERROR,
+    // all in the order's trace with its tenant.
+    let retried = svc.line("order event failed");
+    assert_eq!(retried["level"], "WARN");
+    assert_eq!(retried["attempt"], 1);
+    let failed = svc.line("order event dead-lettered");
     assert_eq!(failed["level"], "ERROR");
-    assert_eq!(
-        failed["trace_id"], placed["trace_id"],
-        "in the order's trace"
-    );
-    assert_eq!(failed["tenant.id"], "acme");
+    assert_eq!(failed["attempts"], 2);
+    for l in [&retried, &failed] {
+        assert_eq!(l["trace_id"], placed["trace_id"], "in the order's trace");
+        assert_eq!(l["tenant.id"], "acme");
+    }
 
     let metrics = client
         .get(format!("http://{addr}/metrics"))

@@ -73,6 +73,30 @@ impl Service {
         }
     }
 
+    /// Every line written so far, without waiting.
+    #[allow(dead_code)] // not every test binary reads them all
+    pub(crate) fn drain(&mut self) -> &[Value] {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        &self.seen
+    }
+
+    /// How many lines so far have `message`.
+    #[allow(dead_code)] // not every test binary counts lines
+    pub(crate) fn count(&mut self, message: &str) -> usize {
+        self.drain()
+            .iter()
+            .filter(|l| l["message"] == message)
+            .count()
+    }
+
+    /// Whether the process still runs.
+    #[allow(dead_code)] // not every test binary asks
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     /// Sends SIGTERM and waits for the exit, keeping the last lines.
     #[allow(dead_code)] // not every test binary stops it this way
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
@@ -174,4 +198,30 @@ impl Drop for Traffic {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Deletes the exchanges and queues a service declared for payments
+/// named `name` (`PAYMENTS_EXCHANGE` and `PAYMENTS_QUEUE`): a test leaves
+/// nothing behind on the shared RabbitMQ.
+#[allow(dead_code)] // not every test binary talks to RabbitMQ
+pub(crate) async fn delete_payments(amqp_url: &str, name: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let Ok(connection) =
+        lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for q in [name.to_owned(), format!("{name}.dead")] {
+            let _ = channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for e in [name.to_owned(), format!("{name}.dlx")] {
+            let _ = channel
+                .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
 }
