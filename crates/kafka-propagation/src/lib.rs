@@ -27,6 +27,22 @@
 //! Offsets, keys and delivery tags are span attributes, never metric
 //! labels. No rdkafka, lapin or async-nats type appears without its feature.
 //!
+//! # On a bad day
+//! `kafka::handle`, `amqp::handle` and `nats::handle` take a message from
+//! delivery to settlement in one `process` span: the handler's attempts,
+//! retried with capped, fully jittered [`Backoff`] when the failure is the
+//! consumer's own ([`Fault`] says whose it is, from the error's
+//! `ErrorOutcome`), and a message that cannot be processed sent to its
+//! dead-letter destination in a span of the same trace — Kafka
+//! `<topic>.dlq` with `x-death-reason`, `x-original-topic`,
+//! `x-original-partition`, `x-original-offset` and `x-retries`; RabbitMQ
+//! the queue's `x-dead-letter-exchange` through a `nack`; NATS
+//! `<subject>.dlq`. Retries count in `messaging.client.retries`, dead
+//! letters in `messaging.dead_lettered`, and a message not processed fails
+//! its span with `error.type` whoever is to blame. The [`Handled`] result
+//! says whether the broker may forget the message (acknowledge it, store
+//! its offset) or must deliver it again.
+//!
 //! # Cost
 //! Inject and extract of a sampled span and `tenant.id` in baggage, per
 //! message (criterion, `benches/benches/message_headers.rs`, this kind of

@@ -144,6 +144,65 @@ where
     telemetry.run_process(&op, &headers, handler).await
 }
 
+/// The dead-letter subject of `subject`: `<subject>.dlq`.
+pub fn dead_letter_subject(subject: &str) -> String {
+    format!("{subject}.dlq")
+}
+
+/// Handles one received `message` completely, in one CONSUMER span
+/// `process {subject}` (as [`process`]): `handler` is called with the
+/// attempt's number (from 1) and retried by `retry` when its error is the
+/// consumer's fault (see [`Fault`](crate::Fault)); a message that cannot be
+/// processed — poison at once, any other once out of attempts — is
+/// published to `<subject>.dlq` ([`dead_letter_subject`]) through `client`
+/// in a `publish <subject>.dlq` span of the same trace, with its payload,
+/// its headers, the trace context and `x-death-reason`,
+/// `x-original-subject` and `x-retries`. `stop` cuts a backoff short.
+///
+/// Core NATS delivers at most once: a message received while no one
+/// listens on the dead-letter subject (or in a disconnection the client's
+/// buffer could not hold) is gone. Where that matters, consume from
+/// JetStream and settle with its acknowledgements.
+pub async fn handle<F, Fut, T, E>(
+    telemetry: &MessagingTelemetry,
+    client: &Client,
+    message: &Message,
+    retry: &crate::Retry,
+    stop: impl Future<Output = ()>,
+    handler: F,
+) -> crate::Handled<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: ErrorOutcome + std::fmt::Display,
+{
+    let op = Op {
+        system: SYSTEM,
+        name: "process",
+        kind: "process",
+        destination: message.subject.as_str(),
+        partition: None,
+        group: None,
+        attributes: Vec::new(),
+    };
+    let headers = extractor(message.headers.as_ref());
+    telemetry
+        .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {
+            let mut headers = message.headers.clone().unwrap_or_default();
+            headers.insert("x-death-reason", error.to_string().as_str());
+            headers.insert("x-original-subject", message.subject.as_str());
+            headers.insert("x-retries", attempts.saturating_sub(1).to_string().as_str());
+            let subject = dead_letter_subject(&message.subject);
+            let payload = message.payload.clone();
+            async move {
+                publish(telemetry, client, &subject, Some(headers), payload)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await
+}
+
 /// Starts the `receive` span of a batch of messages from `subject`: a new
 /// trace with a link to each message's context and
 /// `messaging.batch.message_count`.

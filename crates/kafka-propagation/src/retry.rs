@@ -1,25 +1,7 @@
 //! Retries, dead letters and whose fault a failure is: what a consumer
 //! does on a bad day, the same for every transport.
 //!
-//! # Whose fault: the message's or the consumer's
-//! A handler returns `Err` only when the message was **not processed**; a
-//! message processed with a negative business result (a payment declined)
-//! is `Ok`. Every `Err` is a processing failure by the semantic
-//! conventions: the `process` span's status is Error with `error.type`, and
-//! the message counts as failed in `messaging.client.consumed.messages`
-//! and `messaging.process.duration` (so a processing SLO sees it). Whose
-//! fault it was decides what happens next, read from the error's
-//! [`ErrorOutcome`]:
-//!
-//! | [`ErrorOutcome::outcome`] | [`Fault`] | next |
-//! |---|---|---|
-//! | [`Outcome::BusinessError`] | [`Fault::Message`]: poison (not JSON, wrong types, unknown version) | dead-lettered at once: another attempt would fail the same way |
-//! | [`Outcome::Failure`] (the default) | [`Fault::Consumer`]: a dependency down, a bug, an injected fault | retried with [`Backoff`] up to [`Retry::max_attempts`], then dead-lettered |
-//!
-//! A consumer that is stopping does not wait out a backoff: the message
-//! goes back to the broker unacknowledged ([`Settlement::Redeliver`]), and
-//! so does one whose dead-letter destination failed — nothing the broker
-//! handed over is acknowledged without being processed or dead-lettered.
+//! The rule is on [`Fault`]; the crate's docs show it at work.
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,7 +9,27 @@ use std::time::Duration;
 use looptel_core::{ErrorOutcome, Outcome};
 use opentelemetry::Context;
 
-/// Whose fault a processing failure is; see the [module docs](self).
+/// Whose fault a processing failure is: the message's or the consumer's.
+///
+/// # The rule
+/// A handler returns `Err` only when the message was **not processed**; a
+/// message processed with a negative business result (a payment declined)
+/// is `Ok`. Every `Err` is a processing failure by the semantic
+/// conventions: the `process` span's status is Error with `error.type`, and
+/// the message counts as failed in `messaging.client.consumed.messages`
+/// and `messaging.process.duration` (so a processing SLO sees it). Whose
+/// fault it was decides what happens next, read from the error's
+/// [`ErrorOutcome`]:
+///
+/// | [`ErrorOutcome::outcome`] | [`Fault`] | next |
+/// |---|---|---|
+/// | [`Outcome::BusinessError`] | [`Fault::Message`]: poison (not JSON, wrong types, unknown version) | dead-lettered at once: another attempt would fail the same way |
+/// | [`Outcome::Failure`] (the default) | [`Fault::Consumer`]: a dependency down, a bug, an injected fault | retried with [`Backoff`] up to [`Retry::max_attempts`], then dead-lettered |
+///
+/// A consumer that is stopping does not wait out a backoff: the message
+/// goes back to the broker unacknowledged ([`Settlement::Redeliver`]), and
+/// so does one whose dead-letter destination failed — nothing the broker
+/// handed over is acknowledged without being processed or dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// The message cannot be processed by anyone (poison): no retry.

@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::faults::FaultSwitch;
+use crate::notifications::{Notifications, NotifyError};
 use crate::payments::{Payments, PublishError};
 
 /// The topic of `OrderPlaced` events.
@@ -283,6 +284,9 @@ pub enum ProcessError {
     /// The payment request could not be published.
     #[error("payment request not published: {0}")]
     Payment(#[from] PublishError),
+    /// The customer's notification could not be published.
+    #[error("{0}")]
+    Notify(#[from] NotifyError),
 }
 
 impl ErrorOutcome for ProcessError {
@@ -299,6 +303,7 @@ impl ErrorOutcome for ProcessError {
             Self::Unreadable(_) => "unreadable_event",
             Self::Injected => "fulfilment_failed",
             Self::Payment(_) => "payment_unavailable",
+            Self::Notify(e) => e.error_type(),
         }
     }
 }
@@ -324,6 +329,8 @@ pub struct Fulfil {
     pub telemetry: MessagingTelemetry,
     /// Payments, when RabbitMQ is configured.
     pub payments: Option<Payments>,
+    /// Notifications, when NATS is configured.
+    pub notifications: Option<Notifications>,
     /// The fault switch.
     pub faults: FaultSwitch,
     /// Attempts and backoff for its own failures.
@@ -368,8 +375,7 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
                 |attempt| {
                     let (message, fulfil) = (&message, &fulfil);
                     async move {
-                        let result =
-                            fulfil_one(message, fulfil.payments.as_ref(), &fulfil.faults).await;
+                        let result = fulfil_one(message, fulfil).await;
                         // In the event's span: the line has its trace.
                         if let Err(e) = &result {
                             tracing::warn!(attempt, error = %e, "order event failed");
@@ -441,18 +447,20 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
 
 async fn fulfil_one(
     message: &rdkafka::message::BorrowedMessage<'_>,
-    payments: Option<&Payments>,
-    faults: &FaultSwitch,
+    fulfil: &Fulfil,
 ) -> Result<(), ProcessError> {
     use rdkafka::Message as _;
     let event: OrderPlaced = serde_json::from_slice(message.payload().unwrap_or_default())
         .map_err(|e| ProcessError::Unreadable(unreadable(&e)))?;
-    if faults.consumer_call() {
+    if fulfil.faults.consumer_call() {
         return Err(ProcessError::Injected);
     }
     tracing::info!(order.id = %event.order_id, items = event.items, "order fulfilled");
-    if let Some(p) = payments {
+    if let Some(p) = &fulfil.payments {
         p.request(&event).await?;
+    }
+    if let Some(n) = &fulfil.notifications {
+        n.fulfilled(&event).await?;
     }
     Ok(())
 }

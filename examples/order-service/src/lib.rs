@@ -33,6 +33,7 @@
 pub mod events;
 pub mod faults;
 pub mod inventory;
+pub mod notifications;
 pub mod payments;
 pub mod serve;
 

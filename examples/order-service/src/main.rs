@@ -51,6 +51,13 @@ struct Args {
     /// 100 ms doubling, capped at 30 s, fully jittered).
     #[arg(long, env = "MESSAGE_MAX_ATTEMPTS", default_value_t = 5)]
     message_max_attempts: u32,
+    /// NATS (`nats://127.0.0.1:4222`): customers are notified through it
+    /// once their order is fulfilled.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: Option<String>,
+    /// The subject notifications go to; poison ones to `<subject>.dlq`.
+    #[arg(long, env = "NOTIFY_SUBJECT", default_value = "orders.fulfilled")]
+    notify_subject: String,
     /// The fulfilment consumer's Kafka session timeout (ms): how long a
     /// consumer that vanished holds its partitions, and how long a group
     /// rebalance may wait for its members (librdkafka's default).
@@ -142,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         looptel_kafka_propagation::Backoff::default(),
     );
     // Stopped in this order at shutdown: fulfilment (it publishes payment
-    // requests), then payments.
+    // requests and notifications), then payments and notifications.
     let (stop_fulfilment, fulfilment_stops) = tokio::sync::watch::channel(false);
     let (stop_payments, payments_stop) = tokio::sync::watch::channel(false);
     let (stop_probe, probe_stops) = tokio::sync::watch::channel(false);
@@ -170,9 +177,26 @@ async fn main() -> anyhow::Result<()> {
                 messaging.clone(),
                 retry,
                 &health,
-                payments_stop,
+                payments_stop.clone(),
             );
             (Some(payments), Some(task))
+        }
+    };
+    let (notifications, notification_subscriber) = match &args.nats_url {
+        None => (None, None),
+        Some(url) => {
+            tracing::info!(subject = %args.notify_subject, "notifications through NATS");
+            let (notifications, task) = order_service::notifications::Notifications::start(
+                url,
+                args.notify_subject.clone(),
+                messaging.clone(),
+                retry,
+                &health,
+                payments_stop.clone(),
+            )
+            .await
+            .context("configuring the NATS client")?;
+            (Some(notifications), Some(task))
         }
     };
     let fulfilment = tokio::spawn(order_service::events::fulfil(
@@ -185,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
         order_service::events::Fulfil {
             telemetry: messaging,
             payments,
+            notifications,
             faults: faults.clone(),
             retry,
             dead_letters: events.dead_letters(),
@@ -234,10 +259,15 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("the fulfilment consumer did not stop within the drain deadline");
     }
     let _ = stop_payments.send(true);
-    if let Some(task) = payment_consumer
-        && tokio::time::timeout(drain, task).await.is_err()
-    {
-        tracing::warn!("the payment consumer did not stop within the drain deadline");
+    for (what, task) in [
+        ("payment consumer", payment_consumer),
+        ("notification subscriber", notification_subscriber),
+    ] {
+        if let Some(task) = task
+            && tokio::time::timeout(drain, task).await.is_err()
+        {
+            tracing::warn!("the {what} did not stop within the drain deadline");
+        }
     }
     // Every event and dead letter out (librdkafka's flush blocks: off the
     // async threads).

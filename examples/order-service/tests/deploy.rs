@@ -150,6 +150,31 @@ fn the_compose_file_is_valid_and_mounts_files_that_exist() {
             );
         }
     }
+    // order-service's healthcheck asks for readiness on the port it serves,
+    // with a tool its image has.
+    let check: Vec<&str> = compose["services"]["order-service"]["healthcheck"]["test"]
+        .as_sequence()
+        .expect("order-service has a healthcheck")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    let (_, port, _) = url_parts(check.last().copied().unwrap_or_default());
+    assert_eq!(
+        (
+            check.get(1).copied(),
+            port,
+            check.last().map(|u| u.ends_with("/health/ready"))
+        ),
+        (Some("curl"), 8080, Some(true)),
+        "{check:?}"
+    );
+    assert!(
+        std::fs::read_to_string(deploy("Dockerfile"))
+            .expect("Dockerfile")
+            .contains(" curl"),
+        "the runtime image installs curl"
+    );
+
     // The services send to the collector's OTLP/HTTP receiver.
     let collector = yaml(&deploy("otel-collector/config.yaml"));
     let http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]

@@ -694,3 +694,170 @@ async fn sigterm_with_an_event_in_hand_leaves_it_to_the_next_consumer() {
     .await;
     assert_eq!(line["order.id"], order.as_str());
 }
+
+fn nats_server() -> SocketAddr {
+    "127.0.0.1:4222".parse().expect("address")
+}
+
+/// How many `customer notified` lines each order has.
+fn notified(svc: &mut Service) -> HashMap<String, usize> {
+    let mut by_order = HashMap::new();
+    for l in svc.drain() {
+        if l["message"] == "customer notified" {
+            let id = l["order.id"].as_str().unwrap_or_default().to_owned();
+            *by_order.entry(id).or_insert(0) += 1;
+        }
+    }
+    by_order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_is_ridden_out_by_the_clients_own_reconnection() {
+    let subject = unique("notify");
+    let proxy = Proxy::start(nats_server()).await;
+    let mut svc = Service::start(&[
+        ("NATS_URL", format!("nats://{}", proxy.addr())),
+        ("NOTIFY_SUBJECT", subject.clone()),
+    ]);
+    let addr = svc.http_addr();
+    let client = reqwest::Client::new();
+    until_ready(&client, &addr, "ready before the cut").await;
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        orders.push(place(&client, &addr).await.expect("placed before the cut"));
+    }
+    eventually(budget::PROCESS, "notified before the cut", async || {
+        let n = notified(&mut svc);
+        orders.iter().all(|o| n.contains_key(o)).then_some(())
+    })
+    .await;
+
+    proxy.cut();
+    let down = eventually(budget::PROCESS, "not ready during the cut", async || {
+        let (status, body) = ready(&client, &addr).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(
+        down["down"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["dependency"] == "nats"),
+        "{down}"
+    );
+    // Published meanwhile: held in the client's buffer.
+    for _ in 0..2 {
+        orders.push(place(&client, &addr).await.expect("placed during the cut"));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.restore().await;
+    until_ready(&client, &addr, "ready after the cut").await;
+    for _ in 0..2 {
+        orders.push(place(&client, &addr).await.expect("placed after the cut"));
+    }
+    eventually(budget::PROCESS, "every customer notified", async || {
+        let n = notified(&mut svc);
+        orders.iter().all(|o| n.contains_key(o)).then_some(())
+    })
+    .await;
+    let n = notified(&mut svc);
+    for o in &orders {
+        assert_eq!(n.get(o), Some(&1), "{o} notified once: {n:?}");
+    }
+    assert!(svc.count("nats disconnected, reconnecting") >= 1);
+    assert!(svc.count("nats connected") >= 2);
+    assert!(svc.is_running());
+}
+
+const NOTE_TRACE: &str = "8bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_notifications_are_dead_lettered_in_their_trace_and_hostile_headers_do_no_harm() {
+    let subject = unique("notes");
+    let mut svc = Service::start(&[
+        ("NATS_URL", format!("nats://{}", nats_server())),
+        ("NOTIFY_SUBJECT", subject.clone()),
+    ]);
+    let addr = svc.http_addr();
+    let client = reqwest::Client::new();
+    until_ready(&client, &addr, "ready").await;
+    let nats = async_nats::connect(nats_server().to_string())
+        .await
+        .expect("NATS (scripts/test.sh starts it)");
+    let mut dead = nats
+        .subscribe(format!("{subject}.dlq"))
+        .await
+        .expect("subscribed");
+    nats.flush().await.expect("flushed");
+
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "traceparent",
+        format!("00-{NOTE_TRACE}-00f067aa0ba902b7-01").as_str(),
+    );
+    nats.publish_with_headers(subject.clone(), headers, "{{garbage-7f3a".into())
+        .await
+        .expect("published");
+    // A readable one whose headers are hostile.
+    let mut hostile = async_nats::HeaderMap::new();
+    hostile.insert("traceparent", "00-zz-zz-01");
+    hostile.append(
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
+    hostile.insert("tracestate", "k=v,".repeat(12_500).as_str());
+    let members: Vec<String> = (0..6_000).map(|i| format!("m{i}=v")).collect();
+    hostile.insert(
+        "baggage",
+        format!("user.phone=+33612345678,{}", members.join(",")).as_str(),
+    );
+    nats.publish_with_headers(
+        subject.clone(),
+        hostile,
+        r#"{"order_id":"n-1","customer_id":"c-1","items":1}"#.into(),
+    )
+    .await
+    .expect("published");
+    nats.flush().await.expect("flushed");
+
+    let letter = tokio::time::timeout(budget::PROCESS, futures_next(&mut dead))
+        .await
+        .expect("a dead letter in time")
+        .expect("a message");
+    assert_eq!(&letter.payload[..], b"{{garbage-7f3a", "the body is kept");
+    let h = letter.headers.expect("headers");
+    assert!(
+        h.get("traceparent")
+            .is_some_and(|v| v.as_str().contains(NOTE_TRACE)),
+        "the dead letter keeps its trace: {h:?}"
+    );
+    assert_eq!(
+        h.get("x-original-subject").map(|v| v.as_str()),
+        Some(subject.as_str())
+    );
+    assert_eq!(h.get("x-retries").map(|v| v.as_str()), Some("0"));
+    assert!(
+        h.get("x-death-reason")
+            .is_some_and(|v| v.as_str().contains("unreadable notification")
+                && !v.as_str().contains("garbage")),
+        "{h:?}"
+    );
+    let line = svc.line("notification dead-lettered");
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["trace_id"], NOTE_TRACE);
+    assert!(!line.to_string().contains("garbage-7f3a"), "{line}");
+    let ok = svc.line("customer notified");
+    assert_eq!(ok["order.id"], "n-1");
+    assert!(
+        !svc.drain()
+            .iter()
+            .any(|l| l.to_string().contains("+33612345678"))
+    );
+    assert!(svc.is_running());
+}
+
+async fn futures_next(sub: &mut async_nats::Subscriber) -> Option<async_nats::Message> {
+    use tokio_stream::StreamExt as _;
+    sub.next().await
+}
