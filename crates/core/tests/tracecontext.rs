@@ -53,10 +53,18 @@ fn inject_all(cx: &Context) -> Vec<(String, String)> {
     let mut out: Vec<_> = h
         .iter()
         .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            // Baggage members are a set (W3C Baggage: order carries no
+            // meaning), and OpenTelemetry's `Baggage` iterates its hash
+            // map in an order of its own per value: compared sorted.
+            let v = if k == "baggage" {
+                let mut members: Vec<&str> = v.split(',').collect();
+                members.sort_unstable();
+                members.join(",")
+            } else {
+                v
+            };
+            (k.to_string(), v)
         })
         .collect();
     out.sort();

@@ -51,6 +51,10 @@ struct Args {
     /// 100 ms doubling, capped at 30 s, fully jittered).
     #[arg(long, env = "MESSAGE_MAX_ATTEMPTS", default_value_t = 5)]
     message_max_attempts: u32,
+    /// How long a payment request waits for RabbitMQ when the connection
+    /// is down (ms) before it fails (and is retried by fulfilment).
+    #[arg(long, env = "PAYMENTS_PUBLISH_WAIT_MS", default_value_t = 5_000)]
+    payments_publish_wait_ms: u64,
     /// NATS (`nats://127.0.0.1:4222`): customers are notified through it
     /// once their order is fulfilled.
     #[arg(long, env = "NATS_URL")]
@@ -176,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
                 names,
                 messaging.clone(),
                 retry,
+                std::time::Duration::from_millis(args.payments_publish_wait_ms),
                 &health,
                 payments_stop.clone(),
             );

@@ -13,10 +13,14 @@
 //!   lapin's `enable_auto_recover`: that one gives up after its backoff's
 //!   attempts, and an acknowledgement of a delivery made on the lost
 //!   channel fails on the recovered one.
-//! - **Publishing** ([`Payments::request`]) waits up to [`PUBLISH_WAIT`]
-//!   for a connection, publishes a persistent message and waits for the
-//!   broker's confirm: `Ok` means RabbitMQ has it. A failure is the
-//!   caller's to retry (the fulfilment consumer does, then dead-letters).
+//! - **Publishing** ([`Payments::request`]) waits up to the publish wait
+//!   ([`PUBLISH_WAIT`] by default) for a connection, publishes a persistent
+//!   message and waits for the broker's confirm: `Ok` means RabbitMQ has
+//!   it. Past the wait it publishes on the lost channel all the same, so
+//!   the failure is a `publish` span and a failed send in the messaging
+//!   metrics (`error.type` = lapin's error kind) — what the processing
+//!   SLO's card reads to name the broker. A failure is the caller's to
+//!   retry (the fulfilment consumer does, then dead-letters).
 //! - **Topology**, declared at every connection: the durable direct
 //!   exchange `payments`, the durable queue `payments` bound to it with
 //!   `x-dead-letter-exchange: payments.dlx`, and the fanout `payments.dlx`
@@ -61,7 +65,7 @@ use crate::events::OrderPlaced;
 
 /// The routing key of payment requests.
 pub const PAYMENT_REQUESTED: &str = "payment.requested";
-/// How long a publish waits for a connection before it fails.
+/// How long a publish waits for a connection before it fails, by default.
 pub const PUBLISH_WAIT: Duration = Duration::from_secs(5);
 /// The longest wait between two connection attempts.
 pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
@@ -125,7 +129,7 @@ impl ErrorOutcome for PaymentError {
 /// Why a payment request could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    /// No connection within [`PUBLISH_WAIT`].
+    /// Never connected within the publish wait.
     #[error("RabbitMQ unreachable for {0:?}")]
     Unreachable(Duration),
     /// The publish failed (the channel went away meanwhile).
@@ -148,8 +152,9 @@ struct Inner {
     names: Names,
     telemetry: MessagingTelemetry,
     retry: Retry,
-    /// The publishing channel while connected.
-    publisher: watch::Sender<Option<Channel>>,
+    /// The latest publishing channel, and whether it is live.
+    publisher: watch::Sender<(Option<Channel>, bool)>,
+    publish_wait: Duration,
     dependency: Dependency,
     captured: Mutex<Captured>,
 }
@@ -183,12 +188,13 @@ impl Payments {
     /// outage) and consumes until `stop` resolves; `rabbitmq` on `health`
     /// says whether it is connected. Returns at once: while RabbitMQ is
     /// unreachable the service runs, not ready, and publishes fail after
-    /// [`PUBLISH_WAIT`].
+    /// `publish_wait`.
     pub fn start(
         url: String,
         names: Names,
         telemetry: MessagingTelemetry,
         retry: Retry,
+        publish_wait: Duration,
         health: &Health,
         stop: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -197,7 +203,8 @@ impl Payments {
                 names,
                 telemetry,
                 retry,
-                publisher: watch::Sender::new(None),
+                publisher: watch::Sender::new((None, false)),
+                publish_wait,
                 dependency: health.dependency(DEPENDENCY),
                 captured: Mutex::default(),
             }),
@@ -215,16 +222,21 @@ impl Payments {
     /// payments:payment.requested` span and waits for RabbitMQ's confirm.
     ///
     /// # Errors
-    /// When there is no connection within [`PUBLISH_WAIT`], the publish
-    /// fails, or RabbitMQ does not confirm it.
+    /// When there was never a connection within the publish wait, the
+    /// publish fails (on a channel lost meanwhile, say), or RabbitMQ does
+    /// not confirm it.
     pub async fn request(&self, event: &OrderPlaced) -> Result<(), PublishError> {
+        let wait = self.inner.publish_wait;
         let mut rx = self.inner.publisher.subscribe();
-        let channel =
-            match tokio::time::timeout(PUBLISH_WAIT, rx.wait_for(Option::is_some)).await {
-                Ok(Ok(channel)) => channel.clone(),
-                _ => None,
-            }
-            .ok_or(PublishError::Unreachable(PUBLISH_WAIT))?;
+        let live = tokio::time::timeout(wait, rx.wait_for(|(_, live)| *live))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|p| p.0.clone());
+        // Past the wait, the lost channel: the publish fails, and is seen.
+        let channel = live
+            .or_else(|| self.inner.publisher.borrow().0.clone())
+            .ok_or(PublishError::Unreachable(wait))?;
         let payload = serde_json::to_vec(event).unwrap_or_default();
         let confirm = amqp::publish(
             &self.inner.telemetry,
@@ -259,7 +271,9 @@ impl Payments {
             let lost = match self.connect(&url).await {
                 Ok((connection, publisher, consumer)) => {
                     failures = 0;
-                    self.inner.publisher.send_replace(Some(publisher.clone()));
+                    self.inner
+                        .publisher
+                        .send_replace((Some(publisher.clone()), true));
                     if self.inner.dependency.up() {
                         tracing::info!(
                             dependency = DEPENDENCY,
@@ -268,7 +282,7 @@ impl Payments {
                         );
                     }
                     let ended = self.consume(&connection, &consumer, &mut stop).await;
-                    self.inner.publisher.send_replace(None);
+                    self.inner.publisher.send_modify(|p| p.1 = false);
                     match ended {
                         Ended::Stopped => {
                             // Channels first: closing the connection under
