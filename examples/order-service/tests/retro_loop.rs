@@ -350,3 +350,145 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     drop(traffic);
     drop(svc);
 }
+
+fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// `url` (`amqp://user:pass@host:port/vhost`) through `proxy`, and the
+/// broker's own address.
+fn proxied(url: &str, proxy: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (creds, rest) = rest.rsplit_once('@').expect("credentials");
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    format!("{scheme}://{creds}@{proxy}{path}")
+}
+
+fn broker(url: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs as _;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/')
+        .next()
+        .unwrap_or(rest)
+        .to_socket_addrs()
+        .expect("resolvable broker")
+        .next()
+        .expect("an address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_burns_the_processing_slo_and_its_card_names_the_broker() {
+    // RabbitMQ behind a proxy the test cuts; every event's payment request
+    // then fails (one attempt, 200 ms of waiting for the connection) and is
+    // dead-lettered: the order-events-processing SLO burns.
+    let name = format!("loop-{}", std::process::id());
+    let proxy = looptel_tests::Proxy::start(broker(&amqp_url())).await;
+    let mut svc = Service::start(&[
+        ("AMQP_URL", proxied(&amqp_url(), proxy.addr())),
+        ("PAYMENTS_EXCHANGE", name.clone()),
+        ("PAYMENTS_QUEUE", name.clone()),
+        ("MESSAGE_MAX_ATTEMPTS", "1".to_owned()),
+        ("PAYMENTS_PUBLISH_WAIT_MS", "200".to_owned()),
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    svc.line("rabbitmq connected");
+
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
+    let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
+        .expect("valid spec");
+    let rules = looptel_slo::generate(&spec, false).expect("rules");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let retro_addr = listener.local_addr().expect("addr");
+    let am = Alertmanager::start(&format!("http://{retro_addr}/alerts"));
+    let prometheus = Prometheus::start_alerting(
+        "order-service",
+        addr.parse().expect("addr"),
+        &rules,
+        am.addr(),
+    );
+    let http = Http::new(
+        Instrumentation::disabled(Propagator::default()),
+        Duration::from_secs(5),
+    );
+    let retro = Retro::builder(
+        spec,
+        Arc::new(PrometheusSource::new(
+            format!("http://{}", prometheus.addr()),
+            http,
+        )),
+        looptel_retro::Store::open("sqlite::memory:")
+            .await
+            .expect("card store"),
+    )
+    .settings(Settings {
+        window: Duration::from_secs(60),
+        settle: Duration::from_secs(2),
+        min_requests: 10.0,
+        ..Settings::default()
+    })
+    .build();
+    let app = retro.router();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let traffic = Traffic::start(&addr);
+
+    // Healthy first: payments flow, the processing SLO's ratio recorded.
+    looptel_tests::eventually(
+        looptel_tests::budget::PROCESS,
+        "the recorded processing error ratio",
+        async || {
+            prometheus
+                .api("query?query=slo:error_ratio:rate5m{slo=%22order-events-processing%22}")
+                .await["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(|_| ())
+        },
+    )
+    .await;
+    svc.line("payment captured");
+
+    proxy.cut();
+    let cut = Instant::now();
+    let none = HashSet::new();
+    let card = card_where(
+        &retro,
+        &none,
+        Duration::from_secs(120),
+        "for the processing SLO with evidence",
+        |c| {
+            c.alert.name() == "ErrorBudgetBurn1h"
+                && c.alert.label("slo") == "order-events-processing"
+                && c.evidence.is_some()
+        },
+    )
+    .await;
+    eprintln!("processing card {:?} after the cut", cut.elapsed());
+    let ev = card.evidence.as_ref().expect("evidence");
+    let moved: Vec<_> = ev.dependencies.iter().filter(|d| d.moved).collect();
+    let broker = moved
+        .iter()
+        .find(|d| d.kind == "messaging" && d.name.contains(&format!("{name}:payment.requested")))
+        .unwrap_or_else(|| panic!("the broker named among {:#?}", ev.dependencies));
+    assert!(
+        broker
+            .during
+            .expect("publishes during the burn")
+            .error_ratio
+            > 0.5,
+        "{broker:?}"
+    );
+    assert!(
+        svc.count("order event dead-lettered") > 0,
+        "the events were dead-lettered, not dropped"
+    );
+    assert!(svc.is_running());
+
+    proxy.restore().await;
+    drop(traffic);
+    drop(svc);
+    common::delete_payments(&amqp_url(), &name).await;
+}
