@@ -216,10 +216,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: ErrorOutcome,
 {
-    let destination = format!(
-        "{}:{queue}",
-        destination(delivery.exchange.as_str(), delivery.routing_key.as_str())
-    );
+    let destination = delivery_destination(delivery, queue);
     let op = delivery_op(delivery, &destination, "process", "process");
     let headers = extractor(delivery.properties.headers().as_ref());
     telemetry.run_process(&op, &headers, handler).await
@@ -265,10 +262,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: ErrorOutcome,
 {
-    let destination = format!(
-        "{}:{queue}",
-        destination(delivery.exchange.as_str(), delivery.routing_key.as_str())
-    );
+    let destination = delivery_destination(delivery, queue);
     let op = delivery_op(delivery, &destination, "process", "process");
     let headers = extractor(delivery.properties.headers().as_ref());
     let nack = delivery_op(delivery, &destination, "nack", "settle");
@@ -309,6 +303,14 @@ where
     };
     handled.settle_error = settled.err().map(|e| e.to_string());
     handled
+}
+
+/// `{exchange}:{routing_key}:{queue}`, where a delivery was consumed.
+fn delivery_destination(delivery: &Delivery, queue: &str) -> String {
+    format!(
+        "{}:{queue}",
+        destination(delivery.exchange.as_str(), delivery.routing_key.as_str())
+    )
 }
 
 fn delivery_op<'a>(

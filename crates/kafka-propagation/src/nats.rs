@@ -131,7 +131,13 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: ErrorOutcome,
 {
-    let op = Op {
+    let op = process_op(message);
+    let headers = extractor(message.headers.as_ref());
+    telemetry.run_process(&op, &headers, handler).await
+}
+
+fn process_op(message: &Message) -> Op<'_> {
+    Op {
         system: SYSTEM,
         name: "process",
         kind: "process",
@@ -139,9 +145,7 @@ where
         partition: None,
         group: None,
         attributes: Vec::new(),
-    };
-    let headers = extractor(message.headers.as_ref());
-    telemetry.run_process(&op, &headers, handler).await
+    }
 }
 
 /// The dead-letter subject of `subject`: `<subject>.dlq`.
@@ -176,15 +180,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: ErrorOutcome + std::fmt::Display,
 {
-    let op = Op {
-        system: SYSTEM,
-        name: "process",
-        kind: "process",
-        destination: message.subject.as_str(),
-        partition: None,
-        group: None,
-        attributes: Vec::new(),
-    };
+    let op = process_op(message);
     let headers = extractor(message.headers.as_ref());
     telemetry
         .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {

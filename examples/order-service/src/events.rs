@@ -32,7 +32,7 @@
 use std::time::Duration;
 
 use looptel_core::{ErrorOutcome, Instrumentation};
-use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Mode, Retry, Settlement, kafka};
+use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Mode, Retry, kafka};
 use looptel_red_metrics::{Dependency, Health, MessagingMetrics};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -352,7 +352,7 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
     let mut returned = 0_u32;
     loop {
         let message = tokio::select! {
-            () = crate::payments::stopped(stop.clone()) => break,
+            () = crate::consumers::stopped(stop.clone()) => break,
             m = consumer.recv() => match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -371,7 +371,7 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
                 Some(FULFILMENT_GROUP),
                 &fulfil.retry,
                 &fulfil.dead_letters,
-                crate::payments::stopped(stop.clone()),
+                crate::consumers::stopped(stop.clone()),
                 |attempt| {
                     let (message, fulfil) = (&message, &fulfil);
                     async move {
@@ -385,26 +385,7 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
                 },
             )
             .await;
-            {
-                // Logged in the event's trace.
-                let _in_trace = handled.context().clone().attach();
-                match &handled.settlement {
-                    Settlement::Processed(()) => {}
-                    Settlement::DeadLettered(e) => tracing::error!(
-                        messaging.destination.name = ORDERS_TOPIC,
-                        error = %e,
-                        attempts = handled.attempts,
-                        dead_letter = ORDERS_DLQ,
-                        "order event dead-lettered"
-                    ),
-                    Settlement::Redeliver { error, reason } => tracing::warn!(
-                        messaging.destination.name = ORDERS_TOPIC,
-                        error = %error,
-                        reason = %reason,
-                        "order event not settled"
-                    ),
-                }
-            }
+            crate::consumers::report(&handled, "order event", ORDERS_TOPIC, ORDERS_DLQ);
             if handled.is_settled() {
                 if let Err(e) = consumer.store_offset_from_message(&message) {
                     tracing::warn!(error = %e, "order event offset not stored");
@@ -418,7 +399,7 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
             let wait = again.delay(round);
             round += 1;
             tokio::select! {
-                () = crate::payments::stopped(stop.clone()) => {
+                () = crate::consumers::stopped(stop.clone()) => {
                     returned += 1;
                     break;
                 }

@@ -167,7 +167,7 @@ pub async fn probe(
             }
         }
         tokio::select! {
-            () = crate::payments::stopped(stop.clone()) => return,
+            () = crate::consumers::stopped(stop.clone()) => return,
             () = tokio::time::sleep(every) => {}
         }
     }

@@ -30,6 +30,7 @@
 //! exceeds the reservation deadline — is a **failure**: HTTP 503, logged at
 //! ERROR, span status Error with `error.type`.
 
+mod consumers;
 pub mod events;
 pub mod faults;
 pub mod inventory;

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use looptel_core::{ErrorOutcome, Outcome};
-use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Retry, Settlement, nats};
+use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Retry, nats};
 use looptel_red_metrics::Health;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
+use crate::consumers::stopped;
 use crate::events::OrderPlaced;
-use crate::payments::stopped;
 
 /// The subject notifications go to.
 pub const DEFAULT_SUBJECT: &str = "orders.fulfilled";
@@ -196,22 +196,12 @@ impl Notifications {
                 },
             )
             .await;
-            let _in_trace = handled.context().clone().attach();
-            match &handled.settlement {
-                Settlement::Processed(()) => {}
-                Settlement::DeadLettered(e) => tracing::error!(
-                    messaging.destination.name = %self.subject,
-                    error = %e,
-                    dead_letter = %nats::dead_letter_subject(&self.subject),
-                    "notification dead-lettered"
-                ),
-                Settlement::Redeliver { error, reason } => tracing::warn!(
-                    messaging.destination.name = %self.subject,
-                    error = %error,
-                    reason = %reason,
-                    "notification dropped"
-                ),
-            }
+            crate::consumers::report(
+                &handled,
+                "notification",
+                &self.subject,
+                &nats::dead_letter_subject(&self.subject),
+            );
         }
         // What was published is sent before the process goes.
         let _ = subscriber.unsubscribe().await;

@@ -56,7 +56,9 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use looptel_core::{ErrorOutcome, Outcome};
-use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Retry, Settlement, amqp};
+use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Retry, amqp};
+
+use crate::consumers::stopped;
 use looptel_red_metrics::{Dependency, Health};
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
@@ -471,26 +473,12 @@ impl Payments {
             },
         )
         .await;
-        // Logged in the message's trace.
-        let _in_trace = handled.context().clone().attach();
-        match &handled.settlement {
-            Settlement::Processed(()) => {}
-            Settlement::DeadLettered(e) => tracing::error!(
-                messaging.destination.name = queue,
-                error = %e,
-                dead_letter = %self.inner.names.dead_letter_queue(),
-                "payment request dead-lettered"
-            ),
-            Settlement::Redeliver { error, reason } => tracing::warn!(
-                messaging.destination.name = queue,
-                error = %error,
-                reason = %reason,
-                "payment request left to redelivery"
-            ),
-        }
-        if let Some(e) = &handled.settle_error {
-            tracing::warn!(messaging.destination.name = queue, error = %e, "payment request not acknowledged; RabbitMQ delivers it again");
-        }
+        crate::consumers::report(
+            &handled,
+            "payment request",
+            queue,
+            &self.inner.names.dead_letter_queue(),
+        );
     }
 }
 
@@ -498,11 +486,6 @@ impl Payments {
 enum Ended {
     Stopped,
     Lost(String),
-}
-
-/// Resolves when `stop` says so (or its sender is gone).
-pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]

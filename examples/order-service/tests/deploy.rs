@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Service;
+use common::{Service, amqp_url};
 use promql_parser::parser::{self, Expr, LabelModifier};
 use serde_json::Value as Json;
 use yaml_serde::Value as Yaml;
@@ -1006,10 +1006,6 @@ fn dashboard_queries(
         }
     }
     count
-}
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
 async fn put_faults(client: &reqwest::Client, addr: &str, body: Option<&str>) {

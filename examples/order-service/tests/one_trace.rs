@@ -13,16 +13,12 @@ mod common;
 
 use std::path::Path;
 
-use common::Service;
+use common::{Service, amqp_url};
 use serde_json::Value;
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 const PHONE: &str = "+33-6-12-34-56-78";
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
 
 /// Every span written so far.
 fn spans(path: &Path) -> Vec<Value> {

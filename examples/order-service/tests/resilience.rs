@@ -16,11 +16,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::Service;
+use common::{Service, amqp_url, server_of, through};
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -30,31 +30,6 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use serde_json::Value;
-
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// The broker's address in an AMQP URL.
-fn upstream(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .to_socket_addrs()
-        .expect("resolvable broker")
-        .next()
-        .expect("an address")
-}
-
-/// `url` with its host and port replaced by `addr`.
-fn through(url: &str, addr: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("scheme");
-    let (creds, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
-    let path = rest.find('/').map_or("", |i| &rest[i..]);
-    let at = if creds.is_empty() { "" } else { "@" };
-    format!("{scheme}://{creds}{at}{addr}{path}")
-}
 
 /// A name no other test run uses.
 fn unique(prefix: &str) -> String {
@@ -185,7 +160,7 @@ fn long(s: &str) -> AMQPValue {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rabbitmq_outage_loses_no_payment_captures_none_twice_and_readiness_says_so() {
     let name = unique("outage");
-    let proxy = Proxy::start(upstream(&amqp_url())).await;
+    let proxy = Proxy::start(server_of(&amqp_url())).await;
     let mut svc = Service::start(&[
         ("AMQP_URL", through(&amqp_url(), proxy.addr())),
         ("PAYMENTS_EXCHANGE", name.clone()),

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Service, Traffic};
+use common::{Service, Traffic, amqp_url, server_of, through};
 use looptel_core::{Instrumentation, Propagator};
 use looptel_retro::sources::{Http, files, prometheus::Prometheus as PrometheusSource};
 use looptel_retro::{Retro, Settings, State};
@@ -71,6 +71,72 @@ async fn card_where(
     }
 }
 
+/// The loop around a running order-service at `addr`: the committed spec
+/// with its windows scaled down 60× (the same spec for the rules and for
+/// retro), Debian's Prometheus scraping the service and evaluating the
+/// rules, Debian's Alertmanager, and retro (its library, served on a port)
+/// reading Prometheus — and the spans and log files when given.
+struct Loop {
+    retro: Retro,
+    retro_addr: std::net::SocketAddr,
+    prometheus: Prometheus,
+    _alertmanager: Alertmanager,
+}
+
+impl Loop {
+    async fn start(addr: &str, store: &str, files_of: Option<(&Path, &Path)>) -> Self {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
+        let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
+            .expect("valid spec");
+        let rules = looptel_slo::generate(&spec, false).expect("rules");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let retro_addr = listener.local_addr().expect("addr");
+        let alertmanager = Alertmanager::start(&format!("http://{retro_addr}/alerts"));
+        let prometheus = Prometheus::start_alerting(
+            "order-service",
+            addr.parse().expect("addr"),
+            &rules,
+            alertmanager.addr(),
+        );
+        let http = Http::new(
+            Instrumentation::disabled(Propagator::default()),
+            Duration::from_secs(5),
+        );
+        let mut builder = Retro::builder(
+            spec,
+            Arc::new(PrometheusSource::new(
+                format!("http://{}", prometheus.addr()),
+                http,
+            )),
+            looptel_retro::Store::open(store).await.expect("card store"),
+        );
+        if let Some((spans, log)) = files_of {
+            builder = builder
+                .traces(Arc::new(files::OtlpFile::new(spans)))
+                .logs(Arc::new(files::JsonLogFile::new(log)));
+        }
+        let retro = builder
+            .settings(Settings {
+                window: Duration::from_secs(60),
+                settle: Duration::from_secs(2),
+                min_requests: 10.0,
+                ..Settings::default()
+            })
+            .build();
+        let app = retro.router();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            retro,
+            retro_addr,
+            prometheus,
+            _alertmanager: alertmanager,
+        }
+    }
+}
+
 async fn set_faults(addr: &str, body: Option<&str>) {
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/admin/faults");
@@ -106,55 +172,15 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     );
     let addr = svc.http_addr();
 
-    // The committed spec, windows scaled down 60×: the same spec for the
-    // rules and for retro.
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
-    let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
-        .expect("valid spec");
-    let rules = looptel_slo::generate(&spec, false).expect("rules");
-
-    // retro, with Prometheus, the spans file and the log file as sources.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let retro_addr = listener.local_addr().expect("addr");
-    let am = Alertmanager::start(&format!("http://{retro_addr}/alerts"));
-    let prometheus = Prometheus::start_alerting(
-        "order-service",
-        addr.parse().expect("addr"),
-        &rules,
-        am.addr(),
-    );
-    let http = Http::new(
-        Instrumentation::disabled(Propagator::default()),
-        Duration::from_secs(5),
-    );
-    let retro = Retro::builder(
-        spec,
-        Arc::new(PrometheusSource::new(
-            format!("http://{}", prometheus.addr()),
-            http,
-        )),
-        // The embedded default, a SQLite file, as the binary keeps it.
-        looptel_retro::Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("retro.db").display()
-        ))
-        .await
-        .expect("card store"),
-    )
-    .traces(Arc::new(files::OtlpFile::new(&spans)))
-    .logs(Arc::new(files::JsonLogFile::new(&log)))
-    .settings(Settings {
-        window: Duration::from_secs(60),
-        settle: Duration::from_secs(2),
-        min_requests: 10.0,
-        ..Settings::default()
-    })
-    .build();
-    let app = retro.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Prometheus, Alertmanager and retro, with the spans file and the log
+    // file as sources; the card store a SQLite file, as the binary keeps it.
+    let store = format!("sqlite://{}", dir.path().join("retro.db").display());
+    let Loop {
+        retro,
+        retro_addr,
+        prometheus,
+        _alertmanager,
+    } = Loop::start(&addr, &store, Some((&spans, &log))).await;
 
     // Orders, 20 a second.
     let traffic = Traffic::start(&addr);
@@ -351,41 +377,15 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     drop(svc);
 }
 
-fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
-
-/// `url` (`amqp://user:pass@host:port/vhost`) through `proxy`, and the
-/// broker's own address.
-fn proxied(url: &str, proxy: std::net::SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("scheme");
-    let (creds, rest) = rest.rsplit_once('@').expect("credentials");
-    let path = rest.find('/').map_or("", |i| &rest[i..]);
-    format!("{scheme}://{creds}@{proxy}{path}")
-}
-
-fn broker(url: &str) -> std::net::SocketAddr {
-    use std::net::ToSocketAddrs as _;
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    rest.split('/')
-        .next()
-        .unwrap_or(rest)
-        .to_socket_addrs()
-        .expect("resolvable broker")
-        .next()
-        .expect("an address")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_burns_the_processing_slo_and_its_card_names_the_broker() {
     // RabbitMQ behind a proxy the test cuts; every event's payment request
     // then fails (one attempt, 200 ms of waiting for the connection) and is
     // dead-lettered: the order-events-processing SLO burns.
     let name = format!("loop-{}", std::process::id());
-    let proxy = looptel_tests::Proxy::start(broker(&amqp_url())).await;
+    let proxy = looptel_tests::Proxy::start(server_of(&amqp_url())).await;
     let mut svc = Service::start(&[
-        ("AMQP_URL", proxied(&amqp_url(), proxy.addr())),
+        ("AMQP_URL", through(&amqp_url(), proxy.addr())),
         ("PAYMENTS_EXCHANGE", name.clone()),
         ("PAYMENTS_QUEUE", name.clone()),
         ("MESSAGE_MAX_ATTEMPTS", "1".to_owned()),
@@ -395,45 +395,12 @@ async fn a_broker_outage_burns_the_processing_slo_and_its_card_names_the_broker(
     let addr = svc.http_addr();
     svc.line("rabbitmq connected");
 
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
-    let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
-        .expect("valid spec");
-    let rules = looptel_slo::generate(&spec, false).expect("rules");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let retro_addr = listener.local_addr().expect("addr");
-    let am = Alertmanager::start(&format!("http://{retro_addr}/alerts"));
-    let prometheus = Prometheus::start_alerting(
-        "order-service",
-        addr.parse().expect("addr"),
-        &rules,
-        am.addr(),
-    );
-    let http = Http::new(
-        Instrumentation::disabled(Propagator::default()),
-        Duration::from_secs(5),
-    );
-    let retro = Retro::builder(
-        spec,
-        Arc::new(PrometheusSource::new(
-            format!("http://{}", prometheus.addr()),
-            http,
-        )),
-        looptel_retro::Store::open("sqlite::memory:")
-            .await
-            .expect("card store"),
-    )
-    .settings(Settings {
-        window: Duration::from_secs(60),
-        settle: Duration::from_secs(2),
-        min_requests: 10.0,
-        ..Settings::default()
-    })
-    .build();
-    let app = retro.router();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let Loop {
+        retro,
+        prometheus,
+        _alertmanager,
+        ..
+    } = Loop::start(&addr, "sqlite::memory:", None).await;
     let traffic = Traffic::start(&addr);
 
     // Healthy first: payments flow, the processing SLO's ratio recorded.

@@ -225,3 +225,34 @@ pub(crate) async fn delete_payments(amqp_url: &str, name: &str) {
     }
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// RabbitMQ for the tests: `AMQP_URL`, or the one `scripts/test.sh` starts.
+#[allow(dead_code)] // not every test binary talks to RabbitMQ
+pub(crate) fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// The server's address in a URL (`amqp://user:pass@host:port/vhost`).
+#[allow(dead_code)] // not every test binary puts a proxy in front
+pub(crate) fn server_of(url: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs as _;
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/')
+        .next()
+        .unwrap_or(rest)
+        .to_socket_addrs()
+        .expect("resolvable server")
+        .next()
+        .expect("an address")
+}
+
+/// `url` with its host and port replaced by `addr` (a proxy's).
+#[allow(dead_code)] // not every test binary puts a proxy in front
+pub(crate) fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (creds, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let at = if creds.is_empty() { "" } else { "@" };
+    format!("{scheme}://{creds}{at}{addr}{path}")
+}
