@@ -52,6 +52,8 @@ pub const ORDERS_TOPIC: &str = "orders";
 pub const ORDERS_DLQ: &str = "orders.dlq";
 /// The name of the dependency on `/health/ready` and its gauge.
 pub const DEPENDENCY: &str = "kafka";
+/// The fulfilment consumer's own name there: down when it is not running.
+pub const CONSUMER: &str = "fulfilment";
 /// The fulfilment consumer's group.
 pub const FULFILMENT_GROUP: &str = "fulfilment";
 
@@ -337,6 +339,23 @@ pub struct Fulfil {
     pub retry: Retry,
     /// Where events go that cannot be processed.
     pub dead_letters: kafka::DeadLetters,
+    /// The consumer itself on `/health/ready`: up while it runs, down once
+    /// it stopped, however it stopped.
+    pub running: Dependency,
+}
+
+/// Says the consumer is down when dropped: at its end, or a panic's.
+struct Running(Dependency);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.down("the consumer stopped") {
+            tracing::warn!(
+                dependency = self.0.name(),
+                "fulfilment consumer not running"
+            );
+        }
+    }
 }
 
 /// Processes `OrderPlaced` events until `stop`: each in a `process orders`
@@ -347,6 +366,8 @@ pub struct Fulfil {
 /// are committed.
 pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<bool>) {
     let again = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    fulfil.running.up();
+    let _running = Running(fulfil.running.clone());
     // Events received but not settled when stopping: consumed again from
     // the committed offset by the next consumer of the group.
     let mut returned = 0_u32;

@@ -13,7 +13,7 @@
 //! | `POST /orders` | places an order (`Order.OrderService.PlaceOrder` span), reserving each item in the inventory over gRPC and publishing `OrderPlaced` to Kafka ([`events`]) |
 //! | `GET /orders/{id}` | reads an order back |
 //! | `GET /health/live` (and `/health`) | liveness: 200 while the process serves, never traced |
-//! | `GET /health/ready` | readiness: 503 with what is down (Kafka, RabbitMQ, the inventory) until every dependency is reachable |
+//! | `GET /health/ready` | readiness: 503 with what is down (Kafka, RabbitMQ, NATS, the inventory, the fulfilment consumer) until every dependency is reachable and the consumer runs |
 //! | `GET /metrics` | RED (HTTP and gRPC), `orders.created`, saturation |
 //! | `GET`, `PUT`, `DELETE /admin/faults` | the [`faults`] switch, only with `--enable-faults` |
 //!

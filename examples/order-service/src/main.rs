@@ -218,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
             faults: faults.clone(),
             retry,
             dead_letters: events.dead_letters(),
+            running: health.dependency(order_service::events::CONSUMER),
         },
         fulfilment_stops,
     ));

@@ -622,6 +622,14 @@ async fn a_kafka_broker_outage_is_ridden_out_and_said() {
     }
     assert!(svc.count("kafka brokers down") >= 1);
     assert!(svc.count("kafka broker up") >= 2);
+    // The consumer itself ran throughout: it is a dependency of its own.
+    assert_eq!(
+        scrape_value(
+            &scrape(&client, &addr).await,
+            r#"looptel_dependency_up{dependency="fulfilment"}"#
+        ),
+        Some(1.0)
+    );
     assert!(svc.is_running());
 }
 
