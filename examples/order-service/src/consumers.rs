@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 
-use looptel_kafka_propagation::{Handled, Settlement};
+use looptel::messaging::{Handled, Settlement};
 use tokio::sync::watch;
 
 /// Resolves when `stop` says so (or its sender is gone).

@@ -31,9 +31,9 @@
 
 use std::time::Duration;
 
-use looptel_core::{ErrorOutcome, Instrumentation};
-use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Mode, Retry, kafka};
-use looptel_red_metrics::{Dependency, Health, MessagingMetrics};
+use looptel::core::{ErrorOutcome, Instrumentation};
+use looptel::messaging::{Backoff, MessagingTelemetry, Mode, Retry, kafka};
+use looptel::metrics::{Dependency, Health, MessagingMetrics};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
@@ -292,11 +292,11 @@ pub enum ProcessError {
 }
 
 impl ErrorOutcome for ProcessError {
-    fn outcome(&self) -> looptel_core::Outcome {
+    fn outcome(&self) -> looptel::core::Outcome {
         match self {
             // The message's fault: no retry will read it.
-            Self::Unreadable(_) => looptel_core::Outcome::BusinessError,
-            _ => looptel_core::Outcome::Failure,
+            Self::Unreadable(_) => looptel::core::Outcome::BusinessError,
+            _ => looptel::core::Outcome::Failure,
         }
     }
 

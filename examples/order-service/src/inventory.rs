@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use looptel_core::Instrumentation;
-use looptel_grpc_interceptor::{GrpcClientLayer, GrpcClientService, GrpcServerLayer};
-use looptel_red_metrics::RpcClientMetrics;
+use looptel::core::Instrumentation;
+use looptel::grpc::GrpcClientService;
+use looptel::metrics::RpcClientMetrics;
 use tonic::server::NamedService;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
@@ -99,9 +99,10 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     Server::builder()
         .layer(
-            GrpcServerLayer::new(instrumentation)
-                .services([StockServiceServer::<Stock>::NAME])
-                .hook(metrics.rpc.server_hook()),
+            metrics
+                .instruments()
+                .grpc_server(instrumentation)
+                .services([StockServiceServer::<Stock>::NAME]),
         )
         .add_service(StockServiceServer::new(Stock::new(faults)))
         .serve_with_incoming_shutdown(
@@ -126,7 +127,7 @@ pub fn client(
     let uri: http::Uri = format!("http://{addr}").parse()?;
     let channel = Channel::builder(uri).connect_lazy();
     let traced = tower::ServiceBuilder::new()
-        .layer(GrpcClientLayer::new(instrumentation).hook(metrics.rpc.client_hook()))
+        .layer(metrics.instruments().grpc_client(instrumentation))
         .service(channel);
     Ok(StockServiceClient::new(traced))
 }
@@ -138,7 +139,7 @@ pub const DEPENDENCY: &str = "inventory";
 /// as `dependency` (each change a log line), until `stop`.
 pub async fn probe(
     addr: SocketAddr,
-    dependency: looptel_red_metrics::Dependency,
+    dependency: looptel::metrics::Dependency,
     every: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {

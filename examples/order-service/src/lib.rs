@@ -46,13 +46,10 @@ use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
-use looptel_core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
-use looptel_http_layer::server::{ServerLayer, skip_paths};
-use looptel_red_metrics::{
-    Counter, Health, HttpServerMetrics, MessagingMetrics, Metric, ProcessCollector, Registry,
-    RpcMetrics, TokioCollector, health_routes, metrics_endpoint,
-};
+use looptel::Instruments;
+use looptel::baggage::{BaggagePolicy, EdgeLayer, from_header};
+use looptel::core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
+use looptel::metrics::{Counter, Health, MessagingMetrics, Metric, Registry};
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -134,59 +131,55 @@ impl From<inventory::Inventory> for Dependencies {
     }
 }
 
-/// What the service records beyond traces: RED metrics, a business counter,
-/// saturation; served on `GET /metrics`.
+/// What the service records beyond traces: looptel's instruments (RED for
+/// HTTP, gRPC and messaging, saturation, readiness) and a business counter,
+/// served on `GET /metrics`.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    registry: Registry,
-    http: HttpServerMetrics,
-    rpc: RpcMetrics,
-    messaging: MessagingMetrics,
+    instruments: Instruments,
     orders_created: Arc<Metric<Counter>>,
-    health: Health,
 }
 
 impl Metrics {
-    /// Registers the service's instruments, the process collector and, inside
-    /// a Tokio runtime, the runtime collector.
-    pub fn new() -> Self {
-        let registry = Registry::new();
-        registry.register_collector(Arc::new(ProcessCollector));
-        if let Some(tokio) = TokioCollector::current() {
-            registry.register_collector(Arc::new(tokio));
-        }
+    /// On `instruments` (the [`looptel::Looptel`] handle's, as `main`
+    /// does), with the service's business counter.
+    pub fn on(instruments: Instruments) -> Self {
+        let orders_created = instruments.registry().counter(
+            "orders.created",
+            "{order}",
+            "Orders placed.",
+            &["tenant.id"],
+        );
         Self {
-            http: HttpServerMetrics::new(&registry),
-            // `OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup` adds the pre-1.39
-            // RPC histograms, as the telemetry bootstrap does for spans.
-            rpc: RpcMetrics::new(&registry)
-                .semconv(&registry, looptel_core::SemconvOptIn::from_env()),
-            messaging: MessagingMetrics::new(&registry),
-            orders_created: registry.counter(
-                "orders.created",
-                "{order}",
-                "Orders placed.",
-                &["tenant.id"],
-            ),
-            health: Health::new(&registry),
-            registry,
+            instruments,
+            orders_created,
         }
+    }
+
+    /// On instruments of its own, without telemetry (tests, benchmarks).
+    pub fn new() -> Self {
+        Self::on(Instruments::new(looptel::core::SemconvOptIn::default()))
     }
 
     /// The registry, as `GET /metrics` serves it.
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.instruments.registry()
+    }
+
+    /// looptel's instruments.
+    pub fn instruments(&self) -> &Instruments {
+        &self.instruments
     }
 
     /// The messaging instruments (order events, payments).
     pub fn messaging(&self) -> &MessagingMetrics {
-        &self.messaging
+        self.instruments.messaging()
     }
 
     /// The dependencies `/health/ready` answers for
     /// (`looptel_dependency_up` on `/metrics`).
     pub fn health(&self) -> &Health {
-        &self.health
+        self.instruments.health()
     }
 }
 
@@ -194,80 +187,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Every drop telemetry makes, as counters on `/metrics`, where an
-/// operator looks: log lines (or OTLP log records) dropped at a full queue
-/// and sampled out, baggage members denied on inject, outgoing baggage over
-/// its budget, inbound baggage dropped at the trust boundary, spans dropped
-/// at a full export queue, spans and log records whose export failed,
-/// failed pushes of the metrics over OTLP.
-pub fn register_drops(
-    registry: &Registry,
-    logs: looptel_logs::LogsHandle,
-    baggage: &BaggagePolicy,
-    exports: looptel_telemetry::ExportStats,
-) {
-    let (sampled, b1, b2, b3) = (
-        logs.clone(),
-        baggage.clone(),
-        baggage.clone(),
-        baggage.clone(),
-    );
-    let (e1, e2, e3, e4) = (
-        exports.clone(),
-        exports.clone(),
-        exports.clone(),
-        exports.clone(),
-    );
-    registry.register_collector(Arc::new(
-        looptel_red_metrics::FnCollector::new()
-            .counter(
-                "looptel_log_lines_dropped",
-                "Log lines (or OTLP log records) dropped because the output queue was full.",
-                move || (logs.dropped() + e1.dropped_logs()) as f64,
-            )
-            .counter(
-                "looptel_log_lines_sampled_out",
-                "Log lines left out by per-callsite sampling.",
-                move || sampled.sampled_out() as f64,
-            )
-            .counter(
-                "looptel_baggage_members_denied",
-                "Baggage members not sent because their key is personal data or a secret.",
-                move || b1.stats().denied as f64,
-            )
-            .counter(
-                "looptel_baggage_over_budget",
-                "Outgoing baggage headers cut to the byte budget.",
-                move || b2.stats().over_budget as f64,
-            )
-            .counter(
-                "looptel_baggage_untrusted_dropped",
-                "Inbound baggage dropped at the trust boundary.",
-                move || b3.stats().untrusted_dropped as f64,
-            )
-            .counter(
-                "looptel_spans_export_failed",
-                "Spans lost because their export failed.",
-                move || exports.failed_spans() as f64,
-            )
-            .counter(
-                "looptel_spans_dropped",
-                "Sampled spans dropped because the export queue was full.",
-                move || e2.dropped_spans() as f64,
-            )
-            .counter(
-                "looptel_log_records_export_failed",
-                "OTLP log records lost because their export failed.",
-                move || e3.failed_logs() as f64,
-            )
-            .counter(
-                "looptel_metric_exports_failed",
-                "Pushes of these metrics over OTLP that failed.",
-                move || e4.failed_metric_exports() as f64,
-            ),
-    ));
 }
 
 /// The header the gateway sets, after verifying it, with the caller's tenant.
@@ -284,9 +203,11 @@ pub fn baggage_policy() -> BaggagePolicy {
 /// scrapes are neither traced nor measured), measured by the RED layer, with
 /// `tenant.id` taken from [`TENANT_HEADER`] at the edge.
 ///
-/// One server layer with two hooks: the server span starts, the baggage edge
-/// sets `tenant.id` (promoted onto the span), the RED metrics start their
-/// clock with the span as exemplar; both end when the response body does.
+/// One server layer with two hooks — looptel's, as the facade builds it
+/// ([`Instruments::http_server`]) — the server span starts, the RED
+/// metrics start their clock with the span as exemplar, the baggage edge
+/// sets `tenant.id` (promoted onto the span); both end when the response
+/// body does.
 ///
 /// The trust boundary is the gateway: only a request carrying its
 /// [`TENANT_HEADER`] keeps the caller's baggage; any other has it dropped
@@ -302,32 +223,23 @@ pub fn app(
     dependencies: impl Into<Dependencies>,
 ) -> Result<Router, OperationNameError> {
     Ok(routes(&metrics, dependencies)?
-        // One layer: the baggage edge and the RED metrics run as its hooks,
-        // inside its span and in that order, sharing its future and body.
+        // One layer: the RED metrics and the baggage edge run as its hooks,
+        // inside its span, sharing its future and body.
         .layer(
-            ServerLayer::new(instrumentation)
-                .filter(skip_paths([
-                    "/health",
-                    "/health/live",
-                    "/health/ready",
-                    "/metrics",
-                ]))
-                .response_traceparent(true)
-                .hook(
-                    EdgeLayer::new(baggage)
-                        .members(from_header(
-                            HeaderName::from_static(TENANT_HEADER),
-                            "tenant.id",
-                        ))
-                        // The trust boundary: a request that did not come
-                        // through the gateway (no verified tenant header)
-                        // has its inbound baggage dropped, so no caller can
-                        // name a tenant (a metric label, a log field) itself.
-                        .public_endpoint(|req: &axum::http::Request<axum::body::Body>| {
-                            !req.headers().contains_key(TENANT_HEADER)
-                        }),
-                )
-                .hook(metrics.http),
+            metrics.instruments.http_server(instrumentation).hook(
+                EdgeLayer::new(baggage)
+                    .members(from_header(
+                        HeaderName::from_static(TENANT_HEADER),
+                        "tenant.id",
+                    ))
+                    // The trust boundary: a request that did not come
+                    // through the gateway (no verified tenant header)
+                    // has its inbound baggage dropped, so no caller can
+                    // name a tenant (a metric label, a log field) itself.
+                    .public_endpoint(|req: &axum::http::Request<axum::body::Body>| {
+                        !req.headers().contains_key(TENANT_HEADER)
+                    }),
+            ),
         ))
 }
 
@@ -365,9 +277,8 @@ pub fn routes(
             post(place_order).layer(axum::extract::DefaultBodyLimit::max(serve::MAX_BODY_BYTES)),
         )
         .route("/orders/{id}", get(get_order))
-        .route("/metrics", metrics_endpoint(metrics.registry.clone()))
         .with_state(state)
-        .merge(health_routes(metrics.health.clone())))
+        .merge(metrics.instruments.routes()))
 }
 
 #[derive(Debug, Serialize)]

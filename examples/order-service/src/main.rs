@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::Parser;
-use looptel_telemetry::{Drained, Shutdown, Telemetry};
+use looptel::{Drained, Shutdown};
 
 /// The looptel reference order service.
 #[derive(Debug, Parser)]
@@ -85,25 +85,16 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let drain = std::time::Duration::from_millis(args.drain_timeout_ms);
-    let baggage = order_service::baggage_policy();
-    let mut telemetry = Telemetry::from_env()
+    // Telemetry from OTEL_*, the metrics registry with telemetry's own drop
+    // counters on it (pushed over OTLP too when configured), readiness:
+    // one handle.
+    let lt = looptel::builder()
         .service_name("order-service")
         .service_version(env!("CARGO_PKG_VERSION"))
-        .promote_baggage(baggage.promotion())
-        .baggage_policy(baggage.inject_policy())
+        .baggage(order_service::baggage_policy())
         .init()
         .context("starting telemetry")?;
-
-    let metrics = order_service::Metrics::new();
-    order_service::register_drops(
-        metrics.registry(),
-        telemetry.logs().clone(),
-        &baggage,
-        telemetry.exports().clone(),
-    );
-    // With OTEL_METRICS_EXPORTER=otlp (or an OTLP endpoint), the same RED
-    // metrics are also pushed to the collector; /metrics serves them still.
-    telemetry.push_metrics(metrics.registry().clone());
+    let metrics = order_service::Metrics::on(lt.instruments().clone());
     let faults = order_service::faults::FaultSwitch::new();
 
     // The inventory, a gRPC hop in the same binary.
@@ -116,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(grpc.addr = %grpc_addr, "inventory listening");
     let (stop_grpc, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
     let inventory = tokio::spawn({
-        let (instrumentation, metrics) = (telemetry.instrumentation(), metrics.clone());
+        let (instrumentation, metrics) = (lt.instrumentation(), metrics.clone());
         let faults = faults.clone();
         async move {
             order_service::inventory::serve(grpc, instrumentation, &metrics, faults, async {
@@ -142,15 +133,15 @@ async fn main() -> anyhow::Result<()> {
         "order events on Kafka"
     );
     let messaging =
-        order_service::events::telemetry(telemetry.instrumentation(), metrics.messaging().clone());
+        order_service::events::telemetry(lt.instrumentation(), metrics.messaging().clone());
     let events = order_service::events::Events::new(
         broker.producer().context("creating the Kafka producer")?,
         messaging.clone(),
     );
     let health = metrics.health().clone();
-    let retry = looptel_kafka_propagation::Retry::new(
+    let retry = looptel::messaging::Retry::new(
         args.message_max_attempts,
-        looptel_kafka_propagation::Backoff::default(),
+        looptel::messaging::Backoff::default(),
     );
     // Stopped in this order at shutdown: fulfilment (it publishes payment
     // requests and notifications), then payments and notifications.
@@ -223,13 +214,17 @@ async fn main() -> anyhow::Result<()> {
         fulfilment_stops,
     ));
 
-    let client =
-        order_service::inventory::client(telemetry.instrumentation(), &metrics, grpc_addr)?;
+    let client = order_service::inventory::client(lt.instrumentation(), &metrics, grpc_addr)?;
     let dependencies = order_service::Dependencies {
         inventory: client,
         events: Some(events.clone()),
     };
-    let mut app = order_service::app(telemetry.instrumentation(), baggage, metrics, dependencies)?;
+    let mut app = order_service::app(
+        lt.instrumentation(),
+        lt.baggage().clone(),
+        metrics,
+        dependencies,
+    )?;
     if args.enable_faults {
         tracing::warn!(
             path = order_service::faults::FAULTS_PATH,
@@ -285,6 +280,6 @@ async fn main() -> anyhow::Result<()> {
     // What could not be flushed is logged, with how many spans and log
     // records were lost; how the collector failed (refused, or silent until
     // the timeout) does not change the exit status: the work was done.
-    let _ = telemetry.shutdown();
+    let _ = lt.shutdown();
     Ok(())
 }

@@ -20,9 +20,9 @@
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
-use looptel_core::{ErrorOutcome, Outcome};
-use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Retry, nats};
-use looptel_red_metrics::Health;
+use looptel::core::{ErrorOutcome, Outcome};
+use looptel::messaging::{Backoff, MessagingTelemetry, Retry, nats};
+use looptel::metrics::Health;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 

@@ -55,11 +55,11 @@ use lapin::types::FieldTable;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
-use looptel_core::{ErrorOutcome, Outcome};
-use looptel_kafka_propagation::{Backoff, MessagingTelemetry, Retry, amqp};
+use looptel::core::{ErrorOutcome, Outcome};
+use looptel::messaging::{Backoff, MessagingTelemetry, Retry, amqp};
 
 use crate::consumers::stopped;
-use looptel_red_metrics::{Dependency, Health};
+use looptel::metrics::{Dependency, Health};
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use looptel_telemetry::Shutdown;
+use looptel::telemetry::Shutdown;
 use tokio::net::TcpListener;
 
 /// The largest request body the order API reads (an order is small).

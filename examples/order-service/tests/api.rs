@@ -4,8 +4,8 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use looptel_logs::JsonLogs;
-use looptel_telemetry::Telemetry;
+use looptel::logs::JsonLogs;
+use looptel::telemetry::Telemetry;
 use looptel_tests::CapturedSpans;
 use looptel_tests::SharedBuf;
 use looptel_tests::attr;
@@ -25,7 +25,7 @@ struct Observed {
 /// The inventory on 127.0.0.1, traced by `inst`, acting on `faults`, and
 /// a client of it.
 async fn inventory(
-    inst: &looptel_core::Instrumentation,
+    inst: &looptel::core::Instrumentation,
     metrics: &order_service::Metrics,
     faults: FaultSwitch,
 ) -> order_service::inventory::Inventory {
@@ -253,7 +253,7 @@ async fn a_system_failure_sets_error_status_and_logs_at_error() {
 
 #[tokio::test]
 async fn orders_can_be_read_back_and_unknown_ids_are_404() {
-    let inst = looptel_core::Instrumentation::disabled(looptel_core::Propagator::default());
+    let inst = looptel::core::Instrumentation::disabled(looptel::core::Propagator::default());
     let metrics = order_service::Metrics::new();
     let inventory = inventory(&inst, &metrics, FaultSwitch::new()).await;
     let app =
@@ -396,7 +396,7 @@ async fn an_injected_delay_past_the_deadline_fails_the_order_as_deadline_exceede
 
 #[tokio::test]
 async fn the_fault_switch_reads_sets_clears_and_refuses_bad_input() {
-    let inst = looptel_core::Instrumentation::disabled(looptel_core::Propagator::default());
+    let inst = looptel::core::Instrumentation::disabled(looptel::core::Propagator::default());
     let metrics = order_service::Metrics::new();
     let faults = FaultSwitch::new();
     let inventory = inventory(&inst, &metrics, faults.clone()).await;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Service, Traffic, amqp_url, server_of, through};
-use looptel_core::{Instrumentation, Propagator};
+use looptel::core::{Instrumentation, Propagator};
 use looptel_retro::sources::{Http, files, prometheus::Prometheus as PrometheusSource};
 use looptel_retro::{Retro, Settings, State};
 use looptel_tests::otlp_json_attribute as attribute;

@@ -1,0 +1,107 @@
+//! The facade as a service uses it: one `init`, the layer and the routes
+//! from the handle, a request served, and what `/metrics` then shows —
+//! the request's RED series, telemetry's own drop counters (registered by
+//! `init`, not by the service), the dependencies' readiness.
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+async fn body(res: axum::response::Response) -> String {
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_init_one_layer_and_metrics_probes_and_drops_on_one_registry() {
+    let lt = looptel::builder()
+        .service_name("facade-test")
+        .service_version("0.0.1")
+        .init()
+        .expect("telemetry starts");
+    let app: Router = Router::new()
+        .route("/hello/{name}", get(|| async { "hello" }))
+        .layer(lt.http_server())
+        .merge(lt.routes());
+
+    let res = app
+        .clone()
+        .oneshot(
+            http::Request::get("/hello/ada")
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("served");
+    assert_eq!(res.status(), 200);
+    let traceparent = res
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .expect("the response names the request's span")
+        .to_owned();
+    assert!(
+        traceparent.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{traceparent}"
+    );
+    assert_eq!(body(res).await, "hello");
+
+    // A dependency, down until it says up: readiness follows.
+    let db = lt.health().dependency("db");
+    let ready = |app: Router| async move {
+        app.oneshot(
+            http::Request::get("/health/ready")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("served")
+    };
+    let res = ready(app.clone()).await;
+    assert_eq!(res.status(), 503);
+    assert!(body(res).await.contains(r#""dependency":"db""#));
+    db.up();
+    assert_eq!(ready(app.clone()).await.status(), 200);
+
+    let res = app
+        .oneshot(
+            http::Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("served");
+    let text = body(res).await;
+    let request = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains(r#"http_route="/hello/{name}""#)
+        })
+        .unwrap_or_else(|| panic!("the request's series: {text}"));
+    assert!(request.ends_with(" 1"), "{request}");
+    // The probes and the scrape are neither traced nor measured.
+    assert!(!text.contains(r#"http_route="/health/ready""#), "{text}");
+    for drops in [
+        "looptel_spans_dropped_total",
+        "looptel_log_lines_dropped_total",
+        "looptel_baggage_members_denied_total",
+        "looptel_metric_exports_failed_total",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(drops)),
+            "{drops} on /metrics without the service wiring it: {text}"
+        );
+    }
+    assert!(
+        text.contains(r#"looptel_dependency_up{dependency="db"} 1"#),
+        "{text}"
+    );
+    lt.shutdown().expect("flushed");
+}
