@@ -109,5 +109,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --lock
 echo "==> doc tests"
 cargo test --workspace --all-features --doc --locked --quiet
 
+echo "==> the facade's small build (axum, OTLP/HTTP): no tonic, rdkafka, lapin, async-nats or zipkin"
+small=$(cargo tree -p looptel --no-default-features -F axum,otlp-http -e normal --prefix none --locked)
+if grep -E '^(tonic|rdkafka|lapin|async-nats|opentelemetry-zipkin) ' <<<"$small"; then
+    echo "the small build pulls the crates above"
+    exit 1
+fi
+# And a telemetry built without gRPC and B3 refuses them by name.
+cargo test -p looptel-telemetry --no-default-features -F otlp-http --lib --locked --quiet lacking
+
 echo "==> tests"
 cargo nextest run --workspace --all-features --locked --no-fail-fast

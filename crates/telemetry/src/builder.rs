@@ -240,7 +240,7 @@ impl TelemetryBuilder {
         };
         let mut notes = Vec::new();
         let service = self.service_info(&env, &mut notes);
-        let mut propagator = propagator(env.propagators.as_deref());
+        let mut propagator = propagator(env.propagators.as_deref())?;
         if let Some(policy) = self.baggage_policy {
             propagator = propagator.with_baggage_policy(policy);
         }
@@ -402,7 +402,7 @@ impl TelemetryBuilder {
                 None => metrics_signal.endpoint.is_some() && exporter_kind == TracesExporter::Otlp,
             };
             if push_metrics {
-                let (protocol, url) = crate::otlp::target(&metrics_signal, "/v1/metrics");
+                let (protocol, url) = crate::otlp::target(&metrics_signal, "/v1/metrics")?;
                 if protocol == Protocol::Grpc {
                     tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
                 }
@@ -603,20 +603,44 @@ fn resource(service: &ServiceInfo, env: &[(String, String)], code: &[KeyValue]) 
 // its B3 propagator is still OpenTelemetry's own, on the same
 // opentelemetry version as the rest of the tree.
 #[allow(deprecated)]
-fn propagator(names: Option<&[PropagatorName]>) -> Propagator {
-    use opentelemetry_zipkin::{B3Encoding, Propagator as B3};
+fn propagator(names: Option<&[PropagatorName]>) -> Result<Propagator, TelemetryError> {
     let names = names.unwrap_or(&[PropagatorName::TraceContext, PropagatorName::Baggage]);
-    let mut p = Propagator::w3c(
+    let p = Propagator::w3c(
         names.contains(&PropagatorName::TraceContext),
         names.contains(&PropagatorName::Baggage),
     );
     // B3 for service meshes (Istio, Envoy, Linkerd) and Zipkin-era callers:
     // OpenTelemetry's own propagator, beside W3C.
-    if names.contains(&PropagatorName::B3) {
-        p = p.with_propagator(B3::with_encoding(B3Encoding::SingleHeader));
+    #[cfg(feature = "b3")]
+    {
+        use opentelemetry_zipkin::{B3Encoding, Propagator as B3};
+        let mut p = p;
+        if names.contains(&PropagatorName::B3) {
+            p = p.with_propagator(B3::with_encoding(B3Encoding::SingleHeader));
+        }
+        if names.contains(&PropagatorName::B3Multi) {
+            p = p.with_propagator(B3::with_encoding(B3Encoding::MultipleHeader));
+        }
+        Ok(p)
     }
-    if names.contains(&PropagatorName::B3Multi) {
-        p = p.with_propagator(B3::with_encoding(B3Encoding::MultipleHeader));
+    #[cfg(not(feature = "b3"))]
+    {
+        if let Some(b3) = names
+            .iter()
+            .find(|n| matches!(n, PropagatorName::B3 | PropagatorName::B3Multi))
+        {
+            let name = if *b3 == PropagatorName::B3 {
+                "b3"
+            } else {
+                "b3multi"
+            };
+            return Err(crate::ConfigError::new(
+                "OTEL_PROPAGATORS",
+                name,
+                "this build has no B3 propagators: enable looptel's `b3` feature",
+            )
+            .into());
+        }
+        Ok(p)
     }
-    p
 }

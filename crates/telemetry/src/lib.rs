@@ -57,10 +57,23 @@
 //! Every invalid value stops start-up with a [`ConfigError`] naming the
 //! variable and the value, instead of silently falling back.
 //!
+//! # Features
+//! `otlp-http` (OTLP over HTTP/protobuf, through reqwest), `otlp-grpc`
+//! (OTLP over gRPC, through tonic) — at least one — and `b3` (the B3
+//! propagators); all three by default. A protocol or propagator asked for
+//! by `OTEL_*` that the build lacks stops start-up with a [`ConfigError`]
+//! naming the feature.
+//!
 //! # Runtime
 //! Start telemetry inside a Tokio runtime when OTLP uses gRPC, and prefer the
 //! multi-thread runtime: spans are exported from a dedicated thread that
 //! relies on the runtime to drive the gRPC connection, also during shutdown.
+
+#[cfg(not(any(feature = "otlp-http", feature = "otlp-grpc")))]
+compile_error!(
+    "looptel-telemetry exports over OTLP: enable `otlp-http` (the default) or `otlp-grpc` \
+     (through `looptel`: its features of the same names)"
+);
 
 mod builder;
 mod config;
