@@ -118,5 +118,9 @@ fi
 # And a telemetry built without gRPC and B3 refuses them by name.
 cargo test -p looptel-telemetry --no-default-features -F otlp-http --lib --locked --quiet lacking
 
+echo "==> every library crate packages (cargo package: built from its .crate, nothing uploaded)"
+cargo package --workspace --locked --allow-dirty --quiet \
+    --exclude looptel-benches --exclude looptel-tests --exclude order-service --exclude w3c-conformance
+
 echo "==> tests"
 cargo nextest run --workspace --all-features --locked --no-fail-fast
