@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crate::registry::Format;
+use crate::exposition::Format;
 
 /// A family name that two registries both define: never served twice.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,8 +23,9 @@ use std::time::SystemTime;
 
 use looptel_catalogue::metrics as m;
 
+use crate::metric::Metric;
 use crate::metrics::Gauge;
-use crate::registry::{Metric, Registry};
+use crate::registry::Registry;
 
 /// The dependencies a service needs, each up or down. Cheap to clone.
 #[derive(Clone, Debug)]

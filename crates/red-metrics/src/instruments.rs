@@ -7,8 +7,9 @@ use looptel_core::TraceIds;
 
 use looptel_catalogue::metrics as m;
 
+use crate::metric::Metric;
 use crate::metrics::{Counter, Gauge, Histogram};
-use crate::registry::{Metric, Registry};
+use crate::registry::Registry;
 
 impl Metric<Counter> {
     /// Adds one; the current span becomes the exemplar when sampled.

@@ -34,12 +34,15 @@
 //! `otel_metric_overflow="true"` series and are counted in
 //! `looptel_metric_overflow_records_total`.
 
+mod collectors;
 mod exemplar;
+mod exposition;
 mod family;
 #[cfg(feature = "prometheus-client")]
 mod foreign;
 mod health;
 mod instruments;
+mod metric;
 mod metrics;
 mod registry;
 mod resolved;
@@ -48,7 +51,9 @@ mod saturation;
 mod server;
 mod snapshot;
 
+pub use collectors::{Collected, Collector, FnCollector};
 pub use exemplar::Exemplar;
+pub use exposition::{Format, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL};
 #[cfg(feature = "prometheus-client")]
 pub use foreign::DuplicateFamily;
@@ -58,11 +63,9 @@ pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
     HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,
 };
+pub use metric::Metric;
 pub use metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};
-pub use registry::{
-    Collected, Collector, FnCollector, Format, Metric, OPENMETRICS_CONTENT_TYPE, OVERFLOW_COUNTER,
-    PROMETHEUS_CONTENT_TYPE, Registry,
-};
+pub use registry::{OVERFLOW_COUNTER, Registry};
 pub use rpc::{RpcClientMetrics, RpcRecording, RpcServerMetrics};
 pub use saturation::{ProcessCollector, TokioCollector};
 pub use server::{ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, Recording, RedLayer};

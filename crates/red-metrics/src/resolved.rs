@@ -6,8 +6,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use looptel_core::TraceIds;
 
+use crate::metric::Metric;
 use crate::metrics::Histogram;
-use crate::registry::Metric;
 
 /// At most this many keys are remembered (the labels are bounded by
 /// construction; this bounds the memory even so). Beyond, series are looked

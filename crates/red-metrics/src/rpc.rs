@@ -9,8 +9,8 @@ use looptel_engine::{
     Classification, GrpcCode, HookState, RequestHook, RpcServices, rpc_method_label,
 };
 
+use crate::metric::Metric;
 use crate::metrics::Histogram;
-use crate::registry::Metric;
 use crate::resolved::ResolvedSeries;
 
 /// The hook that records `rpc.server.call.duration` for each call of a

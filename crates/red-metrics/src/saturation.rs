@@ -1,6 +1,6 @@
 //! Saturation (USE): the process and the Tokio runtime, read at each scrape.
 
-use crate::registry::{Collected, Collector};
+use crate::collectors::{Collected, Collector};
 
 /// `process_cpu_seconds_total`, `process_resident_memory_bytes`,
 /// `process_open_fds`, read from `/proc/self` (Linux; elsewhere nothing).
