@@ -233,7 +233,7 @@ impl TelemetryBuilder {
 
     /// Validates the configuration and builds the providers, installing
     /// nothing globally.
-    pub fn build(self) -> Result<Telemetry, TelemetryError> {
+    pub fn build(mut self) -> Result<Telemetry, TelemetryError> {
         let env = match &self.env {
             Some(lookup) => EnvConfig::parse(lookup)?,
             None => EnvConfig::default(),
@@ -241,12 +241,13 @@ impl TelemetryBuilder {
         let mut notes = Vec::new();
         let service = self.service_info(&env, &mut notes);
         let mut propagator = propagator(env.propagators.as_deref())?;
-        if let Some(policy) = self.baggage_policy {
+        if let Some(policy) = self.baggage_policy.take() {
             propagator = propagator.with_baggage_policy(policy);
         }
+        let logs = std::mem::replace(&mut self.logs, looptel_logs::JsonLogs::builder());
         let logs = match &self.env {
-            Some(lookup) => self.logs.filter_from_lookup(lookup)?,
-            None => self.logs,
+            Some(lookup) => logs.filter_from_lookup(lookup)?,
+            None => logs,
         };
         let mut logs = logs
             .service(service.clone())
@@ -265,228 +266,14 @@ impl TelemetryBuilder {
             )));
         } else {
             let resource = resource(&service, &env.resource_attributes, &self.attributes);
-            let mut traces_signal = with_code_settings(&env.traces, &self.endpoint, self.protocol);
-            // The batch processor runs exports on its own thread and bounds
-            // them through the exporter: OTEL_BSP_EXPORT_TIMEOUT caps the
-            // OTLP timeout.
-            if let Some(bsp) = env.bsp_export_timeout {
-                traces_signal.timeout = Some(traces_signal.timeout.map_or(bsp, |t| t.min(bsp)));
-            }
-            let exporter_kind = self.traces_exporter.or(env.traces_exporter).unwrap_or(
-                if traces_signal.endpoint.is_some() {
-                    TracesExporter::Otlp
-                } else {
-                    TracesExporter::Console
-                },
-            );
-            // Every value set here: the SDK's own default builder would read
-            // OTEL_BSP_* from the process, behind the configured lookup.
-            let batch = || {
-                BatchConfigBuilder::default()
-                    .with_scheduled_delay(
-                        env.bsp_schedule_delay
-                            .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
-                    )
-                    .with_max_queue_size(
-                        env.bsp_max_queue_size
-                            .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
-                    )
-                    .with_max_export_batch_size(
-                        env.bsp_max_export_batch_size
-                            .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
-                    )
-            };
-            let span_queue = env
-                .bsp_max_queue_size
-                .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT);
-            let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
-            // Baggage promotion rides on the first built-in processor: with
-            // a single processor the SDK hands it the finished span without
-            // cloning it (about 2,000 instructions per sampled span less
-            // than a processor of its own). Left over: a processor of its
-            // own, added below.
-            let mut promotion = Some(self.promotion.clone()).filter(|p| !p.is_empty());
-            builder = match self.sampler {
-                Some((s, follows)) => {
-                    parent_based = follows;
-                    builder.with_sampler(s)
-                }
-                None => {
-                    let s = env.sampler.unwrap_or_default();
-                    parent_based = s.follows_unsampled_parent();
-                    builder.with_sampler(s.into_sdk())
-                }
-            };
-            let traces_file = self.traces_file.or(env.traces_file);
-            if let Some(path) = &traces_file {
-                let exporter = crate::file::OtlpFileExporter::open(path).map_err(|e| {
-                    ConfigError::new(
-                        vars::LOOPTEL_TRACES_FILE,
-                        &path.display().to_string(),
-                        format!("cannot open for appending: {e}"),
-                    )
-                })?;
-                notes.push(Note::info(format!(
-                    "traces: appended as OTLP JSON lines to {}",
-                    path.display()
-                )));
-                builder = builder.with_span_processor(gated_batch(
-                    exporter,
-                    env.value_limit,
-                    span_queue,
-                    batch().build(),
-                    &export_stats,
-                    promotion.take(),
-                ));
-            }
-            if let Some(custom) = self.span_exporter {
-                builder = builder.with_span_processor(custom(Gate {
-                    value_limit: env.value_limit,
-                    capacity: span_queue,
-                    config: batch().build(),
-                    stats: export_stats.clone(),
-                    promotion: promotion.take(),
-                }));
-                notes.push(Note::info(
-                    "traces: exported to a custom exporter".to_owned(),
-                ));
-            } else {
-                match exporter_kind {
-                    TracesExporter::Otlp => {
-                        let (exporter, target) = otlp_span_exporter(&traces_signal)?;
-                        notes.push(Note::info(format!("traces: OTLP to {target}")));
-                        builder = builder.with_span_processor(gated_batch(
-                            exporter,
-                            env.value_limit,
-                            span_queue,
-                            batch().build(),
-                            &export_stats,
-                            promotion.take(),
-                        ));
-                    }
-                    TracesExporter::Console if traces_file.is_some() => {}
-                    TracesExporter::Console => {
-                        notes.push(Note::info(format!(
-                            "traces: written as JSON lines to standard error \
-                             (set {} to send them to a collector)",
-                            vars::OTEL_EXPORTER_OTLP_ENDPOINT
-                        )));
-                        builder = builder.with_span_processor(gated_batch(
-                            console::ConsoleExporter::new(Box::new(std::io::stderr())),
-                            env.value_limit,
-                            span_queue,
-                            batch().build(),
-                            &export_stats,
-                            promotion.take(),
-                        ));
-                    }
-                    TracesExporter::None => notes.push(Note::info(format!(
-                        "traces: created and sampled but not exported ({}=none)",
-                        vars::OTEL_TRACES_EXPORTER
-                    ))),
-                }
-            }
-            if let Some(promotion) = promotion {
-                builder = builder.with_span_processor(crate::promotion::Promote(promotion));
-            }
-            tracer_provider = Some(builder.build());
-
-            let mut metrics_signal =
-                with_code_settings(&env.metrics, &self.endpoint, self.protocol);
-            if let Some(t) = env.metric_export_timeout {
-                metrics_signal.timeout = Some(metrics_signal.timeout.map_or(t, |o| o.min(t)));
-            }
-            let push_metrics = match env.metrics_exporter {
-                Some(MetricsExporter::Otlp) => true,
-                Some(MetricsExporter::None) => false,
-                None => metrics_signal.endpoint.is_some() && exporter_kind == TracesExporter::Otlp,
-            };
-            if push_metrics {
-                let (protocol, url) = crate::otlp::target(&metrics_signal, "/v1/metrics")?;
-                if protocol == Protocol::Grpc {
-                    tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
-                }
-                push = Some(crate::push::PushConfig {
-                    url,
-                    protocol,
-                    timeout: metrics_signal
-                        .timeout
-                        .unwrap_or(crate::otlp::DEFAULT_OTLP_TIMEOUT),
-                    signal: metrics_signal.clone(),
-                    interval: env
-                        .metric_export_interval
-                        .unwrap_or(Duration::from_secs(60)),
-                    temporality: env.temporality,
-                    resource: crate::push::resource_attributes(&resource),
-                });
-                let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
-                // Only what is recorded through the OpenTelemetry meter provider
-                // goes there: looptel's RED metrics are served for scraping.
-                notes.push(Note::info(format!(
-                    "metrics: the OpenTelemetry meter provider's instruments pushed as OTLP to {target}"
-                )));
-                let reader = PeriodicReader::builder(exporter).with_interval(
-                    env.metric_export_interval
-                        .unwrap_or(Duration::from_secs(60)),
-                );
-                meter_provider = Some(
-                    SdkMeterProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_reader(reader.build())
-                        .build(),
-                );
-            }
-
-            match env.logs_exporter.unwrap_or(LogsExporter::Console) {
-                LogsExporter::Otlp => {
-                    let mut signal = with_code_settings(&env.logs, &self.endpoint, self.protocol);
-                    if let Some(t) = env.blrp_export_timeout {
-                        signal.timeout = Some(signal.timeout.map_or(t, |o| o.min(t)));
-                    }
-                    let (exporter, target) = otlp_log_exporter(&signal)?;
-                    notes.push(Note::info(format!("logs: OTLP to {target}")));
-                    let capacity = env
-                        .blrp_max_queue_size
-                        .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT);
-                    let queue = Queue::logs(capacity, &export_stats);
-                    // Every value set, as for spans: the SDK's defaults would
-                    // read OTEL_BLRP_* from the process behind the lookup.
-                    let config = blrp::BatchConfigBuilder::default()
-                        .with_scheduled_delay(
-                            env.blrp_schedule_delay
-                                .unwrap_or(blrp::OTEL_BLRP_SCHEDULE_DELAY_DEFAULT),
-                        )
-                        .with_max_queue_size(capacity)
-                        .with_max_export_batch_size(
-                            env.blrp_max_export_batch_size
-                                .unwrap_or(blrp::OTEL_BLRP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
-                        )
-                        .build();
-                    let processor = blrp::BatchLogProcessor::builder(CountedLogs {
-                        inner: exporter,
-                        queue: queue.clone(),
-                    })
-                    .with_batch_config(config)
-                    .build();
-                    let provider = SdkLoggerProvider::builder()
-                        .with_resource(resource)
-                        .with_log_processor(GatedLogs {
-                            inner: processor,
-                            queue,
-                        })
-                        .build();
-                    logs = logs.export(provider.logger(looptel_core::SCOPE));
-                    logger_provider = Some(provider);
-                }
-                LogsExporter::Console => {}
-                LogsExporter::None => {
-                    notes.push(Note::info(format!(
-                        "logs: not written ({}=none)",
-                        vars::OTEL_LOGS_EXPORTER
-                    )));
-                    logs = logs.output(std::io::sink());
-                }
-            }
+            let (provider, follows, exporter_kind) =
+                self.traces_pipeline(&env, &resource, &export_stats, &mut notes)?;
+            parent_based = follows;
+            tracer_provider = Some(provider);
+            (push, meter_provider) =
+                self.metrics_pipeline(&env, exporter_kind, &resource, &mut notes)?;
+            (logs, logger_provider) =
+                self.logs_pipeline(&env, resource, logs, &export_stats, &mut notes)?;
         }
         let (logs, logs_guard) = logs.build();
         let logs_handle = logs.handle();
@@ -515,6 +302,269 @@ impl TelemetryBuilder {
             shutdown_timeout: self.shutdown_timeout,
             notes,
         })
+    }
+
+    /// The tracer provider: the sampler, then the span processors — the
+    /// OTLP JSON lines file, a custom exporter or the configured one, each
+    /// behind the gated batch processor — and baggage promotion. Returns it
+    /// with whether the sampler follows an unsampled parent, and the
+    /// traces exporter in force (the metrics' default reads it).
+    fn traces_pipeline(
+        &mut self,
+        env: &EnvConfig,
+        resource: &Resource,
+        export_stats: &ExportStats,
+        notes: &mut Vec<Note>,
+    ) -> Result<(SdkTracerProvider, bool, TracesExporter), TelemetryError> {
+        let parent_based;
+        let mut traces_signal = with_code_settings(&env.traces, &self.endpoint, self.protocol);
+        // The batch processor runs exports on its own thread and bounds
+        // them through the exporter: OTEL_BSP_EXPORT_TIMEOUT caps the
+        // OTLP timeout.
+        if let Some(bsp) = env.bsp_export_timeout {
+            traces_signal.timeout = Some(traces_signal.timeout.map_or(bsp, |t| t.min(bsp)));
+        }
+        let exporter_kind = self.traces_exporter.or(env.traces_exporter).unwrap_or(
+            if traces_signal.endpoint.is_some() {
+                TracesExporter::Otlp
+            } else {
+                TracesExporter::Console
+            },
+        );
+        // Every value set here: the SDK's own default builder would read
+        // OTEL_BSP_* from the process, behind the configured lookup.
+        let batch = || {
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(
+                    env.bsp_schedule_delay
+                        .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
+                )
+                .with_max_queue_size(
+                    env.bsp_max_queue_size
+                        .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
+                )
+                .with_max_export_batch_size(
+                    env.bsp_max_export_batch_size
+                        .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
+                )
+        };
+        let span_queue = env
+            .bsp_max_queue_size
+            .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT);
+        let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+        // Baggage promotion rides on the first built-in processor: with
+        // a single processor the SDK hands it the finished span without
+        // cloning it (about 2,000 instructions per sampled span less
+        // than a processor of its own). Left over: a processor of its
+        // own, added below.
+        let mut promotion = Some(self.promotion.clone()).filter(|p| !p.is_empty());
+        builder = match self.sampler.take() {
+            Some((s, follows)) => {
+                parent_based = follows;
+                builder.with_sampler(s)
+            }
+            None => {
+                let s = env.sampler.unwrap_or_default();
+                parent_based = s.follows_unsampled_parent();
+                builder.with_sampler(s.into_sdk())
+            }
+        };
+        let traces_file = self.traces_file.take().or_else(|| env.traces_file.clone());
+        if let Some(path) = &traces_file {
+            let exporter = crate::file::OtlpFileExporter::open(path).map_err(|e| {
+                ConfigError::new(
+                    vars::LOOPTEL_TRACES_FILE,
+                    &path.display().to_string(),
+                    format!("cannot open for appending: {e}"),
+                )
+            })?;
+            notes.push(Note::info(format!(
+                "traces: appended as OTLP JSON lines to {}",
+                path.display()
+            )));
+            builder = builder.with_span_processor(gated_batch(
+                exporter,
+                env.value_limit,
+                span_queue,
+                batch().build(),
+                export_stats,
+                promotion.take(),
+            ));
+        }
+        if let Some(custom) = self.span_exporter.take() {
+            builder = builder.with_span_processor(custom(Gate {
+                value_limit: env.value_limit,
+                capacity: span_queue,
+                config: batch().build(),
+                stats: export_stats.clone(),
+                promotion: promotion.take(),
+            }));
+            notes.push(Note::info(
+                "traces: exported to a custom exporter".to_owned(),
+            ));
+        } else {
+            match exporter_kind {
+                TracesExporter::Otlp => {
+                    let (exporter, target) = otlp_span_exporter(&traces_signal)?;
+                    notes.push(Note::info(format!("traces: OTLP to {target}")));
+                    builder = builder.with_span_processor(gated_batch(
+                        exporter,
+                        env.value_limit,
+                        span_queue,
+                        batch().build(),
+                        export_stats,
+                        promotion.take(),
+                    ));
+                }
+                TracesExporter::Console if traces_file.is_some() => {}
+                TracesExporter::Console => {
+                    notes.push(Note::info(format!(
+                        "traces: written as JSON lines to standard error \
+                         (set {} to send them to a collector)",
+                        vars::OTEL_EXPORTER_OTLP_ENDPOINT
+                    )));
+                    builder = builder.with_span_processor(gated_batch(
+                        console::ConsoleExporter::new(Box::new(std::io::stderr())),
+                        env.value_limit,
+                        span_queue,
+                        batch().build(),
+                        export_stats,
+                        promotion.take(),
+                    ));
+                }
+                TracesExporter::None => notes.push(Note::info(format!(
+                    "traces: created and sampled but not exported ({}=none)",
+                    vars::OTEL_TRACES_EXPORTER
+                ))),
+            }
+        }
+        if let Some(promotion) = promotion {
+            builder = builder.with_span_processor(crate::promotion::Promote(promotion));
+        }
+        Ok((builder.build(), parent_based, exporter_kind))
+    }
+
+    /// The OTLP push of looptel's registry and the OpenTelemetry meter
+    /// provider, when metrics go over OTLP (explicitly, or by default
+    /// beside OTLP traces).
+    fn metrics_pipeline(
+        &self,
+        env: &EnvConfig,
+        exporter_kind: TracesExporter,
+        resource: &Resource,
+        notes: &mut Vec<Note>,
+    ) -> Result<(Option<crate::push::PushConfig>, Option<SdkMeterProvider>), TelemetryError> {
+        let mut metrics_signal = with_code_settings(&env.metrics, &self.endpoint, self.protocol);
+        if let Some(t) = env.metric_export_timeout {
+            metrics_signal.timeout = Some(metrics_signal.timeout.map_or(t, |o| o.min(t)));
+        }
+        let push_metrics = match env.metrics_exporter {
+            Some(MetricsExporter::Otlp) => true,
+            Some(MetricsExporter::None) => false,
+            None => metrics_signal.endpoint.is_some() && exporter_kind == TracesExporter::Otlp,
+        };
+        if !push_metrics {
+            return Ok((None, None));
+        }
+        {
+            let (protocol, url) = crate::otlp::target(&metrics_signal, "/v1/metrics")?;
+            if protocol == Protocol::Grpc {
+                tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
+            }
+            let push = crate::push::PushConfig {
+                url,
+                protocol,
+                timeout: metrics_signal
+                    .timeout
+                    .unwrap_or(crate::otlp::DEFAULT_OTLP_TIMEOUT),
+                signal: metrics_signal.clone(),
+                interval: env
+                    .metric_export_interval
+                    .unwrap_or(Duration::from_secs(60)),
+                temporality: env.temporality,
+                resource: crate::push::resource_attributes(resource),
+            };
+            let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
+            // Only what is recorded through the OpenTelemetry meter provider
+            // goes there: looptel's RED metrics are served for scraping.
+            notes.push(Note::info(format!(
+                "metrics: the OpenTelemetry meter provider's instruments pushed as OTLP to {target}"
+            )));
+            let reader = PeriodicReader::builder(exporter).with_interval(
+                env.metric_export_interval
+                    .unwrap_or(Duration::from_secs(60)),
+            );
+            let meter_provider = SdkMeterProvider::builder()
+                .with_resource(resource.clone())
+                .with_reader(reader.build())
+                .build();
+            Ok((Some(push), Some(meter_provider)))
+        }
+    }
+
+    /// The logs: OTLP log records through a gated batch processor, JSON
+    /// lines on standard output (the default), or nothing.
+    fn logs_pipeline(
+        &self,
+        env: &EnvConfig,
+        resource: Resource,
+        mut logs: LogsBuilder,
+        export_stats: &ExportStats,
+        notes: &mut Vec<Note>,
+    ) -> Result<(LogsBuilder, Option<SdkLoggerProvider>), TelemetryError> {
+        match env.logs_exporter.unwrap_or(LogsExporter::Console) {
+            LogsExporter::Otlp => {
+                let mut signal = with_code_settings(&env.logs, &self.endpoint, self.protocol);
+                if let Some(t) = env.blrp_export_timeout {
+                    signal.timeout = Some(signal.timeout.map_or(t, |o| o.min(t)));
+                }
+                let (exporter, target) = otlp_log_exporter(&signal)?;
+                notes.push(Note::info(format!("logs: OTLP to {target}")));
+                let capacity = env
+                    .blrp_max_queue_size
+                    .unwrap_or(blrp::OTEL_BLRP_MAX_QUEUE_SIZE_DEFAULT);
+                let queue = Queue::logs(capacity, export_stats);
+                // Every value set, as for spans: the SDK's defaults would
+                // read OTEL_BLRP_* from the process behind the lookup.
+                let config = blrp::BatchConfigBuilder::default()
+                    .with_scheduled_delay(
+                        env.blrp_schedule_delay
+                            .unwrap_or(blrp::OTEL_BLRP_SCHEDULE_DELAY_DEFAULT),
+                    )
+                    .with_max_queue_size(capacity)
+                    .with_max_export_batch_size(
+                        env.blrp_max_export_batch_size
+                            .unwrap_or(blrp::OTEL_BLRP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
+                    )
+                    .build();
+                let processor = blrp::BatchLogProcessor::builder(CountedLogs {
+                    inner: exporter,
+                    queue: queue.clone(),
+                })
+                .with_batch_config(config)
+                .build();
+                let provider = SdkLoggerProvider::builder()
+                    .with_resource(resource)
+                    .with_log_processor(GatedLogs {
+                        inner: processor,
+                        queue,
+                    })
+                    .build();
+                return Ok((
+                    logs.export(provider.logger(looptel_core::SCOPE)),
+                    Some(provider),
+                ));
+            }
+            LogsExporter::Console => {}
+            LogsExporter::None => {
+                notes.push(Note::info(format!(
+                    "logs: not written ({}=none)",
+                    vars::OTEL_LOGS_EXPORTER
+                )));
+                logs = logs.output(std::io::sink());
+            }
+        }
+        Ok((logs, None))
     }
 
     fn service_info(&self, env: &EnvConfig, notes: &mut Vec<Note>) -> ServiceInfo {
