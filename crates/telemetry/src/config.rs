@@ -164,41 +164,15 @@ impl EnvConfig {
         if let Some(v) = get(OTEL_RESOURCE_ATTRIBUTES) {
             c.resource_attributes = parse_key_values(OTEL_RESOURCE_ATTRIBUTES, &v)?;
         }
-        c.traces_exporter = get(OTEL_TRACES_EXPORTER)
-            .map(|v| match v.trim() {
-                "otlp" => Ok(TracesExporter::Otlp),
-                "console" => Ok(TracesExporter::Console),
-                "none" => Ok(TracesExporter::None),
-                _ => Err(ConfigError::new(
-                    OTEL_TRACES_EXPORTER,
-                    &v,
-                    "expected `otlp`, `console` or `none`",
-                )),
-            })
-            .transpose()?;
-        c.logs_exporter = get(OTEL_LOGS_EXPORTER)
-            .map(|v| match v.trim() {
-                "otlp" => Ok(LogsExporter::Otlp),
-                "console" => Ok(LogsExporter::Console),
-                "none" => Ok(LogsExporter::None),
-                _ => Err(ConfigError::new(
-                    OTEL_LOGS_EXPORTER,
-                    &v,
-                    "expected `otlp`, `console` or `none`",
-                )),
-            })
-            .transpose()?;
-        c.metrics_exporter = get(OTEL_METRICS_EXPORTER)
-            .map(|v| match v.trim() {
-                "otlp" => Ok(MetricsExporter::Otlp),
-                "prometheus" | "none" => Ok(MetricsExporter::None),
-                _ => Err(ConfigError::new(
-                    OTEL_METRICS_EXPORTER,
-                    &v,
-                    "expected `otlp`, `prometheus` or `none`",
-                )),
-            })
-            .transpose()?;
+        c.traces_exporter = read(&get, OTEL_TRACES_EXPORTER, |var, v| {
+            choose(var, v, TRACES_EXPORTERS)
+        })?;
+        c.logs_exporter = read(&get, OTEL_LOGS_EXPORTER, |var, v| {
+            choose(var, v, LOGS_EXPORTERS)
+        })?;
+        c.metrics_exporter = read(&get, OTEL_METRICS_EXPORTER, |var, v| {
+            choose(var, v, METRICS_EXPORTERS)
+        })?;
 
         let base_endpoint = get(OTEL_EXPORTER_OTLP_ENDPOINT)
             .map(|v| parse_endpoint(OTEL_EXPORTER_OTLP_ENDPOINT, &v))
@@ -261,31 +235,31 @@ impl EnvConfig {
             OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
             OTEL_EXPORTER_OTLP_LOGS_HEADERS,
         )?;
-        c.blrp_schedule_delay = get(OTEL_BLRP_SCHEDULE_DELAY)
-            .map(|v| parse_millis(OTEL_BLRP_SCHEDULE_DELAY, &v))
-            .transpose()?;
-        c.blrp_export_timeout = get(OTEL_BLRP_EXPORT_TIMEOUT)
-            .map(|v| parse_millis(OTEL_BLRP_EXPORT_TIMEOUT, &v))
-            .transpose()?;
-        c.blrp_max_queue_size = get(OTEL_BLRP_MAX_QUEUE_SIZE)
-            .map(|v| parse_positive(OTEL_BLRP_MAX_QUEUE_SIZE, &v))
-            .transpose()?;
-        c.blrp_max_export_batch_size = get(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)
-            .map(|v| parse_positive(OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, &v))
-            .transpose()?;
-
-        c.bsp_schedule_delay = get(OTEL_BSP_SCHEDULE_DELAY)
-            .map(|v| parse_millis(OTEL_BSP_SCHEDULE_DELAY, &v))
-            .transpose()?;
-        c.bsp_export_timeout = get(OTEL_BSP_EXPORT_TIMEOUT)
-            .map(|v| parse_millis(OTEL_BSP_EXPORT_TIMEOUT, &v))
-            .transpose()?;
-        c.bsp_max_queue_size = get(OTEL_BSP_MAX_QUEUE_SIZE)
-            .map(|v| parse_positive(OTEL_BSP_MAX_QUEUE_SIZE, &v))
-            .transpose()?;
-        c.bsp_max_export_batch_size = get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE)
-            .map(|v| parse_positive(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, &v))
-            .transpose()?;
+        // The batch processors' and the metric reader's settings.
+        for (field, var) in [
+            (&mut c.blrp_schedule_delay, OTEL_BLRP_SCHEDULE_DELAY),
+            (&mut c.blrp_export_timeout, OTEL_BLRP_EXPORT_TIMEOUT),
+            (&mut c.bsp_schedule_delay, OTEL_BSP_SCHEDULE_DELAY),
+            (&mut c.bsp_export_timeout, OTEL_BSP_EXPORT_TIMEOUT),
+            (&mut c.metric_export_interval, OTEL_METRIC_EXPORT_INTERVAL),
+            (&mut c.metric_export_timeout, OTEL_METRIC_EXPORT_TIMEOUT),
+        ] {
+            *field = read(&get, var, parse_millis)?;
+        }
+        for (field, var) in [
+            (&mut c.blrp_max_queue_size, OTEL_BLRP_MAX_QUEUE_SIZE),
+            (
+                &mut c.blrp_max_export_batch_size,
+                OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+            ),
+            (&mut c.bsp_max_queue_size, OTEL_BSP_MAX_QUEUE_SIZE),
+            (
+                &mut c.bsp_max_export_batch_size,
+                OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+            ),
+        ] {
+            *field = read(&get, var, parse_positive)?;
+        }
         if let (Some(batch), Some(queue)) = (c.bsp_max_export_batch_size, c.bsp_max_queue_size)
             && batch > queue
         {
@@ -297,27 +271,12 @@ impl EnvConfig {
                 ));
             }
         }
-        c.temporality = match get(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE)
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("cumulative") => crate::push::Temporality::Cumulative,
-            Some("delta") => crate::push::Temporality::Delta,
-            Some("lowmemory") => crate::push::Temporality::LowMemory,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
-                    &get(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).unwrap_or_default(),
-                    "expected `cumulative`, `delta` or `lowmemory`",
-                ));
-            }
-        };
-        c.metric_export_interval = get(OTEL_METRIC_EXPORT_INTERVAL)
-            .map(|v| parse_millis(OTEL_METRIC_EXPORT_INTERVAL, &v))
-            .transpose()?;
-        c.metric_export_timeout = get(OTEL_METRIC_EXPORT_TIMEOUT)
-            .map(|v| parse_millis(OTEL_METRIC_EXPORT_TIMEOUT, &v))
-            .transpose()?;
+        c.temporality = read(
+            &get,
+            OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+            |var, v| choose(var, v, TEMPORALITIES),
+        )?
+        .unwrap_or(crate::push::Temporality::Cumulative);
         c.sampler = SamplerConfig::from_env(
             get(OTEL_TRACES_SAMPLER).as_deref(),
             get(OTEL_TRACES_SAMPLER_ARG).as_deref(),
@@ -336,6 +295,68 @@ impl EnvConfig {
         };
         Ok(c)
     }
+}
+
+/// `OTEL_TRACES_EXPORTER`'s values.
+const TRACES_EXPORTERS: &[(&str, TracesExporter)] = &[
+    ("otlp", TracesExporter::Otlp),
+    ("console", TracesExporter::Console),
+    ("none", TracesExporter::None),
+];
+
+/// `OTEL_LOGS_EXPORTER`'s values.
+const LOGS_EXPORTERS: &[(&str, LogsExporter)] = &[
+    ("otlp", LogsExporter::Otlp),
+    ("console", LogsExporter::Console),
+    ("none", LogsExporter::None),
+];
+
+/// `OTEL_METRICS_EXPORTER`'s values: Prometheus scrapes `/metrics`, so
+/// nothing is pushed for it.
+const METRICS_EXPORTERS: &[(&str, MetricsExporter)] = &[
+    ("otlp", MetricsExporter::Otlp),
+    ("prometheus", MetricsExporter::None),
+    ("none", MetricsExporter::None),
+];
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`'s values.
+const TEMPORALITIES: &[(&str, crate::push::Temporality)] = &[
+    ("cumulative", crate::push::Temporality::Cumulative),
+    ("delta", crate::push::Temporality::Delta),
+    ("lowmemory", crate::push::Temporality::LowMemory),
+];
+
+/// `var` read through `parse`; `None` when unset or empty.
+fn read<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    parse: impl Fn(&'static str, &str) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    get(var).map(|v| parse(var, &v)).transpose()
+}
+
+/// The option `value` names (trimmed; enum values are case-insensitive, as
+/// the specification's environment variables say), or an error listing them.
+fn choose<T: Copy>(
+    var: &'static str,
+    value: &str,
+    options: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let wanted = value.trim();
+    options
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("`{n}`")).collect();
+            let expected = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!("expected {} or {last}", rest.join(", "))
+                }
+                _ => format!("expected {}", names.join("")),
+            };
+            ConfigError::new(var, value, expected)
+        })
 }
 
 fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -485,4 +506,45 @@ fn parse_propagators(value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(vars: &'static [(&'static str, &'static str)]) -> Result<EnvConfig, ConfigError> {
+        EnvConfig::parse(&|k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn enum_values_are_case_insensitive_and_a_wrong_one_lists_the_choices() {
+        let c = parse_with(&[
+            (OTEL_TRACES_EXPORTER, " OTLP "),
+            (OTEL_METRICS_EXPORTER, "Prometheus"),
+            (OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, "Delta"),
+        ])
+        .expect("valid");
+        assert_eq!(c.traces_exporter, Some(TracesExporter::Otlp));
+        assert_eq!(c.metrics_exporter, Some(MetricsExporter::None));
+        assert_eq!(c.temporality, crate::push::Temporality::Delta);
+
+        let e = parse_with(&[(OTEL_LOGS_EXPORTER, "syslog")]).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            r#"invalid OTEL_LOGS_EXPORTER="syslog": expected `otlp`, `console` or `none`"#
+        );
+        let e = parse_with(&[(OTEL_BSP_SCHEDULE_DELAY, "soon")]).expect_err("refused");
+        assert_eq!(e.variable(), OTEL_BSP_SCHEDULE_DELAY);
+        let c = parse_with(&[
+            (OTEL_BLRP_MAX_QUEUE_SIZE, "64"),
+            (OTEL_METRIC_EXPORT_TIMEOUT, "250"),
+        ])
+        .expect("valid");
+        assert_eq!(c.blrp_max_queue_size, Some(64));
+        assert_eq!(c.metric_export_timeout, Some(Duration::from_millis(250)));
+    }
 }
