@@ -123,13 +123,13 @@ pub struct Builder {
 
 impl Builder {
     /// `service.name` (else `OTEL_SERVICE_NAME`).
-    pub fn service_name(mut self, name: &'static str) -> Self {
+    pub fn service_name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         self.telemetry = self.telemetry.service_name(name);
         self
     }
 
     /// `service.version`.
-    pub fn service_version(mut self, version: &'static str) -> Self {
+    pub fn service_version(mut self, version: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         self.telemetry = self.telemetry.service_version(version);
         self
     }
