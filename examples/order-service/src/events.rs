@@ -29,7 +29,7 @@
 //! view wants. A consumer that handles messages of many traces at once
 //! should keep the default, [`Mode::Link`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use looptel::core::{ErrorOutcome, Instrumentation};
 use looptel::messaging::{Backoff, MessagingTelemetry, Mode, Retry, kafka};
@@ -232,12 +232,19 @@ pub type Fulfilment = StreamConsumer<BrokerHealth>;
 #[derive(Debug)]
 pub struct BrokerHealth {
     dependency: Dependency,
+    last_warned: std::sync::Mutex<Option<Instant>>,
 }
+
+/// At most one WARN for librdkafka's errors in this long.
+const ERROR_QUIET: Duration = Duration::from_secs(30);
 
 impl BrokerHealth {
     /// Reports through `dependency`.
     pub fn new(dependency: Dependency) -> Self {
-        Self { dependency }
+        Self {
+            dependency,
+            last_warned: std::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -268,7 +275,27 @@ impl ClientContext for BrokerHealth {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(dependency = DEPENDENCY, error = %error, reason, "kafka client error");
+        // librdkafka reports every failed reconnection, several a second:
+        // one WARN per quiet period while the brokers are up (the news),
+        // DEBUG for the rest and once they are known down (the statistics
+        // say so, in one line).
+        let now = Instant::now();
+        let fresh = {
+            let mut last = self
+                .last_warned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let fresh = last.is_none_or(|t| now.duration_since(t) >= ERROR_QUIET);
+            if fresh {
+                *last = Some(now);
+            }
+            fresh
+        };
+        if fresh && self.dependency.is_up() {
+            tracing::warn!(dependency = DEPENDENCY, error = %error, reason, "kafka client error");
+        } else {
+            tracing::debug!(dependency = DEPENDENCY, error = %error, reason, "kafka client error");
+        }
     }
 }
 
@@ -371,18 +398,30 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
     // Events received but not settled when stopping: consumed again from
     // the committed offset by the next consumer of the group.
     let mut returned = 0_u32;
+    // Receive errors come in runs while a broker is away: the first of a
+    // run is a WARN, the rest DEBUG, the end of the run an INFO.
+    let mut failing = 0_u64;
     loop {
         let message = tokio::select! {
             () = crate::consumers::stopped(stop.clone()) => break,
             m = consumer.recv() => match m {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(error = %e, "order events: receive failed");
+                    if failing == 0 {
+                        tracing::warn!(error = %e, "order events: receive failed");
+                    } else {
+                        tracing::debug!(error = %e, "order events: receive failed");
+                    }
+                    failing += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
             },
         };
+        if failing > 0 {
+            tracing::info!(failures = failing, "order events: receiving again");
+            failing = 0;
+        }
         // Handled until settled: never skipped, never committed unsettled.
         let mut round = 0;
         loop {
