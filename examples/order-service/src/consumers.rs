@@ -2,13 +2,27 @@
 //! that say what became of a message that was not processed.
 
 use std::fmt::Display;
+use std::time::Duration;
 
-use looptel::messaging::{Handled, Settlement};
+use looptel::messaging::{Backoff, Handled, Settlement};
 use tokio::sync::watch;
+
+/// How a client waits between two attempts at reaching its broker (or at
+/// handling an event again): 100 ms doubling up to 5 s, fully jittered.
+pub(crate) const RECONNECT: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// Resolves when `stop` says so (or its sender is gone).
 pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Waits `wait`, unless `stop` comes first: whether it did.
+pub(crate) async fn stopped_within(wait: Duration, stop: &watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = stopped(stop.clone()) => true,
+        () = tokio::time::sleep(wait) => false,
+    }
 }
 
 /// Logs, in the message's trace, what became of `what` (`order event`,

@@ -32,7 +32,7 @@
 use std::time::{Duration, Instant};
 
 use looptel::core::{ErrorOutcome, Instrumentation};
-use looptel::messaging::{Backoff, MessagingTelemetry, Mode, Retry, kafka};
+use looptel::messaging::{MessagingTelemetry, Mode, Retry, kafka};
 use looptel::metrics::{Dependency, Health, MessagingMetrics};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -392,7 +392,7 @@ impl Drop for Running {
 /// event left unstored, to be consumed again), and the stored offsets
 /// are committed.
 pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<bool>) {
-    let again = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let again = crate::consumers::RECONNECT;
     fulfil.running.up();
     let _running = Running(fulfil.running.clone());
     // Events received but not settled when stopping: consumed again from
@@ -458,12 +458,9 @@ pub async fn fulfil(consumer: Fulfilment, fulfil: Fulfil, stop: watch::Receiver<
             }
             let wait = again.delay(round);
             round += 1;
-            tokio::select! {
-                () = crate::consumers::stopped(stop.clone()) => {
-                    returned += 1;
-                    break;
-                }
-                () = tokio::time::sleep(wait) => {}
+            if crate::consumers::stopped_within(wait, &stop).await {
+                returned += 1;
+                break;
             }
         }
     }

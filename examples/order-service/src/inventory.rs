@@ -167,9 +167,8 @@ pub async fn probe(
                 }
             }
         }
-        tokio::select! {
-            () = crate::consumers::stopped(stop.clone()) => return,
-            () = tokio::time::sleep(every) => {}
+        if crate::consumers::stopped_within(every, &stop).await {
+            return;
         }
     }
 }

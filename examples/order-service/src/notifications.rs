@@ -5,7 +5,7 @@
 //! The client's own reconnection, configured rather than rewritten: it
 //! keeps reconnecting for as long as the process lives (no attempt limit),
 //! waits a capped, fully jittered backoff between attempts (100 ms to
-//! [`RECONNECT_CAP`]), starts even when NATS is down at boot, resubscribes
+//! 5 s), starts even when NATS is down at boot, resubscribes
 //! by itself, and holds what is published meanwhile in its buffer. Its
 //! events drive `nats` on `/health/ready` and `looptel_dependency_up`,
 //! each change a log line.
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use looptel::core::{ErrorOutcome, Outcome};
-use looptel::messaging::{Backoff, MessagingTelemetry, Retry, nats};
+use looptel::messaging::{MessagingTelemetry, Retry, nats};
 use looptel::metrics::Health;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
@@ -31,8 +31,6 @@ use crate::events::OrderPlaced;
 
 /// The subject notifications go to.
 pub const DEFAULT_SUBJECT: &str = "orders.fulfilled";
-/// The longest wait between two reconnection attempts.
-pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
 /// How long a publish may wait for room in the client's buffer.
 pub const PUBLISH_WAIT: Duration = Duration::from_secs(2);
 /// The name of the dependency on `/health/ready` and its gauge.
@@ -89,7 +87,7 @@ impl Notifications {
         stop: watch::Receiver<bool>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), async_nats::ConnectError> {
         let dependency = health.dependency(DEPENDENCY);
-        let backoff = Backoff::new(Duration::from_millis(100), RECONNECT_CAP);
+        let backoff = crate::consumers::RECONNECT;
         let client = ConnectOptions::new()
             .name("order-service")
             .retry_on_initial_connect()
@@ -167,9 +165,8 @@ impl Notifications {
                 Ok(s) => break s,
                 Err(e) => {
                     tracing::warn!(error = %e, subject = %self.subject, "nats: subscribing failed");
-                    tokio::select! {
-                        () = stopped(stop.clone()) => return,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    if crate::consumers::stopped_within(Duration::from_secs(1), &stop).await {
+                        return;
                     }
                 }
             }

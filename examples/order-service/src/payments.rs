@@ -8,7 +8,7 @@
 //!   confirms on) and a consuming one, and consumes until the connection
 //!   fails; then it reports `rabbitmq` down (WARN, `/health/ready` 503,
 //!   `looptel_dependency_up{dependency="rabbitmq"} 0`) and connects again
-//!   with capped, fully jittered backoff (100 ms to [`RECONNECT_CAP`]) until
+//!   with capped, fully jittered backoff (100 ms doubling up to 5 s) until
 //!   it succeeds (INFO, up again). A new connection per outage rather than
 //!   lapin's `enable_auto_recover`: that one gives up after its backoff's
 //!   attempts, and an acknowledgement of a delivery made on the lost
@@ -56,7 +56,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use looptel::core::{ErrorOutcome, Outcome};
-use looptel::messaging::{Backoff, MessagingTelemetry, Retry, amqp};
+use looptel::messaging::{MessagingTelemetry, Retry, amqp};
 
 use crate::consumers::stopped;
 use looptel::metrics::{Dependency, Health};
@@ -69,8 +69,6 @@ use crate::events::OrderPlaced;
 pub const PAYMENT_REQUESTED: &str = "payment.requested";
 /// How long a publish waits for a connection before it fails, by default.
 pub const PUBLISH_WAIT: Duration = Duration::from_secs(5);
-/// The longest wait between two connection attempts.
-pub const RECONNECT_CAP: Duration = Duration::from_secs(5);
 /// Deliveries RabbitMQ may hand the consumer before it acknowledges.
 pub const PREFETCH: u16 = 16;
 /// Order ids remembered to capture each payment once.
@@ -264,7 +262,7 @@ impl Payments {
 
     /// Connects, consumes, reconnects, until `stop`.
     async fn supervise(self, url: String, mut stop: watch::Receiver<bool>) {
-        let backoff = Backoff::new(Duration::from_millis(100), RECONNECT_CAP);
+        let backoff = crate::consumers::RECONNECT;
         let mut failures = 0_u32;
         loop {
             if *stop.borrow() {
@@ -305,9 +303,8 @@ impl Payments {
             }
             let wait = backoff.delay(failures);
             failures = failures.saturating_add(1);
-            tokio::select! {
-                () = stopped(stop.clone()) => return,
-                () = tokio::time::sleep(wait) => {}
+            if crate::consumers::stopped_within(wait, &stop).await {
+                return;
             }
         }
     }
