@@ -220,6 +220,24 @@ pub const DEPENDENCY_UP: Instrument = Instrument {
     labels: &[DEPENDENCY],
 };
 
+/// The labels of [`CHANGE_TIME`]: what kind of change (`fault_switch`,
+/// `config`, `feature_flag`) and what it set, in a few words.
+pub const CHANGE_KIND: &str = "change.kind";
+/// See [`CHANGE_KIND`].
+pub const CHANGE_WHAT: &str = "change.what";
+
+/// `looptel.change.time` (`looptel_change_time_seconds`): when the
+/// service last made a change of this kind to itself (a fault switch set,
+/// a configuration reloaded), Unix seconds, one series per kind and
+/// description; retro lists those that fall just before a burn.
+pub const CHANGE_TIME: Instrument = Instrument {
+    name: "looptel.change.time",
+    unit: "s",
+    kind: Kind::Gauge,
+    description: "When the service last changed itself this way, Unix seconds.",
+    labels: &[CHANGE_KIND, CHANGE_WHAT],
+};
+
 /// The pre-1.39 RPC names, emitted beside the current ones only with
 /// `OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup` (the conventions' RPC migration
 /// guide); deprecated by the conventions, so not in [`ALL`].
@@ -289,6 +307,7 @@ pub const ALL: &[Instrument] = &[
     MESSAGING_CLIENT_RETRIES,
     MESSAGING_DEAD_LETTERED,
     DEPENDENCY_UP,
+    CHANGE_TIME,
 ];
 
 #[cfg(test)]
@@ -313,6 +332,7 @@ mod tests {
                 "messaging_client_retries",
                 "messaging_dead_lettered",
                 "looptel_dependency_up",
+                "looptel_change_time_seconds",
             ]
         );
     }

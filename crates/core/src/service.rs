@@ -1,8 +1,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The identity of a service: `service.name`, `service.version` and
-/// `deployment.environment`, as written on every log line.
+/// The identity of a service: `service.name`, `service.version`,
+/// `deployment.environment` and `service.instance.id`, as written on every
+/// log line and in `target_info`.
 ///
 /// Cheap to clone. See the [crate docs](crate) for an example.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +16,7 @@ struct Inner {
     name: Cow<'static, str>,
     version: Option<Cow<'static, str>>,
     environment: Option<Cow<'static, str>>,
+    instance_id: Option<Cow<'static, str>>,
 }
 
 impl ServiceInfo {
@@ -25,6 +27,7 @@ impl ServiceInfo {
                 name: name.into(),
                 version: None,
                 environment: None,
+                instance_id: None,
             }),
         }
     }
@@ -49,6 +52,18 @@ impl ServiceInfo {
         }
     }
 
+    /// Sets `service.instance.id`: this process among the service's
+    /// replicas (telemetry gives every process a random UUID unless
+    /// `OTEL_RESOURCE_ATTRIBUTES` names one).
+    #[must_use]
+    pub fn with_instance_id(self, id: impl Into<Cow<'static, str>>) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.instance_id = Some(id.into());
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// `service.name`.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -62,6 +77,11 @@ impl ServiceInfo {
     /// `deployment.environment`, when known.
     pub fn environment(&self) -> Option<&str> {
         self.inner.environment.as_deref()
+    }
+
+    /// `service.instance.id`, when known.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.inner.instance_id.as_deref()
     }
 }
 
@@ -77,5 +97,7 @@ mod tests {
         assert_eq!(versioned.version(), Some("1.0"));
         assert_eq!(versioned.environment(), Some("prod"));
         assert_eq!(versioned.name(), "a");
+        let instance = versioned.clone().with_instance_id("i-1");
+        assert_eq!((versioned.instance_id(), instance.instance_id()), (None, Some("i-1")));
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use looptel_core::SemconvOptIn;
-use looptel_red_metrics::{Health, HttpServerMetrics, ProcessCollector, Registry, TokioCollector};
+use looptel_red_metrics::{
+    Changes, Health, HttpServerMetrics, ProcessCollector, Registry, TokioCollector,
+};
 
 /// A registry with the process collector (and, inside a Tokio runtime,
 /// the runtime's), the HTTP server's RED instruments, the RPC ones (feature
@@ -20,6 +22,7 @@ pub struct Instruments {
     #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
     messaging: looptel_red_metrics::MessagingMetrics,
     health: Health,
+    changes: Changes,
 }
 
 impl Instruments {
@@ -41,6 +44,7 @@ impl Instruments {
             #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
             messaging: looptel_red_metrics::MessagingMetrics::new(&registry),
             health: Health::new(&registry),
+            changes: Changes::new(&registry),
             registry,
         }
     }
@@ -70,6 +74,12 @@ impl Instruments {
     /// The dependencies' readiness.
     pub fn health(&self) -> &Health {
         &self.health
+    }
+
+    /// Changes the service makes to itself (`looptel_change_time_seconds`),
+    /// for the incident card's "what changed".
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// The HTTP server layer on these instruments; see

@@ -175,6 +175,19 @@ impl Builder {
             &baggage,
             guard.exports().clone(),
         );
+        let service = guard.service();
+        instruments.registry().target_info([
+            ("service.name", service.name()),
+            ("service.version", service.version().unwrap_or_default()),
+            (
+                "service.instance.id",
+                service.instance_id().unwrap_or_default(),
+            ),
+            (
+                "deployment.environment.name",
+                service.environment().unwrap_or_default(),
+            ),
+        ]);
         // With OTLP metrics configured, the same instruments are pushed too.
         guard.push_metrics(instruments.registry().clone());
         Ok(Looptel {

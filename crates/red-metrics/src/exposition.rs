@@ -80,6 +80,26 @@ fn escape(value: &str, out: &mut String) {
     }
 }
 
+/// Writes `target_info{…} 1`, the service's identity as an info metric
+/// (OpenMetrics' `info` type; a gauge in Prometheus text), labels in
+/// exposed form.
+pub(crate) fn target_info(out: &mut String, format: Format, info: &[(String, String)]) {
+    let kind = match format {
+        Format::OpenMetrics => "info",
+        Format::Prometheus => "gauge",
+    };
+    let family = match format {
+        Format::OpenMetrics => "target",
+        Format::Prometheus => "target_info",
+    };
+    header(out, format, family, kind, None, "Target metadata");
+    let names: Vec<String> = info.iter().map(|(k, _)| k.clone()).collect();
+    let values: Vec<Box<str>> = info.iter().map(|(_, v)| v.as_str().into()).collect();
+    out.push_str("target_info");
+    labels(out, &names, Some(&values), None);
+    out.push_str(" 1\n");
+}
+
 /// Writes `{k="v",…}`: the series' labels (names already exposed form;
 /// empty values left out: an absent route or error), or the overflow label,
 /// then `extra` (`le`).

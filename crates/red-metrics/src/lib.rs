@@ -34,6 +34,7 @@
 //! `otel_metric_overflow="true"` series and are counted in
 //! `looptel_metric_overflow_records_total`.
 
+mod changes;
 mod collectors;
 mod exemplar;
 mod exposition;
@@ -59,6 +60,7 @@ pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LAB
 pub use foreign::DuplicateFamily;
 #[cfg(feature = "axum")]
 pub use health::health_routes;
+pub use changes::Changes;
 pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
     HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,

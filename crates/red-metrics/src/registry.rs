@@ -30,6 +30,8 @@ impl Default for Registry {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// `target_info`'s labels, exposed form, once set.
+    target_info: Vec<(String, String)>,
     metrics: Vec<Arc<dyn Encode>>,
     collectors: Vec<Arc<dyn Collector>>,
     #[cfg(feature = "prometheus-client")]
@@ -50,6 +52,9 @@ impl Inner {
             names.push(OVERFLOW_COUNTER.to_owned());
         }
         names.extend(collected.iter().map(|c| c.name.to_owned()));
+        if !self.target_info.is_empty() {
+            names.push("target".to_owned());
+        }
         names
     }
 }
@@ -222,6 +227,35 @@ impl Registry {
         Ok(())
     }
 
+    /// Serves `target_info{…} 1` with these resource attributes as labels
+    /// (`service.name`, `service.version`, `service.instance.id`, …, in
+    /// Prometheus form: `service_version`), as OpenTelemetry's Prometheus
+    /// exporters do: Prometheus and retro read a service's version and
+    /// instance from it, and see a deploy or a restart as a new series.
+    /// Only on `/metrics`: an OTLP push carries the resource itself. Empty
+    /// values are left out; a second call replaces the first.
+    ///
+    /// ```
+    /// use looptel_red_metrics::{Format, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// registry.target_info([("service.name", "orders"), ("service.version", "1.4.2")]);
+    /// assert!(registry.encode(Format::Prometheus).contains(
+    ///     "target_info{service_name=\"orders\",service_version=\"1.4.2\"} 1"
+    /// ));
+    /// ```
+    pub fn target_info<'a>(&self, attributes: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let info = attributes
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (label_name(k), v.to_owned()))
+            .collect();
+        self.inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .target_info = info;
+    }
+
     /// Adds values read at each scrape.
     pub fn register_collector(&self, collector: Arc<dyn Collector>) {
         self.inner
@@ -266,6 +300,9 @@ impl Registry {
     pub fn encode(&self, format: Format) -> String {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::with_capacity(4096);
+        if !inner.target_info.is_empty() {
+            crate::exposition::target_info(&mut out, format, &inner.target_info);
+        }
         for m in &inner.metrics {
             m.encode(&mut out, format);
         }

@@ -3,7 +3,10 @@
 use crate::collectors::{Collected, Collector};
 
 /// `process_cpu_seconds_total`, `process_resident_memory_bytes`,
-/// `process_open_fds`, read from `/proc/self` (Linux; elsewhere nothing).
+/// `process_open_fds` and `process_start_time_seconds`, read from
+/// `/proc/self` (Linux; elsewhere nothing) — the names and meanings of
+/// Prometheus' own client libraries, so a restart is seen as a new start
+/// time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessCollector;
 
@@ -19,6 +22,22 @@ fn cpu_seconds() -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// The process' start, Unix seconds: its start in ticks after boot
+/// (`/proc/self/stat` field 22) plus the boot time (`/proc/stat` `btime`).
+fn start_time_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: f64 = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(btime + ticks / TICKS_PER_SECOND)
 }
 
 fn resident_bytes() -> Option<f64> {
@@ -45,6 +64,13 @@ impl Collector for ProcessCollector {
             out.push(Collected::gauge(
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes.",
+                v,
+            ));
+        }
+        if let Some(v) = start_time_seconds() {
+            out.push(Collected::gauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
                 v,
             ));
         }
@@ -95,5 +121,25 @@ impl Collector for TokioCollector {
             "Tasks waiting in the Tokio runtime's global queue.",
             m.global_queue_depth() as f64,
         ));
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_time_is_this_process_start() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        let start = start_time_seconds().expect("read from /proc");
+        // A test process started at most minutes ago, never in the future
+        // (ticks are 10 ms).
+        assert!(start <= now + 0.02 && now - start < 3600.0, "{start} vs {now}");
+        let mut out = Vec::new();
+        ProcessCollector.collect(&mut out);
+        assert!(out.iter().any(|c| c.name == "process_start_time_seconds" && !c.counter));
     }
 }

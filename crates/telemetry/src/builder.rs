@@ -15,7 +15,9 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
     self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
 };
-use opentelemetry_semantic_conventions::resource::{SERVICE_NAME, SERVICE_VERSION};
+use opentelemetry_semantic_conventions::resource::{
+    SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION,
+};
 use tracing::level_filters::LevelFilter;
 
 use crate::config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
@@ -607,7 +609,16 @@ impl TelemetryBuilder {
         {
             info = info.with_environment(e);
         }
-        info
+        let code = self
+            .attributes
+            .iter()
+            .rev()
+            .find(|kv| kv.key.as_str() == SERVICE_INSTANCE_ID)
+            .map(|kv| Cow::Owned(kv.value.to_string()));
+        info.with_instance_id(
+            code.or_else(|| from_attrs(SERVICE_INSTANCE_ID))
+                .unwrap_or_else(|| Cow::Owned(random_instance_id())),
+        )
     }
 }
 
@@ -641,12 +652,34 @@ fn resource(service: &ServiceInfo, env: &[(String, String)], code: &[KeyValue]) 
     if let Some(e) = service.environment() {
         attrs.push(KeyValue::new(DEPLOYMENT_ENVIRONMENT, e.to_owned()));
     }
+    if let Some(id) = service.instance_id() {
+        attrs.push(KeyValue::new(SERVICE_INSTANCE_ID, id.to_owned()));
+    }
     Resource::builder_empty()
         .with_detector(Box::new(
             opentelemetry_sdk::resource::TelemetryResourceDetector,
         ))
         .with_attributes(attrs)
         .build()
+}
+
+/// A `service.instance.id` for a process nobody named: a random UUID
+/// (version 4), as the resource conventions recommend, from the SDK's own
+/// random id generator.
+fn random_instance_id() -> String {
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    let mut b = RandomIdGenerator::default().new_trace_id().to_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 // opentelemetry-zipkin is deprecated as an exporter (Zipkin reads OTLP);
@@ -692,5 +725,20 @@ fn propagator(names: Option<&[PropagatorName]>) -> Result<Propagator, TelemetryE
             .into());
         }
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unnamed_instance_gets_a_fresh_uuid_v4() {
+        let (a, b) = (random_instance_id(), random_instance_id());
+        assert_ne!(a, b);
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{a}");
+        assert_eq!(&a[14..15], "4", "version 4: {a}");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "variant: {a}");
     }
 }

@@ -63,6 +63,28 @@ impl Faults {
     }
 }
 
+/// `inventory_error_rate=0.5 inventory_delay_ms=300`: the faults in force,
+/// `none` when there are none.
+impl std::fmt::Display for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.inventory_error_rate > 0.0 {
+            parts.push(format!("inventory_error_rate={}", self.inventory_error_rate));
+        }
+        if self.inventory_delay_ms > 0 {
+            parts.push(format!("inventory_delay_ms={}", self.inventory_delay_ms));
+        }
+        if self.consumer_error_rate > 0.0 {
+            parts.push(format!("consumer_error_rate={}", self.consumer_error_rate));
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(" "))
+        }
+    }
+}
+
 /// The switch, shared by the admin routes that set it and the inventory
 /// that acts on it. Cheap to clone; a switch no route can reach is off.
 #[derive(Clone, Debug, Default)]
@@ -71,6 +93,8 @@ pub struct FaultSwitch(Arc<Inner>);
 #[derive(Debug, Default)]
 struct Inner {
     faults: RwLock<Faults>,
+    /// Where each change is recorded, for the incident card.
+    changes: Option<looptel::metrics::Changes>,
     /// Inventory calls seen, so that a rate fails exactly that share of
     /// them, spread evenly.
     inventory_calls: AtomicU64,
@@ -96,18 +120,32 @@ impl FaultSwitch {
         Self::default()
     }
 
+    /// A switch with no faults whose every change is recorded in
+    /// `changes` (`looptel_change_time_seconds{change_kind="fault_switch"}`),
+    /// so a card lists it among what changed before a burn.
+    pub fn recording(changes: looptel::metrics::Changes) -> Self {
+        Self(Arc::new(Inner {
+            changes: Some(changes),
+            ..Inner::default()
+        }))
+    }
+
     /// The faults in force.
     pub fn faults(&self) -> Faults {
         *self.0.faults.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Puts `faults` in force (what `PUT /admin/faults` does).
+    /// Puts `faults` in force (what `PUT /admin/faults` does), and records
+    /// the change.
     pub fn set(&self, faults: Faults) {
         *self
             .0
             .faults
             .write()
             .unwrap_or_else(PoisonError::into_inner) = faults;
+        if let Some(changes) = &self.0.changes {
+            changes.record("fault_switch", &faults.to_string());
+        }
     }
 
     /// What the inventory does to this call: the delay to wait, and whether
@@ -199,5 +237,26 @@ mod tests {
         });
         assert!((0..5).all(|_| switch.inventory_call().1));
         assert!(!switch.consumer_call());
+    }
+
+    #[test]
+    fn every_change_is_recorded_for_the_card() {
+        let registry = looptel::metrics::Registry::new();
+        let switch = FaultSwitch::recording(looptel::metrics::Changes::new(&registry));
+        switch.set(Faults {
+            inventory_error_rate: 0.5,
+            inventory_delay_ms: 300,
+            ..Faults::default()
+        });
+        switch.set(Faults::default());
+        let text = registry.encode(looptel::metrics::Format::Prometheus);
+        for what in ["inventory_error_rate=0.5 inventory_delay_ms=300", "none"] {
+            assert!(
+                text.contains(&format!(
+                    "looptel_change_time_seconds{{change_kind=\"fault_switch\",change_what=\"{what}\"}}"
+                )),
+                "{text}"
+            );
+        }
     }
 }

@@ -72,6 +72,10 @@ struct Args {
     /// either way. Keep it under the orchestrator's grace period.
     #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     drain_timeout_ms: u64,
+    /// `service.version`, as a deploy names the build (an image tag); the
+    /// crate's version by default.
+    #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    service_version: String,
     /// How long a client may take to send a request's headers, idle
     /// keep-alive included (ms); then its connection is closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -90,12 +94,14 @@ async fn main() -> anyhow::Result<()> {
     // one handle.
     let lt = looptel::builder()
         .service_name("order-service")
-        .service_version(env!("CARGO_PKG_VERSION"))
+        .service_version(args.service_version.clone())
         .baggage(order_service::baggage_policy())
         .init()
         .context("starting telemetry")?;
     let metrics = order_service::Metrics::on(lt.instruments().clone());
-    let faults = order_service::faults::FaultSwitch::new();
+    // Every switch change is `looptel_change_time_seconds`: on the card.
+    let faults =
+        order_service::faults::FaultSwitch::recording(lt.instruments().changes().clone());
 
     // The inventory, a gRPC hop in the same binary.
     let grpc = tokio::net::TcpListener::bind(args.grpc_addr)
