@@ -98,6 +98,9 @@ mod tests {
         assert_eq!(versioned.environment(), Some("prod"));
         assert_eq!(versioned.name(), "a");
         let instance = versioned.clone().with_instance_id("i-1");
-        assert_eq!((versioned.instance_id(), instance.instance_id()), (None, Some("i-1")));
+        assert_eq!(
+            (versioned.instance_id(), instance.instance_id()),
+            (None, Some("i-1"))
+        );
     }
 }

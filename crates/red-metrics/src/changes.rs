@@ -69,7 +69,12 @@ mod tests {
         let times: Vec<u64> = text
             .lines()
             .filter(|l| l.starts_with("looptel_change_time_seconds{"))
-            .map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a time"))
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("a time")
+            })
             .collect();
         assert_eq!(times.len(), 2, "{text}");
         assert!(times.iter().all(|t| *t >= before && *t <= before + 5));

@@ -52,6 +52,7 @@ mod saturation;
 mod server;
 mod snapshot;
 
+pub use changes::Changes;
 pub use collectors::{Collected, Collector, FnCollector};
 pub use exemplar::Exemplar;
 pub use exposition::{Format, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
@@ -60,7 +61,6 @@ pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LAB
 pub use foreign::DuplicateFamily;
 #[cfg(feature = "axum")]
 pub use health::health_routes;
-pub use changes::Changes;
 pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
     HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,

@@ -137,9 +137,15 @@ mod tests {
         let start = start_time_seconds().expect("read from /proc");
         // A test process started at most minutes ago, never in the future
         // (ticks are 10 ms).
-        assert!(start <= now + 0.02 && now - start < 3600.0, "{start} vs {now}");
+        assert!(
+            start <= now + 0.02 && now - start < 3600.0,
+            "{start} vs {now}"
+        );
         let mut out = Vec::new();
         ProcessCollector.collect(&mut out);
-        assert!(out.iter().any(|c| c.name == "process_start_time_seconds" && !c.counter));
+        assert!(
+            out.iter()
+                .any(|c| c.name == "process_start_time_seconds" && !c.counter)
+        );
     }
 }

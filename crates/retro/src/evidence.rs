@@ -15,11 +15,13 @@ use looptel_slo::{SliSeries, Slo, Spec};
 use opentelemetry_semantic_conventions::attribute as a;
 use time::OffsetDateTime;
 
-use crate::Retro;
 use crate::incident::{
-    Dependency, Evidence, Link, MAX_SPANS, MissingTrace, Red, SliChart, TraceEvidence,
+    Change, Dependency, Evidence, Hypothesis, HypothesisKind, Link, MAX_SPANS, MissingTrace,
+    NoTraffic, Red, SliChart, TraceEvidence, Window, Windows,
 };
-use crate::sources::{Exemplar, Series};
+use crate::sources::{Exemplar, Series, SourceError};
+use crate::webhook::Alert;
+use crate::{Retro, cause};
 
 /// How an SLO's alert is read: the SLO, its series, the window pair.
 pub(crate) struct Target<'a> {
@@ -28,6 +30,8 @@ pub(crate) struct Target<'a> {
     pub(crate) series: SliSeries,
     /// The pair's short window, as the spec runs it (scaled).
     pub(crate) short: Duration,
+    /// Its long window, likewise.
+    pub(crate) long: Duration,
     /// The pair's short window's recorded ratio (`slo:error_ratio:rate5m`).
     pub(crate) short_record: String,
     pub(crate) threshold: f64,
@@ -91,37 +95,6 @@ fn clients() -> Vec<Client> {
             ],
         },
     ]
-}
-
-fn fmt_ms(s: Option<f64>) -> String {
-    s.map_or("–".to_owned(), |s| format!("{:.0} ms", s * 1e3))
-}
-
-fn fmt_pct(r: f64) -> String {
-    format!("{:.1} %", r * 100.0)
-}
-
-/// Whether a dependency moved, and how, in words.
-pub(crate) fn judge(before: Option<Red>, during: Option<Red>) -> (bool, String) {
-    let b = before.unwrap_or_default();
-    let Some(d) = during else {
-        return (false, "no calls during the alert".to_owned());
-    };
-    let errors_up = d.error_ratio - b.error_ratio >= 0.01;
-    let slower = match (b.p99_seconds, d.p99_seconds) {
-        (Some(x), Some(y)) => y >= 2.0 * x && y - x >= 0.005,
-        _ => false,
-    };
-    let summary = format!(
-        "errors {} → {}, p99 {} → {}, {:.1} → {:.1} calls/s",
-        fmt_pct(b.error_ratio),
-        fmt_pct(d.error_ratio),
-        fmt_ms(b.p99_seconds),
-        fmt_ms(d.p99_seconds),
-        b.rate,
-        d.rate
-    );
-    (errors_up || slower, summary)
 }
 
 impl Retro {
@@ -199,9 +172,13 @@ impl Retro {
     }
 
     /// Everything a card needs about a firing alert.
-    pub(crate) async fn gather(&self, target: &Target<'_>, starts_at: OffsetDateTime) -> Evidence {
+    pub(crate) async fn gather(&self, target: &Target<'_>, alert: &Alert) -> Evidence {
+        let starts_at = alert.starts_at;
         let settings = &self.settings;
         let now = OffsetDateTime::now_utc();
+        if alert.name() == looptel_slo::NO_TRAFFIC_ALERT {
+            return self.gather_no_traffic(target, starts_at, now).await;
+        }
         let from = starts_at - settings.window;
         let to = (starts_at + settings.window).min(now);
         let mut ev = Evidence {
@@ -276,16 +253,21 @@ impl Retro {
             }
         }
 
+        // When the burn started, and what to compare it with.
+        let windows = self.windows(target, starts_at, now, &mut ev).await;
+
         // The dependencies, before and during.
-        let w = target.short.max(Duration::from_secs(1));
-        let before_at = starts_at - 2 * w;
-        let during_at = (starts_at + w).min(now);
         for client in clients() {
-            let before = self
-                .red_at(&client, target.spec, before_at, w, &mut ev)
-                .await;
+            let before = match windows.before {
+                Some(b) => {
+                    self.red_at(&client, target.spec, b.to, b.length(), &mut ev)
+                        .await
+                }
+                None => Vec::new(),
+            };
+            let d = windows.during;
             let during = self
-                .red_at(&client, target.spec, during_at, w, &mut ev)
+                .red_at(&client, target.spec, d.to, d.length(), &mut ev)
                 .await;
             let mut names: Vec<&String> = before.iter().chain(&during).map(|(k, _)| k).collect();
             names.sort();
@@ -293,7 +275,13 @@ impl Retro {
             for name in names {
                 let find = |v: &[(String, Red)]| v.iter().find(|(k, _)| k == name).map(|(_, r)| *r);
                 let (b, d) = (find(&before), find(&during));
-                let (moved, summary) = judge(b, d);
+                // Without a baseline window, no dependency has one.
+                let b = if windows.before.is_some() {
+                    Some(b.unwrap_or_default())
+                } else {
+                    None
+                };
+                let (moved, summary) = cause::judge(b, d, target.series.latency_under);
                 ev.dependencies.push(Dependency {
                     kind: client.kind.to_owned(),
                     name: name.clone(),
@@ -305,6 +293,26 @@ impl Retro {
             }
         }
         ev.dependencies.sort_by_key(|d| !d.moved);
+
+        // What changed, which dependencies were down, which log patterns
+        // rose; then the hypotheses.
+        ev.changes = self
+            .changes(target, windows.burn_started, starts_at, &mut ev.problems)
+            .await;
+        let down = self.down(target, windows.during, &mut ev.problems).await;
+        self.patterns(&windows, &mut ev).await;
+        ev.hypotheses = cause::hypotheses(&cause::Facts {
+            latency_bound: target.series.latency_under,
+            windows: Some(&windows),
+            dependencies: &ev.dependencies,
+            traces: &ev.traces,
+            logs: &ev.logs,
+            patterns: &ev.log_patterns,
+            changes: &ev.changes,
+            down: &down,
+            changes_window: settings.changes_window,
+        });
+        ev.windows = Some(windows);
 
         // The SLI around the alert.
         let record = looptel_slo::recorded(&target.short_record, target.spec, target.slo);
@@ -346,6 +354,270 @@ impl Retro {
             }
         }
         ev.problems.dedup();
+        ev
+    }
+}
+
+/// A range query's step over `from`–`to`: about a thousand points, never
+/// under a second.
+fn step_for(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
+    Duration::from_secs_f64(((to - from).as_seconds_f64() / 1000.0).max(1.0))
+}
+
+/// An answer, or nothing with the failure noted.
+fn or_noted<T: Default>(r: Result<T, SourceError>, problems: &mut Vec<SourceError>) -> T {
+    r.unwrap_or_else(|e| {
+        problems.push(e);
+        T::default()
+    })
+}
+
+impl Retro {
+    /// When the burn started (the SLI's short-window ratio over the
+    /// threshold), where the SLI's data starts, and the windows compared.
+    async fn windows(
+        &self,
+        target: &Target<'_>,
+        starts_at: OffsetDateTime,
+        now: OffsetDateTime,
+        ev: &mut Evidence,
+    ) -> Windows {
+        let s = &self.settings;
+        let from = starts_at - target.long - s.baseline - target.short;
+        let step = step_for(from, starts_at);
+        let record = looptel_slo::recorded(&target.short_record, target.spec, target.slo);
+        let ratio = or_noted(
+            self.metrics
+                .query_range(&record, from, starts_at, step)
+                .await,
+            &mut ev.problems,
+        );
+        let points = ratio
+            .into_iter()
+            .next()
+            .map(|s| s.points)
+            .unwrap_or_default();
+        let burn = cause::burn_start(&points, target.threshold, seconds(starts_at))
+            .map_or(starts_at, cause::at);
+        // The SLI's own data: the recorded ratio exists as soon as the
+        // rules run, the service's series only once it serves.
+        let count = format!("count({})", target.series.count(&[]));
+        let earliest = or_noted(
+            self.metrics
+                .query_range(&count, from, starts_at, step)
+                .await,
+            &mut ev.problems,
+        )
+        .iter()
+        .filter_map(|s| s.points.first().map(|p| p.0))
+        .min_by(f64::total_cmp)
+        .map(cause::at);
+        let end = (starts_at + target.short).min(now).max(burn);
+        cause::windows(
+            burn,
+            earliest,
+            target.short,
+            s.baseline,
+            s.min_baseline,
+            end,
+        )
+    }
+
+    /// What changed in the look-back before the burn: on the service's
+    /// metrics and announced to retro.
+    async fn changes(
+        &self,
+        target: &Target<'_>,
+        burn: OffsetDateTime,
+        to: OffsetDateTime,
+        problems: &mut Vec<SourceError>,
+    ) -> Vec<Change> {
+        use looptel_catalogue::metrics::{CHANGE_KIND, CHANGE_TIME, CHANGE_WHAT};
+        let from = burn - self.settings.changes_window;
+        let to = to.max(burn);
+        let step = step_for(from, to);
+        let sel = target.spec.matchers().join(",");
+        let info = format!("target_info{{{sel}}}");
+        let starts = format!("process_start_time_seconds{{{sel}}}");
+        let own = format!(
+            "max by ({}, {}) (max_over_time({}{{{sel}}}[{}]))",
+            label_name(CHANGE_KIND),
+            label_name(CHANGE_WHAT),
+            CHANGE_TIME.prometheus_name(),
+            looptel_slo::format_duration(step_for(from, to) * 1000)
+        );
+        let info = or_noted(
+            self.metrics.query_range(&info, from, to, step).await,
+            problems,
+        );
+        let starts = or_noted(
+            self.metrics.query_range(&starts, from, to, step).await,
+            problems,
+        );
+        let own = or_noted(self.metrics.query(&own, to).await, problems);
+        let mut out = cause::metric_changes(&info, &starts, &own, from, to, step);
+        match self.store.changes(&self.spec.service, from, to, 100).await {
+            Ok(announced) => out.extend(announced),
+            Err(e) => problems.push(SourceError::new("store", e.to_string())),
+        }
+        out.sort_by_key(|c| c.at);
+        out
+    }
+
+    /// The dependencies `looptel_dependency_up` says were down during the
+    /// burn, with since when (Unix seconds).
+    async fn down(
+        &self,
+        target: &Target<'_>,
+        during: Window,
+        problems: &mut Vec<SourceError>,
+    ) -> Vec<(String, f64)> {
+        let sel = target.spec.matchers().join(",");
+        let expr = format!(
+            "{}{{{sel}}}",
+            looptel_catalogue::metrics::DEPENDENCY_UP.prometheus_name()
+        );
+        let series = or_noted(
+            self.metrics
+                .query_range(
+                    &expr,
+                    during.from,
+                    during.to,
+                    step_for(during.from, during.to),
+                )
+                .await,
+            problems,
+        );
+        let label = label_name(looptel_catalogue::metrics::DEPENDENCY);
+        let mut out: Vec<(String, f64)> = Vec::new();
+        for s in series {
+            let Some(first_down) = s.points.iter().find(|p| p.1 == 0.0).map(|p| p.0) else {
+                continue;
+            };
+            let name = s.labels.get(&label).cloned().unwrap_or_default();
+            if !name.is_empty() && !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, first_down));
+            }
+        }
+        out
+    }
+
+    /// WARN and ERROR lines as patterns, during the burn and before it.
+    async fn patterns(&self, w: &Windows, ev: &mut Evidence) {
+        let Some(logs) = &self.logs else {
+            return;
+        };
+        let max = self.settings.max_pattern_lines;
+        let during = match logs.warnings(w.during.from, w.during.to, max).await {
+            Ok(lines) => lines,
+            Err(e) => {
+                ev.problems.push(e);
+                return;
+            }
+        };
+        let before = match w.before {
+            Some(b) => or_noted(logs.warnings(b.from, b.to, max).await, &mut ev.problems),
+            None => Vec::new(),
+        };
+        let scale = w.before.map_or(0.0, |b| {
+            w.during.length().as_secs_f64() / b.length().as_secs_f64().max(1.0)
+        });
+        ev.log_patterns = cause::patterns(&during, &before, scale, 20);
+    }
+
+    /// A card for an alert about missing traffic: which SLI saw no calls,
+    /// since when; what was down and what changed.
+    async fn gather_no_traffic(
+        &self,
+        target: &Target<'_>,
+        starts_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Evidence {
+        let mut ev = Evidence {
+            from: Some(starts_at - self.settings.window),
+            to: Some(now),
+            selector: target.series.buckets(),
+            ..Evidence::default()
+        };
+        let look = self.settings.changes_window.max(target.long);
+        let from = starts_at - look;
+        let sli = target.series.count(&[]);
+        let expr = format!(
+            "sum(rate({sli}[{}]))",
+            looptel_slo::format_duration(target.short.max(Duration::from_secs(1)))
+        );
+        let series = or_noted(
+            self.metrics
+                .query_range(&expr, from, now, step_for(from, now))
+                .await,
+            &mut ev.problems,
+        );
+        let last_seen = series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.1 > 0.0)
+            .map(|p| p.0)
+            .max_by(f64::total_cmp)
+            .map(cause::at);
+        let quiet_since = last_seen.unwrap_or(from);
+        let during = Window {
+            from: quiet_since,
+            to: now,
+        };
+        ev.changes = self
+            .changes(target, quiet_since, starts_at, &mut ev.problems)
+            .await;
+        let down = self.down(target, during, &mut ev.problems).await;
+        let windows = Windows {
+            burn_started: quiet_since,
+            before: None,
+            during,
+            min_baseline_seconds: self.settings.min_baseline.as_secs_f64(),
+            note: "no traffic: nothing to compare".to_owned(),
+        };
+        ev.hypotheses = cause::hypotheses(&cause::Facts {
+            latency_bound: None,
+            windows: Some(&windows),
+            dependencies: &[],
+            traces: &[],
+            logs: &[],
+            patterns: &[],
+            changes: &ev.changes,
+            down: &down,
+            changes_window: self.settings.changes_window,
+        });
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let text = match last_seen {
+            Some(t) => format!(
+                "{} saw no calls since {} ({} before the alert)",
+                target.slo.name,
+                rfc(t),
+                cause::ago((starts_at - t).as_seconds_f64())
+            ),
+            None => format!(
+                "{} saw no calls in the last {}",
+                target.slo.name,
+                cause::ago(look.as_secs_f64())
+            ),
+        };
+        ev.hypotheses.push(Hypothesis {
+            kind: HypothesisKind::Traffic,
+            text,
+            score: 0.5,
+            why: vec![
+                "0.50 the alert itself: the SLI counted no calls (a cause upstream, or a consumer that stopped)".to_owned(),
+            ],
+        });
+        ev.hypotheses.sort_by(|a, b| b.score.total_cmp(&a.score));
+        ev.no_traffic = Some(NoTraffic {
+            sli,
+            last_seen,
+            looked_back_seconds: look.as_secs_f64(),
+        });
+        ev.windows = Some(windows);
         ev
     }
 }
@@ -436,31 +708,5 @@ mod tests {
             .map(|(e, x)| (e.trace_id.as_str(), *x))
             .collect();
         assert_eq!(flags, [("slow", true), ("slowish", true), ("fast", false)]);
-    }
-
-    #[test]
-    fn a_dependency_moves_when_errors_rise_or_p99_doubles() {
-        let red = |e: f64, p: f64| Red {
-            rate: 10.0,
-            error_ratio: e,
-            p99_seconds: Some(p),
-        };
-        assert!(
-            judge(Some(red(0.0, 0.2)), Some(red(0.0, 2.0))).0,
-            "200 ms → 2 s"
-        );
-        assert!(judge(Some(red(0.0, 0.2)), Some(red(0.3, 0.2))).0);
-        assert!(judge(None, Some(red(0.3, 0.2))).0, "new and failing");
-        assert!(!judge(Some(red(0.0, 0.2)), Some(red(0.001, 0.25))).0);
-        assert!(
-            !judge(Some(red(0.0, 0.001)), Some(red(0.0, 0.003))).0,
-            "a few ms is noise"
-        );
-        assert!(!judge(Some(red(0.5, 0.2)), None).0);
-        let (_, words) = judge(Some(red(0.0, 0.2)), Some(red(0.3, 2.0)));
-        assert_eq!(
-            words,
-            "errors 0.0 % → 30.0 %, p99 200 ms → 2000 ms, 10.0 → 10.0 calls/s"
-        );
     }
 }

@@ -131,6 +131,23 @@ pub struct Evidence {
     pub dependencies: Vec<Dependency>,
     /// The SLI around the alert.
     pub sli: Option<SliChart>,
+    /// When the burn started and the windows compared (before it, during
+    /// it).
+    #[serde(default)]
+    pub windows: Option<Windows>,
+    /// What changed before the burn, oldest first.
+    #[serde(default)]
+    pub changes: Vec<Change>,
+    /// WARN and ERROR lines grouped into patterns, during the burn and
+    /// before it, most risen first.
+    #[serde(default)]
+    pub log_patterns: Vec<LogPattern>,
+    /// What most likely caused it, best first.
+    #[serde(default)]
+    pub hypotheses: Vec<Hypothesis>,
+    /// For an alert about missing traffic: what stopped, and when.
+    #[serde(default)]
+    pub no_traffic: Option<NoTraffic>,
     /// Sources that failed.
     pub problems: Vec<SourceError>,
     /// Links for a person.
@@ -189,10 +206,141 @@ pub struct Dependency {
     pub before: Option<Red>,
     /// During it.
     pub during: Option<Red>,
-    /// Whether it moved: errors up by a point or more, or p99 doubled.
+    /// Whether it is named as a cause: errors up by a point or more, p99
+    /// doubled or over the SLO's latency bound — or, without a baseline,
+    /// failing or over the bound.
     pub moved: bool,
     /// How, in words.
     pub summary: String,
+}
+
+/// A stretch of time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// From.
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    /// To.
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+}
+
+impl Window {
+    /// Its length.
+    pub fn length(&self) -> std::time::Duration {
+        (self.to - self.from).try_into().unwrap_or_default()
+    }
+}
+
+/// When the burn started, and the windows a card compares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Windows {
+    /// When the SLI's short-window error ratio crossed the alert's
+    /// threshold (the alert fires later: it needs the long window too).
+    #[serde(with = "time::serde::rfc3339")]
+    pub burn_started: OffsetDateTime,
+    /// The baseline: the stretch just before the burn (ending a short
+    /// window before it, so no faulty call is in it), as long as there is
+    /// data; `None` when there is less than the minimum.
+    pub before: Option<Window>,
+    /// The burn: from a short window before it started to the evidence's
+    /// end.
+    pub during: Window,
+    /// The shortest baseline used, seconds.
+    pub min_baseline_seconds: f64,
+    /// What was compared, in words (`no baseline: …` when there was none).
+    pub note: String,
+}
+
+/// Where a change was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// On the service's metrics: `target_info`,
+    /// `process_start_time_seconds`, `looptel_change_time_seconds`.
+    Metrics,
+    /// Announced to retro (`POST /changes`) by a deploy tool or a person.
+    Announced,
+}
+
+/// Something that changed before a burn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `version` (a new `service.version`), `restart`, `fault_switch`,
+    /// `deploy`, … (announced changes: as announced).
+    pub kind: String,
+    /// What, in a few words.
+    pub what: String,
+    /// The version it brought, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The pull request, pipeline run or release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Where it was seen.
+    pub source: ChangeSource,
+}
+
+/// Log lines of one pattern (numbers, ids and quoted values masked).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogPattern {
+    /// The message with its variable parts masked (`order <n> failed:
+    /// "…"`).
+    pub pattern: String,
+    /// `ERROR` or `WARN`.
+    pub level: String,
+    /// Lines during the burn.
+    pub during: usize,
+    /// Lines in the baseline window (0 without one).
+    pub before: usize,
+    /// One line as written.
+    pub example: String,
+}
+
+/// What a hypothesis is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HypothesisKind {
+    /// A dependency the service calls got slow or failed.
+    Dependency,
+    /// A dependency the service needs was down (`looptel_dependency_up`).
+    Down,
+    /// A step of the service's own work failed or held the time.
+    Step,
+    /// Something changed just before.
+    Change,
+    /// The calls stopped.
+    Traffic,
+}
+
+/// A likely cause, in one sentence, with its evidence and its score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hypothesis {
+    /// What it is about.
+    pub kind: HypothesisKind,
+    /// The sentence (`inventory.v1.StockService/ReserveItem is slow: p99
+    /// 3 ms → 950 ms; in 3 of 3 evidence traces it holds 97 % of the
+    /// critical path`).
+    pub text: String,
+    /// 0 to 1; the card's order.
+    pub score: f64,
+    /// How the score was made, term by term.
+    pub why: Vec<String>,
+}
+
+/// An alert about missing traffic: which SLI saw no calls, since when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoTraffic {
+    /// The SLI's series.
+    pub sli: String,
+    /// The last time it saw calls, within what was looked at.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    /// How far back was looked, seconds.
+    pub looked_back_seconds: f64,
 }
 
 /// The SLI around the alert, for the picture.

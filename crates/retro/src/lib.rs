@@ -67,6 +67,7 @@
 //! ```
 
 mod auth;
+mod cause;
 pub mod evidence;
 pub mod incident;
 mod links;
@@ -138,6 +139,18 @@ pub struct Settings {
     /// At most this many new cards wait for their turn to gather; the
     /// rest wait in the store for a sweep.
     pub max_queued_gathering: usize,
+    /// The longest baseline compared with a burn (the stretch just before
+    /// it, as long as there is data).
+    pub baseline: Duration,
+    /// The shortest baseline: with less data than this before the burn,
+    /// the card says "no baseline" and names dependencies that fail or are
+    /// over the SLO's latency bound.
+    pub min_baseline: Duration,
+    /// Changes this long before the burn are on the card.
+    pub changes_window: Duration,
+    /// At most this many WARN and ERROR lines read per window for the log
+    /// patterns.
+    pub max_pattern_lines: usize,
 }
 
 impl Default for Settings {
@@ -158,6 +171,10 @@ impl Default for Settings {
             sweep_interval: Duration::from_secs(30),
             max_concurrent_gathering: 4,
             max_queued_gathering: 1024,
+            baseline: Duration::from_secs(3600),
+            min_baseline: Duration::from_secs(120),
+            changes_window: Duration::from_secs(3600),
+            max_pattern_lines: 5000,
         }
     }
 }
@@ -418,6 +435,7 @@ impl Retro {
             slo,
             series: looptel_slo::SliSeries::of(&self.spec, slo),
             short: self.spec.scaled(pair.short),
+            long: self.spec.scaled(pair.long),
             short_record: looptel_slo::error_ratio_record(pair.short),
             threshold: pair.burn_rate * slo.budget(),
         })
@@ -800,11 +818,8 @@ impl Retro {
                 ..Default::default()
             },
             Ok(target) => {
-                match tokio::time::timeout(
-                    self.settings.gather_timeout,
-                    self.gather(target, alert.starts_at),
-                )
-                .await
+                match tokio::time::timeout(self.settings.gather_timeout, self.gather(target, alert))
+                    .await
                 {
                     Ok(ev) => ev,
                     Err(_) => incident::Evidence {

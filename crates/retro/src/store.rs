@@ -39,14 +39,17 @@ use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _, Row as _};
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::incident::{Incident, State};
+use crate::incident::{Change, Incident, State};
 
 /// The schema's migrations, oldest first: `(version, description, SQL)`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "incidents",
-    include_str!("../migrations/0001_incidents.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "incidents",
+        include_str!("../migrations/0001_incidents.sql"),
+    ),
+    (2, "changes", include_str!("../migrations/0002_changes.sql")),
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -202,6 +205,11 @@ fn state_word(s: State) -> &'static str {
 }
 
 /// Unix milliseconds.
+/// Unix milliseconds of `t`.
+fn ms_of(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 pub(crate) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -521,6 +529,68 @@ impl Store {
             }
         }
         Err(StoreError::Contended(id.to_owned()))
+    }
+
+    /// Keeps a change announced by a deploy tool or a person.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot take it.
+    pub async fn add_change(&self, service: &str, change: &Change) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO changes (service, at_ms, received_ms, kind, what, version, link) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(service)
+        .bind(ms_of(change.at))
+        .bind(now_ms())
+        .bind(&change.kind)
+        .bind(&change.what)
+        .bind(change.version.as_deref())
+        .bind(change.link.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
+
+    /// The changes announced for `service` between `from` and `to`
+    /// (inclusive), oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn changes(
+        &self,
+        service: &str,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Change>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, kind, what, version, link FROM changes \
+             WHERE service = $1 AND at_ms >= $2 AND at_ms <= $3 \
+             ORDER BY at_ms, received_ms LIMIT $4",
+        )
+        .bind(service)
+        .bind(ms_of(from))
+        .bind(ms_of(to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let at: i64 = row.try_get("at_ms").map_err(StoreError::unavailable)?;
+                Ok(Change {
+                    at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+                    kind: row.try_get("kind").map_err(StoreError::unavailable)?,
+                    what: row.try_get("what").map_err(StoreError::unavailable)?,
+                    version: row.try_get("version").map_err(StoreError::unavailable)?,
+                    link: row.try_get("link").map_err(StoreError::unavailable)?,
+                    source: crate::incident::ChangeSource::Announced,
+                })
+            })
+            .collect()
     }
 
     /// Claims `work` on a card for `owner` until `until_ms`: `true` if it

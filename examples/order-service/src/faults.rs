@@ -69,7 +69,10 @@ impl std::fmt::Display for Faults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
         if self.inventory_error_rate > 0.0 {
-            parts.push(format!("inventory_error_rate={}", self.inventory_error_rate));
+            parts.push(format!(
+                "inventory_error_rate={}",
+                self.inventory_error_rate
+            ));
         }
         if self.inventory_delay_ms > 0 {
             parts.push(format!("inventory_delay_ms={}", self.inventory_delay_ms));

@@ -100,8 +100,7 @@ async fn main() -> anyhow::Result<()> {
         .context("starting telemetry")?;
     let metrics = order_service::Metrics::on(lt.instruments().clone());
     // Every switch change is `looptel_change_time_seconds`: on the card.
-    let faults =
-        order_service::faults::FaultSwitch::recording(lt.instruments().changes().clone());
+    let faults = order_service::faults::FaultSwitch::recording(lt.instruments().changes().clone());
 
     // The inventory, a gRPC hop in the same binary.
     let grpc = tokio::net::TcpListener::bind(args.grpc_addr)

@@ -139,6 +139,32 @@ impl LogSource for JsonLogFile {
         })
     }
 
+    fn warnings<'a>(
+        &'a self,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        limit: usize,
+    ) -> SourceFuture<'a, Vec<LogLine>> {
+        let (path, name) = (self.path.clone(), self.name());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                scan(&path, &name, |text| {
+                    if let Some(line) = LogLine::from_json(text)
+                        && super::is_warning(&line.level)
+                        && parse_time(&line.timestamp).is_some_and(|t| t >= start && t <= end)
+                    {
+                        out.push(line);
+                    }
+                    out.len() < limit
+                })?;
+                Ok(out)
+            })
+            .await
+            .map_err(|e| SourceError::new(self.name(), e.to_string()))?
+        })
+    }
+
     fn name(&self) -> String {
         format!("file {}", self.path.display())
     }
@@ -256,5 +282,16 @@ mod tests {
             .await
             .expect("readable");
         assert_eq!(one.len(), 1);
+        // Warnings by time, whatever their trace; INFO left out.
+        let warnings = source.warnings(start, end, 10).await.expect("readable");
+        let messages: Vec<&str> = warnings.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "order failed",
+                "other trace",
+                "injected fault: inventory unavailable"
+            ]
+        );
     }
 }

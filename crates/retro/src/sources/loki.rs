@@ -66,6 +66,22 @@ impl Loki {
     }
 }
 
+impl Loki {
+    /// The LogQL query for WARN and ERROR lines: by the level Loki
+    /// detected for records it ingested over OTLP (with
+    /// [`trace_label`](Self::trace_label)), else by the `level` field of
+    /// looptel's JSON lines shipped as text.
+    pub fn warnings_query(&self) -> String {
+        match &self.trace_label {
+            Some(_) => format!(
+                "{} | detected_level=~\"(?i)warn|warning|error|fatal|critical\"",
+                self.selector
+            ),
+            None => format!("{} |~ `\"level\":\\s*\"(WARN|ERROR)\"`", self.selector),
+        }
+    }
+}
+
 /// Whether `name` is a LogQL label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_label_name(name: &str) -> bool {
     !name.is_empty()
@@ -107,10 +123,11 @@ fn rfc3339_of_ns(ns: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Reads Loki's answer: the lines carrying one of `trace_ids`.
+/// Reads Loki's answer: the lines carrying one of `trace_ids`, or with
+/// `None` the WARN and ERROR lines.
 pub(crate) fn parse(
     source: &str,
-    trace_ids: &[String],
+    trace_ids: Option<&[String]>,
     body: &[u8],
     limit: usize,
 ) -> Result<Vec<LogLine>, SourceError> {
@@ -146,7 +163,7 @@ pub(crate) fn parse(
             if line.trace_id.is_empty() {
                 line.trace_id = label("trace_id")
                     .or_else(|| {
-                        trace_ids
+                        trace_ids?
                             .iter()
                             .find(|id| text.contains(id.as_str()))
                             .cloned()
@@ -168,7 +185,11 @@ pub(crate) fn parse(
             if line.timestamp.is_empty() {
                 line.timestamp = rfc3339_of_ns(ts);
             }
-            if trace_ids.contains(&line.trace_id) {
+            let keep = match trace_ids {
+                Some(ids) => ids.contains(&line.trace_id),
+                None => crate::sources::is_warning(&line.level),
+            };
+            if keep {
                 out.push((format!("{ts:0>20}"), line));
             }
         }
@@ -200,7 +221,30 @@ impl LogSource for Loki {
             ];
             match self.http.get(&name, &url, &query, MAX_BODY_BYTES).await? {
                 None => Err(SourceError::new(name, format!("{url} answered 404"))),
-                Some(body) => parse(&self.name(), trace_ids, &body, limit),
+                Some(body) => parse(&self.name(), Some(trace_ids), &body, limit),
+            }
+        })
+    }
+
+    fn warnings<'a>(
+        &'a self,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        limit: usize,
+    ) -> SourceFuture<'a, Vec<LogLine>> {
+        Box::pin(async move {
+            let name = self.name();
+            let url = format!("{}/loki/api/v1/query_range", self.base);
+            let query = [
+                ("query", self.warnings_query()),
+                ("start", start.unix_timestamp_nanos().to_string()),
+                ("end", end.unix_timestamp_nanos().to_string()),
+                ("limit", limit.to_string()),
+                ("direction", "forward".to_owned()),
+            ];
+            match self.http.get(&name, &url, &query, MAX_BODY_BYTES).await? {
+                None => Err(SourceError::new(name, format!("{url} answered 404"))),
+                Some(body) => parse(&self.name(), None, &body, limit),
             }
         })
     }
@@ -230,7 +274,7 @@ mod tests {
                 ["1796032800600000000","other","{{}}"]]}}],
               "stats":{{}}}}}}"#
         );
-        let lines = parse("loki", &[ID.to_owned()], body.as_bytes(), 10).expect("readable");
+        let lines = parse("loki", Some(&[ID.to_owned()]), body.as_bytes(), 10).expect("readable");
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].message, "injected fault: inventory unavailable");
         assert_eq!(lines[0].service, "inventory");
@@ -240,7 +284,7 @@ mod tests {
         assert_eq!(lines[1].message, "order failed");
         assert_eq!(lines[1].service, "order-service");
         assert_eq!(
-            parse("loki", &[ID.to_owned()], body.as_bytes(), 1)
+            parse("loki", Some(&[ID.to_owned()]), body.as_bytes(), 1)
                 .expect("ok")
                 .len(),
             1
@@ -248,10 +292,47 @@ mod tests {
     }
 
     #[test]
+    fn warnings_by_time_whatever_their_trace() {
+        let body = r#"{"status":"success","data":{"resultType":"streams","result":[
+          {"stream":{"service_name":"order-service"},"values":[
+            ["1796032801000000000","{\"timestamp\":\"2026-11-30T10:00:01Z\",\"level\":\"ERROR\",\"message\":\"order 7 failed\",\"trace_id\":\"\"}"],
+            ["1796032801500000000","{\"timestamp\":\"2026-11-30T10:00:01.5Z\",\"level\":\"INFO\",\"message\":\"a level the filter let through\"}"]]},
+          {"stream":{"service_name":"order-service","detected_level":"warn"},"values":[
+            ["1796032800500000000","slow inventory"]]}],
+          "stats":{}}}"#;
+        let lines = parse("loki", None, body.as_bytes(), 10).expect("readable");
+        let got: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l.level.as_str(), l.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("WARN", "slow inventory"), ("ERROR", "order 7 failed")]
+        );
+        let http = Http::new(
+            looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
+            std::time::Duration::from_secs(1),
+        );
+        let loki = Loki::new(
+            "http://loki:3100",
+            r#"{service_name="order-service"}"#,
+            http,
+        );
+        assert_eq!(
+            loki.warnings_query(),
+            r#"{service_name="order-service"} |~ `"level":\s*"(WARN|ERROR)"`"#
+        );
+        assert_eq!(
+            loki.trace_label("trace_id").warnings_query(),
+            r#"{service_name="order-service"} | detected_level=~"(?i)warn|warning|error|fatal|critical""#
+        );
+    }
+
+    #[test]
     fn refuses_other_answers_and_keeps_the_query_safe() {
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
-        assert!(parse("loki", &[], matrix, 10).is_err());
-        assert!(parse("loki", &[], b"nope", 10).is_err());
+        assert!(parse("loki", None, matrix, 10).is_err());
+        assert!(parse("loki", None, b"nope", 10).is_err());
         let http = Http::new(
             looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
             std::time::Duration::from_secs(1),

@@ -123,8 +123,30 @@ pub trait LogSource: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> SourceFuture<'a, Vec<LogLine>>;
 
+    /// At most `limit` WARN and ERROR lines between `start` and `end`,
+    /// whatever their trace, oldest first: the patterns a card compares
+    /// during a burn and before it. A source that cannot list lines by
+    /// time says so (the default), and the card goes on without patterns.
+    fn warnings<'a>(
+        &'a self,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        limit: usize,
+    ) -> SourceFuture<'a, Vec<LogLine>> {
+        let _ = (start, end, limit);
+        let name = self.name();
+        Box::pin(async move { Err(SourceError::new(name, "cannot list log lines by time")) })
+    }
+
     /// Its name on a card.
     fn name(&self) -> String;
+}
+
+/// Whether a line's level is WARN or worse.
+pub(crate) fn is_warning(level: &str) -> bool {
+    ["WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"]
+        .iter()
+        .any(|l| level.eq_ignore_ascii_case(l))
 }
 
 /// A log line, as looptel's JSON logs write it (other lines keep their
