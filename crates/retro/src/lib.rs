@@ -89,7 +89,9 @@ use time::OffsetDateTime;
 pub use auth::{Token, TokenError, Tokens};
 pub use incident::{Incident, State};
 pub use links::Grafana;
-pub use service::{DEFAULT_LIST_LIMIT, MAX_ACTION_CHARS, MAX_LIST_LIMIT, MAX_WEBHOOK_BYTES};
+pub use service::{
+    DEFAULT_LIST_LIMIT, MAX_ACTION_CHARS, MAX_CHANGE_FIELD_CHARS, MAX_LIST_LIMIT, MAX_WEBHOOK_BYTES,
+};
 pub use sources::{LogSource, MetricsSource, TraceSource};
 pub use store::{Store, StoreError};
 
@@ -855,13 +857,18 @@ impl Retro {
             self.counters.source_errors.inc(&[kind]);
             tracing::warn!(incident = id, source = %p.source_name, error = %p.message, "evidence source failed");
         }
-        let summary = format!(
-            "{} traces, {} log lines, {} dependencies moved, {} sources failed",
+        let mut summary = format!(
+            "{} traces, {} log lines, {} dependencies moved, {} changes, {} sources failed",
             evidence.traces.len(),
             evidence.logs.len(),
             evidence.dependencies.iter().filter(|d| d.moved).count(),
+            evidence.changes.len(),
             evidence.problems.len()
         );
+        if let Some(h) = evidence.hypotheses.first() {
+            summary.push_str("; most likely: ");
+            summary.push_str(&h.text);
+        }
         tracing::info!(incident = id, %summary, "evidence gathered");
         let written = self
             .store

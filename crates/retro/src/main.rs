@@ -91,6 +91,17 @@ struct Args {
     /// Exemplars are read this long either side of the alert's start.
     #[arg(long, env = "RETRO_WINDOW", default_value = "10m", value_parser = duration)]
     window: Duration,
+    /// The longest baseline a burn is compared with: the stretch just
+    /// before it, as long as there is data.
+    #[arg(long, env = "RETRO_BASELINE", default_value = "1h", value_parser = duration)]
+    baseline: Duration,
+    /// With less data than this before a burn, the card says "no
+    /// baseline".
+    #[arg(long, env = "RETRO_MIN_BASELINE", default_value = "2m", value_parser = duration)]
+    min_baseline: Duration,
+    /// Changes this long before a burn are on the card.
+    #[arg(long, env = "RETRO_CHANGES_WINDOW", default_value = "1h", value_parser = duration)]
+    changes_window: Duration,
     /// The recovery window checked after the alert resolves; default the
     /// fired pair's short window.
     #[arg(long, env = "RETRO_RECOVERY_WINDOW", value_parser = duration)]
@@ -284,6 +295,9 @@ async fn main() -> anyhow::Result<()> {
         public_url: Some(args.public_url.unwrap_or_else(|| format!("http://{addr}"))),
         notify_url: args.notify_url,
         retention: args.retention,
+        baseline: args.baseline,
+        min_baseline: args.min_baseline,
+        changes_window: args.changes_window,
         ..Settings::default()
     });
     if let Some(t) = traces {

@@ -1,7 +1,8 @@
 //! The HTTP interface: `POST /alerts` (the webhook), the cards at
 //! `GET /incidents` and `GET /incidents/{id}` (HTML, or JSON / Markdown by
-//! `Accept` or `?format=`), `POST /incidents/{id}/actions`, `/metrics`,
-//! `/health`.
+//! `Accept` or `?format=`), `POST /incidents/{id}/actions`,
+//! `POST /changes` and `GET /changes` (what deploy tools announce),
+//! `/metrics`, `/health`.
 
 use std::sync::Arc;
 
@@ -218,6 +219,118 @@ async fn add_action(State(retro): State<Retro>, Path(id): Path<String>, body: By
     }
 }
 
+/// The longest text of an announced change's field.
+pub const MAX_CHANGE_FIELD_CHARS: usize = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewChange {
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    what: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    link: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    at: Option<time::OffsetDateTime>,
+}
+
+/// `POST /changes`: `{"service": "order-service", "version": "0.1.1",
+/// "link": "https://…", "kind": "deploy", "what": "…", "at": RFC 3339}`,
+/// every field optional but one of `version` and `what`; `service` is the
+/// spec's by default, `kind` `deploy`, `at` now.
+async fn add_change(State(retro): State<Retro>, body: Bytes) -> Response {
+    let c: NewChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected {{\"service\", \"version\", \"link\", \"kind\", \"what\", \"at\"}}: {e}"
+                ),
+            );
+        }
+    };
+    let field = |name: &str, v: &Option<String>| -> Result<Option<String>, Response> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(t) if t.chars().count() > MAX_CHANGE_FIELD_CHARS => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("{name}: at most {MAX_CHANGE_FIELD_CHARS} characters"),
+            )),
+            Some(t) => Ok(Some(t.to_owned())),
+        }
+    };
+    let parsed = (|| {
+        Ok::<_, Response>((
+            field("service", &c.service)?,
+            field("kind", &c.kind)?,
+            field("what", &c.what)?,
+            field("version", &c.version)?,
+            field("link", &c.link)?,
+        ))
+    })();
+    let (service, kind, what, version, link) = match parsed {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Some(l) = &link
+        && !(l.starts_with("https://") || l.starts_with("http://"))
+    {
+        return error(StatusCode::BAD_REQUEST, "link: an http(s) URL".to_owned());
+    }
+    let service = service.unwrap_or_else(|| retro.spec.service.clone());
+    let what = match (what, &version) {
+        (Some(w), _) => w,
+        (None, Some(v)) => format!("{service} {v} deployed"),
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a change needs a version or a what".to_owned(),
+            );
+        }
+    };
+    let change = crate::incident::Change {
+        at: c.at.unwrap_or_else(time::OffsetDateTime::now_utc),
+        kind: kind.unwrap_or_else(|| "deploy".to_owned()),
+        what,
+        version,
+        link,
+        source: crate::incident::ChangeSource::Announced,
+    };
+    match retro.store.add_change(&service, &change).await {
+        Ok(()) => (StatusCode::CREATED, axum::Json(change)).into_response(),
+        Err(e) => store_error(&retro.store_failed("write", e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    service: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    since: Option<time::OffsetDateTime>,
+}
+
+/// `GET /changes?service=…&since=RFC3339`: the announced changes, oldest
+/// first (the last day by default).
+async fn list_changes(State(retro): State<Retro>, Query(q): Query<ChangesQuery>) -> Response {
+    let now = time::OffsetDateTime::now_utc();
+    let service = q.service.unwrap_or_else(|| retro.spec.service.clone());
+    let since = q.since.unwrap_or(now - time::Duration::days(1));
+    match retro
+        .store
+        .changes(&service, since, now, MAX_LIST_LIMIT)
+        .await
+    {
+        Ok(changes) => axum::Json(changes).into_response(),
+        Err(e) => store_error(&retro.store_failed("read", e)),
+    }
+}
+
 fn guarded(router: Router<Retro>, token: Option<&crate::Token>) -> Router<Retro> {
     router.route_layer(axum::middleware::from_fn_with_state(
         token.cloned().map(Arc::new),
@@ -243,16 +356,22 @@ impl Retro {
             webhook.as_ref(),
         );
         let writes = guarded(
-            Router::new().route(
-                "/incidents/{id}/actions",
-                post(add_action).layer(DefaultBodyLimit::max(64 << 10)),
-            ),
+            Router::new()
+                .route(
+                    "/incidents/{id}/actions",
+                    post(add_action).layer(DefaultBodyLimit::max(64 << 10)),
+                )
+                .route(
+                    "/changes",
+                    post(add_change).layer(DefaultBodyLimit::max(64 << 10)),
+                ),
             write.as_ref(),
         );
         let reads = guarded(
             Router::new()
                 .route("/incidents", get(list))
                 .route("/incidents/{id}", get(show))
+                .route("/changes", get(list_changes))
                 .route(
                     "/metrics",
                     looptel_red_metrics::metrics_endpoint(self.registry().clone()),

@@ -10,7 +10,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margi
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 .state{display:inline-block;padding:.1rem .5rem;border-radius:.3rem;background:#eee}.state.firing{background:#fdd}\
 .state.verified{background:#dfd}.state.not_verified{background:#fec}pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}\
-.moved{font-weight:bold;color:#b00}";
+.moved{font-weight:bold;color:#b00}.hypothesis.top{font-size:1.2rem;padding:.5rem .75rem;background:#fff4e5;border-left:4px solid #e67e00}\
+.score{color:#666;font-size:.85rem}";
 
 fn page(title: &str, body: &str) -> String {
     format!(
@@ -29,6 +30,9 @@ fn link(url: &str, text: &str) -> String {
 /// The card as an HTML page.
 pub fn html(card: &Incident) -> String {
     let mut b = facts(card);
+    if let Some(ev) = &card.evidence {
+        cause(ev, &mut b);
+    }
     timeline(card, &mut b);
     match &card.evidence {
         None => b.push_str("<h2>Evidence</h2><p>Being gathered…</p>"),
@@ -99,6 +103,73 @@ fn facts(card: &Incident) -> String {
     b
 }
 
+/// The answer first: the most likely cause, the other hypotheses with
+/// how each was scored, what changed before the burn, and for a
+/// no-traffic alert what stopped.
+fn cause(ev: &crate::incident::Evidence, b: &mut String) {
+    b.push_str("<h2>Most likely</h2>");
+    if let Some(nt) = &ev.no_traffic {
+        let _ = write!(
+            b,
+            "<p id=\"no-traffic\">No calls counted by <code>{}</code>{}.</p>",
+            escape(&nt.sli),
+            match nt.last_seen {
+                Some(t) => format!(" since {}", escape(&rfc3339(t))),
+                None => format!(" in the last {:.0} s", nt.looked_back_seconds),
+            }
+        );
+    }
+    match ev.hypotheses.first() {
+        None => b.push_str(
+            "<p id=\"top-hypothesis\" class=\"hypothesis\">No hypothesis: no dependency moved or was down, no step of the service failed, nothing changed before the burn.</p>",
+        ),
+        Some(top) => {
+            let _ = write!(
+                b,
+                "<p id=\"top-hypothesis\" class=\"hypothesis top\">{} <span class=\"score\">score {:.2}</span></p>",
+                escape(&top.text),
+                top.score
+            );
+        }
+    }
+    if ev.hypotheses.len() > 1 || ev.hypotheses.first().is_some_and(|h| !h.why.is_empty()) {
+        let _ = write!(
+            b,
+            "<details><summary>All {} hypotheses, and how they were scored</summary><ol id=\"hypotheses\">",
+            ev.hypotheses.len()
+        );
+        for h in &ev.hypotheses {
+            let _ = write!(
+                b,
+                "<li>{} <span class=\"score\">{:.2}: {}</span></li>",
+                escape(&h.text),
+                h.score,
+                escape(&h.why.join("; "))
+            );
+        }
+        b.push_str("</ol></details>");
+    }
+    b.push_str("<h2>What changed</h2>");
+    if ev.changes.is_empty() {
+        b.push_str("<p id=\"changes\">Nothing seen or announced before the burn.</p>");
+    } else {
+        b.push_str("<ul id=\"changes\">");
+        for c in &ev.changes {
+            let what = match &c.link {
+                Some(l) => link(l, &c.what),
+                None => escape(&c.what),
+            };
+            let _ = write!(
+                b,
+                "<li>{} — <b>{}</b> {what}</li>",
+                escape(&rfc3339(c.at)),
+                escape(&c.kind)
+            );
+        }
+        b.push_str("</ul>");
+    }
+}
+
 /// What happened when.
 fn timeline(card: &Incident, b: &mut String) {
     b.push_str("<h2>Timeline</h2><ul id=\"timeline\">");
@@ -143,6 +214,7 @@ fn evidence(ev: &crate::incident::Evidence, b: &mut String) {
         b.push_str("</ul>");
     }
     logs(ev, b);
+    patterns(ev, b);
     dependencies(ev, b);
     if !ev.problems.is_empty() {
         b.push_str("<h2>Sources that failed</h2><ul id=\"problems\">");
@@ -238,9 +310,37 @@ fn logs(ev: &crate::incident::Evidence, b: &mut String) {
     }
 }
 
+/// WARN and ERROR lines as patterns, during the burn and before it.
+fn patterns(ev: &crate::incident::Evidence, b: &mut String) {
+    if ev.log_patterns.is_empty() {
+        return;
+    }
+    b.push_str("<h2>Log patterns</h2><table id=\"log-patterns\"><tr><th>level</th><th>pattern</th><th>during</th><th>before</th></tr>");
+    for p in &ev.log_patterns {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.level),
+            escape(&p.example),
+            escape(&p.pattern),
+            p.during,
+            p.before
+        );
+    }
+    b.push_str("</table>");
+}
+
 /// The dependencies, the ones that moved first.
 fn dependencies(ev: &crate::incident::Evidence, b: &mut String) {
     b.push_str("<h2>Dependencies</h2>");
+    if let Some(w) = &ev.windows {
+        let _ = write!(
+            b,
+            "<p id=\"windows\">The burn started {}; {}.</p>",
+            escape(&rfc3339(w.burn_started)),
+            escape(&w.note)
+        );
+    }
     if ev.dependencies.is_empty() {
         b.push_str("<p>No dependency calls recorded.</p>");
     } else {

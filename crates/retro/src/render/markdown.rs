@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::text::{budget_words, burn_words, rfc3339, series_words};
-use crate::incident::{Incident, TraceEvidence};
+use crate::incident::{Evidence, Incident, TraceEvidence};
 
 /// The card as Markdown.
 pub fn markdown(card: &Incident) -> String {
@@ -40,6 +40,10 @@ pub fn markdown(card: &Incident) -> String {
     let description = a.annotation("description");
     if !description.is_empty() {
         let _ = writeln!(m, "\n{description}");
+    }
+
+    if let Some(ev) = &card.evidence {
+        cause_markdown(&mut m, ev);
     }
 
     let _ = writeln!(m, "\n## Timeline\n");
@@ -79,6 +83,30 @@ pub fn markdown(card: &Incident) -> String {
                 );
             }
             let _ = writeln!(m, "```");
+        }
+        if !ev.log_patterns.is_empty() {
+            let _ = writeln!(
+                m,
+                "\n### Log patterns\n\n| level | pattern | during | before |\n|---|---|---|---|"
+            );
+            for p in &ev.log_patterns {
+                let _ = writeln!(
+                    m,
+                    "| {} | `{}` | {} | {} |",
+                    p.level,
+                    p.pattern.replace('`', "'").replace('|', "\\|"),
+                    p.during,
+                    p.before
+                );
+            }
+        }
+        if let Some(w) = &ev.windows {
+            let _ = writeln!(
+                m,
+                "\nThe burn started {}; {}.",
+                rfc3339(w.burn_started),
+                w.note
+            );
         }
         if !ev.dependencies.is_empty() {
             let _ = writeln!(
@@ -146,6 +174,51 @@ pub fn markdown(card: &Incident) -> String {
         }
     }
     m
+}
+
+/// The hypotheses, best first, with how each was scored; what changed;
+/// what stopped.
+fn cause_markdown(m: &mut String, ev: &Evidence) {
+    let _ = writeln!(m, "\n## Most likely\n");
+    if let Some(nt) = &ev.no_traffic {
+        let _ = writeln!(
+            m,
+            "No calls counted by `{}`{}.\n",
+            nt.sli,
+            nt.last_seen
+                .map(|t| format!(" since {}", rfc3339(t)))
+                .unwrap_or_else(|| format!(" in the last {:.0} s", nt.looked_back_seconds))
+        );
+    }
+    if ev.hypotheses.is_empty() {
+        let _ = writeln!(
+            m,
+            "No hypothesis: no dependency moved or was down, no step of the service failed, nothing changed before the burn."
+        );
+    }
+    for (i, h) in ev.hypotheses.iter().enumerate() {
+        let _ = writeln!(
+            m,
+            "{}. {}{}{} — score {:.2} ({})",
+            i + 1,
+            if i == 0 { "**" } else { "" },
+            h.text,
+            if i == 0 { "**" } else { "" },
+            h.score,
+            h.why.join("; ")
+        );
+    }
+    let _ = writeln!(m, "\n## What changed\n");
+    if ev.changes.is_empty() {
+        let _ = writeln!(m, "Nothing seen or announced before the burn.");
+    }
+    for c in &ev.changes {
+        let what = match &c.link {
+            Some(l) => format!("[{}]({l})", c.what),
+            None => c.what.clone(),
+        };
+        let _ = writeln!(m, "- {} — **{}** {what}", rfc3339(c.at), c.kind);
+    }
 }
 
 fn trace_markdown(m: &mut String, t: &TraceEvidence) {

@@ -83,6 +83,9 @@ pub fn summary(card: &Incident) -> String {
         s.push('.');
     }
     if let Some(ev) = &card.evidence {
+        if let Some(h) = ev.hypotheses.first() {
+            let _ = write!(s, " Most likely: {}.", h.text);
+        }
         if let Some(t) = ev.traces.first() {
             let _ = write!(s, " Trace {}", t.trace_id);
             if let Some(e) = t.analysis.errors.first() {
