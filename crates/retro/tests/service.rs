@@ -423,6 +423,129 @@ async fn actions_are_checked_and_kept_in_order() {
 }
 
 #[tokio::test]
+async fn announced_changes_need_the_write_token_and_those_just_before_the_burn_are_on_its_card() {
+    let spec = looptel_slo::Spec::from_yaml(SPEC).expect("spec");
+    let retro = Retro::builder(spec, Arc::new(Canned::default()), memory().await)
+        .tokens(looptel_retro::Tokens {
+            write: Some(looptel_retro::Token::new("deploy-secret").expect("token")),
+            ..looptel_retro::Tokens::default()
+        })
+        .build();
+    let base = serve(&retro).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/changes");
+    // The burn (the canned Prometheus has no ratio: the alert's start).
+    let burn = OffsetDateTime::parse(
+        "2026-11-30T10:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    let at = |minutes: i64| {
+        (burn - time::Duration::minutes(minutes))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    let res = client
+        .post(&url)
+        .json(&json!({"version": "0.1.1"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 401, "no token, no change");
+    for (body, status) in [
+        (json!({}), 400),
+        (
+            json!({"version": "0.1.1", "link": "javascript:alert(1)"}),
+            400,
+        ),
+        (json!({"version": "0.1.1", "at": "yesterday"}), 400),
+        (json!({"version": "0.1.1", "extra": 1}), 400),
+        (
+            json!({"what": "x".repeat(looptel_retro::MAX_CHANGE_FIELD_CHARS + 1)}),
+            400,
+        ),
+        (
+            json!({"version": "0.1.1", "link": "https://ci.example.com/run/7", "at": at(2)}),
+            201,
+        ),
+        (json!({"version": "0.1.0", "at": at(120)}), 201),
+        (
+            json!({"service": "billing", "kind": "config", "what": "limits raised", "at": at(1)}),
+            201,
+        ),
+    ] {
+        let res = client
+            .post(&url)
+            .bearer_auth("deploy-secret")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(res.status(), status, "{body}");
+    }
+    let listed: Value = client
+        .get(format!("{url}?since={}", at(24 * 60).replace('+', "%2B")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let versions: Vec<&str> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["version"].as_str())
+        .collect();
+    assert_eq!(versions, ["0.1.0", "0.1.1"], "this service's, oldest first");
+
+    post(
+        &client,
+        &base,
+        &webhook("firing", "c0de", "0001-01-01T00:00:00Z"),
+    )
+    .await;
+    let card = card(&client, &base, "c0de-1796032800", |v| {
+        !v["evidence"].is_null()
+    })
+    .await;
+    let changes = card["evidence"]["changes"].as_array().expect("changes");
+    assert_eq!(
+        changes.len(),
+        1,
+        "only the deploy 2 min before: {changes:#?}"
+    );
+    assert_eq!(changes[0]["what"], "order-service 0.1.1 deployed");
+    assert_eq!(changes[0]["kind"], "deploy");
+    assert_eq!(changes[0]["source"], "announced");
+    assert_eq!(changes[0]["link"], "https://ci.example.com/run/7");
+    let top = &card["evidence"]["hypotheses"][0];
+    assert_eq!(top["kind"], "change");
+    assert_eq!(
+        top["text"],
+        "order-service 0.1.1 deployed (deploy): 2 min before the burn"
+    );
+    let html = client
+        .get(format!("{base}/incidents/c0de-1796032800"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    let top_at = html
+        .find("id=\"top-hypothesis\"")
+        .expect("the top hypothesis");
+    assert!(
+        top_at < html.find("<h2>Timeline</h2>").expect("timeline"),
+        "the card opens with it"
+    );
+    assert!(
+        html.contains(r#"<a href="https://ci.example.com/run/7">order-service 0.1.1 deployed</a>"#)
+    );
+}
+
+#[tokio::test]
 async fn sources_that_are_down_are_named_on_the_card_and_the_recovery_says_why_not() {
     // Nothing listens on these ports: real connection refusals.
     let closed = {

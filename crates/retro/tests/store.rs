@@ -82,6 +82,19 @@ async fn cards_outlive_their_store(url: &str) {
         .expect("write")
         .expect("card");
     let before = serde_json::to_value(gathered(&first, 50).await).expect("json");
+    let deployed = time::OffsetDateTime::from_unix_timestamp(1_796_032_800).expect("time");
+    let change = looptel_retro::incident::Change {
+        at: deployed,
+        kind: "deploy".to_owned(),
+        what: "order-service 0.1.1 deployed".to_owned(),
+        version: Some("0.1.1".to_owned()),
+        link: Some("https://ci.example.com/run/7".to_owned()),
+        source: looptel_retro::incident::ChangeSource::Announced,
+    };
+    store
+        .add_change("order-service", &change)
+        .await
+        .expect("kept");
     store.close().await;
     drop(first);
 
@@ -92,6 +105,19 @@ async fn cards_outlive_their_store(url: &str) {
     assert_eq!(after, before, "every card as it was, newest first");
     let card = second.incident(&ids[7]).await.expect("read").expect("card");
     assert_eq!(card.actions[0].text, "Timeout on the inventory call");
+    let minute = time::Duration::minutes(1);
+    let kept = second
+        .store()
+        .changes("order-service", deployed - minute, deployed + minute, 10)
+        .await
+        .expect("read");
+    assert_eq!(kept, [change], "announced changes outlive the store too");
+    let other = second
+        .store()
+        .changes("billing", deployed - minute, deployed + minute, 10)
+        .await
+        .expect("read");
+    assert!(other.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
