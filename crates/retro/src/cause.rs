@@ -13,14 +13,14 @@
 //!   or over the SLO's bound — without a baseline: failing, or over the
 //!   bound): 0.5; +0.2 when the move is large (errors up 10 points, p99
 //!   five times or over the bound); + 0.3 × the share of evidence traces
-//!   that agree (its call failed in them, or held half their critical
-//!   path or more).
+//!   that agree (its call failed in them, or — for a latency SLO — held
+//!   half their critical path or more).
 //! - **a dependency down** (`looptel_dependency_up` 0 during the burn):
 //!   0.7, +0.2 when a moved dependency of the same name agrees.
 //! - **a step** of the service's own (an error span that is not the root,
 //!   or for a latency SLO the span holding most of the critical path):
-//!   0.3 + 0.4 × the share of evidence traces it is in, +0.2 when an ERROR
-//!   pattern of those traces rose.
+//!   0.3 + 0.4 × the share of evidence traces it is in, +0.2 when the
+//!   pattern of those traces' ERROR (else WARN) lines rose.
 //! - **a change** before the burn: 0.6 (a restart 0.4) × how close it came
 //!   to the burn (1 at the burn, 0 a whole look-back earlier).
 //! - **no traffic**: 0.9.
@@ -443,27 +443,26 @@ fn critical_share(t: &TraceEvidence, matches: impl Fn(&str) -> bool) -> f64 {
     (held / root.ms).clamp(0.0, 1.0)
 }
 
-/// The ERROR pattern most risen among `trace_ids`' log lines, with its
-/// count during the burn.
+/// The pattern of `traces`' own ERROR lines (else WARN lines) most
+/// written during the burn.
 fn pattern_of<'a>(
     logs: &[LogLine],
     patterns: &'a [LogPattern],
     traces: &[&str],
 ) -> Option<&'a LogPattern> {
-    let mine: Vec<String> = logs
-        .iter()
-        .filter(|l| l.level.eq_ignore_ascii_case("ERROR") && traces.contains(&l.trace_id.as_str()))
-        .map(|l| mask(&l.message))
-        .collect();
-    patterns
-        .iter()
-        .filter(|p| p.level == "ERROR" && mine.contains(&p.pattern))
-        .max_by_key(|p| p.during)
-        .or_else(|| {
-            patterns.iter().find(|p| {
-                p.level == "ERROR" && mine.is_empty() && p.during > 2 * p.before && p.during > 0
+    ["ERROR", "WARN"].into_iter().find_map(|level| {
+        let mine: Vec<String> = logs
+            .iter()
+            .filter(|l| {
+                l.level.eq_ignore_ascii_case(level) && traces.contains(&l.trace_id.as_str())
             })
-        })
+            .map(|l| mask(&l.message))
+            .collect();
+        patterns
+            .iter()
+            .filter(|p| p.level == level && mine.contains(&p.pattern))
+            .max_by_key(|p| p.during)
+    })
 }
 
 fn quoted(p: &LogPattern) -> String {
@@ -541,7 +540,7 @@ pub(crate) fn hypotheses(f: &Facts<'_>) -> Vec<Hypothesis> {
                 if t.spans.iter().any(|s| s.error && calls(s, d)) {
                     agreeing += 1;
                 }
-            } else {
+            } else if f.latency_bound.is_some() {
                 let part = critical_share(t, |id| {
                     ids.contains(&id)
                         || t.spans.iter().any(|s| {

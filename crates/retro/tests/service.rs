@@ -731,6 +731,33 @@ async fn an_alert_without_a_window_pair_says_no_burn() {
         card.slo.as_ref().map(|s| s.response_sla.as_str()),
         Some("next business day")
     );
+    // Its evidence says what stopped, not that nothing was found: no
+    // exemplars are read, and (the canned Prometheus has no series) no
+    // calls were seen in the whole look-back.
+    let card = eventually(budget::IN_PROCESS, "the evidence", async || {
+        retro
+            .incident(&ids[0])
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| c.evidence.is_some())
+    })
+    .await;
+    let ev = card.evidence.as_ref().expect("evidence");
+    let nt = ev.no_traffic.as_ref().expect("about the traffic");
+    assert_eq!(
+        nt.sli,
+        "http_server_request_duration_seconds_count{job=\"order-service\",http_route=\"/orders\"}"
+    );
+    assert_eq!((nt.last_seen, nt.looked_back_seconds), (None, 3600.0));
+    assert!(ev.traces.is_empty() && ev.exemplars_seen == 0);
+    assert_eq!(
+        ev.hypotheses[0].text,
+        "order-api-availability saw no calls in the last 60 min"
+    );
+    assert!(
+        looptel_retro::render::html(&card).contains("<p id=\"no-traffic\">No calls counted by")
+    );
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use looptel_retro::sources::{Http, files, prometheus::Prometheus as PrometheusSo
 use looptel_retro::{Retro, Settings, State};
 use looptel_tests::otlp_json_attribute as attribute;
 use looptel_tests::{Alertmanager, Prometheus, browser};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const SLO: &str = "order-api-availability";
 
@@ -83,8 +83,32 @@ struct Loop {
     _alertmanager: Alertmanager,
 }
 
+/// The settings the loop's retro runs with: windows scaled down like the
+/// spec's.
+fn scaled_settings() -> Settings {
+    Settings {
+        window: Duration::from_secs(60),
+        settle: Duration::from_secs(2),
+        min_requests: 10.0,
+        // An hour of look-back is a minute here; the baseline likewise.
+        changes_window: Duration::from_secs(60),
+        baseline: Duration::from_secs(60),
+        min_baseline: Duration::from_secs(10),
+        ..Settings::default()
+    }
+}
+
 impl Loop {
     async fn start(addr: &str, store: &str, files_of: Option<(&Path, &Path)>) -> Self {
+        Self::start_with(addr, store, files_of, scaled_settings()).await
+    }
+
+    async fn start_with(
+        addr: &str,
+        store: &str,
+        files_of: Option<(&Path, &Path)>,
+        settings: Settings,
+    ) -> Self {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
         let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
@@ -118,14 +142,7 @@ impl Loop {
                 .traces(Arc::new(files::OtlpFile::new(spans)))
                 .logs(Arc::new(files::JsonLogFile::new(log)));
         }
-        let retro = builder
-            .settings(Settings {
-                window: Duration::from_secs(60),
-                settle: Duration::from_secs(2),
-                min_requests: 10.0,
-                ..Settings::default()
-            })
-            .build();
+        let retro = builder.settings(settings).build();
         let app = retro.router();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
@@ -135,6 +152,47 @@ impl Loop {
             _alertmanager: alertmanager,
         }
     }
+}
+
+/// The card's top hypothesis starts with `words`, and it is the first
+/// thing the HTML card says after its facts.
+fn assert_names_the_cause(card: &looptel_retro::Incident, words: &str) {
+    let ev = card.evidence.as_ref().expect("evidence");
+    let top = ev
+        .hypotheses
+        .first()
+        .unwrap_or_else(|| panic!("no hypothesis: {ev:#?}"));
+    assert!(
+        top.text.starts_with(words),
+        "top hypothesis {:?}, all: {:#?}",
+        top.text,
+        ev.hypotheses
+    );
+    for h in &ev.hypotheses {
+        eprintln!("hypothesis {:.2} {:?}: {}", h.score, h.kind, h.text);
+    }
+    let html = looptel_retro::render::html(card);
+    let at = html.find(r#"id="top-hypothesis""#).expect("on the page");
+    assert!(at < html.find("<h2>Timeline</h2>").expect("a timeline"));
+    assert!(looptel_retro::render::markdown(card).contains(&format!("1. **{}**", top.text)));
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The evidence was gathered within `limit` of the webhook's arrival.
+fn ready_within(card: &looptel_retro::Incident, limit: Duration) {
+    let at = |what: &str| {
+        card.timeline
+            .iter()
+            .find(|e| e.what.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {:#?}", card.timeline))
+            .at
+    };
+    let took = at("evidence gathered") - at("webhook received");
+    assert!(took < limit, "the card took {took} after the page");
+    eprintln!("card ready {took} after the page");
 }
 
 async fn set_faults(addr: &str, body: Option<&str>) {
@@ -305,6 +363,33 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
         sli.points.iter().any(|p| p.1 > sli.threshold),
         "the burn is drawn"
     );
+    // The answer: the failing inventory call first, with the traces that
+    // agree; the switch that injected it among what changed; its lines
+    // as a pattern that rose; ready within 10 s of the page.
+    assert_names_the_cause(&card, "inventory.v1.StockService/ReserveItem fails: errors");
+    assert!(
+        ev.hypotheses[0].text.contains("it failed in"),
+        "{:?}",
+        ev.hypotheses[0]
+    );
+    let switch = ev
+        .changes
+        .iter()
+        .find(|c| c.kind == "fault_switch")
+        .unwrap_or_else(|| panic!("the switch among the changes: {:#?}", ev.changes));
+    assert_eq!(switch.what, "inventory_error_rate=0.5");
+    assert!(
+        switch.at <= ev.windows.as_ref().expect("windows").burn_started + Duration::from_secs(2),
+        "set before the burn"
+    );
+    assert!(
+        ev.log_patterns
+            .iter()
+            .any(|p| p.pattern == "injected fault: inventory unavailable" && p.during > p.before),
+        "{:#?}",
+        ev.log_patterns
+    );
+    ready_within(&card, Duration::from_secs(10));
 
     // The fix: the page resolves, and the recovery is verified with traffic.
     set_faults(&addr, None).await;
@@ -364,6 +449,7 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     )
     .await;
     traffic.pause();
+    let paused = unix_now();
     let id = second.id.clone();
     let unverified = card_where(&retro, &seen, Duration::from_secs(90), "checked", |c| {
         c.id == id && c.verification.is_some()
@@ -372,6 +458,47 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     let v = unverified.verification.as_ref().expect("checked");
     assert_eq!(unverified.state, State::NotVerified);
     assert!(v.reason.starts_with("no traffic:"), "{}", v.reason);
+
+    // With no calls for the spec's no-traffic window, a card that says so:
+    // which SLI, and when it last saw calls.
+    let quiet = card_where(
+        &retro,
+        &seen,
+        Duration::from_secs(90),
+        "about no traffic",
+        |c| {
+            c.alert.name() == "SLOTrafficMissing"
+                && c.alert.label("slo") == SLO
+                && c.evidence.is_some()
+        },
+    )
+    .await;
+    let ev = quiet.evidence.as_ref().expect("evidence");
+    let nt = ev.no_traffic.as_ref().expect("says no traffic");
+    assert!(
+        nt.sli
+            .starts_with("http_server_request_duration_seconds_count{"),
+        "{}",
+        nt.sli
+    );
+    let last = nt.last_seen.expect("calls were seen before");
+    assert!(
+        (last.unix_timestamp() - paused).abs() < 20,
+        "last calls {last} near the pause ({paused})"
+    );
+    let traffic_words = ev
+        .hypotheses
+        .iter()
+        .find(|h| h.kind == looptel_retro::incident::HypothesisKind::Traffic)
+        .expect("a traffic hypothesis");
+    assert!(
+        traffic_words
+            .text
+            .starts_with(&format!("{SLO} saw no calls since ")),
+        "{}",
+        traffic_words.text
+    );
+    assert!(ev.traces.is_empty(), "no exemplars to read without calls");
 
     drop(traffic);
     drop(svc);
@@ -458,4 +585,213 @@ async fn a_broker_outage_burns_the_processing_slo_and_its_card_names_the_broker(
     drop(traffic);
     drop(svc);
     common::delete_payments(&amqp_url(), &name).await;
+}
+
+/// A `POST /changes` to retro, as a deploy tool sends it.
+async fn announce(retro_addr: std::net::SocketAddr, body: Value) {
+    let res = reqwest::Client::new()
+        .post(format!("http://{retro_addr}/changes"))
+        .json(&body)
+        .send()
+        .await
+        .expect("announce");
+    assert_eq!(res.status(), 201, "{body}");
+}
+
+/// An RFC 3339 time `seconds_ago` before now.
+fn rfc3339_ago(seconds_ago: u64) -> String {
+    (time::OffsetDateTime::now_utc() - Duration::from_secs(seconds_ago))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_inventory_and_a_failing_consumer_after_a_version_bump_each_name_their_cause() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spans, log) = (
+        dir.path().join("spans.jsonl"),
+        dir.path().join("service.log"),
+    );
+    let envs = |version: &str, http: &str| {
+        vec![
+            ("ENABLE_FAULTS", "1".to_owned()),
+            ("SERVICE_VERSION", version.to_owned()),
+            ("HTTP_ADDR", http.to_owned()),
+            ("LOOPTEL_TRACES_FILE", spans.display().to_string()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        ]
+    };
+    // Version 0.1.0 first; its start falls outside the changes' look-back
+    // (a minute here: an hour as the spec's windows are scaled).
+    let mut old = Service::start_logging(&envs("0.1.0", "127.0.0.1:0"), Some(&log));
+    let addr = old.http_addr();
+    let started = Instant::now();
+    let store = format!("sqlite://{}", dir.path().join("retro.db").display());
+    let Loop {
+        retro,
+        retro_addr,
+        prometheus,
+        _alertmanager,
+    } = Loop::start_with(
+        &addr,
+        &store,
+        Some((&spans, &log)),
+        Settings {
+            changes_window: Duration::from_secs(30),
+            ..scaled_settings()
+        },
+    )
+    .await;
+    // Each order waits on the inventory: three clients keep the rate up
+    // once it is slow.
+    let traffic: Vec<Traffic> = (0..3).map(|_| Traffic::start(&addr)).collect();
+    // A deploy announced well before the look-back: not on the card.
+    announce(
+        retro_addr,
+        json!({"version": "0.0.9", "at": rfc3339_ago(300)}),
+    )
+    .await;
+    looptel_tests::eventually(
+        looptel_tests::budget::PROCESS,
+        "target_info of 0.1.0 scraped",
+        async || {
+            prometheus
+                .api("query?query=target_info{service_version=%220.1.0%22}")
+                .await["data"]["result"][0]["metric"]["service_instance_id"]
+                .as_str()
+                .map(|_| ())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(35).saturating_sub(started.elapsed())).await;
+
+    // The bump: 0.1.1 on the same address, announced by the deploy tool.
+    assert!(old.terminate().success());
+    let mut new = Service::start_logging(&envs("0.1.1", &addr), Some(&log));
+    assert_eq!(new.http_addr(), addr);
+    announce(
+        retro_addr,
+        json!({"version": "0.1.1", "link": "https://ci.example.com/run/8"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    // The inventory slows past the latency SLO's 500 ms; every order event
+    // fails in the fulfilment consumer.
+    set_faults(
+        &addr,
+        Some(r#"{"inventory_delay_ms": 700, "consumer_error_rate": 1.0}"#),
+    )
+    .await;
+    let none = HashSet::new();
+    let burn_card = |slo: &'static str| {
+        move |c: &looptel_retro::Incident| {
+            c.alert.name() == "ErrorBudgetBurn1h"
+                && c.alert.label("slo") == slo
+                && c.evidence.as_ref().is_some_and(|e| !e.traces.is_empty())
+        }
+    };
+    let latency = card_where(
+        &retro,
+        &none,
+        Duration::from_secs(120),
+        "for the latency SLO",
+        burn_card("place-order-latency"),
+    )
+    .await;
+    let processing = card_where(
+        &retro,
+        &none,
+        Duration::from_secs(120),
+        "for the processing SLO",
+        burn_card("order-events-processing"),
+    )
+    .await;
+
+    // The latency card: the slow inventory call, holding the critical path
+    // of every evidence trace — each a request that really was slow.
+    assert_names_the_cause(
+        &latency,
+        "inventory.v1.StockService/ReserveItem is slow: p99 ",
+    );
+    let ev = latency.evidence.as_ref().expect("evidence");
+    let top = &ev.hypotheses[0];
+    assert!(top.text.contains("of the critical path"), "{}", top.text);
+    let windows = ev.windows.as_ref().expect("windows");
+    assert!(
+        windows.before.is_some(),
+        "a baseline from the data there is: {}",
+        windows.note
+    );
+    for t in &ev.traces {
+        let written = spans_written(&spans, &t.trace_id);
+        let server = written
+            .iter()
+            .find(|s| s["name"] == "POST /orders")
+            .unwrap_or_else(|| panic!("no server span of {} written", t.trace_id));
+        let ns = |k: &str| {
+            server[k]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a time")
+        };
+        assert!(
+            ns("endTimeUnixNano") - ns("startTimeUnixNano") > 500_000_000,
+            "trace {} was slow",
+            t.trace_id
+        );
+    }
+    // What changed: the new version (seen on target_info, and announced),
+    // the switch; not the first start, not the old announcement.
+    let changes: Vec<(&str, &str)> = ev
+        .changes
+        .iter()
+        .map(|c| (c.kind.as_str(), c.what.as_str()))
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|(k, w)| *k == "version" && w.starts_with("order-service 0.1.1 replaced 0.1.0")),
+        "{changes:#?}"
+    );
+    assert!(changes.contains(&("deploy", "order-service 0.1.1 deployed")));
+    assert!(changes.contains(&(
+        "fault_switch",
+        "inventory_delay_ms=700 consumer_error_rate=1"
+    )));
+    assert!(
+        !changes
+            .iter()
+            .any(|(_, w)| w.contains("0.0.9") || w.contains("0.1.0 started")),
+        "outside the look-back: {changes:#?}"
+    );
+    assert!(ev.hypotheses.iter().any(|h| h.kind
+        == looptel_retro::incident::HypothesisKind::Change
+        && h.text.contains("0.1.1")));
+    ready_within(&latency, Duration::from_secs(10));
+
+    // The processing card: the consumer step that fails, with its lines.
+    assert_names_the_cause(&processing, "process orders fails: ");
+    let ev = processing.evidence.as_ref().expect("evidence");
+    assert!(
+        ev.hypotheses[0]
+            .text
+            .contains("'order event dead-lettered'")
+            || ev.hypotheses[0].text.contains("'order event failed'"),
+        "{}",
+        ev.hypotheses[0].text
+    );
+    for t in &ev.traces {
+        assert!(
+            spans_written(&spans, &t.trace_id)
+                .iter()
+                .any(|s| s["name"] == "process orders" && s["status"]["code"] == 2),
+            "trace {} failed in the consumer",
+            t.trace_id
+        );
+    }
+    ready_within(&processing, Duration::from_secs(10));
+
+    drop(traffic);
+    drop(new);
 }
