@@ -307,14 +307,15 @@ pub(crate) fn mask(message: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if c == '"' || c == '\'' || c == '`' {
-            if let Some(end) = chars[i + 1..].iter().position(|x| *x == c) {
-                out.push(c);
-                out.push('…');
-                out.push(c);
-                i += end + 2;
-                continue;
-            }
+        // A quote opens a value, an apostrophe inside a word does not.
+        let opens =
+            c == '"' || ((c == '\'' || c == '`') && (i == 0 || !chars[i - 1].is_alphanumeric()));
+        if opens && let Some(end) = chars[i + 1..].iter().position(|x| *x == c) {
+            out.push(c);
+            out.push('…');
+            out.push(c);
+            i += end + 2;
+            continue;
         }
         if c.is_ascii_alphanumeric() {
             let start = i;

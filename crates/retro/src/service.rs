@@ -255,18 +255,17 @@ async fn add_change(State(retro): State<Retro>, body: Bytes) -> Response {
             );
         }
     };
-    let field = |name: &str, v: &Option<String>| -> Result<Option<String>, Response> {
+    let field = |name: &str, v: &Option<String>| -> Result<Option<String>, String> {
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
-            Some(t) if t.chars().count() > MAX_CHANGE_FIELD_CHARS => Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("{name}: at most {MAX_CHANGE_FIELD_CHARS} characters"),
+            Some(t) if t.chars().count() > MAX_CHANGE_FIELD_CHARS => Err(format!(
+                "{name}: at most {MAX_CHANGE_FIELD_CHARS} characters"
             )),
             Some(t) => Ok(Some(t.to_owned())),
         }
     };
     let parsed = (|| {
-        Ok::<_, Response>((
+        Ok::<_, String>((
             field("service", &c.service)?,
             field("kind", &c.kind)?,
             field("what", &c.what)?,
@@ -276,7 +275,7 @@ async fn add_change(State(retro): State<Retro>, body: Bytes) -> Response {
     })();
     let (service, kind, what, version, link) = match parsed {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     if let Some(l) = &link
         && !(l.starts_with("https://") || l.starts_with("http://"))
