@@ -70,6 +70,7 @@ async fn one_init_one_layer_and_metrics_probes_and_drops_on_one_registry() {
     assert_eq!(ready(app.clone()).await.status(), 200);
 
     let res = app
+        .clone()
         .oneshot(
             http::Request::get("/metrics")
                 .body(Body::empty())
@@ -103,5 +104,37 @@ async fn one_init_one_layer_and_metrics_probes_and_drops_on_one_registry() {
         text.contains(r#"looptel_dependency_up{dependency="db"} 1"#),
         "{text}"
     );
+    // Who this is, for Prometheus and incident cards: the service, its
+    // version, this process (a fresh UUID), and when it started.
+    let info = text
+        .lines()
+        .find(|l| l.starts_with("target_info{"))
+        .unwrap_or_else(|| panic!("no target_info: {text}"));
+    assert!(
+        info.starts_with(r#"target_info{service_name="facade-test",service_version="0.0.1",service_instance_id=""#)
+            && info.ends_with("} 1"),
+        "{info}"
+    );
+    assert!(text.contains("# TYPE target_info gauge"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("process_start_time_seconds "))
+    );
+    assert!(text.contains("# TYPE looptel_change_time_seconds gauge"));
+    lt.instruments()
+        .changes()
+        .record("config", "limits reloaded");
+    let res = app
+        .clone()
+        .oneshot(
+            http::Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("served");
+    assert!(body(res).await.contains(
+        r#"looptel_change_time_seconds{change_kind="config",change_what="limits reloaded"}"#
+    ));
     lt.shutdown().expect("flushed");
 }
