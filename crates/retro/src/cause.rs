@@ -21,8 +21,9 @@
 //!   or for a latency SLO the span holding most of the critical path):
 //!   0.3 + 0.4 × the share of evidence traces it is in, +0.2 when the
 //!   pattern of those traces' ERROR (else WARN) lines rose.
-//! - **a change** before the burn: 0.6 (a restart 0.4) × how close it came
-//!   to the burn (1 at the burn, 0 a whole look-back earlier).
+//! - **a change** before the burn: 0.6 (a start or restart 0.4) × how
+//!   close it came to the burn (1 at the burn, 0 a whole look-back
+//!   earlier).
 //! - **no traffic**: 0.9.
 
 use std::collections::{BTreeMap, HashMap};
@@ -209,6 +210,20 @@ pub(crate) fn metric_changes(
         .filter_map(|s| Some((s, s.points.first()?.0, s.points.last()?.0)))
         .collect();
     let label = |s: &Series, k: &str| s.labels.get(k).cloned().unwrap_or_default();
+    // Process start times by target: a new target_info series is first
+    // seen at the next scrape, its process started a little earlier.
+    let mut start_times: Vec<(String, f64, bool)> = Vec::new();
+    for s in process_starts {
+        for (_, v) in &s.points {
+            let instance = label(s, "instance");
+            if !start_times
+                .iter()
+                .any(|(i, t, _)| *i == instance && (t - v).abs() < 1.0)
+            {
+                start_times.push((instance, *v, false));
+            }
+        }
+    }
     for (s, first, _) in &spans {
         if *first <= from_s + tolerance || *first > to_s {
             continue;
@@ -231,6 +246,17 @@ pub(crate) fn metric_changes(
             .max_by(|a, b| a.2.total_cmp(&b.2))
             .map(|(o, _, _)| label(o, "service_version"));
         let short_id: String = instance.chars().take(8).collect();
+        // When its process started, if that is known and just before.
+        let started = start_times
+            .iter_mut()
+            .filter(|(i, t, _)| {
+                *i == label(s, "instance") && *t <= *first + tolerance && *t >= *first - 60.0
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|entry| {
+                entry.2 = true;
+                entry.1
+            });
         let (kind, what) = match &previous {
             Some(old) if *old != version => (
                 "version",
@@ -241,12 +267,12 @@ pub(crate) fn metric_changes(
                 format!("{service} {version} restarted (instance {short_id})"),
             ),
             None => (
-                "version",
+                "start",
                 format!("{service} {version} started (instance {short_id})"),
             ),
         };
         out.push(Change {
-            at: at(*first),
+            at: at(started.unwrap_or(*first)),
             kind: kind.to_owned(),
             what,
             version: (!version.is_empty()).then_some(version),
@@ -255,21 +281,10 @@ pub(crate) fn metric_changes(
         });
     }
     // Restarts of services without target_info (or not yet seen by it).
-    let mut starts: Vec<(f64, String)> = Vec::new();
-    for s in process_starts {
-        for (_, v) in &s.points {
-            if *v > from_s
-                && *v <= to_s
-                && !starts.iter().any(|(t, _)| (t - v).abs() < 1.0)
-                && !out
-                    .iter()
-                    .any(|c| (c.at.unix_timestamp() as f64 - v).abs() <= tolerance + 2.0)
-            {
-                starts.push((*v, label(s, "instance")));
-            }
+    for (instance, t, used) in start_times {
+        if used || t <= from_s || t > to_s {
+            continue;
         }
-    }
-    for (t, instance) in starts {
         out.push(Change {
             at: at(t),
             kind: "restart".to_owned(),
@@ -606,8 +621,27 @@ pub(crate) fn hypotheses(f: &Facts<'_>) -> Vec<Hypothesis> {
     let mut steps: HashMap<String, Vec<&str>> = HashMap::new();
     for t in f.traces {
         let root = t.analysis.root.as_ref().map(|r| r.span_id.as_str());
+        // A failing span whose child failed only passed the failure on:
+        // the deepest failing span is the step.
+        let parent: HashMap<&str, &str> = t
+            .spans
+            .iter()
+            .filter_map(|s| Some((s.span_id.as_str(), s.parent_span_id.as_deref()?)))
+            .collect();
+        let mut passed_on: Vec<&str> = Vec::new();
+        for failed in t.spans.iter().filter(|s| s.error) {
+            let mut at = failed.span_id.as_str();
+            for _ in 0..t.spans.len() {
+                let Some(p) = parent.get(at) else { break };
+                passed_on.push(p);
+                at = p;
+            }
+        }
         for e in &t.analysis.errors {
-            if Some(e.span_id.as_str()) == root || explained_spans.contains(&e.name) {
+            if Some(e.span_id.as_str()) == root
+                || explained_spans.contains(&e.name)
+                || passed_on.contains(&e.span_id.as_str())
+            {
                 continue;
             }
             let ids = steps.entry(e.name.clone()).or_default();
@@ -691,7 +725,11 @@ pub(crate) fn hypotheses(f: &Facts<'_>) -> Vec<Hypothesis> {
         for c in f.changes {
             let before = secs(c.at, w.burn_started);
             let closeness = (1.0 - before.max(0.0) / look).clamp(0.0, 1.0);
-            let weight = if c.kind == "restart" { 0.4 } else { 0.6 };
+            let weight = if matches!(c.kind.as_str(), "restart" | "start") {
+                0.4
+            } else {
+                0.6
+            };
             let when = if before >= 0.0 {
                 format!("{} before the burn", ago(before))
             } else {
@@ -908,6 +946,11 @@ mod tests {
             "the process starts agree with target_info and add nothing; the switch's old value is outside"
         );
         assert_eq!(changes[0].version.as_deref(), Some("0.1.1"));
+        assert_eq!(
+            changes[0].at,
+            at(t0 + 203.0),
+            "when its process started, not its first scrape"
+        );
         // A service without target_info: its restart from the start time.
         let only = metric_changes(&[], &starts, &[], from, to, Duration::from_secs(5));
         assert_eq!(only.len(), 2);
@@ -1112,6 +1155,54 @@ mod tests {
             "{change:?}"
         );
         assert!(h.windows(2).all(|p| p[0].score >= p[1].score), "best first");
+    }
+
+    #[test]
+    fn a_failing_call_is_the_cause_not_the_handler_that_passed_it_on() {
+        let burn = datetime!(2026-12-04 12:00 UTC);
+        let w = windows(
+            burn,
+            None,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            burn,
+        );
+        let deps = [Dependency {
+            kind: "gRPC".to_owned(),
+            name: format!("{METHOD} @ 127.0.0.1"),
+            before: None,
+            during: Some(red(0.5, 0.003)),
+            moved: true,
+            summary: "no baseline: errors 50.0 %".to_owned(),
+        }];
+        let spans = vec![
+            span("r", None, "POST /orders", "SERVER", true, &[]),
+            span("h", Some("r"), "PlaceOrder", "INTERNAL", true, &[]),
+            span(
+                "c",
+                Some("h"),
+                METHOD,
+                "CLIENT",
+                true,
+                &[("rpc.method", METHOD), ("server.address", "127.0.0.1")],
+            ),
+        ];
+        let errors = vec![
+            sref("r", "POST /orders", 3.0),
+            sref("h", "PlaceOrder", 2.0),
+            sref("c", METHOD, 1.0),
+        ];
+        let traces: Vec<TraceEvidence> = (0..2)
+            .map(|i| trace(&format!("t{i}"), spans.clone(), errors.clone(), vec![]))
+            .collect();
+        let h = hypotheses(&facts(&deps, &traces, &[], &w, None));
+        let texts: Vec<&str> = h.iter().map(|h| h.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [format!("{METHOD} fails: errors – → 50.0 % (no baseline); it failed in 2 of 2 evidence traces").as_str()],
+            "PlaceOrder only passed it on"
+        );
     }
 
     #[test]

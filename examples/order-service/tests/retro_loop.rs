@@ -90,10 +90,11 @@ fn scaled_settings() -> Settings {
         window: Duration::from_secs(60),
         settle: Duration::from_secs(2),
         min_requests: 10.0,
-        // An hour of look-back is a minute here; the baseline likewise.
+        // An hour of look-back is a minute here; the baseline likewise,
+        // and its 2-minute minimum half a minute.
         changes_window: Duration::from_secs(60),
         baseline: Duration::from_secs(60),
-        min_baseline: Duration::from_secs(10),
+        min_baseline: Duration::from_secs(30),
         ..Settings::default()
     }
 }
@@ -372,6 +373,17 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
         "{:?}",
         ev.hypotheses[0]
     );
+    // A service seconds old has no baseline, and the card says so; the
+    // failing dependency is named all the same.
+    let windows = ev.windows.as_ref().expect("windows");
+    assert!(windows.before.is_none(), "{}", windows.note);
+    assert!(windows.note.starts_with("no baseline"), "{}", windows.note);
+    assert!(ev.hypotheses[0].text.contains("(no baseline)"));
+    assert!(
+        !ev.hypotheses.iter().any(|h| h.text.contains("PlaceOrder")),
+        "the handler only passed the failure on: {:#?}",
+        ev.hypotheses
+    );
     let switch = ev
         .changes
         .iter()
@@ -638,6 +650,7 @@ async fn a_slow_inventory_and_a_failing_consumer_after_a_version_bump_each_name_
         Some((&spans, &log)),
         Settings {
             changes_window: Duration::from_secs(30),
+            min_baseline: Duration::from_secs(10),
             ..scaled_settings()
         },
     )
