@@ -580,22 +580,27 @@ pub(crate) fn hypotheses(f: &Facts<'_>) -> Vec<Hypothesis> {
             ));
         }
         let subject = d.name.split(" @ ").next().unwrap_or(&d.name);
-        let mut text = if errors {
-            let from = before.map_or("–".to_owned(), |b| fmt_pct(b.error_ratio));
-            format!(
-                "{subject} fails: errors {from} → {}",
+        let mut text = match (errors, before) {
+            (true, Some(b)) => format!(
+                "{subject} fails: errors {} → {}",
+                fmt_pct(b.error_ratio),
                 fmt_pct(during.error_ratio)
-            )
-        } else {
-            format!(
+            ),
+            (true, None) => format!(
+                "{subject} fails: errors {} (no baseline)",
+                fmt_pct(during.error_ratio)
+            ),
+            (false, Some(b)) => format!(
                 "{subject} is slow: p99 {} → {}",
-                fmt_ms(before.and_then(|b| b.p99_seconds)),
+                fmt_ms(b.p99_seconds),
                 fmt_ms(during.p99_seconds)
-            )
+            ),
+            (false, None) => format!(
+                "{subject} is slow: p99 {} (no baseline; the SLO's bound is {})",
+                fmt_ms(during.p99_seconds),
+                fmt_ms(f.latency_bound)
+            ),
         };
-        if before.is_none() {
-            text.push_str(" (no baseline)");
-        }
         if n > 0 {
             if errors {
                 text.push_str(&format!("; it failed in {agreeing} of {n} evidence traces"));
@@ -1200,7 +1205,10 @@ mod tests {
         let texts: Vec<&str> = h.iter().map(|h| h.text.as_str()).collect();
         assert_eq!(
             texts,
-            [format!("{METHOD} fails: errors – → 50.0 % (no baseline); it failed in 2 of 2 evidence traces").as_str()],
+            [format!(
+                "{METHOD} fails: errors 50.0 % (no baseline); it failed in 2 of 2 evidence traces"
+            )
+            .as_str()],
             "PlaceOrder only passed it on"
         );
     }
