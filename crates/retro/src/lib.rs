@@ -15,10 +15,24 @@
 //!    the critical path ([`trace::Analysis`]);
 //! 3. reads the log lines of those traces from a [`LogSource`] (Loki, a
 //!    file of looptel's JSON lines);
-//! 4. compares the RED of the service's dependencies (gRPC, HTTP and
-//!    messaging clients) before and during the alert, and says which moved;
-//! 5. keeps an incident card ([`Incident`]): JSON, Markdown and an HTML page
-//!    with the SLI and the traces drawn as SVG.
+//! 4. finds when the burn started (the SLI's short-window ratio crossing
+//!    the threshold) and compares the RED of the service's dependencies
+//!    (gRPC, HTTP and messaging clients) over the stretch just before it
+//!    — as much as there is, down to [`Settings::min_baseline`], else "no
+//!    baseline" — with the burn, and says which moved;
+//! 5. lists what changed before the burn: new versions and instances on
+//!    `target_info`, restarts, changes the service recorded itself
+//!    (`looptel_change_time_seconds`), and changes deploy tools announced
+//!    (`POST /changes`); groups WARN and ERROR lines into patterns, during
+//!    and before;
+//! 6. ranks hypotheses — a dependency, a step of the service's own, a
+//!    dependency down, a change, no traffic — each a sentence with its
+//!    evidence and a score whose terms it lists (how: the `cause` module's
+//!    rules, in the card's `why`);
+//! 7. keeps an incident card ([`Incident`]) that opens with the most likely
+//!    cause: JSON, Markdown and an HTML page with the SLI and the traces
+//!    drawn as SVG. An alert about missing traffic gets a card saying which
+//!    SLI saw no calls and since when.
 //!
 //! When the resolved webhook arrives, it checks the SLI over a recovery
 //! window: the card says **verified** only if the burn rate is under 1
