@@ -205,6 +205,8 @@ wait_for "page with evidence" paged
 say "paged after $((SECONDS - start))s: incident card http://$retro/incidents/$card_id"
 curl -fsS "http://$retro/incidents?format=md" | grep -F "/incidents/$card_id)" | sed 's/^- \[[^]]*\]([^)]*) — /   /'
 card=$(cards "/$card_id")
+echo "   most likely: $(jq -r '.evidence.hypotheses[0].text // "no hypothesis"' <<<"$card")"
+echo "   what changed: $(jq -r '[.evidence.changes[] | "\(.kind) \(.what)"] | join("; ")' <<<"$card")"
 echo "   traces: $(jq -r '[.evidence.traces[].trace_id] | join(", ")' <<<"$card")"
 echo "   log lines: $(jq -r '.evidence.logs | length' <<<"$card"), dependencies that moved: $(jq -r '[.evidence.dependencies[] | select(.moved) | .name] | join(", ")' <<<"$card")"
 

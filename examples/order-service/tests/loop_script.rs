@@ -81,6 +81,14 @@ fn the_loop_script_ends_with_a_verified_card() {
         stdout.contains("dependencies that moved: inventory.v1.StockService/ReserveItem"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("most likely: inventory.v1.StockService/ReserveItem fails: errors"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fault_switch inventory_error_rate=0.5"),
+        "{stdout}"
+    );
     // The recovery, verified with traffic.
     assert!(
         stdout.contains("verified — recovered: burn rate"),
