@@ -110,23 +110,24 @@ impl JsonLogFile {
     }
 }
 
-impl LogSource for JsonLogFile {
-    fn lines<'a>(
+impl JsonLogFile {
+    /// At most `limit` of the file's JSON lines whose text `worth` parsing
+    /// (a cheap filter) and that `keep` keeps once parsed, oldest first,
+    /// read off the runtime's threads.
+    fn read<'a>(
         &'a self,
-        trace_ids: &'a [String],
-        start: OffsetDateTime,
-        end: OffsetDateTime,
         limit: usize,
+        worth: impl Fn(&str) -> bool + Send + 'static,
+        keep: impl Fn(&LogLine) -> bool + Send + 'static,
     ) -> SourceFuture<'a, Vec<LogLine>> {
-        let (path, name, ids) = (self.path.clone(), self.name(), trace_ids.to_vec());
+        let (path, name) = (self.path.clone(), self.name());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mut out = Vec::new();
                 scan(&path, &name, |text| {
-                    if ids.iter().any(|id| text.contains(id.as_str()))
+                    if worth(text)
                         && let Some(line) = LogLine::from_json(text)
-                        && ids.contains(&line.trace_id)
-                        && parse_time(&line.timestamp).is_none_or(|t| t >= start && t <= end)
+                        && keep(&line)
                     {
                         out.push(line);
                     }
@@ -138,6 +139,27 @@ impl LogSource for JsonLogFile {
             .map_err(|e| SourceError::new(self.name(), e.to_string()))?
         })
     }
+}
+
+impl LogSource for JsonLogFile {
+    fn lines<'a>(
+        &'a self,
+        trace_ids: &'a [String],
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        limit: usize,
+    ) -> SourceFuture<'a, Vec<LogLine>> {
+        let ids = trace_ids.to_vec();
+        let in_text = ids.clone();
+        self.read(
+            limit,
+            move |text| in_text.iter().any(|id| text.contains(id.as_str())),
+            move |line| {
+                ids.contains(&line.trace_id)
+                    && parse_time(&line.timestamp).is_none_or(|t| t >= start && t <= end)
+            },
+        )
+    }
 
     fn warnings<'a>(
         &'a self,
@@ -145,24 +167,14 @@ impl LogSource for JsonLogFile {
         end: OffsetDateTime,
         limit: usize,
     ) -> SourceFuture<'a, Vec<LogLine>> {
-        let (path, name) = (self.path.clone(), self.name());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut out = Vec::new();
-                scan(&path, &name, |text| {
-                    if let Some(line) = LogLine::from_json(text)
-                        && super::is_warning(&line.level)
-                        && parse_time(&line.timestamp).is_some_and(|t| t >= start && t <= end)
-                    {
-                        out.push(line);
-                    }
-                    out.len() < limit
-                })?;
-                Ok(out)
-            })
-            .await
-            .map_err(|e| SourceError::new(self.name(), e.to_string()))?
-        })
+        self.read(
+            limit,
+            |_| true,
+            move |line| {
+                super::is_warning(&line.level)
+                    && parse_time(&line.timestamp).is_some_and(|t| t >= start && t <= end)
+            },
+        )
     }
 
     fn name(&self) -> String {

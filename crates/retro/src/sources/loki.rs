@@ -198,6 +198,33 @@ pub(crate) fn parse(
     Ok(out.into_iter().take(limit).map(|(_, l)| l).collect())
 }
 
+impl Loki {
+    /// `query_range` for `query`, oldest first: the lines of `trace_ids`,
+    /// or with `None` the WARN and ERROR lines.
+    async fn range(
+        &self,
+        query: String,
+        trace_ids: Option<&[String]>,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, SourceError> {
+        let name = self.name();
+        let url = format!("{}/loki/api/v1/query_range", self.base);
+        let query = [
+            ("query", query),
+            ("start", start.unix_timestamp_nanos().to_string()),
+            ("end", end.unix_timestamp_nanos().to_string()),
+            ("limit", limit.to_string()),
+            ("direction", "forward".to_owned()),
+        ];
+        match self.http.get(&name, &url, &query, MAX_BODY_BYTES).await? {
+            None => Err(SourceError::new(name, format!("{url} answered 404"))),
+            Some(body) => parse(&name, trace_ids, &body, limit),
+        }
+    }
+}
+
 impl LogSource for Loki {
     fn lines<'a>(
         &'a self,
@@ -210,19 +237,8 @@ impl LogSource for Loki {
             if trace_ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let name = self.name();
-            let url = format!("{}/loki/api/v1/query_range", self.base);
-            let query = [
-                ("query", self.query(trace_ids)),
-                ("start", start.unix_timestamp_nanos().to_string()),
-                ("end", end.unix_timestamp_nanos().to_string()),
-                ("limit", limit.to_string()),
-                ("direction", "forward".to_owned()),
-            ];
-            match self.http.get(&name, &url, &query, MAX_BODY_BYTES).await? {
-                None => Err(SourceError::new(name, format!("{url} answered 404"))),
-                Some(body) => parse(&self.name(), Some(trace_ids), &body, limit),
-            }
+            self.range(self.query(trace_ids), Some(trace_ids), start, end, limit)
+                .await
         })
     }
 
@@ -232,21 +248,7 @@ impl LogSource for Loki {
         end: OffsetDateTime,
         limit: usize,
     ) -> SourceFuture<'a, Vec<LogLine>> {
-        Box::pin(async move {
-            let name = self.name();
-            let url = format!("{}/loki/api/v1/query_range", self.base);
-            let query = [
-                ("query", self.warnings_query()),
-                ("start", start.unix_timestamp_nanos().to_string()),
-                ("end", end.unix_timestamp_nanos().to_string()),
-                ("limit", limit.to_string()),
-                ("direction", "forward".to_owned()),
-            ];
-            match self.http.get(&name, &url, &query, MAX_BODY_BYTES).await? {
-                None => Err(SourceError::new(name, format!("{url} answered 404"))),
-                Some(body) => parse(&self.name(), None, &body, limit),
-            }
-        })
+        Box::pin(self.range(self.warnings_query(), None, start, end, limit))
     }
 
     fn name(&self) -> String {
