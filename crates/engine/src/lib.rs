@@ -18,6 +18,9 @@
 //!   protocol status, `error.type` — that the span, the metrics, the logs
 //!   and the hooks all read.
 //! - [`Call`]: the same ending for transports without a response future.
+//! - [`ServerLayer`]: the server layer, once — its builder, type-state,
+//!   `Layer` and `call` — with each transport a [`ServerPreset`] (the HTTP
+//!   and gRPC layers are this layer with their preset).
 //! - [`HookLayer`]: any hook as a layer of its own.
 //! - [`RequestFilter`] and [`PublicEndpoint`]: which requests are traced,
 //!   and the one trust rule.
@@ -64,6 +67,7 @@ mod future;
 mod grpc;
 mod hook;
 mod layer;
+mod server;
 
 pub use body::ResponseBody;
 pub use call::Call;
@@ -86,6 +90,7 @@ pub use grpc::{
 pub use hook::{HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
 pub use looptel_core::ErrorOutcome;
+pub use server::{Server, ServerHooksState, ServerLayer, ServerPreset, ServiceNames};
 
 /// `get_ref`, `get_mut` and `into_inner` for a service with an `inner`
 /// field: the one copy of this boilerplate for looptel's services.

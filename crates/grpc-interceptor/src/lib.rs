@@ -43,7 +43,7 @@ mod server;
 
 pub use client::{GrpcClientLayer, GrpcClientService, LegacyEnding, StatusAtEnd, inject_context};
 pub use looptel_engine::{OTHER_METHOD, rpc_method};
-pub use server::{Ending, GrpcServerLayer, GrpcServerService, MethodAtEnd};
+pub use server::{Ending, Grpc, GrpcServerLayer, GrpcServerService, MethodAtEnd};
 
 use std::sync::Arc;
 

@@ -75,11 +75,11 @@ mod layer;
 mod route;
 mod service;
 
-pub use layer::ServerLayer;
+pub use layer::{Server, ServerLayer};
 pub use looptel_engine::{
     AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, ResponseFuture, SkipPaths,
     Untraced, skip_paths,
 };
 #[cfg(feature = "axum")]
 pub use route::{Route, RouteLayer};
-pub use service::Server;
+pub use service::Http;

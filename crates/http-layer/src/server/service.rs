@@ -1,37 +1,22 @@
-use std::task::{Context, Poll};
-
-use http::{Request, Response, header};
-use looptel_engine::{
-    HttpFacts, HttpServer, PublicEndpoint, RequestFilter, RequestHook, ResponseBody,
-    ResponseFuture, matched_route,
-};
+use http::{Request, header};
+use looptel_core::{Instrumentation, SpanStart};
+use looptel_engine::{HttpFacts, HttpServer, ServerPreset, matched_route};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanBuilder, SpanKind};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_ROUTE, NETWORK_PROTOCOL_VERSION, URL_PATH, URL_QUERY, URL_SCHEME,
     USER_AGENT_ORIGINAL,
 };
-use tower_service::Service;
 
-use super::ServerLayer;
 use crate::attributes::{name_method, push_method, span_name};
 use looptel_engine::{AttributesOn, server_attributes};
 
-/// The service built by [`ServerLayer`]; see the [module docs](super).
-#[derive(Clone, Debug)]
-pub struct Server<S, F = (), P = (), H = ()> {
-    pub(crate) inner: S,
-    pub(crate) layer: ServerLayer<F, P, H>,
-}
-
-impl<S> Server<S> {
-    /// Wraps `inner` with the layer's settings.
-    pub fn layer(instrumentation: looptel_core::Instrumentation) -> ServerLayer {
-        ServerLayer::new(instrumentation)
-    }
-}
-
-looptel_engine::service_accessors!(Server<S, F, P, H>);
+/// The HTTP naming of the engine's server layer: span `{method}
+/// {http.route}`, the conventions' HTTP server attributes, classified by
+/// [`HttpServer`]. [`ServerLayer`](super::ServerLayer) is the engine's
+/// layer with this preset.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Http;
 
 /// How many attributes a server span can get: the conventions' own, a few
 /// promoted baggage members, the status code and `error.type`.
@@ -61,72 +46,60 @@ fn client_address<B>(req: &Request<B>) -> Option<String> {
     None
 }
 
-impl<S, F, P, H, ReqB, ResB> Service<Request<ReqB>> for Server<S, F, P, H>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>>,
-    F: RequestFilter<Request<ReqB>>,
-    P: PublicEndpoint<Request<ReqB>>,
-    H: RequestHook<Request<ReqB>>,
-    ResB: http_body::Body,
-{
-    type Response = Response<ResponseBody<ResB, HttpServer, H::State>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, HttpServer, H::State>;
+impl ServerPreset for Http {
+    type Classifier = HttpServer;
+    type Filter = ();
+    type Own = ();
 
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn classifier(&self) -> HttpServer {
+        HttpServer
     }
 
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let layer = &self.layer;
-        let inst = &layer.instrumentation;
-        layer.engine.serve(
-            &mut self.inner,
-            req,
-            inst,
-            &layer.filter,
-            &layer.public,
-            &layer.hooks,
-            |req, start| {
-                // Decide early, allocate late: the sampler sees the method,
-                // the scheme and the route (else the path); everything
-                // else, and the route in the span name, is built only for a
-                // span that records. The SDK keeps this Vec for the span:
-                // room for all it can get.
-                let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
-                let facts = HttpFacts::of(req);
-                let method = push_method(&mut attrs, facts.method(), req.method());
-                attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
-                let route = matched_route(req).map(looptel_engine::Route::as_str);
-                attrs.push(match route {
-                    Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
-                    None => KeyValue::new(
-                        URL_PATH,
-                        looptel_core::bounded(req.uri().path(), inst.value_limit()).to_owned(),
-                    ),
-                });
-                let builder = SpanBuilder {
-                    span_kind: Some(SpanKind::Server),
-                    attributes: Some(attrs),
-                    ..SpanBuilder::from_name(name_method(method))
-                };
-                inst.start_span(start, builder, &mut |span| {
-                    if span.is_recording() {
-                        if let Some(route) = route {
-                            span.update_name(span_name(method, route).into());
-                        }
-                        recorded_only_attributes(
-                            req,
-                            facts,
-                            route.is_some(),
-                            inst.value_limit(),
-                            &mut AttributesOn(span),
-                        );
-                    }
-                })
-            },
-        )
+    fn default_filter(&self) {}
+
+    fn own_hook(&self, _: &Instrumentation) {}
+
+    fn start_span<B>(
+        &self,
+        req: &Request<B>,
+        start: SpanStart,
+        inst: &Instrumentation,
+    ) -> opentelemetry::Context {
+        // Decide early, allocate late: the sampler sees the method, the
+        // scheme and the route (else the path); everything else, and the
+        // route in the span name, is built only for a span that records.
+        // The SDK keeps this Vec for the span: room for all it can get.
+        let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
+        let facts = HttpFacts::of(req);
+        let method = push_method(&mut attrs, facts.method(), req.method());
+        attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
+        let route = matched_route(req).map(looptel_engine::Route::as_str);
+        attrs.push(match route {
+            Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
+            None => KeyValue::new(
+                URL_PATH,
+                looptel_core::bounded(req.uri().path(), inst.value_limit()).to_owned(),
+            ),
+        });
+        let builder = SpanBuilder {
+            span_kind: Some(SpanKind::Server),
+            attributes: Some(attrs),
+            ..SpanBuilder::from_name(name_method(method))
+        };
+        inst.start_span(start, builder, &mut |span| {
+            if span.is_recording() {
+                if let Some(route) = route {
+                    span.update_name(span_name(method, route).into());
+                }
+                recorded_only_attributes(
+                    req,
+                    facts,
+                    route.is_some(),
+                    inst.value_limit(),
+                    &mut AttributesOn(span),
+                );
+            }
+        })
     }
 }
 
