@@ -17,26 +17,45 @@
 
 use http::Extensions;
 use looptel_core::Instrumentation;
-use looptel_engine::{Call, Classify, ClassifyError, HttpClient};
+use looptel_engine::{Call, Classify, ClassifyError, HttpClient, RequestHook};
 use reqwest_middleware::{Middleware, Next, Result};
 
 use crate::client::start_client_span;
 
 /// Traces and propagates each request of a `reqwest_middleware` client.
 #[derive(Clone, Debug)]
-pub struct TracingMiddleware {
+pub struct TracingMiddleware<H = ()> {
     instrumentation: Instrumentation,
+    hooks: H,
 }
 
 impl TracingMiddleware {
     /// The middleware.
     pub fn new(instrumentation: Instrumentation) -> Self {
-        Self { instrumentation }
+        Self {
+            instrumentation,
+            hooks: (),
+        }
+    }
+}
+
+impl<H> TracingMiddleware<H> {
+    /// Runs `hook` for every request, with the CLIENT span as its context,
+    /// ending when the response head arrives or the request fails — the
+    /// client's RED metrics (`looptel_red_metrics::HttpClientMetrics`).
+    /// The hook sees the request's method and URL as an
+    /// `http::Request<()>`.
+    #[must_use]
+    pub fn hook<H2>(self, hook: H2) -> TracingMiddleware<(H, H2)> {
+        TracingMiddleware {
+            instrumentation: self.instrumentation,
+            hooks: (self.hooks, hook),
+        }
     }
 }
 
 #[async_trait::async_trait]
-impl Middleware for TracingMiddleware {
+impl<H: RequestHook<http::Request<()>>> Middleware for TracingMiddleware<H> {
     async fn handle(
         &self,
         mut req: reqwest::Request,
@@ -46,9 +65,13 @@ impl Middleware for TracingMiddleware {
         let uri: Option<http::Uri> = req.url().as_str().parse().ok();
         let method = req.method().clone();
         let call = uri.map(|uri| {
-            let (cx, owned) =
+            let (mut cx, owned) =
                 start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
-            Call::new(cx, owned, ())
+            let mut view = http::Request::new(());
+            *view.method_mut() = method.clone();
+            *view.uri_mut() = uri;
+            let hooks = self.hooks.start(&view, &mut cx);
+            Call::new(cx, owned, hooks)
         });
         let result = next.run(req, extensions).await;
         if let Some(call) = call {

@@ -276,3 +276,55 @@ async fn without_a_tracer_hooks_still_run_in_the_callers_context() {
         ]
     );
 }
+
+#[tokio::test]
+async fn client_hooks_run_in_the_client_span_and_end_with_the_response_body() {
+    let spans = Spans::new();
+    let log: Log = Arc::default();
+    let seen = Arc::new(Mutex::new(None));
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: Request<Body>| {
+            let seen = seen.clone();
+            async move {
+                // The context was injected for the callee.
+                *seen.lock().expect("seen") = Some(req.headers().contains_key("traceparent"));
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(StatusCode::SERVICE_UNAVAILABLE)
+                        .body(Body::from("down"))
+                        .expect("response"),
+                )
+            }
+        })
+    };
+    let client = tower::ServiceBuilder::new()
+        .layer(
+            looptel_http_layer::ClientLayer::new(spans.instrumentation()).hook(Recorder {
+                name: "client",
+                log: log.clone(),
+            }),
+        )
+        .service(inner);
+    let res = client
+        .oneshot(
+            Request::get("http://inventory.internal/items")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(*seen.lock().expect("seen"), Some(true));
+    let started = take(&log);
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(
+        started[0].starts_with("start client /items in "),
+        "{started:?}"
+    );
+    assert!(
+        !started[0].ends_with(" in 0000000000000000"),
+        "in the CLIENT span: {started:?}"
+    );
+    res.into_body().collect().await.expect("body");
+    assert_eq!(take_ends(&log), ["end client Some(503) Some(\"503\")"]);
+}

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use looptel_core::SemconvOptIn;
 use looptel_red_metrics::{
-    Changes, Health, HttpServerMetrics, ProcessCollector, Registry, TokioCollector,
+    Changes, Health, HttpClientMetrics, HttpServerMetrics, ProcessCollector, Registry,
+    TokioCollector,
 };
 
 /// A registry with the process collector (and, inside a Tokio runtime,
-/// the runtime's), the HTTP server's RED instruments, the RPC ones (feature
+/// the runtime's), the HTTP server's and client's RED instruments, the RPC ones (feature
 /// `tonic`), the messaging ones (features `kafka`, `amqp`, `nats`) and the
 /// dependencies' readiness. [`Looptel`](crate::Looptel) holds one; build
 /// your own for tests that serve a router without starting telemetry.
@@ -17,6 +18,7 @@ use looptel_red_metrics::{
 pub struct Instruments {
     registry: Registry,
     http: HttpServerMetrics,
+    http_client: HttpClientMetrics,
     #[cfg(feature = "tonic")]
     rpc: looptel_red_metrics::RpcMetrics,
     #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
@@ -39,6 +41,7 @@ impl Instruments {
         let _ = semconv;
         Self {
             http: HttpServerMetrics::new(&registry),
+            http_client: HttpClientMetrics::new(&registry),
             #[cfg(feature = "tonic")]
             rpc: looptel_red_metrics::RpcMetrics::new(&registry).semconv(&registry, semconv),
             #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
@@ -90,6 +93,19 @@ impl Instruments {
             .filter(looptel_engine::skip_paths(crate::UNTRACED_PATHS))
             .response_traceparent(true)
             .hook(self.http.clone())
+    }
+
+    /// The HTTP client layer on these instruments; see
+    /// [`Looptel::http_client`](crate::Looptel::http_client).
+    pub fn http_client(&self, instrumentation: looptel_core::Instrumentation) -> crate::HttpClient {
+        looptel_http_layer::ClientLayer::new(instrumentation).hook(self.http_client.clone())
+    }
+
+    /// The reqwest middleware on these instruments.
+    #[cfg(feature = "reqwest")]
+    pub fn reqwest(&self, instrumentation: looptel_core::Instrumentation) -> crate::Reqwest {
+        looptel_http_layer::reqwest::TracingMiddleware::new(instrumentation)
+            .hook(self.http_client.clone())
     }
 
     /// The gRPC server layer on these instruments.

@@ -32,9 +32,10 @@
 //! | feature | from the handle |
 //! |---|---|
 //! | `axum` (default) | [`Looptel::http_server`], [`Looptel::routes`] |
+//! | (always) | [`Looptel::http_client`]: any Tower HTTP client |
 //! | `tonic` | [`Looptel::grpc_server`], [`Looptel::grpc_client`] |
 //! | `kafka`, `amqp`, `nats` | [`Looptel::messaging`]: spans and metrics for rdkafka, lapin, async-nats |
-//! | `reqwest` | [`http::reqwest`]: outgoing requests through reqwest-middleware |
+//! | `reqwest` | [`Looptel::reqwest`]: outgoing requests through reqwest-middleware |
 //! | `prometheus-client` | [`metrics::Registry::attach`]: a prometheus-client registry on the same `/metrics` |
 //!
 //! The crates it is made of stay usable one by one, and are here as
@@ -90,6 +91,16 @@ pub type GrpcServer = looptel_grpc_interceptor::GrpcServerLayer<
 #[cfg(feature = "tonic")]
 pub type GrpcClient =
     looptel_grpc_interceptor::GrpcClientLayer<((), looptel_red_metrics::RpcClientMetrics)>;
+
+/// The HTTP client layer [`Looptel::http_client`] gives (any Tower client
+/// of `http::Request`s), with the `http.client.request.duration` hook.
+pub type HttpClient = looptel_http_layer::ClientLayer<((), looptel_red_metrics::HttpClientMetrics)>;
+
+/// The reqwest middleware [`Looptel::reqwest`] gives, with the
+/// `http.client.request.duration` hook.
+#[cfg(feature = "reqwest")]
+pub type Reqwest =
+    looptel_http_layer::reqwest::TracingMiddleware<((), looptel_red_metrics::HttpClientMetrics)>;
 
 /// The paths the server layer leaves untraced and unmeasured: probes and
 /// scrapes, polled every few seconds.
@@ -276,6 +287,20 @@ impl Looptel {
     #[cfg(feature = "tonic")]
     pub fn grpc_client(&self) -> GrpcClient {
         self.instruments.grpc_client(self.instrumentation())
+    }
+
+    /// The HTTP client layer for a Tower client of `http::Request`s
+    /// (hyper-util's): CLIENT spans, the context injected,
+    /// `http.client.request.duration` with the span as exemplar.
+    pub fn http_client(&self) -> HttpClient {
+        self.instruments.http_client(self.instrumentation())
+    }
+
+    /// The same for reqwest, as a `reqwest_middleware` middleware:
+    /// `ClientBuilder::new(reqwest::Client::new()).with(lt.reqwest())`.
+    #[cfg(feature = "reqwest")]
+    pub fn reqwest(&self) -> Reqwest {
+        self.instruments.reqwest(self.instrumentation())
     }
 
     /// Producer and consumer instrumentation for Kafka, RabbitMQ and NATS,

@@ -138,3 +138,47 @@ async fn one_init_one_layer_and_metrics_probes_and_drops_on_one_registry() {
     ));
     lt.shutdown().expect("flushed");
 }
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_requests_are_traced_and_timed_on_the_same_registry() {
+    let lt = looptel::builder()
+        .service_name("facade-client-test")
+        .init()
+        .expect("telemetry starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let upstream: Router = Router::new().route(
+        "/items",
+        get(|headers: http::HeaderMap| async move {
+            // The context reached the callee.
+            assert!(headers.contains_key("traceparent"));
+            (http::StatusCode::SERVICE_UNAVAILABLE, "down")
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(lt.reqwest())
+        .build();
+    let res = client
+        .get(format!("http://{addr}/items"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), 503);
+    let text = lt
+        .instruments()
+        .registry()
+        .encode(looptel::metrics::Format::Prometheus);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("http_client_request_duration_seconds_count{"))
+        .unwrap_or_else(|| panic!("the call's series: {text}"));
+    assert!(
+        line.contains(r#"http_response_status_code="503""#) && line.ends_with(" 1"),
+        "{line}"
+    );
+    lt.shutdown().expect("flushed");
+}

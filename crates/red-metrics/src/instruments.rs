@@ -47,7 +47,26 @@ impl Metric<Gauge> {
 
 /// `http.client.request.duration`, labelled `http.request.method`,
 /// `url.scheme`, `http.response.status_code`, `error.type`,
-/// `network.protocol.version`.
+/// `network.protocol.version`: a hook for looptel's HTTP client layer and
+/// reqwest middleware (`ClientLayer::hook`, `TracingMiddleware::hook`),
+/// timed from the request to the end of the response (the response head
+/// for reqwest), with the CLIENT span as exemplar when sampled.
+///
+/// ```
+/// use looptel_engine::{Classify, HookState, HttpClient, RequestHook};
+/// use looptel_red_metrics::{Format, HttpClientMetrics, Registry};
+///
+/// let registry = Registry::new();
+/// let metrics = HttpClientMetrics::new(&registry);
+/// let request = http::Request::get("https://inventory.internal/items").body(()).unwrap();
+/// let state = metrics.start(&request, &mut opentelemetry::Context::new());
+/// let end = HttpClient.classify_response(http::StatusCode::SERVICE_UNAVAILABLE, &Default::default());
+/// state.end(&end.unwrap(), &opentelemetry::Context::new());
+/// let text = registry.encode(Format::Prometheus);
+/// assert!(text.contains(
+///     "http_client_request_duration_seconds_count{http_request_method=\"GET\",url_scheme=\"https\",http_response_status_code=\"503\",error_type=\"503\",network_protocol_version=\"1.1\"} 1"
+/// ));
+/// ```
 #[derive(Clone, Debug)]
 pub struct HttpClientMetrics {
     /// The duration histogram.
@@ -60,6 +79,43 @@ impl HttpClientMetrics {
         Self {
             duration: registry.instrument_histogram(&m::HTTP_CLIENT_REQUEST_DURATION),
         }
+    }
+}
+
+/// An outgoing HTTP request being timed by [`HttpClientMetrics`].
+#[derive(Debug)]
+pub struct HttpClientRecording {
+    duration: Arc<Metric<Histogram>>,
+    facts: looptel_engine::HttpFacts,
+    start: std::time::Instant,
+}
+
+impl<B> looptel_engine::RequestHook<http::Request<B>> for HttpClientMetrics {
+    type State = HttpClientRecording;
+
+    fn start(&self, request: &http::Request<B>, _: &mut opentelemetry::Context) -> Self::State {
+        HttpClientRecording {
+            duration: self.duration.clone(),
+            facts: looptel_engine::HttpFacts::of(request),
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl looptel_engine::HookState for HttpClientRecording {
+    fn end(self, end: &looptel_engine::Classification, cx: &opentelemetry::Context) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let status = end.http_status();
+        let values = [
+            self.facts.method(),
+            self.facts.scheme(),
+            status.as_ref().map_or("", http::StatusCode::as_str),
+            end.error_type().unwrap_or(""),
+            self.facts.protocol_version().unwrap_or(""),
+        ];
+        self.duration.with(&values, |h| {
+            h.observe(elapsed, TraceIds::from_context(cx));
+        });
     }
 }
 

@@ -63,7 +63,8 @@ pub use foreign::DuplicateFamily;
 pub use health::health_routes;
 pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
-    HttpClientMetrics, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS, RpcMetrics,
+    HttpClientMetrics, HttpClientRecording, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS,
+    RpcMetrics,
 };
 pub use metric::Metric;
 pub use metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};

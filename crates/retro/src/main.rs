@@ -179,7 +179,8 @@ async fn main() -> anyhow::Result<()> {
         .service_version(env!("CARGO_PKG_VERSION"))
         .init()
         .context("starting telemetry")?;
-    let http = Http::new(telemetry.instrumentation(), args.source_timeout);
+    let registry = Registry::new();
+    let http = Http::with_metrics(telemetry.instrumentation(), args.source_timeout, &registry);
     let tokens = Tokens {
         webhook: token(
             args.webhook_token.as_deref(),
@@ -272,7 +273,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.addr))?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
-    let registry = Registry::new();
     let mut builder = Retro::builder(
         spec,
         Arc::new(Prometheus::new(&args.prometheus_url, http.clone())),

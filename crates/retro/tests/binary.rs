@@ -90,6 +90,46 @@ async fn it_is_instrumented_by_looptel_and_logs_where_it_listens() {
         })
         .unwrap_or_else(|| panic!("its own RED: {metrics}"));
     assert!(line.contains("http_response_status_code=\"400\""), "{line}");
+    // A page makes it call its sources: each call timed on its own
+    // /metrics, a refused connection by its class.
+    let res = client
+        .post(format!("http://{addr}/alerts"))
+        .json(&common::webhook(
+            "firing",
+            vec![common::alert(
+                "firing",
+                "b1",
+                "2026-11-30T10:00:00Z",
+                "0001-01-01T00:00:00Z",
+            )],
+        ))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 200);
+    let source = looptel_tests::eventually(
+        looptel_tests::budget::IN_PROCESS,
+        "the sources' calls on /metrics",
+        async || {
+            let text = client
+                .get(format!("http://{addr}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .find(|l| l.starts_with("http_client_request_duration_seconds_count{"))
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(
+        source.contains("http_request_method=\"GET\"")
+            && source.contains("error_type=\"connection_refused\""),
+        "{source}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use looptel_core::{HeaderInjector, Instrumentation, SpanStart};
-use looptel_engine::{Engine, HttpClient, ResponseBody, ResponseFuture};
+use looptel_engine::{Engine, HttpClient, RequestHook, ResponseBody, ResponseFuture};
 use opentelemetry::trace::{SpanBuilder, SpanKind};
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_semantic_conventions::attribute::URL_FULL;
@@ -40,24 +40,42 @@ use looptel_engine::server_attributes;
 /// Traces and propagates each outgoing request; see the [module docs](self).
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct ClientLayer {
+pub struct ClientLayer<H = ()> {
     instrumentation: Instrumentation,
+    hooks: H,
 }
 
 impl ClientLayer {
     /// The layer.
     pub fn new(instrumentation: Instrumentation) -> Self {
-        Self { instrumentation }
+        Self {
+            instrumentation,
+            hooks: (),
+        }
     }
 }
 
-impl<S> Layer<S> for ClientLayer {
-    type Service = Client<S>;
+impl<H> ClientLayer<H> {
+    /// Runs `hook` for every request, with the CLIENT span as its context,
+    /// ending with the response body — the client's RED metrics
+    /// (`looptel_red_metrics::HttpClientMetrics`) this way. Hooks start in
+    /// the order they are added and end in reverse.
+    pub fn hook<H2>(self, hook: H2) -> ClientLayer<(H, H2)> {
+        ClientLayer {
+            instrumentation: self.instrumentation,
+            hooks: (self.hooks, hook),
+        }
+    }
+}
+
+impl<S, H: Clone> Layer<S> for ClientLayer<H> {
+    type Service = Client<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Client {
             inner,
             instrumentation: self.instrumentation.clone(),
+            hooks: self.hooks.clone(),
             engine: Engine::new(HttpClient),
         }
     }
@@ -65,9 +83,10 @@ impl<S> Layer<S> for ClientLayer {
 
 /// The service built by [`ClientLayer`].
 #[derive(Clone, Debug)]
-pub struct Client<S> {
+pub struct Client<S, H = ()> {
     inner: S,
     instrumentation: Instrumentation,
+    hooks: H,
     engine: Engine<HttpClient>,
 }
 
@@ -78,7 +97,7 @@ impl<S> Client<S> {
     }
 }
 
-looptel_engine::service_accessors!(Client<S>);
+looptel_engine::service_accessors!(Client<S, H>);
 
 /// Starts the CLIENT span of `req` as a child of the current context and
 /// injects the context into its headers. Returns the context the call runs
@@ -107,15 +126,16 @@ pub(crate) fn start_client_span(
     (cx, true)
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for Client<S>
+impl<S, H, ReqB, ResB> Service<Request<ReqB>> for Client<S, H>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Error: std::error::Error + 'static,
+    H: RequestHook<Request<ReqB>>,
     ResB: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResB, HttpClient>>;
+    type Response = Response<ResponseBody<ResB, HttpClient, H::State>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, HttpClient>;
+    type Future = ResponseFuture<S::Future, HttpClient, H::State>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -126,6 +146,7 @@ where
         let (method, uri) = (req.method().clone(), req.uri().clone());
         let (cx, owned) =
             start_client_span(&self.instrumentation, &method, &uri, req.headers_mut());
-        self.engine.call(&mut self.inner, req, &(), cx, owned)
+        self.engine
+            .call(&mut self.inner, req, &self.hooks, cx, owned)
     }
 }

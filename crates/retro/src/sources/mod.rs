@@ -218,6 +218,23 @@ impl Http {
         Self { client, timeout }
     }
 
+    /// As [`new`](Self::new), also timing every call in
+    /// `http_client_request_duration_seconds` on `registry`: how the
+    /// sources answer, on retro's own `/metrics`.
+    pub fn with_metrics(
+        instrumentation: looptel_core::Instrumentation,
+        timeout: Duration,
+        registry: &looptel_red_metrics::Registry,
+    ) -> Self {
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(
+                looptel_http_layer::reqwest::TracingMiddleware::new(instrumentation)
+                    .hook(looptel_red_metrics::HttpClientMetrics::new(registry)),
+            )
+            .build();
+        Self { client, timeout }
+    }
+
     /// GETs `url` with `query` and reads at most `limit` bytes of the body:
     /// `Ok(None)` for a 404.
     pub(crate) async fn get(
