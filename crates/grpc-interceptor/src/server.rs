@@ -66,6 +66,7 @@ impl ServerPreset for Grpc {
         }
     }
 
+    #[inline]
     fn start_span<B>(
         &self,
         req: &Request<B>,

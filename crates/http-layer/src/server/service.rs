@@ -59,6 +59,7 @@ impl ServerPreset for Http {
 
     fn own_hook(&self, _: &Instrumentation) {}
 
+    #[inline]
     fn start_span<B>(
         &self,
         req: &Request<B>,
