@@ -236,7 +236,6 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let (inst, preset) = (&self.instrumentation, &self.preset);
         self.engine.serve(

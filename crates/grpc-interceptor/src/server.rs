@@ -66,7 +66,6 @@ impl ServerPreset for Grpc {
         }
     }
 
-    #[inline]
     fn start_span<B>(
         &self,
         req: &Request<B>,

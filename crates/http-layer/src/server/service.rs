@@ -59,7 +59,6 @@ impl ServerPreset for Http {
 
     fn own_hook(&self, _: &Instrumentation) {}
 
-    #[inline]
     fn start_span<B>(
         &self,
         req: &Request<B>,
