@@ -1,0 +1,225 @@
+//! *Can my code be observed?* — the common observability pitfalls checked
+//! against a running service from the outside: its `/metrics`, its
+//! OpenTelemetry settings, its log lines, and a few probes of its own.
+//!
+//! [`checks::CHECKS`] lists every check by its stable id; [`gather`] reads
+//! what [`Inputs`] names (each input optional; one that cannot be read is
+//! named in the report), [`checks::run`] judges, [`report::render`]
+//! writes the table, JSON or Markdown.
+//!
+//! ```no_run
+//! # async fn run() {
+//! use looptel_doctor::{Inputs, checks, gather, report};
+//!
+//! let inputs = Inputs {
+//!     metrics_url: Some("http://127.0.0.1:8080/metrics".to_owned()),
+//!     probe: Some("http://127.0.0.1:8080/orders".to_owned()),
+//!     ..Inputs::default()
+//! };
+//! let (observed, problems) = gather(&inputs).await;
+//! let findings = checks::run(&observed, &checks::Thresholds::default());
+//! print!("{}", report::render(report::Format::Table, "the service", &findings, &problems, false));
+//! # }
+//! ```
+
+pub mod checks;
+pub mod exposition;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use checks::{Observed, Probes};
+
+/// What to look at; every field optional.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// The service's `/metrics`.
+    pub metrics_url: Option<String>,
+    /// A URL of the service to send probes to.
+    pub probe: Option<String>,
+    /// How many probes.
+    pub probes: usize,
+    /// A file of `KEY=value` lines: the service's settings.
+    pub env_file: Option<PathBuf>,
+    /// A process whose environment holds the service's settings.
+    pub env_of: Option<u32>,
+    /// A file of the service's log lines.
+    pub logs: Option<PathBuf>,
+    /// The SLO spec.
+    pub slo: Option<PathBuf>,
+    /// `production`, `staging`, …: overrides the settings'
+    /// `deployment.environment`.
+    pub environment: Option<String>,
+    /// Each request's timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// What OpenMetrics scrapers send.
+const OPENMETRICS_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+/// Reads every input given; those that could not be read are returned as
+/// problems, one clear sentence each.
+pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
+    let mut o = Observed::default();
+    let mut problems = Vec::new();
+    let timeout = inputs.timeout.unwrap_or(Duration::from_secs(5));
+    let client = match reqwest::Client::builder().timeout(timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(format!("cannot build an HTTP client: {e}"));
+            return (o, problems);
+        }
+    };
+    if let Some(path) = &inputs.env_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => o.env = Some(parse_env(&text, '\n')),
+            Err(e) => problems.push(format!("--env-file {}: {e}", path.display())),
+        }
+    }
+    if let Some(pid) = inputs.env_of {
+        match std::fs::read(format!("/proc/{pid}/environ")) {
+            Ok(bytes) => {
+                let env = parse_env(&String::from_utf8_lossy(&bytes), '\0');
+                o.env.get_or_insert_with(BTreeMap::new).extend(env);
+            }
+            Err(e) => problems.push(format!(
+                "--env-of {pid}: cannot read its environment ({e}); run as its user or root"
+            )),
+        }
+    }
+    o.production = match &inputs.environment {
+        Some(e) => Some(matches!(
+            e.to_ascii_lowercase().as_str(),
+            "prod" | "production" | "live"
+        )),
+        None => o.env.as_ref().and_then(checks::production_of),
+    };
+    if let Some(path) = &inputs.logs {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                o.logs = Some(
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(str::to_owned)
+                        .collect(),
+                );
+            }
+            Err(e) => problems.push(format!("--logs {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &inputs.slo {
+        match looptel_slo::read_spec(path) {
+            Ok(spec) => o.slo = Some(spec),
+            Err(e) => problems.push(format!("--slo {}: {e}", path.display())),
+        }
+    }
+    // Probes first, so that the scrape holds their series and exemplars.
+    if let Some(url) = &inputs.probe {
+        match probe(&client, url, inputs.probes.max(1)).await {
+            Ok(p) => o.probes = Some(p),
+            Err(e) => problems.push(format!("--probe {url}: {e}")),
+        }
+    }
+    if let Some(url) = &inputs.metrics_url {
+        match scrape(&client, url).await {
+            Ok(m) => o.metrics = Some(m),
+            Err(e) => problems.push(format!("--metrics-url {url}: {e}")),
+        }
+    }
+    (o, problems)
+}
+
+/// `KEY=value` entries split by `sep`; comments and blank lines skipped,
+/// `export ` and quotes dropped.
+pub fn parse_env(text: &str, sep: char) -> BTreeMap<String, String> {
+    text.split(sep)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_owned(),
+                v.trim().trim_matches('"').trim_matches('\'').to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn scrape(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(Vec<exposition::Family>, bool), String> {
+    let res = client
+        .get(url)
+        .header("accept", OPENMETRICS_ACCEPT)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable ({e})"))?;
+    if !res.status().is_success() {
+        return Err(format!("answered {}", res.status()));
+    }
+    let openmetrics = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/openmetrics-text"));
+    let text = res
+        .text()
+        .await
+        .map_err(|e| format!("unreadable body ({e})"))?;
+    let families = exposition::parse(&text).map_err(|e| format!("not an exposition: {e}"))?;
+    Ok((families, openmetrics))
+}
+
+/// A random lowercase hex string of `n` characters (the std hasher's
+/// per-process keys and the clock: probes need to be unique, not secret).
+fn random_hex(n: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    let mut i = 0u64;
+    while out.len() < n {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+        i += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+async fn probe(client: &reqwest::Client, url: &str, n: usize) -> Result<Probes, String> {
+    let token = format!("doctor{}", random_hex(12));
+    let mut answers = Vec::new();
+    for _ in 0..n {
+        let trace = random_hex(32);
+        let traceparent = format!("00-{trace}-{}-01", random_hex(16));
+        let res = client
+            .get(url)
+            .header("traceparent", traceparent)
+            .header("baggage", format!("doctor.probe={token}"))
+            .send()
+            .await
+            .map_err(|e| format!("unreachable ({e})"))?;
+        let answered = res
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        answers.push((trace, answered));
+    }
+    // A scrape right after may miss the last exemplars by a flush; give
+    // the service a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(Probes {
+        answers,
+        baggage_token: token,
+    })
+}

@@ -1,0 +1,111 @@
+//! `looptel-doctor`: see the crate's README.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use looptel_doctor::checks::{self, Thresholds};
+use looptel_doctor::report::{self, Format};
+use looptel_doctor::{Inputs, gather};
+
+/// Can my code be observed? The common observability pitfalls, checked
+/// against a running service: pass, warn, fail or not observable, with
+/// the evidence and the fix.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The service's metrics endpoint (scraped as OpenMetrics, or text).
+    #[arg(long, env = "DOCTOR_METRICS_URL")]
+    metrics_url: Option<String>,
+    /// A URL of the service: a few requests with a sampled `traceparent`
+    /// and baggage are sent and followed.
+    #[arg(long, env = "DOCTOR_PROBE")]
+    probe: Option<String>,
+    /// How many probes.
+    #[arg(long, default_value_t = 5)]
+    probes: usize,
+    /// A file of the service's settings (`KEY=value` lines).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// A running process whose environment holds the service's settings.
+    #[arg(long)]
+    env_of: Option<u32>,
+    /// A file of the service's log lines.
+    #[arg(long)]
+    logs: Option<PathBuf>,
+    /// The SLO spec: latency bounds must be bucket edges.
+    #[arg(long)]
+    slo: Option<PathBuf>,
+    /// `production`, `staging`, … (default: the settings'
+    /// `deployment.environment`).
+    #[arg(long)]
+    environment: Option<String>,
+    /// Table, JSON or Markdown.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Exit 1 on a warning too.
+    #[arg(long, value_parser = ["fail", "warn"], default_value = "fail")]
+    fail_on: String,
+    /// Each request's timeout, seconds.
+    #[arg(long, default_value_t = 5)]
+    timeout: u64,
+    /// More distinct values in one label than this fail.
+    #[arg(long, default_value_t = 100)]
+    max_label_values: usize,
+    /// Fewer buckets in a duration histogram than this warn.
+    #[arg(long, default_value_t = 8)]
+    min_buckets: usize,
+    /// The name the report gives the service.
+    #[arg(long, default_value = "the service")]
+    name: String,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    if args.metrics_url.is_none()
+        && args.probe.is_none()
+        && args.env_file.is_none()
+        && args.env_of.is_none()
+        && args.logs.is_none()
+    {
+        eprintln!(
+            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of or --logs"
+        );
+        std::process::exit(2);
+    }
+    let inputs = Inputs {
+        metrics_url: args.metrics_url,
+        probe: args.probe,
+        probes: args.probes,
+        env_file: args.env_file,
+        env_of: args.env_of,
+        logs: args.logs,
+        slo: args.slo,
+        environment: args.environment,
+        timeout: Some(Duration::from_secs(args.timeout)),
+    };
+    let (observed, problems) = gather(&inputs).await;
+    let thresholds = Thresholds {
+        max_label_values: args.max_label_values,
+        min_buckets: args.min_buckets,
+        ..Thresholds::default()
+    };
+    let findings = checks::run(&observed, &thresholds);
+    let colour = args.format == Format::Table
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    print!(
+        "{}",
+        report::render(args.format, &args.name, &findings, &problems, colour)
+    );
+    for p in &problems {
+        eprintln!("looptel-doctor: could not read {p}");
+    }
+    std::process::exit(report::exit_code(
+        &findings,
+        &problems,
+        args.fail_on == "warn",
+    ));
+}
