@@ -644,6 +644,11 @@ fn coarse_buckets(f: &[Family], t: &Thresholds) -> Finding {
             .cloned()
             .collect();
         let bounds: Vec<f64> = les.iter().filter_map(|l| l.parse().ok()).collect();
+        if les.is_empty() {
+            // Declared, no series yet: nothing to judge.
+            seen -= 1;
+            continue;
+        }
         let per_ms =
             fam.name.ends_with("_milliseconds") || fam.unit.as_deref() == Some("milliseconds");
         let fine = if per_ms { 100.0 } else { 0.1 };
@@ -842,7 +847,9 @@ fn exemplars(f: &[Family], openmetrics: bool, probes: Option<&Probes>) -> Findin
     }
 }
 
-/// Drop counters: looptel's, the OpenTelemetry collector's, overflow.
+/// Drop counters: looptel's, the OpenTelemetry collector's, overflow —
+/// telemetry lost, not a policy at work (baggage an untrusted caller sent,
+/// members denied: those count the service doing its job).
 fn is_drop_counter(name: &str) -> bool {
     (name.contains("dropped")
         || name.contains("_failed")
@@ -851,6 +858,7 @@ fn is_drop_counter(name: &str) -> bool {
         && (name.starts_with("looptel_")
             || name.starts_with("otel")
             || name.starts_with("otelcol_"))
+        && !(name.contains("untrusted") || name.contains("denied"))
 }
 
 fn drops(f: &[Family]) -> Finding {
@@ -887,7 +895,11 @@ fn drops(f: &[Family]) -> Finding {
         finding(
             id,
             Status::Warn,
-            format!("{} drop counters are not zero", bad.len()),
+            format!(
+                "{} drop counter{} not zero",
+                bad.len(),
+                if bad.len() == 1 { " is" } else { "s are" }
+            ),
             bad,
         )
     }
@@ -1591,6 +1603,18 @@ mod tests {
         assert_eq!(
             status(&metrics("up 1\n", true), "telemetry.drops").0,
             Status::Warn
+        );
+        let policy = "# TYPE looptel_baggage_untrusted_dropped counter\nlooptel_baggage_untrusted_dropped_total 5\n# TYPE looptel_spans_dropped counter\nlooptel_spans_dropped_total 0\n";
+        assert_eq!(
+            status(&metrics(policy, true), "telemetry.drops").0,
+            Status::Pass,
+            "a policy at work is no loss"
+        );
+        let empty = "# TYPE d_seconds histogram\n";
+        assert_eq!(
+            status(&metrics(empty, true), "metrics.coarse-buckets").0,
+            Status::Pass,
+            "no series to judge"
         );
     }
 

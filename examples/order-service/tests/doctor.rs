@@ -1,0 +1,87 @@
+//! "Can my code be observed?" asked of order-service as its `main` builds
+//! it: looptel-doctor reads its `/metrics`, its settings and its log lines,
+//! and follows probes of its own through it. No check may fail; the
+//! report is printed (it is the README's).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Service, Traffic};
+use looptel_doctor::checks::{self, Status, Thresholds};
+use looptel_doctor::report::{self, Format};
+use looptel_doctor::{Inputs, gather};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("service.log");
+    let settings = [("OTEL_TRACES_EXPORTER", "none".to_owned())];
+    let mut svc = Service::start_logging(&settings, Some(&log));
+    let addr = svc.http_addr();
+    let env = dir.path().join("service.env");
+    std::fs::write(
+        &env,
+        settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect::<String>(),
+    )
+    .expect("env file");
+    let traffic = Traffic::start(&addr);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(traffic);
+
+    let started = std::time::Instant::now();
+    let (observed, problems) = gather(&Inputs {
+        metrics_url: Some(format!("http://{addr}/metrics")),
+        probe: Some(format!("http://{addr}/orders/doctor-probe")),
+        probes: 5,
+        env_file: Some(env),
+        logs: Some(log),
+        slo: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/slo.yaml").into()),
+        environment: Some("production".to_owned()),
+        ..Inputs::default()
+    })
+    .await;
+    let findings = checks::run(&observed, &Thresholds::default());
+    let text = report::render(
+        Format::Markdown,
+        "order-service",
+        &findings,
+        &problems,
+        false,
+    );
+    eprintln!("{text}");
+    eprintln!("checked in {:?}", started.elapsed());
+    assert!(problems.is_empty(), "{problems:?}");
+    let failed: Vec<_> = findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let status = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f.id == id)
+            .map(|f| f.status)
+            .expect("catalogued")
+    };
+    for id in [
+        "traces.service-identity",
+        "metrics.high-cardinality",
+        "metrics.exemplars",
+        "metrics.units",
+        "propagation.response-traceparent",
+        "propagation.baggage-in-labels",
+        "slo.bucket-bound",
+        "logs.mixed-libraries",
+        "logs.uncorrelated",
+        "logs.pii",
+        "logs.debug-in-production",
+    ] {
+        assert_eq!(status(id), Status::Pass, "{id}: {text}");
+    }
+    assert_eq!(report::exit_code(&findings, &problems, false), 0);
+    drop(svc);
+}
