@@ -119,6 +119,12 @@ fi
 cargo test -p looptel-telemetry --no-default-features -F otlp-http --lib --locked --quiet lacking
 
 echo "==> every library crate packages (cargo package: built from its .crate, nothing uploaded)"
+# cargo unpacks the packaged crates into CARGO_HOME's registry sources and
+# does not unpack the same name and version again: a source from an earlier
+# run would be verified instead of today's. looptel's crates never come from
+# crates.io here, so any unpacked copy is stale.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/looptel-* \
+    "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/looptel-*
 cargo package --workspace --locked --allow-dirty --quiet \
     --exclude looptel-benches --exclude looptel-tests --exclude order-service --exclude w3c-conformance
 
