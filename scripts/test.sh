@@ -123,8 +123,17 @@ echo "==> every library crate packages (cargo package: built from its .crate, no
 # does not unpack the same name and version again: a source from an earlier
 # run would be verified instead of today's. looptel's crates never come from
 # crates.io here, so any unpacked copy is stale.
+# Their compiled copies too: cargo takes a registry crate of the same
+# version as unchanged.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/looptel-* \
     "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/looptel-*
+for d in target/debug/deps/looptel_*.d; do
+    [ -e "$d" ] && grep -q "/registry/src/" "$d" || continue
+    h=$(basename "$d" .d)
+    rm -f target/debug/deps/"$h".d target/debug/deps/lib"$h".*
+    n=${h%-*}
+    rm -rf target/debug/.fingerprint/"${n//_/-}-${h##*-}"
+done
 cargo package --workspace --locked --allow-dirty --quiet \
     --exclude looptel-benches --exclude looptel-tests --exclude order-service --exclude w3c-conformance
 
