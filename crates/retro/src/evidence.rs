@@ -115,7 +115,7 @@ impl Retro {
             m.push(format!("{}!=\"\"", SliSeries::error_label()));
             m.join(",")
         };
-        let w = looptel_slo::format_duration(w);
+        let w = looptel_slo::format_duration(w.max(Duration::from_secs(1)));
         let rate = format!("sum by ({by}) (rate({metric}_count{{{sel}}}[{w}]))");
         let errors = format!("sum by ({by}) (rate({metric}_count{{{err_sel}}}[{w}]))");
         let p99 = format!(
