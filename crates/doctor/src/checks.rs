@@ -92,9 +92,7 @@ impl Needs {
         match self {
             Self::Metrics => "needs --metrics-url".to_owned(),
             Self::Env => "needs --env-file or --env-of".to_owned(),
-            Self::Traces => {
-                "needs --traces (OTLP JSON lines); reading traces is not built yet".to_owned()
-            }
+            Self::Traces => "needs --traces (OTLP JSON lines)".to_owned(),
             Self::Logs => "needs --logs".to_owned(),
             Self::Probe => "needs --probe and --metrics-url".to_owned(),
             Self::Slo => "needs --slo and --metrics-url".to_owned(),
@@ -128,7 +126,9 @@ pub const CHECKS: &[Check] = &[
         id: "traces.unended-spans",
         pitfall: "spans never ended (leaked)",
         fix: "end every span on every path (RAII guards, `defer span.End()`)",
-        needs: Needs::Traces,
+        needs: Needs::Inside(
+            "a span never ended is never exported; a parent missing from its trace shows under traces.orphan-spans",
+        ),
     },
     Check {
         id: "traces.provider-shutdown",
@@ -292,6 +292,12 @@ pub struct Thresholds {
     pub max_queue: u64,
     /// An export timeout above this (ms): warn.
     pub max_export_timeout_ms: u64,
+    /// A trace deeper than this: warn.
+    pub max_depth: usize,
+    /// A trace with more spans than this: warn.
+    pub max_spans_per_trace: usize,
+    /// One span name repeated more than this in one trace: warn.
+    pub max_repeated_spans: usize,
 }
 
 impl Default for Thresholds {
@@ -301,6 +307,9 @@ impl Default for Thresholds {
             min_buckets: 8,
             max_queue: 100_000,
             max_export_timeout_ms: 30_000,
+            max_depth: 10,
+            max_spans_per_trace: 100,
+            max_repeated_spans: 20,
         }
     }
 }
@@ -314,6 +323,8 @@ pub struct Observed {
     pub env: Option<BTreeMap<String, String>>,
     /// Its log lines.
     pub logs: Option<Vec<String>>,
+    /// Its exported traces.
+    pub traces: Option<Vec<looptel_retro::trace::Trace>>,
     /// The probes: each sent trace id and the `traceparent` answered.
     pub probes: Option<Probes>,
     /// The SLO spec.
@@ -442,6 +453,13 @@ pub fn run(o: &Observed, t: &Thresholds) -> Vec<Finding> {
                     .as_ref()
                     .map(|(f, om)| exemplars(f, *om, o.probes.as_ref())),
                 "telemetry.drops" => o.metrics.as_ref().map(|(f, _)| drops(f)),
+                "traces.library-spans" => o.traces.as_ref().map(|tr| library_spans(tr, t)),
+                "traces.deep-or-wide" => o.traces.as_ref().map(|tr| deep_or_wide(tr, t)),
+                "traces.orphan-spans" => o.traces.as_ref().map(|tr| orphan_spans(tr)),
+                "metrics.dangling-exemplars" => match (&o.traces, &o.metrics) {
+                    (Some(tr), Some((f, _))) => Some(dangling_exemplars(tr, f)),
+                    _ => None,
+                },
                 "logs.mixed-libraries" => o.logs.as_ref().map(|l| mixed_libraries(l)),
                 "logs.uncorrelated" => o.logs.as_ref().map(|l| uncorrelated(l)),
                 "logs.pii" => o.logs.as_ref().map(|l| pii(l)),
@@ -498,6 +516,14 @@ fn service_identity(o: &Observed) -> Option<Finding> {
             attrs.get("service.version").cloned(),
         )
     });
+    let from_traces = o.traces.as_ref().and_then(|tr| {
+        tr.iter()
+            .flat_map(|t| t.spans.iter())
+            .map(|s| s.service.clone())
+            .find(|s| !s.is_empty())
+            .map(|name| (Some(name), None))
+    });
+    let from_env = from_env.or(from_traces);
     if from_metrics.is_none() && from_env.is_none() {
         return None;
     }
@@ -1265,6 +1291,244 @@ fn slo_buckets(spec: &looptel_slo::Spec, f: &[Family]) -> Finding {
     }
 }
 
+type Trace = looptel_retro::trace::Trace;
+
+fn library_spans(traces: &[Trace], t: &Thresholds) -> Finding {
+    let id = "traces.library-spans";
+    let mut bad = Vec::new();
+    for tr in traces {
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in tr.spans.iter().filter(|s| s.kind == "INTERNAL") {
+            *names.entry(s.name.as_str()).or_default() += 1;
+        }
+        if let Some((name, n)) = names
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .filter(|(_, n)| *n > t.max_repeated_spans)
+        {
+            bad.push(format!(
+                "trace {}: {n} INTERNAL spans named {name:?}",
+                tr.trace_id
+            ));
+        }
+    }
+    if bad.is_empty() {
+        finding(
+            id,
+            Status::Pass,
+            format!(
+                "no span name repeated more than {} times in one of {} traces",
+                t.max_repeated_spans,
+                traces.len()
+            ),
+            Vec::new(),
+        )
+    } else {
+        let n = bad.len();
+        bad.truncate(5);
+        finding(
+            id,
+            Status::Warn,
+            format!("{n} traces where one helper is traced again and again"),
+            bad,
+        )
+    }
+}
+
+/// How deep a trace goes: the longest chain of parents, counted in spans.
+fn depth(tr: &Trace) -> usize {
+    let parent: BTreeMap<&str, &str> = tr
+        .spans
+        .iter()
+        .filter_map(|s| Some((s.span_id.as_str(), s.parent_span_id.as_deref()?)))
+        .collect();
+    tr.spans
+        .iter()
+        .map(|s| {
+            let mut d = 1;
+            let mut at = s.span_id.as_str();
+            while let Some(p) = parent.get(at).copied() {
+                if d > tr.spans.len() {
+                    break; // a cycle
+                }
+                d += 1;
+                at = p;
+            }
+            d
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn deep_or_wide(traces: &[Trace], t: &Thresholds) -> Finding {
+    let id = "traces.deep-or-wide";
+    let mut bad = Vec::new();
+    let (mut deepest, mut widest) = (0, 0);
+    for tr in traces {
+        let (d, w) = (depth(tr), tr.spans.len());
+        deepest = deepest.max(d);
+        widest = widest.max(w);
+        if d > t.max_depth || w > t.max_spans_per_trace {
+            bad.push(format!("trace {}: {d} levels, {w} spans", tr.trace_id));
+        }
+    }
+    if bad.is_empty() {
+        finding(
+            id,
+            Status::Pass,
+            format!(
+                "{} traces, at most {deepest} levels and {widest} spans",
+                traces.len()
+            ),
+            Vec::new(),
+        )
+    } else {
+        let n = bad.len();
+        bad.truncate(5);
+        finding(
+            id,
+            Status::Warn,
+            format!(
+                "{n} traces deeper than {} levels or wider than {} spans",
+                t.max_depth, t.max_spans_per_trace
+            ),
+            bad,
+        )
+    }
+}
+
+fn orphan_spans(traces: &[Trace]) -> Finding {
+    let id = "traces.orphan-spans";
+    let mut bad = Vec::new();
+    let mut broken = 0;
+    for tr in traces {
+        let ids: BTreeSet<&str> = tr.spans.iter().map(|s| s.span_id.as_str()).collect();
+        // A SERVER or CONSUMER span's parent is the caller's: it is
+        // elsewhere by design. Any other span's parent is local.
+        let lost: Vec<&str> = tr
+            .spans
+            .iter()
+            .filter(|s| !matches!(s.kind.as_str(), "SERVER" | "CONSUMER"))
+            .filter(|s| {
+                s.parent_span_id
+                    .as_deref()
+                    .is_some_and(|p| !ids.contains(p))
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        let rootless_calls: Vec<&str> = tr
+            .spans
+            .iter()
+            .filter(|s| {
+                s.parent_span_id.is_none() && matches!(s.kind.as_str(), "CLIENT" | "PRODUCER")
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if !lost.is_empty() || !rootless_calls.is_empty() {
+            broken += 1;
+            if bad.len() < 5 {
+                bad.push(format!(
+                    "trace {}: {}{}",
+                    tr.trace_id,
+                    if lost.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "parent missing for {:?}",
+                            lost.first().copied().unwrap_or("")
+                        )
+                    },
+                    if rootless_calls.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " outgoing call {:?} started a trace of its own",
+                            rootless_calls[0]
+                        )
+                    }
+                ));
+            }
+        }
+    }
+    if broken == 0 {
+        finding(
+            id,
+            Status::Pass,
+            format!("every local span of {} traces has its parent", traces.len()),
+            Vec::new(),
+        )
+    } else if broken * 100 > traces.len() {
+        finding(
+            id,
+            Status::Fail,
+            format!(
+                "{broken} of {} traces broken: context lost across tasks",
+                traces.len()
+            ),
+            bad,
+        )
+    } else {
+        finding(
+            id,
+            Status::Warn,
+            format!("{broken} of {} traces broken", traces.len()),
+            bad,
+        )
+    }
+}
+
+fn dangling_exemplars(traces: &[Trace], f: &[Family]) -> Finding {
+    let id = "metrics.dangling-exemplars";
+    let known: BTreeSet<&str> = traces.iter().map(|t| t.trace_id.as_str()).collect();
+    let pointed: BTreeSet<&str> = f
+        .iter()
+        .flat_map(|x| x.samples.iter())
+        .filter_map(|s| s.exemplar.as_ref())
+        .filter_map(|e| e.labels.get("trace_id").map(String::as_str))
+        .collect();
+    if pointed.is_empty() {
+        return finding(
+            id,
+            Status::NotObservable,
+            "no exemplar to follow",
+            Vec::new(),
+        );
+    }
+    let missing: Vec<&str> = pointed
+        .iter()
+        .copied()
+        .filter(|t| !known.contains(t))
+        .collect();
+    // The newest exemplars may wait for the next export: most must be there.
+    if missing.len() * 2 > pointed.len() {
+        finding(
+            id,
+            Status::Warn,
+            format!(
+                "{} of {} exemplars point at traces not exported",
+                missing.len(),
+                pointed.len()
+            ),
+            missing
+                .iter()
+                .take(3)
+                .map(|t| format!("trace_id={t}"))
+                .collect(),
+        )
+    } else {
+        finding(
+            id,
+            Status::Pass,
+            format!(
+                "{} of {} exemplars' traces were exported",
+                pointed.len() - missing.len(),
+                pointed.len()
+            ),
+            Vec::new(),
+        )
+    }
+}
+
 fn mixed_libraries(lines: &[String]) -> Finding {
     let id = "logs.mixed-libraries";
     let mut shapes: BTreeMap<String, usize> = BTreeMap::new();
@@ -1863,6 +2127,118 @@ mod tests {
         assert_eq!(
             mask("trace d75ac5d99a7afc411111111111"),
             "trace d75ac5d99a7afc411111111111"
+        );
+    }
+
+    fn span(id: &str, parent: Option<&str>, name: &str, kind: &str) -> looptel_retro::trace::Span {
+        looptel_retro::trace::Span {
+            span_id: id.to_owned(),
+            parent_span_id: parent.map(str::to_owned),
+            name: name.to_owned(),
+            service: "orders".to_owned(),
+            kind: kind.to_owned(),
+            start_ns: 1,
+            end_ns: 2,
+            error: false,
+            error_message: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn traced(traces: Vec<Trace>) -> Observed {
+        Observed {
+            traces: Some(traces),
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn traces_show_lost_context_depth_width_and_helpers_traced_in_loops() {
+        // A server span whose caller is elsewhere, a local child: fine.
+        let good = Trace::new(
+            "t1".to_owned(),
+            vec![
+                span("a", Some("remote"), "GET /orders", "SERVER"),
+                span("b", Some("a"), "SELECT", "CLIENT"),
+            ],
+        );
+        let o = traced(vec![good.clone()]);
+        for id in [
+            "traces.orphan-spans",
+            "traces.deep-or-wide",
+            "traces.library-spans",
+        ] {
+            assert_eq!(status(&o, id).0, Status::Pass, "{id}");
+        }
+        assert_eq!(
+            status(&o, "traces.service-identity").0,
+            Status::Warn,
+            "a name, no version"
+        );
+        // A task that lost its context: its span's parent never arrives,
+        // and an outgoing call starts a trace of its own.
+        let lost = Trace::new(
+            "t2".to_owned(),
+            vec![span("c", Some("gone"), "send email", "INTERNAL")],
+        );
+        let rootless = Trace::new(
+            "t3".to_owned(),
+            vec![span("d", None, "POST /payments", "CLIENT")],
+        );
+        let (s, f) = status(
+            &traced(vec![good, lost, rootless]),
+            "traces.orphan-spans",
+        );
+        assert_eq!(s, Status::Fail);
+        assert_eq!(f.evidence.len(), 2, "{f:?}");
+        // Twelve levels deep; a helper traced 30 times.
+        let chain: Vec<_> = (0..12)
+            .map(|i| {
+                span(
+                    &format!("s{i}"),
+                    (i > 0).then(|| format!("s{}", i - 1)).as_deref(),
+                    "step",
+                    "INTERNAL",
+                )
+            })
+            .collect();
+        let deep = traced(vec![Trace::new("t4".to_owned(), chain)]);
+        assert_eq!(status(&deep, "traces.deep-or-wide").0, Status::Warn);
+        let helpers: Vec<_> = std::iter::once(span("r", None, "job", "SERVER"))
+            .chain((0..30).map(|i| span(&format!("h{i}"), Some("r"), "format_price", "INTERNAL")))
+            .collect();
+        let looped = traced(vec![Trace::new("t5".to_owned(), helpers)]);
+        assert_eq!(status(&looped, "traces.library-spans").0, Status::Warn);
+    }
+
+    #[test]
+    fn exemplars_must_point_at_exported_traces() {
+        let f = parse(
+            "# TYPE d_seconds histogram\nd_seconds_bucket{le=\"0.1\"} 1 # {trace_id=\"t1\"} 0.05\nd_seconds_bucket{le=\"+Inf\"} 2 # {trace_id=\"t9\"} 2\n",
+        )
+        .expect("ok");
+        let tr = |ids: &[&str]| {
+            ids.iter()
+                .map(|i| Trace::new((*i).to_owned(), vec![span("a", None, "x", "SERVER")]))
+                .collect::<Vec<_>>()
+        };
+        let o = |ids: &[&str]| Observed {
+            metrics: Some((f.clone(), true)),
+            traces: Some(tr(ids)),
+            ..Observed::default()
+        };
+        assert_eq!(
+            status(&o(&["t1", "t9"]), "metrics.dangling-exemplars").0,
+            Status::Pass
+        );
+        assert_eq!(
+            status(&o(&["t1"]), "metrics.dangling-exemplars").0,
+            Status::Pass,
+            "one may lag"
+        );
+        assert_eq!(
+            status(&o(&["t5"]), "metrics.dangling-exemplars").0,
+            Status::Warn
         );
     }
 

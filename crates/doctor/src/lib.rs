@@ -47,6 +47,9 @@ pub struct Inputs {
     pub env_of: Option<u32>,
     /// A file of the service's log lines.
     pub logs: Option<PathBuf>,
+    /// A file of its exported spans, OTLP JSON lines (the collector's file
+    /// exporter, `LOOPTEL_TRACES_FILE`).
+    pub traces: Option<PathBuf>,
     /// The SLO spec.
     pub slo: Option<PathBuf>,
     /// `production`, `staging`, …: overrides the settings'
@@ -55,6 +58,9 @@ pub struct Inputs {
     /// Each request's timeout.
     pub timeout: Option<Duration>,
 }
+
+/// The most spans read from a traces file.
+pub const MAX_SPANS: usize = 200_000;
 
 /// What OpenMetrics scrapers send.
 const OPENMETRICS_ACCEPT: &str =
@@ -97,19 +103,6 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
         )),
         None => o.env.as_ref().and_then(checks::production_of),
     };
-    if let Some(path) = &inputs.logs {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                o.logs = Some(
-                    String::from_utf8_lossy(&bytes)
-                        .lines()
-                        .map(str::to_owned)
-                        .collect(),
-                );
-            }
-            Err(e) => problems.push(format!("--logs {}: {e}", path.display())),
-        }
-    }
     if let Some(path) = &inputs.slo {
         match looptel_slo::read_spec(path) {
             Ok(spec) => o.slo = Some(spec),
@@ -127,6 +120,28 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
         match scrape(&client, url).await {
             Ok(m) => o.metrics = Some(m),
             Err(e) => problems.push(format!("--metrics-url {url}: {e}")),
+        }
+    }
+    // Logs and spans last: the probes' lines and spans have been written
+    // (the batch processor's delay permitting).
+    if let Some(path) = &inputs.logs {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                o.logs = Some(
+                    String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .map(str::to_owned)
+                        .collect(),
+                );
+            }
+            Err(e) => problems.push(format!("--logs {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &inputs.traces {
+        let file = looptel_retro::sources::files::OtlpFile::new(path.clone());
+        match file.traces(MAX_SPANS) {
+            Ok(traces) => o.traces = Some(traces),
+            Err(e) => problems.push(format!("--traces {}: {}", path.display(), e.message)),
         }
     }
     (o, problems)

@@ -34,6 +34,9 @@ struct Args {
     /// A file of the service's log lines.
     #[arg(long)]
     logs: Option<PathBuf>,
+    /// A file of its exported spans, OTLP JSON lines.
+    #[arg(long)]
+    traces: Option<PathBuf>,
     /// The SLO spec: latency bounds must be bucket edges.
     #[arg(long)]
     slo: Option<PathBuf>,
@@ -69,9 +72,10 @@ async fn main() {
         && args.env_file.is_none()
         && args.env_of.is_none()
         && args.logs.is_none()
+        && args.traces.is_none()
     {
         eprintln!(
-            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of or --logs"
+            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of, --logs or --traces"
         );
         std::process::exit(2);
     }
@@ -82,6 +86,7 @@ async fn main() {
         env_file: args.env_file,
         env_of: args.env_of,
         logs: args.logs,
+        traces: args.traces,
         slo: args.slo,
         environment: args.environment,
         timeout: Some(Duration::from_secs(args.timeout)),

@@ -16,7 +16,11 @@ use looptel_doctor::{Inputs, gather};
 async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("service.log");
-    let settings = [("OTEL_TRACES_EXPORTER", "none".to_owned())];
+    let spans = dir.path().join("spans.jsonl");
+    let settings = [
+        ("LOOPTEL_TRACES_FILE", spans.display().to_string()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+    ];
     let mut svc = Service::start_logging(&settings, Some(&log));
     let addr = svc.http_addr();
     let env = dir.path().join("service.env");
@@ -39,6 +43,7 @@ async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
         probes: 5,
         env_file: Some(env),
         logs: Some(log),
+        traces: Some(spans),
         slo: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/slo.yaml").into()),
         environment: Some("production".to_owned()),
         ..Inputs::default()
@@ -79,6 +84,10 @@ async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
         "logs.uncorrelated",
         "logs.pii",
         "logs.debug-in-production",
+        "traces.orphan-spans",
+        "traces.deep-or-wide",
+        "traces.library-spans",
+        "metrics.dangling-exemplars",
     ] {
         assert_eq!(status(id), Status::Pass, "{id}: {text}");
     }

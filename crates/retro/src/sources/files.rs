@@ -71,6 +71,37 @@ impl OtlpFile {
     }
 }
 
+impl OtlpFile {
+    /// Every trace in the file, by its first appearance, with at most
+    /// `max_spans` spans read in all (the rest of the file is left).
+    ///
+    /// # Errors
+    /// The file cannot be opened or read.
+    pub fn traces(&self, max_spans: usize) -> Result<Vec<Trace>, SourceError> {
+        let mut order: Vec<String> = Vec::new();
+        let mut by: std::collections::HashMap<String, Vec<Span>> = std::collections::HashMap::new();
+        let mut read = 0;
+        scan(&self.path, &self.name(), |line| {
+            if let Ok(data) = TracesData::from_json(line.as_bytes()) {
+                for (trace, span) in data.spans(None) {
+                    read += 1;
+                    by.entry(trace.clone())
+                        .or_insert_with(|| {
+                            order.push(trace);
+                            Vec::new()
+                        })
+                        .push(span);
+                }
+            }
+            read < max_spans
+        })?;
+        Ok(order
+            .into_iter()
+            .filter_map(|id| by.remove(&id).map(|spans| Trace::new(id, spans)))
+            .collect())
+    }
+}
+
 impl TraceSource for OtlpFile {
     fn trace<'a>(&'a self, trace_id: &'a str) -> SourceFuture<'a, Option<Trace>> {
         let (path, name, id) = (self.path.clone(), self.name(), trace_id.to_owned());
@@ -245,6 +276,14 @@ mod tests {
                 .expect("readable"),
             None
         );
+        // Every trace, in order of appearance, the junk skipped.
+        let all = source.traces(1000).expect("readable");
+        let ids: Vec<(&str, usize)> = all
+            .iter()
+            .map(|t| (t.trace_id.as_str(), t.spans.len()))
+            .collect();
+        assert_eq!(ids, [(ID, 2), ("ffffffffffffffffffffffffffffffff", 1)]);
+        assert_eq!(source.traces(1).expect("readable").len(), 1, "bounded");
         let missing = OtlpFile::new("/nonexistent/spans.jsonl").trace(ID).await;
         assert!(
             missing

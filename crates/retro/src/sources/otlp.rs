@@ -176,6 +176,15 @@ impl TracesData {
     /// The spans of `trace_id` (hex) in this document; spans whose ids
     /// cannot be read are skipped.
     pub(crate) fn spans_of(&self, trace_id: &str) -> Vec<Span> {
+        self.spans(Some(trace_id))
+            .into_iter()
+            .map(|(_, span)| span)
+            .collect()
+    }
+
+    /// Every span of this document with its trace id (hex), or only those
+    /// of `trace_id`.
+    pub(crate) fn spans(&self, trace_id: Option<&str>) -> Vec<(String, Span)> {
         let mut out = Vec::new();
         for rs in &self.resource_spans {
             let resource = rs
@@ -189,7 +198,10 @@ impl TracesData {
                 .unwrap_or_else(|| looptel_catalogue::logs::UNKNOWN.to_owned());
             for ss in &rs.scope_spans {
                 for s in &ss.spans {
-                    if id_hex(&s.trace_id, 16).as_deref() != Some(trace_id) {
+                    let Some(trace) = id_hex(&s.trace_id, 16) else {
+                        continue;
+                    };
+                    if trace_id.is_some_and(|want| want != trace) {
                         continue;
                     }
                     let Some(span_id) = id_hex(&s.span_id, 8) else {
@@ -211,20 +223,23 @@ impl TracesData {
                         _ => (false, None),
                     };
                     let start_ns = number(&s.start_time_unix_nano).unwrap_or(0);
-                    out.push(Span {
-                        span_id,
-                        parent_span_id: id_hex(&s.parent_span_id, 8),
-                        name: s.name.clone(),
-                        service: service.clone(),
-                        kind: kind(&s.kind).to_owned(),
-                        start_ns,
-                        end_ns: number(&s.end_time_unix_nano)
-                            .unwrap_or(start_ns)
-                            .max(start_ns),
-                        error,
-                        error_message: message,
-                        attributes,
-                    });
+                    out.push((
+                        trace,
+                        Span {
+                            span_id,
+                            parent_span_id: id_hex(&s.parent_span_id, 8),
+                            name: s.name.clone(),
+                            service: service.clone(),
+                            kind: kind(&s.kind).to_owned(),
+                            start_ns,
+                            end_ns: number(&s.end_time_unix_nano)
+                                .unwrap_or(start_ns)
+                                .max(start_ns),
+                            error,
+                            error_message: message,
+                            attributes,
+                        },
+                    ));
                 }
             }
         }
