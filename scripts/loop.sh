@@ -40,11 +40,11 @@ fi
 if [ -n "${LOOP_BIN_DIR:-}" ]; then
     bin=$LOOP_BIN_DIR
 else
-    say "building order-service, looptel-retro and looptel-slo"
-    cargo build --locked --quiet -p order-service -p looptel-retro -p looptel-slo
+    say "building order-service, looptel-retro, looptel-slo and looptel-doctor"
+    cargo build --locked --quiet -p order-service -p looptel-retro -p looptel-slo -p looptel-doctor
     bin=$root/target/debug
 fi
-for b in order-service looptel-retro looptel-slo; do
+for b in order-service looptel-retro looptel-slo looptel-doctor; do
     [ -x "$bin/$b" ] || die "no $bin/$b"
 done
 
@@ -187,6 +187,13 @@ recorded() {
 }
 wait_for "recorded error ratio" recorded
 sleep 3
+
+# Can it be observed? Asked before it is broken: the doctor's summary line.
+pid=$(pgrep -f "$bin/order-service" | head -n1 || true)
+doctor=$("$bin/looptel-doctor" --metrics-url "http://$http/metrics" --probe "http://$http/orders/doctor-probe" \
+    ${pid:+--env-of "$pid"} --logs "$work/service.log" --traces "$work/spans.jsonl" \
+    --slo examples/order-service/slo.yaml --name order-service --format json) || true
+say "looptel-doctor: $(jq -r '.counts | "\(.fail) fail, \(.warn) warn, \(.pass) pass, \(.not_observable) not observable"' <<<"$doctor")"
 
 say "fault on: half the inventory calls fail"
 curl -fsS -X PUT "http://$http/admin/faults" -H 'content-type: application/json' \

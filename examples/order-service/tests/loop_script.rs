@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The directory holding order-service, looptel-retro and looptel-slo:
+/// The directory holding order-service, looptel-retro, looptel-slo and
+/// looptel-doctor:
 /// this build's, when the workspace's tests built them all (as
 /// `scripts/test.sh` does); otherwise a build of the two missing ones of
 /// its own (a separate target directory: a running `cargo test` holds the
@@ -15,7 +16,7 @@ fn binaries() -> PathBuf {
         .parent()
         .expect("target dir")
         .to_owned();
-    if ["looptel-retro", "looptel-slo"]
+    if ["looptel-retro", "looptel-slo", "looptel-doctor"]
         .iter()
         .all(|b| bin.join(b).exists())
     {
@@ -30,13 +31,15 @@ fn binaries() -> PathBuf {
             "looptel-retro",
             "-p",
             "looptel-slo",
+            "-p",
+            "looptel-doctor",
         ])
         .arg("--target-dir")
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo");
-    assert!(status.success(), "building looptel-retro and looptel-slo");
+    assert!(status.success(), "building looptel-retro, looptel-slo and looptel-doctor");
     let built = target.join("debug");
     std::fs::copy(
         env!("CARGO_BIN_EXE_order-service"),
@@ -85,6 +88,8 @@ fn the_loop_script_ends_with_a_verified_card() {
         stdout.contains("most likely: inventory.v1.StockService/ReserveItem fails: errors"),
         "{stdout}"
     );
+    // The doctor looked first, and found nothing failing.
+    assert!(stdout.contains("looptel-doctor: 0 fail, "), "{stdout}");
     assert!(
         stdout.contains("fault_switch inventory_error_rate=0.5"),
         "{stdout}"
