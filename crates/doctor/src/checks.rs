@@ -2185,10 +2185,7 @@ mod tests {
             "t3".to_owned(),
             vec![span("d", None, "POST /payments", "CLIENT")],
         );
-        let (s, f) = status(
-            &traced(vec![good, lost, rootless]),
-            "traces.orphan-spans",
-        );
+        let (s, f) = status(&traced(vec![good, lost, rootless]), "traces.orphan-spans");
         assert_eq!(s, Status::Fail);
         assert_eq!(f.evidence.len(), 2, "{f:?}");
         // Twelve levels deep; a helper traced 30 times.

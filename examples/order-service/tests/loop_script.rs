@@ -39,7 +39,10 @@ fn binaries() -> PathBuf {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo");
-    assert!(status.success(), "building looptel-retro, looptel-slo and looptel-doctor");
+    assert!(
+        status.success(),
+        "building looptel-retro, looptel-slo and looptel-doctor"
+    );
     let built = target.join("debug");
     std::fs::copy(
         env!("CARGO_BIN_EXE_order-service"),
