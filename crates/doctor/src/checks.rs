@@ -92,7 +92,7 @@ impl Needs {
         match self {
             Self::Metrics => "needs --metrics-url".to_owned(),
             Self::Env => "needs --env-file or --env-of".to_owned(),
-            Self::Traces => "needs --traces (OTLP JSON lines)".to_owned(),
+            Self::Traces => "needs --traces (OTLP JSON lines) or --otlp-listen".to_owned(),
             Self::Logs => "needs --logs".to_owned(),
             Self::Probe => "needs --probe and --metrics-url".to_owned(),
             Self::Slo => "needs --slo and --metrics-url".to_owned(),

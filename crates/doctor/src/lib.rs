@@ -24,6 +24,7 @@
 
 pub mod checks;
 pub mod exposition;
+pub mod otlp;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,10 @@ pub struct Inputs {
     /// A file of its exported spans, OTLP JSON lines (the collector's file
     /// exporter, `LOOPTEL_TRACES_FILE`).
     pub traces: Option<PathBuf>,
+    /// Receive its spans over OTLP/HTTP on this address while checking.
+    pub otlp_listen: Option<String>,
+    /// How long to receive (default 30 s, counted from the start).
+    pub listen_for: Option<Duration>,
     /// The SLO spec.
     pub slo: Option<PathBuf>,
     /// `production`, `staging`, …: overrides the settings'
@@ -58,6 +63,9 @@ pub struct Inputs {
     /// Each request's timeout.
     pub timeout: Option<Duration>,
 }
+
+/// How long `--otlp-listen` receives by default.
+pub const LISTEN_FOR: Duration = Duration::from_secs(30);
 
 /// The most spans read from a traces file.
 pub const MAX_SPANS: usize = 200_000;
@@ -71,6 +79,24 @@ const OPENMETRICS_ACCEPT: &str =
 pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
     let mut o = Observed::default();
     let mut problems = Vec::new();
+    // Listening first: the service's exports reach it while the rest runs.
+    let receiver = match &inputs.otlp_listen {
+        None => None,
+        Some(addr) => match otlp::Receiver::bind(addr).await {
+            Ok(r) => {
+                eprintln!(
+                    "looptel-doctor: receiving OTLP/HTTP on http://{} for {} s",
+                    r.addr,
+                    inputs.listen_for.unwrap_or(LISTEN_FOR).as_secs()
+                );
+                Some(r)
+            }
+            Err(e) => {
+                problems.push(format!("--otlp-listen: {e}"));
+                None
+            }
+        },
+    };
     let timeout = inputs.timeout.unwrap_or(Duration::from_secs(5));
     let client = match reqwest::Client::builder().timeout(timeout).build() {
         Ok(c) => c,
@@ -143,6 +169,23 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
             Ok(traces) => o.traces = Some(traces),
             Err(e) => problems.push(format!("--traces {}: {}", path.display(), e.message)),
         }
+    }
+    if let Some(r) = receiver {
+        let documents = r.finish(inputs.listen_for.unwrap_or(LISTEN_FOR)).await;
+        let mut traces = looptel_retro::sources::files::Traces::default();
+        for d in &documents {
+            if !traces.add(d, MAX_SPANS) {
+                break;
+            }
+        }
+        let received = traces.into_traces();
+        if received.is_empty() {
+            problems.push(format!(
+                "--otlp-listen: no span received in {} s (is OTEL_EXPORTER_OTLP_ENDPOINT pointed here, over http/protobuf or http/json?)",
+                inputs.listen_for.unwrap_or(LISTEN_FOR).as_secs()
+            ));
+        }
+        o.traces.get_or_insert_with(Vec::new).extend(received);
     }
     (o, problems)
 }

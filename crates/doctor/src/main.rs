@@ -37,6 +37,13 @@ struct Args {
     /// A file of its exported spans, OTLP JSON lines.
     #[arg(long)]
     traces: Option<PathBuf>,
+    /// Receive its spans over OTLP/HTTP on this address while checking
+    /// (point the service's OTEL_EXPORTER_OTLP_ENDPOINT here).
+    #[arg(long)]
+    otlp_listen: Option<String>,
+    /// How long to receive, seconds.
+    #[arg(long, default_value_t = 30)]
+    listen_for: u64,
     /// The SLO spec: latency bounds must be bucket edges.
     #[arg(long)]
     slo: Option<PathBuf>,
@@ -73,9 +80,10 @@ async fn main() {
         && args.env_of.is_none()
         && args.logs.is_none()
         && args.traces.is_none()
+        && args.otlp_listen.is_none()
     {
         eprintln!(
-            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of, --logs or --traces"
+            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of, --logs, --traces or --otlp-listen"
         );
         std::process::exit(2);
     }
@@ -87,6 +95,8 @@ async fn main() {
         env_of: args.env_of,
         logs: args.logs,
         traces: args.traces,
+        otlp_listen: args.otlp_listen,
+        listen_for: Some(Duration::from_secs(args.listen_for)),
         slo: args.slo,
         environment: args.environment,
         timeout: Some(Duration::from_secs(args.timeout)),

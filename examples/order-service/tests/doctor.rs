@@ -94,3 +94,59 @@ async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
     assert_eq!(report::exit_code(&findings, &problems, false), 0);
     drop(svc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointed_at_the_doctor_over_otlp_its_spans_are_checked_too() {
+    // A port for the doctor's OTLP/HTTP receiver, given to the service.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut svc = Service::start(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    let traffic = Traffic::start(&addr);
+    let (observed, problems) = gather(&Inputs {
+        metrics_url: Some(format!("http://{addr}/metrics")),
+        probe: Some(format!("http://{addr}/orders/doctor-probe")),
+        probes: 5,
+        otlp_listen: Some(format!("127.0.0.1:{port}")),
+        listen_for: Some(Duration::from_secs(4)),
+        ..Inputs::default()
+    })
+    .await;
+    drop(traffic);
+    assert!(problems.is_empty(), "{problems:?}");
+    let traces = observed.traces.as_ref().expect("spans received");
+    assert!(traces.len() >= 5, "{} traces", traces.len());
+    // The probes' traces among them, continued from the probes.
+    let probes = observed.probes.as_ref().expect("probed");
+    assert!(
+        probes
+            .answers
+            .iter()
+            .all(|(sent, _)| traces.iter().any(|t| &t.trace_id == sent)),
+        "every probe's trace received"
+    );
+    let findings = checks::run(&observed, &Thresholds::default());
+    let failed: Vec<_> = findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    for id in [
+        "traces.orphan-spans",
+        "traces.deep-or-wide",
+        "traces.library-spans",
+        "metrics.dangling-exemplars",
+    ] {
+        let f = findings.iter().find(|f| f.id == id).expect("catalogued");
+        assert_eq!(f.status, Status::Pass, "{id}: {f:?}");
+    }
+    drop(svc);
+}

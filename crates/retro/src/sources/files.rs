@@ -78,27 +78,47 @@ impl OtlpFile {
     /// # Errors
     /// The file cannot be opened or read.
     pub fn traces(&self, max_spans: usize) -> Result<Vec<Trace>, SourceError> {
-        let mut order: Vec<String> = Vec::new();
-        let mut by: std::collections::HashMap<String, Vec<Span>> = std::collections::HashMap::new();
-        let mut read = 0;
-        scan(&self.path, &self.name(), |line| {
-            if let Ok(data) = TracesData::from_json(line.as_bytes()) {
-                for (trace, span) in data.spans(None) {
-                    read += 1;
-                    by.entry(trace.clone())
-                        .or_insert_with(|| {
-                            order.push(trace);
-                            Vec::new()
-                        })
-                        .push(span);
-                }
+        let mut traces = Traces::default();
+        scan(&self.path, &self.name(), |line| traces.add(line, max_spans))?;
+        Ok(traces.into_traces())
+    }
+}
+
+/// Traces gathered from OTLP JSON documents (lines of a file, bodies an
+/// OTLP/HTTP receiver took), by their first appearance.
+#[derive(Debug, Default)]
+pub struct Traces {
+    order: Vec<String>,
+    by: std::collections::HashMap<String, Vec<Span>>,
+    spans: usize,
+}
+
+impl Traces {
+    /// Reads one OTLP JSON document (`ExportTraceServiceRequest` /
+    /// `TracesData`); unreadable ones are skipped. Whether there is room
+    /// for more (fewer than `max_spans` spans read).
+    pub fn add(&mut self, document: &str, max_spans: usize) -> bool {
+        if let Ok(data) = TracesData::from_json(document.as_bytes()) {
+            for (trace, span) in data.spans(None) {
+                self.spans += 1;
+                self.by
+                    .entry(trace.clone())
+                    .or_insert_with(|| {
+                        self.order.push(trace);
+                        Vec::new()
+                    })
+                    .push(span);
             }
-            read < max_spans
-        })?;
-        Ok(order
+        }
+        self.spans < max_spans
+    }
+
+    /// The traces, in order of first appearance.
+    pub fn into_traces(mut self) -> Vec<Trace> {
+        self.order
             .into_iter()
-            .filter_map(|id| by.remove(&id).map(|spans| Trace::new(id, spans)))
-            .collect())
+            .filter_map(|id| self.by.remove(&id).map(|spans| Trace::new(id, spans)))
+            .collect()
     }
 }
 
