@@ -55,6 +55,18 @@ pub struct Inputs {
     pub otlp_listen: Option<String>,
     /// How long to receive (default 30 s, counted from the start).
     pub listen_for: Option<Duration>,
+    /// Tempo, to read the probes' and the exemplars' traces from.
+    pub tempo_url: Option<String>,
+    /// Jaeger (its query service), likewise.
+    pub jaeger_url: Option<String>,
+    /// How long to wait before reading them (the service's export delay
+    /// and the backend's ingestion; default 10 s).
+    pub trace_wait: Option<Duration>,
+    /// Loki, to read the last minutes of the service's lines from.
+    pub loki_url: Option<String>,
+    /// The streams (`{service_name="orders"}`; default: the service name
+    /// `target_info` gives).
+    pub loki_selector: Option<String>,
     /// The SLO spec.
     pub slo: Option<PathBuf>,
     /// `production`, `staging`, …: overrides the settings'
@@ -148,6 +160,8 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
             Err(e) => problems.push(format!("--metrics-url {url}: {e}")),
         }
     }
+    // Backends last: what the probes and the exemplars name, once ingested.
+    backends(inputs, &mut o, &mut problems, timeout).await;
     // Logs and spans last: the probes' lines and spans have been written
     // (the batch processor's delay permitting).
     if let Some(path) = &inputs.logs {
@@ -188,6 +202,121 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
         o.traces.get_or_insert_with(Vec::new).extend(received);
     }
     (o, problems)
+}
+
+/// The trace ids worth reading from a backend: the probes', then the
+/// exemplars' (at most 50).
+fn wanted_traces(o: &Observed) -> Vec<String> {
+    let mut ids: Vec<String> = o
+        .probes
+        .iter()
+        .flat_map(|p| p.answers.iter().map(|(t, _)| t.clone()))
+        .collect();
+    if let Some((families, _)) = &o.metrics {
+        for e in families
+            .iter()
+            .flat_map(|f| f.samples.iter())
+            .filter_map(|s| s.exemplar.as_ref())
+        {
+            if let Some(t) = e.labels.get("trace_id")
+                && !ids.contains(t)
+            {
+                ids.push(t.clone());
+            }
+        }
+    }
+    ids.truncate(50);
+    ids
+}
+
+/// Traces from Tempo or Jaeger, log lines from Loki.
+async fn backends(
+    inputs: &Inputs,
+    o: &mut Observed,
+    problems: &mut Vec<String>,
+    timeout: Duration,
+) {
+    use looptel_retro::sources::{Http, LogSource as _, TraceSource};
+    let http = || {
+        Http::new(
+            looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
+            timeout,
+        )
+    };
+    let source: Option<(&str, Box<dyn TraceSource>)> = match (&inputs.tempo_url, &inputs.jaeger_url)
+    {
+        (Some(url), _) => Some((
+            "--tempo-url",
+            Box::new(looptel_retro::sources::tempo::Tempo::new(
+                url.clone(),
+                http(),
+            )),
+        )),
+        (None, Some(url)) => Some((
+            "--jaeger-url",
+            Box::new(looptel_retro::sources::jaeger::Jaeger::new(
+                url.clone(),
+                http(),
+            )),
+        )),
+        (None, None) => None,
+    };
+    if source.is_some() || inputs.loki_url.is_some() {
+        tokio::time::sleep(inputs.trace_wait.unwrap_or(Duration::from_secs(10))).await;
+    }
+    if let Some((flag, source)) = source {
+        let mut found = Vec::new();
+        for id in wanted_traces(o) {
+            match source.trace(&id).await {
+                Ok(Some(t)) => found.push(t),
+                Ok(None) => {}
+                Err(e) => {
+                    problems.push(format!("{flag}: {e}"));
+                    break;
+                }
+            }
+        }
+        o.traces.get_or_insert_with(Vec::new).extend(found);
+    }
+    if let Some(url) = &inputs.loki_url {
+        let service = o.metrics.as_ref().and_then(|(f, _)| {
+            f.iter()
+                .filter(|x| x.name == "target_info" || x.name == "target")
+                .flat_map(|x| x.samples.iter())
+                .find_map(|s| s.labels.get("service_name").cloned())
+        });
+        let selector = match (&inputs.loki_selector, service) {
+            (Some(s), _) => s.clone(),
+            (None, Some(name)) => format!("{{service_name=\"{name}\"}}"),
+            (None, None) => {
+                problems.push(
+                    "--loki-url: give --loki-selector (no service name on /metrics to select by)"
+                        .to_owned(),
+                );
+                return;
+            }
+        };
+        let loki = looptel_retro::sources::loki::Loki::new(url.clone(), selector, http());
+        let end = time::OffsetDateTime::now_utc();
+        match loki.recent(end - Duration::from_secs(300), end, 5000).await {
+            Err(e) => problems.push(format!("--loki-url: {e}")),
+            Ok(lines) => {
+                let as_json = lines.into_iter().map(|l| {
+                    let mut v = serde_json::json!({
+                        "timestamp": l.timestamp,
+                        "level": l.level,
+                        "message": l.message,
+                    });
+                    if !l.trace_id.is_empty() {
+                        v["trace_id"] = l.trace_id.into();
+                        v["span_id"] = l.span_id.into();
+                    }
+                    v.to_string()
+                });
+                o.logs.get_or_insert_with(Vec::new).extend(as_json);
+            }
+        }
+    }
 }
 
 /// `KEY=value` entries split by `sep`; comments and blank lines skipped,

@@ -44,6 +44,23 @@ struct Args {
     /// How long to receive, seconds.
     #[arg(long, default_value_t = 30)]
     listen_for: u64,
+    /// Tempo: the probes' and the exemplars' traces are read from it.
+    #[arg(long)]
+    tempo_url: Option<String>,
+    /// Jaeger's query service, likewise.
+    #[arg(long)]
+    jaeger_url: Option<String>,
+    /// Seconds to wait before reading traces and lines from a backend
+    /// (export delay and ingestion).
+    #[arg(long, default_value_t = 10)]
+    trace_wait: u64,
+    /// Loki: the service's last 5 minutes of lines.
+    #[arg(long)]
+    loki_url: Option<String>,
+    /// Loki's stream selector (default: `{service_name="…"}` from the
+    /// service's `target_info`).
+    #[arg(long)]
+    loki_selector: Option<String>,
     /// The SLO spec: latency bounds must be bucket edges.
     #[arg(long)]
     slo: Option<PathBuf>,
@@ -66,6 +83,21 @@ struct Args {
     /// Fewer buckets in a duration histogram than this warn.
     #[arg(long, default_value_t = 8)]
     min_buckets: usize,
+    /// A trace deeper than this warns.
+    #[arg(long, default_value_t = 10)]
+    max_depth: usize,
+    /// A trace with more spans than this warns.
+    #[arg(long, default_value_t = 100)]
+    max_spans_per_trace: usize,
+    /// One span name repeated more than this in a trace warns.
+    #[arg(long, default_value_t = 20)]
+    max_repeated_spans: usize,
+    /// An export queue bound above this warns.
+    #[arg(long, default_value_t = 100_000)]
+    max_queue: u64,
+    /// An export timeout above this (ms), or none, warns.
+    #[arg(long, default_value_t = 30_000)]
+    max_export_timeout_ms: u64,
     /// The name the report gives the service.
     #[arg(long, default_value = "the service")]
     name: String,
@@ -81,9 +113,12 @@ async fn main() {
         && args.logs.is_none()
         && args.traces.is_none()
         && args.otlp_listen.is_none()
+        && args.tempo_url.is_none()
+        && args.jaeger_url.is_none()
+        && args.loki_url.is_none()
     {
         eprintln!(
-            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of, --logs, --traces or --otlp-listen"
+            "looptel-doctor: nothing to check: give --metrics-url, --probe, --env-file, --env-of, --logs, --traces, --otlp-listen, --tempo-url, --jaeger-url or --loki-url"
         );
         std::process::exit(2);
     }
@@ -97,6 +132,11 @@ async fn main() {
         traces: args.traces,
         otlp_listen: args.otlp_listen,
         listen_for: Some(Duration::from_secs(args.listen_for)),
+        tempo_url: args.tempo_url,
+        jaeger_url: args.jaeger_url,
+        trace_wait: Some(Duration::from_secs(args.trace_wait)),
+        loki_url: args.loki_url,
+        loki_selector: args.loki_selector,
         slo: args.slo,
         environment: args.environment,
         timeout: Some(Duration::from_secs(args.timeout)),
@@ -105,7 +145,11 @@ async fn main() {
     let thresholds = Thresholds {
         max_label_values: args.max_label_values,
         min_buckets: args.min_buckets,
-        ..Thresholds::default()
+        max_depth: args.max_depth,
+        max_spans_per_trace: args.max_spans_per_trace,
+        max_repeated_spans: args.max_repeated_spans,
+        max_queue: args.max_queue,
+        max_export_timeout_ms: args.max_export_timeout_ms,
     };
     let findings = checks::run(&observed, &thresholds);
     let colour = args.format == Format::Table

@@ -123,14 +123,28 @@ fn rfc3339_of_ns(ns: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Reads Loki's answer: the lines carrying one of `trace_ids`, or with
-/// `None` the WARN and ERROR lines.
+/// Which lines of an answer are kept.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keep<'a> {
+    /// Those carrying one of these trace ids.
+    Traces(&'a [String]),
+    /// WARN and ERROR lines.
+    Warnings,
+    /// Every line.
+    All,
+}
+
+/// Reads Loki's answer: the lines `keep` keeps.
 pub(crate) fn parse(
     source: &str,
-    trace_ids: Option<&[String]>,
+    keep: Keep<'_>,
     body: &[u8],
     limit: usize,
 ) -> Result<Vec<LogLine>, SourceError> {
+    let trace_ids = match keep {
+        Keep::Traces(ids) => Some(ids),
+        Keep::Warnings | Keep::All => None,
+    };
     let answer: Answer = serde_json::from_slice(body)
         .map_err(|e| SourceError::new(source, format!("unreadable answer: {e}")))?;
     if answer.data.result_type != "streams" {
@@ -185,11 +199,12 @@ pub(crate) fn parse(
             if line.timestamp.is_empty() {
                 line.timestamp = rfc3339_of_ns(ts);
             }
-            let keep = match trace_ids {
-                Some(ids) => ids.contains(&line.trace_id),
-                None => crate::sources::is_warning(&line.level),
+            let kept = match keep {
+                Keep::Traces(ids) => ids.contains(&line.trace_id),
+                Keep::Warnings => crate::sources::is_warning(&line.level),
+                Keep::All => true,
             };
-            if keep {
+            if kept {
                 out.push((format!("{ts:0>20}"), line));
             }
         }
@@ -204,7 +219,7 @@ impl Loki {
     async fn range(
         &self,
         query: String,
-        trace_ids: Option<&[String]>,
+        keep: Keep<'_>,
         start: OffsetDateTime,
         end: OffsetDateTime,
         limit: usize,
@@ -220,8 +235,25 @@ impl Loki {
         ];
         match self.http.get(&name, &url, &query, MAX_BODY_BYTES).await? {
             None => Err(SourceError::new(name, format!("{url} answered 404"))),
-            Some(body) => parse(&name, trace_ids, &body, limit),
+            Some(body) => parse(&name, keep, &body, limit),
         }
+    }
+}
+
+impl Loki {
+    /// At most `limit` of the stream's lines between `start` and `end`,
+    /// oldest first, whatever their level or trace.
+    ///
+    /// # Errors
+    /// Loki is unreachable or answers what it should not.
+    pub async fn recent(
+        &self,
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, SourceError> {
+        self.range(self.selector.clone(), Keep::All, start, end, limit)
+            .await
     }
 }
 
@@ -237,8 +269,14 @@ impl LogSource for Loki {
             if trace_ids.is_empty() {
                 return Ok(Vec::new());
             }
-            self.range(self.query(trace_ids), Some(trace_ids), start, end, limit)
-                .await
+            self.range(
+                self.query(trace_ids),
+                Keep::Traces(trace_ids),
+                start,
+                end,
+                limit,
+            )
+            .await
         })
     }
 
@@ -248,7 +286,7 @@ impl LogSource for Loki {
         end: OffsetDateTime,
         limit: usize,
     ) -> SourceFuture<'a, Vec<LogLine>> {
-        Box::pin(self.range(self.warnings_query(), None, start, end, limit))
+        Box::pin(self.range(self.warnings_query(), Keep::Warnings, start, end, limit))
     }
 
     fn name(&self) -> String {
@@ -276,7 +314,8 @@ mod tests {
                 ["1796032800600000000","other","{{}}"]]}}],
               "stats":{{}}}}}}"#
         );
-        let lines = parse("loki", Some(&[ID.to_owned()]), body.as_bytes(), 10).expect("readable");
+        let lines =
+            parse("loki", Keep::Traces(&[ID.to_owned()]), body.as_bytes(), 10).expect("readable");
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0].message, "injected fault: inventory unavailable");
         assert_eq!(lines[0].service, "inventory");
@@ -286,7 +325,7 @@ mod tests {
         assert_eq!(lines[1].message, "order failed");
         assert_eq!(lines[1].service, "order-service");
         assert_eq!(
-            parse("loki", Some(&[ID.to_owned()]), body.as_bytes(), 1)
+            parse("loki", Keep::Traces(&[ID.to_owned()]), body.as_bytes(), 1)
                 .expect("ok")
                 .len(),
             1
@@ -302,7 +341,13 @@ mod tests {
           {"stream":{"service_name":"order-service","detected_level":"warn"},"values":[
             ["1796032800500000000","slow inventory"]]}],
           "stats":{}}}"#;
-        let lines = parse("loki", None, body.as_bytes(), 10).expect("readable");
+        let lines = parse("loki", Keep::Warnings, body.as_bytes(), 10).expect("readable");
+        assert_eq!(
+            parse("loki", Keep::All, body.as_bytes(), 10)
+                .expect("readable")
+                .len(),
+            3
+        );
         let got: Vec<(&str, &str)> = lines
             .iter()
             .map(|l| (l.level.as_str(), l.message.as_str()))
@@ -333,8 +378,8 @@ mod tests {
     #[test]
     fn refuses_other_answers_and_keeps_the_query_safe() {
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
-        assert!(parse("loki", None, matrix, 10).is_err());
-        assert!(parse("loki", None, b"nope", 10).is_err());
+        assert!(parse("loki", Keep::Warnings, matrix, 10).is_err());
+        assert!(parse("loki", Keep::All, b"nope", 10).is_err());
         let http = Http::new(
             looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
             std::time::Duration::from_secs(1),
