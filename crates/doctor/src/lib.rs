@@ -236,7 +236,7 @@ async fn backends(
     problems: &mut Vec<String>,
     timeout: Duration,
 ) {
-    use looptel_retro::sources::{Http, LogSource as _, TraceSource};
+    use looptel_retro::sources::{Http, TraceSource};
     let http = || {
         Http::new(
             looptel_core::Instrumentation::disabled(looptel_core::Propagator::default()),
