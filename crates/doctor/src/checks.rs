@@ -636,7 +636,11 @@ fn high_cardinality(f: &[Family], t: &Thresholds) -> Finding {
         finding(
             id,
             Status::Fail,
-            format!("{} labels are unbounded", fails.len()),
+            format!(
+                "{} label{} unbounded",
+                fails.len(),
+                if fails.len() == 1 { " is" } else { "s are" }
+            )),
             fails,
         )
     } else if !warns.is_empty() {
