@@ -640,7 +640,7 @@ fn high_cardinality(f: &[Family], t: &Thresholds) -> Finding {
                 "{} label{} unbounded",
                 fails.len(),
                 if fails.len() == 1 { " is" } else { "s are" }
-            )),
+            ),
             fails,
         )
     } else if !warns.is_empty() {
