@@ -95,14 +95,7 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
     let receiver = match &inputs.otlp_listen {
         None => None,
         Some(addr) => match otlp::Receiver::bind(addr).await {
-            Ok(r) => {
-                eprintln!(
-                    "looptel-doctor: receiving OTLP/HTTP on http://{} for {} s",
-                    r.addr,
-                    inputs.listen_for.unwrap_or(LISTEN_FOR).as_secs()
-                );
-                Some(r)
-            }
+            Ok(r) => Some(r),
             Err(e) => {
                 problems.push(format!("--otlp-listen: {e}"));
                 None

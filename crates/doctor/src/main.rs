@@ -141,6 +141,12 @@ async fn main() {
         environment: args.environment,
         timeout: Some(Duration::from_secs(args.timeout)),
     };
+    if let Some(addr) = &inputs.otlp_listen {
+        eprintln!(
+            "looptel-doctor: receiving OTLP/HTTP on http://{addr} for {} s",
+            args.listen_for
+        );
+    }
     let (observed, problems) = gather(&inputs).await;
     let thresholds = Thresholds {
         max_label_values: args.max_label_values,
