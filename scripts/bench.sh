@@ -39,7 +39,7 @@ THROUGHPUT=${THROUGHPUT:-1}
 ROUNDS=${ROUNDS:-5}
 WINDOW=${WINDOW:-5}
 MEMORY_SECONDS=${MEMORY_SECONDS:-60}
-SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare peer-service-sampled peer-service-unsampled service-sampled service-unsampled service-bare-health service-filtered grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled kafka-bare kafka-peer-sampled kafka-peer-unsampled kafka-looptel-sampled kafka-looptel-unsampled"}
+SCENARIOS=${SCENARIOS:-"bare noop-layer peer-sampled peer-unsampled looptel-sampled looptel-unsampled looptel-filtered red-sampled red-unsampled full-sampled full-unsampled service-bare floor-service-sampled floor-service-unsampled peer-service-sampled peer-service-unsampled service-sampled service-unsampled service-bare-health service-filtered grpc-bare grpc-peer-sampled grpc-peer-unsampled grpc-looptel-sampled grpc-looptel-unsampled kafka-bare kafka-peer-sampled kafka-peer-unsampled kafka-looptel-sampled kafka-looptel-unsampled"}
 cargo build --release --locked -q -p looptel-benches --bin count --bin serve --bin load
 out=$(mktemp -d)
 pids=()
@@ -62,7 +62,7 @@ for s in $SCENARIOS; do
     req[$s]=$(( (b1 - a1) / (N2 - N1) ))
     all[$s]=$(( (b2 - a2) / (N2 - N1) ))
 done
-base() { case $1 in service-filtered) echo service-bare-health ;; service-* | peer-service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; kafka-*) echo kafka-bare ;; *) echo bare ;; esac; }
+base() { case $1 in service-filtered) echo service-bare-health ;; service-* | peer-service-* | floor-service-*) echo service-bare ;; grpc-*) echo grpc-bare ;; kafka-*) echo kafka-bare ;; *) echo bare ;; esac; }
 echo "## Instructions per request"
 printf '%-24s %12s %10s %12s %10s\n' scenario "req thread" "added" "all threads" "added"
 for s in $SCENARIOS; do
@@ -158,6 +158,23 @@ row "what" "figure" "target" "verdict"
 row "---" "---" "---" "---"
 instr_row "HTTP, every request sampled" service-sampled peer-service-sampled 0.25 "¼"
 instr_row "HTTP, caller not sampled" service-unsampled peer-service-unsampled 0.10 "1/10"
+# The floor: the job done by hand (benches/src/floor.rs); looptel and the
+# peer as multiples of it.
+floor_row() { # label ours floor
+    [ -n "${all[$2]:-}" ] && [ -n "${all[$3]:-}" ] || return 0
+    local ours floor
+    ours=$(added "$2")
+    floor=$(added "$3")
+    row "$1" "+$ours instr = $(awk -v a="$ours" -v f="$floor" 'BEGIN {printf "%.1f", a / f}')× the floor's +$floor" \
+        "${4:-reported}" "${5:-reported}"
+}
+floor_row "HTTP sampled, as a multiple of the floor" service-sampled floor-service-sampled
+if [ -n "${all[service-unsampled]:-}" ] && [ -n "${all[floor-service-unsampled]:-}" ]; then
+    u=$(added service-unsampled) fl=$(added floor-service-unsampled)
+    floor_row "HTTP not sampled, as a multiple of the floor" service-unsampled floor-service-unsampled \
+        "≤ 2× the floor" "$(verdict "$(le "$u" $(( 2 * fl )))")"
+fi
+floor_row "the peer, sampled, as a multiple of the floor" peer-service-sampled floor-service-sampled
 if [ -n "${all[service-filtered]:-}" ]; then
     f=$(added service-filtered)
     row "HTTP, filtered (/health)" "+$f instr" "≤ +1000" "$(verdict "$(le "$f" 1000)")"

@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::{
 };
 use tracing_subscriber::layer::SubscriberExt;
 
+pub mod floor;
 pub mod messaging;
 
 /// The scenarios served by a router ([`stack`]), in the order they are
@@ -36,6 +37,8 @@ pub const SCENARIOS: &[&str] = &[
     "full-sampled",
     "full-unsampled",
     "service-bare",
+    "floor-service-sampled",
+    "floor-service-unsampled",
     "peer-service-sampled",
     "peer-service-unsampled",
     "service-sampled",
@@ -107,6 +110,7 @@ pub fn request(scenario: &str) -> Request<Body> {
     if let Some(kind) = scenario
         .strip_prefix("service-")
         .or_else(|| scenario.strip_prefix("peer-service-"))
+        .or_else(|| scenario.strip_prefix("floor-service-"))
     {
         let path = if kind == "filtered" || kind == "bare-health" {
             "/health"
@@ -168,6 +172,14 @@ pub fn stack(scenario: &str) -> Stack {
         // What axum charges for any `Router::layer`, whatever the layer does.
         "noop-layer" => Stack {
             router: serve_ready(routes().layer(tower::layer::util::Identity::new())),
+            dispatch: tracing::Dispatch::none(),
+            _provider: None,
+            _telemetry: None,
+        },
+        // The floor over the service's routes: the job done by hand.
+        "floor-service-sampled" | "floor-service-unsampled" => Stack {
+            router: service_routes()
+                .layer(floor::FloorLayer::new(&looptel_red_metrics::Registry::new())),
             dispatch: tracing::Dispatch::none(),
             _provider: None,
             _telemetry: None,

@@ -35,6 +35,25 @@ impl TraceIds {
         })
     }
 
+    /// Ids known without a context (a span of one's own, a message's
+    /// header); `None` when either is invalid (all zeros).
+    ///
+    /// ```
+    /// use looptel_core::TraceIds;
+    /// use opentelemetry::trace::{SpanId, TraceId};
+    ///
+    /// let ids = TraceIds::new(TraceId::from(7_u128), SpanId::from(9_u64), true).unwrap();
+    /// assert!(ids.is_sampled());
+    /// assert!(TraceIds::new(TraceId::INVALID, SpanId::from(9_u64), true).is_none());
+    /// ```
+    pub fn new(trace_id: TraceId, span_id: SpanId, sampled: bool) -> Option<Self> {
+        (trace_id != TraceId::INVALID && span_id != SpanId::INVALID).then_some(Self {
+            trace_id,
+            span_id,
+            sampled,
+        })
+    }
+
     /// The trace id.
     pub fn trace_id(&self) -> TraceId {
         self.trace_id
