@@ -360,6 +360,23 @@ fn finding(
     }
 }
 
+/// `Pass` saying `clean` when nothing was `found`; otherwise `status`,
+/// saying `problem(how many)`, with the first five as evidence.
+fn judged(
+    id: &'static str,
+    mut found: Vec<String>,
+    status: Status,
+    clean: impl Into<String>,
+    problem: impl FnOnce(usize) -> String,
+) -> Finding {
+    if found.is_empty() {
+        return finding(id, Status::Pass, clean, Vec::new());
+    }
+    let n = found.len();
+    found.truncate(5);
+    finding(id, status, problem(n), found)
+}
+
 /// Personal data masked: emails (`j***@example.com`), and runs of 9 or
 /// more digits, spaces and dashes allowed between them (cards, phones),
 /// all but their last 4 digits.
@@ -703,21 +720,13 @@ fn coarse_buckets(f: &[Family], t: &Thresholds) -> Finding {
             Vec::new(),
         );
     }
-    if bad.is_empty() {
-        finding(
-            id,
-            Status::Pass,
-            format!("{seen} duration histograms tell 10 ms from 100 ms"),
-            Vec::new(),
-        )
-    } else {
-        finding(
-            id,
-            Status::Warn,
-            format!("{} of {seen} duration histograms are coarse", bad.len()),
-            bad,
-        )
-    }
+    judged(
+        id,
+        bad,
+        Status::Warn,
+        format!("{seen} duration histograms tell 10 ms from 100 ms"),
+        |n| format!("{n} of {seen} duration histograms are coarse"),
+    )
 }
 
 fn counter_as_gauge(f: &[Family]) -> Finding {
@@ -743,16 +752,9 @@ fn counter_as_gauge(f: &[Family]) -> Finding {
                 .take(5),
         )
         .collect();
-    if bad.is_empty() {
-        finding(id, Status::Pass, "counts are counters", Vec::new())
-    } else {
-        finding(
-            id,
-            Status::Warn,
-            format!("{} families look miscounted", bad.len()),
-            bad,
-        )
-    }
+    judged(id, bad, Status::Warn, "counts are counters", |n| {
+        format!("{n} families look miscounted")
+    })
 }
 
 fn units(f: &[Family]) -> Finding {
@@ -790,21 +792,13 @@ fn units(f: &[Family]) -> Finding {
             bad.push(format!("{n}: a duration or size without its unit"));
         }
     }
-    if bad.is_empty() {
-        finding(
-            id,
-            Status::Pass,
-            "durations and sizes carry their base unit",
-            Vec::new(),
-        )
-    } else {
-        finding(
-            id,
-            Status::Warn,
-            format!("{} families without a clear unit", bad.len()),
-            bad,
-        )
-    }
+    judged(
+        id,
+        bad,
+        Status::Warn,
+        "durations and sizes carry their base unit",
+        |n| format!("{n} families without a clear unit"),
+    )
 }
 
 fn exemplars(f: &[Family], openmetrics: bool, probes: Option<&Probes>) -> Finding {
@@ -1104,21 +1098,13 @@ fn unbounded_queue(env: &BTreeMap<String, String>, t: &Thresholds) -> Finding {
         .filter(|(_, v)| v.trim().parse::<u64>().map_or(true, |n| n > t.max_queue))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    if bad.is_empty() {
-        finding(
-            id,
-            Status::Pass,
-            format!("export queues bounded (at most {})", t.max_queue),
-            Vec::new(),
-        )
-    } else {
-        finding(
-            id,
-            Status::Warn,
-            "an export queue bound so large it is none",
-            bad,
-        )
-    }
+    judged(
+        id,
+        bad,
+        Status::Warn,
+        format!("export queues bounded (at most {})", t.max_queue),
+        |_| "an export queue bound so large it is none".to_owned(),
+    )
 }
 
 fn sampler(env: &BTreeMap<String, String>) -> (String, Option<String>) {
@@ -1233,21 +1219,13 @@ fn baggage_in_labels(p: &Probes, f: &[Family]) -> Finding {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if leaked.is_empty() {
-        finding(
-            id,
-            Status::Pass,
-            "the probes' baggage reached no label",
-            Vec::new(),
-        )
-    } else {
-        finding(
-            id,
-            Status::Fail,
-            "a caller's baggage value became a metric label",
-            leaked,
-        )
-    }
+    judged(
+        id,
+        leaked,
+        Status::Fail,
+        "the probes' baggage reached no label",
+        |_| "a caller's baggage value became a metric label".to_owned(),
+    )
 }
 
 fn slo_buckets(spec: &looptel_slo::Spec, f: &[Family]) -> Finding {
@@ -1316,27 +1294,17 @@ fn library_spans(traces: &[Trace], t: &Thresholds) -> Finding {
             ));
         }
     }
-    if bad.is_empty() {
-        finding(
-            id,
-            Status::Pass,
-            format!(
-                "no span name repeated more than {} times in one of {} traces",
-                t.max_repeated_spans,
-                traces.len()
-            ),
-            Vec::new(),
-        )
-    } else {
-        let n = bad.len();
-        bad.truncate(5);
-        finding(
-            id,
-            Status::Warn,
-            format!("{n} traces where one helper is traced again and again"),
-            bad,
-        )
-    }
+    judged(
+        id,
+        bad,
+        Status::Warn,
+        format!(
+            "no span name repeated more than {} times in one of {} traces",
+            t.max_repeated_spans,
+            traces.len()
+        ),
+        |n| format!("{n} traces where one helper is traced again and again"),
+    )
 }
 
 /// How deep a trace goes: the longest chain of parents, counted in spans.
@@ -1376,29 +1344,21 @@ fn deep_or_wide(traces: &[Trace], t: &Thresholds) -> Finding {
             bad.push(format!("trace {}: {d} levels, {w} spans", tr.trace_id));
         }
     }
-    if bad.is_empty() {
-        finding(
-            id,
-            Status::Pass,
-            format!(
-                "{} traces, at most {deepest} levels and {widest} spans",
-                traces.len()
-            ),
-            Vec::new(),
-        )
-    } else {
-        let n = bad.len();
-        bad.truncate(5);
-        finding(
-            id,
-            Status::Warn,
+    judged(
+        id,
+        bad,
+        Status::Warn,
+        format!(
+            "{} traces, at most {deepest} levels and {widest} spans",
+            traces.len()
+        ),
+        |n| {
             format!(
                 "{n} traces deeper than {} levels or wider than {} spans",
                 t.max_depth, t.max_spans_per_trace
-            ),
-            bad,
-        )
-    }
+            )
+        },
+    )
 }
 
 fn orphan_spans(traces: &[Trace]) -> Finding {
