@@ -514,15 +514,12 @@ fn family<'a>(f: &'a [Family], name: &str) -> Option<&'a Family> {
 fn service_identity(o: &Observed) -> Option<Finding> {
     let id = "traces.service-identity";
     let from_metrics = o.metrics.as_ref().and_then(|(f, _)| {
-        family(f, "target_info")
-            .or_else(|| family(f, "target"))
-            .and_then(|t| t.samples.first())
-            .map(|s| {
-                (
-                    s.labels.get("service_name").cloned(),
-                    s.labels.get("service_version").cloned(),
-                )
-            })
+        crate::exposition::target_info(f).map(|s| {
+            (
+                s.labels.get("service_name").cloned(),
+                s.labels.get("service_version").cloned(),
+            )
+        })
     });
     let from_env = o.env.as_ref().map(|e| {
         let attrs = resource_attributes(e);
@@ -811,12 +808,7 @@ fn exemplars(f: &[Family], openmetrics: bool, probes: Option<&Probes>) -> Findin
             Vec::new(),
         );
     }
-    let trace_ids: BTreeSet<&str> = f
-        .iter()
-        .flat_map(|x| x.samples.iter())
-        .filter_map(|s| s.exemplar.as_ref())
-        .filter_map(|e| e.labels.get("trace_id").map(String::as_str))
-        .collect();
+    let trace_ids: BTreeSet<&str> = crate::exposition::exemplar_trace_ids(f).collect();
     if trace_ids.is_empty() {
         return match probes {
             Some(_) => finding(
@@ -1444,12 +1436,7 @@ fn orphan_spans(traces: &[Trace]) -> Finding {
 fn dangling_exemplars(traces: &[Trace], f: &[Family]) -> Finding {
     let id = "metrics.dangling-exemplars";
     let known: BTreeSet<&str> = traces.iter().map(|t| t.trace_id.as_str()).collect();
-    let pointed: BTreeSet<&str> = f
-        .iter()
-        .flat_map(|x| x.samples.iter())
-        .filter_map(|s| s.exemplar.as_ref())
-        .filter_map(|e| e.labels.get("trace_id").map(String::as_str))
-        .collect();
+    let pointed: BTreeSet<&str> = crate::exposition::exemplar_trace_ids(f).collect();
     if pointed.is_empty() {
         return finding(
             id,

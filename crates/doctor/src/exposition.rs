@@ -45,6 +45,25 @@ pub struct Exemplar {
     pub value: f64,
 }
 
+/// The trace ids the exemplars of `families` carry, in scrape order
+/// (repeats included).
+pub fn exemplar_trace_ids(families: &[Family]) -> impl Iterator<Item = &str> {
+    families
+        .iter()
+        .flat_map(|f| f.samples.iter())
+        .filter_map(|s| s.exemplar.as_ref())
+        .filter_map(|e| e.labels.get("trace_id").map(String::as_str))
+}
+
+/// The `target_info` sample (OpenMetrics family `target`, Prometheus text
+/// `target_info`): the service's resource attributes as labels.
+pub fn target_info(families: &[Family]) -> Option<&Sample> {
+    families
+        .iter()
+        .filter(|f| f.name == "target" || f.name == "target_info")
+        .find_map(|f| f.samples.first())
+}
+
 /// A line the parser could not read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {why}")]

@@ -206,15 +206,9 @@ fn wanted_traces(o: &Observed) -> Vec<String> {
         .flat_map(|p| p.answers.iter().map(|(t, _)| t.clone()))
         .collect();
     if let Some((families, _)) = &o.metrics {
-        for e in families
-            .iter()
-            .flat_map(|f| f.samples.iter())
-            .filter_map(|s| s.exemplar.as_ref())
-        {
-            if let Some(t) = e.labels.get("trace_id")
-                && !ids.contains(t)
-            {
-                ids.push(t.clone());
+        for t in exposition::exemplar_trace_ids(families) {
+            if !ids.iter().any(|i| i == t) {
+                ids.push(t.to_owned());
             }
         }
     }
@@ -273,10 +267,7 @@ async fn backends(
     }
     if let Some(url) = &inputs.loki_url {
         let service = o.metrics.as_ref().and_then(|(f, _)| {
-            f.iter()
-                .filter(|x| x.name == "target_info" || x.name == "target")
-                .flat_map(|x| x.samples.iter())
-                .find_map(|s| s.labels.get("service_name").cloned())
+            exposition::target_info(f).and_then(|s| s.labels.get("service_name").cloned())
         });
         let selector = match (&inputs.loki_selector, service) {
             (Some(s), _) => s.clone(),

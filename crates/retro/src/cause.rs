@@ -1064,6 +1064,20 @@ mod tests {
 
     const METHOD: &str = "inventory.v1.StockService/ReserveItem";
 
+    /// A burn at noon with no data before it: no baseline.
+    fn burn_at_noon() -> (OffsetDateTime, Windows) {
+        let burn = datetime!(2026-12-04 12:00 UTC);
+        let w = windows(
+            burn,
+            None,
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            burn,
+        );
+        (burn, w)
+    }
+
     fn facts<'a>(
         deps: &'a [Dependency],
         traces: &'a [TraceEvidence],
@@ -1086,15 +1100,7 @@ mod tests {
 
     #[test]
     fn a_slow_dependency_on_the_critical_path_beats_a_deploy_before_it() {
-        let burn = datetime!(2026-12-04 12:00 UTC);
-        let w = windows(
-            burn,
-            None,
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            burn,
-        );
+        let (burn, w) = burn_at_noon();
         let deps = [Dependency {
             kind: "gRPC".to_owned(),
             name: format!("{METHOD} @ 127.0.0.1"),
@@ -1164,15 +1170,7 @@ mod tests {
 
     #[test]
     fn a_failing_call_is_the_cause_not_the_handler_that_passed_it_on() {
-        let burn = datetime!(2026-12-04 12:00 UTC);
-        let w = windows(
-            burn,
-            None,
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            burn,
-        );
+        let (_, w) = burn_at_noon();
         let deps = [Dependency {
             kind: "gRPC".to_owned(),
             name: format!("{METHOD} @ 127.0.0.1"),
@@ -1215,15 +1213,7 @@ mod tests {
 
     #[test]
     fn a_failing_consumer_step_is_named_with_its_error_lines() {
-        let burn = datetime!(2026-12-04 12:00 UTC);
-        let w = windows(
-            burn,
-            None,
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-            Duration::from_secs(10),
-            burn,
-        );
+        let (_, w) = burn_at_noon();
         let spans = vec![
             span("r", None, "POST /orders", "SERVER", false, &[]),
             span("p", Some("r"), "process orders", "CONSUMER", true, &[]),
