@@ -381,58 +381,24 @@ fn judged(
 /// more digits, spaces and dashes allowed between them (cards, phones),
 /// all but their last 4 digits.
 pub fn mask(text: &str) -> String {
-    // Digit runs first.
-    let chars: Vec<char> = text.chars().collect();
-    let mut out: Vec<char> = Vec::with_capacity(chars.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i].is_ascii_digit() {
-            let mut j = i;
-            let mut last_digit = i;
-            while j < chars.len()
-                && (chars[j].is_ascii_digit()
-                    || ((chars[j] == ' ' || chars[j] == '-')
-                        && chars.get(j + 1).is_some_and(char::is_ascii_digit)))
+    // Digit runs first: all but their last 4 digits.
+    let mut chars: Vec<char> = text.chars().collect();
+    for run in standalone_digit_runs(&chars) {
+        let digits = chars[run.clone()]
+            .iter()
+            .filter(|c| c.is_ascii_digit())
+            .count();
+        if digits >= 9 {
+            for c in chars[run]
+                .iter_mut()
+                .filter(|c| c.is_ascii_digit())
+                .take(digits - 4)
             {
-                if chars[j].is_ascii_digit() {
-                    last_digit = j;
-                }
-                j += 1;
+                *c = '*';
             }
-            let run = &chars[i..=last_digit];
-            let digits = run.iter().filter(|c| c.is_ascii_digit()).count();
-            let alone =
-                !glued(i.checked_sub(1).map(|b| &chars[b])) && !glued(chars.get(last_digit + 1));
-            if digits >= 9 && alone {
-                let mut keep = 4;
-                let mut masked: Vec<char> = run
-                    .iter()
-                    .rev()
-                    .map(|c| {
-                        if c.is_ascii_digit() {
-                            if keep > 0 {
-                                keep -= 1;
-                                *c
-                            } else {
-                                '*'
-                            }
-                        } else {
-                            *c
-                        }
-                    })
-                    .collect();
-                masked.reverse();
-                out.extend(masked);
-            } else {
-                out.extend(run);
-            }
-            i = last_digit + 1;
-            continue;
         }
-        out.push(chars[i]);
-        i += 1;
     }
-    let text: String = out.into_iter().collect();
+    let text: String = chars.into_iter().collect();
     // Then emails.
     let mut result = String::with_capacity(text.len());
     for word in text.split_inclusive(|c: char| c.is_whitespace() || c == ',' || c == '"') {
@@ -1672,10 +1638,10 @@ fn glued(c: Option<&char>) -> bool {
     c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | ':' | '_'))
 }
 
-/// The digits of each run of digits (spaces and dashes allowed between
-/// them) that stands alone.
-fn digit_runs(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
+/// Where the runs of digits (spaces and dashes allowed between them) that
+/// stand alone are in `chars`: not part of a word, an id, a decimal or a
+/// time.
+fn standalone_digit_runs(chars: &[char]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < chars.len() {
@@ -1696,16 +1662,20 @@ fn digit_runs(text: &str) -> Vec<String> {
             i += 1;
         }
         if !glued(start.checked_sub(1).map(|b| &chars[b])) && !glued(chars.get(last + 1)) {
-            out.push(
-                chars[start..=last]
-                    .iter()
-                    .filter(|c| c.is_ascii_digit())
-                    .collect(),
-            );
+            out.push(start..last + 1);
         }
         i = last + 1;
     }
     out
+}
+
+/// The digits of each standalone run of digits in `text`.
+fn digit_runs(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    standalone_digit_runs(&chars)
+        .into_iter()
+        .map(|r| chars[r].iter().filter(|c| c.is_ascii_digit()).collect())
+        .collect()
 }
 
 fn luhn(digits: &str) -> bool {

@@ -444,7 +444,7 @@ impl Retro {
             label_name(CHANGE_KIND),
             label_name(CHANGE_WHAT),
             CHANGE_TIME.prometheus_name(),
-            looptel_slo::format_duration(step_for(from, to) * 1000)
+            looptel_slo::format_duration(step * 1000)
         );
         let info = or_noted(
             self.metrics.query_range(&info, from, to, step).await,
