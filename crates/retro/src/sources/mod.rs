@@ -210,12 +210,10 @@ impl Http {
     /// A client whose calls are traced by `instrumentation` and time out
     /// after `timeout`.
     pub fn new(instrumentation: looptel_core::Instrumentation, timeout: Duration) -> Self {
-        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(looptel_http_layer::reqwest::TracingMiddleware::new(
-                instrumentation,
-            ))
-            .build();
-        Self { client, timeout }
+        Self::traced_by(
+            looptel_http_layer::reqwest::TracingMiddleware::new(instrumentation),
+            timeout,
+        )
     }
 
     /// As [`new`](Self::new), also timing every call in
@@ -226,11 +224,16 @@ impl Http {
         timeout: Duration,
         registry: &looptel_red_metrics::Registry,
     ) -> Self {
+        Self::traced_by(
+            looptel_http_layer::reqwest::TracingMiddleware::new(instrumentation)
+                .hook(looptel_red_metrics::HttpClientMetrics::new(registry)),
+            timeout,
+        )
+    }
+
+    fn traced_by(tracing: impl reqwest_middleware::Middleware, timeout: Duration) -> Self {
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-            .with(
-                looptel_http_layer::reqwest::TracingMiddleware::new(instrumentation)
-                    .hook(looptel_red_metrics::HttpClientMetrics::new(registry)),
-            )
+            .with(tracing)
             .build();
         Self { client, timeout }
     }
