@@ -143,8 +143,8 @@ pub struct Settings {
     /// A summary of each card is posted here once its evidence is in.
     pub notify_url: Option<String>,
     /// Cards first received longer ago than this are deleted (counted in
-    /// `looptel_retro_incidents_deleted_total`); no card is ever dropped
-    /// for room.
+    /// `looptel_retro_incidents_deleted_total`), and announced changes
+    /// made longer ago; no card is ever dropped for room.
     pub retention: Duration,
     /// How often the store is swept: old cards deleted, work whose replica
     /// stopped taken up again.
@@ -734,6 +734,16 @@ impl Retro {
         if deleted > 0 {
             self.counters.deleted.add(&[], deleted);
             tracing::info!(deleted, retention = %looptel_slo::format_duration(self.settings.retention), "cards past the retention deleted");
+        }
+        // Announced changes, by when they were made: a card reads only
+        // those just before its burn.
+        let changes = self
+            .store
+            .delete_changes_before(cutoff)
+            .await
+            .map_err(|e| self.store_failed("delete", e))?;
+        if changes > 0 {
+            tracing::info!(changes, "announced changes past the retention deleted");
         }
         let mut sweep = Sweep {
             deleted,

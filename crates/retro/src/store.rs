@@ -653,6 +653,16 @@ impl Store {
         rows.iter().map(Self::card_of).collect()
     }
 
+    /// Deletes the announced changes made before `cutoff_ms`; how many.
+    pub(crate) async fn delete_changes_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM changes WHERE at_ms < $1")
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::unavailable)?
+            .rows_affected())
+    }
+
     /// Deletes the cards first received before `cutoff_ms`; how many.
     pub(crate) async fn delete_received_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM incidents WHERE received_ms < $1")

@@ -455,8 +455,36 @@ async fn cards_past_the_retention_are_deleted_and_counted_never_for_room() {
     .execute(&mut c)
     .await
     .expect("age");
+    // Announced changes: one made 31 days ago, one now.
+    let now = time::OffsetDateTime::now_utc();
+    for (at, what) in [(now - time::Duration::days(31), "old"), (now, "new")] {
+        retro
+            .store()
+            .add_change(
+                "order-service",
+                &looptel_retro::incident::Change {
+                    at,
+                    kind: "deploy".to_owned(),
+                    what: what.to_owned(),
+                    version: None,
+                    link: None,
+                    source: looptel_retro::incident::ChangeSource::Announced,
+                },
+            )
+            .await
+            .expect("kept");
+    }
     let sweep = retro.sweep().await.expect("sweep");
     assert_eq!(sweep.deleted, 3);
+    let kept: Vec<String> = retro
+        .store()
+        .changes("order-service", now - time::Duration::days(60), now, 10)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|c| c.what)
+        .collect();
+    assert_eq!(kept, ["new"], "changes past the retention go too");
     let mut left: Vec<String> = retro
         .incidents(100, 0)
         .await
