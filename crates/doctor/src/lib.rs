@@ -159,14 +159,7 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
     // (the batch processor's delay permitting).
     if let Some(path) = &inputs.logs {
         match std::fs::read(path) {
-            Ok(bytes) => {
-                o.logs = Some(
-                    String::from_utf8_lossy(&bytes)
-                        .lines()
-                        .map(str::to_owned)
-                        .collect(),
-                );
-            }
+            Ok(bytes) => o.logs = Some(complete_lines(&bytes)),
             Err(e) => problems.push(format!("--logs {}: {e}", path.display())),
         }
     }
@@ -303,6 +296,16 @@ async fn backends(
     }
 }
 
+/// The lines of a file a service may still be writing: a last line
+/// without its newline is being written, and left for the next read.
+pub fn complete_lines(bytes: &[u8]) -> Vec<String> {
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `KEY=value` entries split by `sep`; comments and blank lines skipped,
 /// `export ` and quotes dropped.
 pub fn parse_env(text: &str, sep: char) -> BTreeMap<String, String> {
@@ -393,4 +396,19 @@ async fn probe(client: &reqwest::Client, url: &str, n: usize) -> Result<Probes, 
         answers,
         baggage_token: token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_still_being_written_is_left_for_later() {
+        assert_eq!(
+            complete_lines(b"{\"level\":\"INFO\"}\n{\"level\":\"IN"),
+            ["{\"level\":\"INFO\"}"]
+        );
+        assert_eq!(complete_lines(b"a\nb\n"), ["a", "b"]);
+        assert!(complete_lines(b"partial").is_empty());
+    }
 }
