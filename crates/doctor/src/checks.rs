@@ -1330,8 +1330,12 @@ fn orphan_spans(traces: &[Trace]) -> Finding {
         // trace's entry is in: children are exported before the spans
         // they ran in, so a trace read while it is still being exported
         // (a live file, a receiver) lacks its parents for a while.
-        let entered = tr.spans.iter().any(|s| {
-            s.parent_span_id.is_none() || matches!(s.kind.as_str(), "SERVER" | "CONSUMER")
+        // Its entry: a span without a parent, or a SERVER or CONSUMER span
+        // whose caller is elsewhere (not an in-process hop whose client
+        // span is here).
+        let entered = tr.spans.iter().any(|s| match s.parent_span_id.as_deref() {
+            None => true,
+            Some(p) => matches!(s.kind.as_str(), "SERVER" | "CONSUMER") && !ids.contains(p),
         });
         let lost: Vec<&str> = tr
             .spans
@@ -2116,7 +2120,11 @@ mod tests {
         // ran in not yet — not judged.
         let in_flight = Trace::new(
             "t6".to_owned(),
-            vec![span("f", Some("later"), "SELECT", "CLIENT")],
+            vec![
+                span("f", Some("later"), "ReserveItem", "CLIENT"),
+                // An in-process hop's server span is no entry.
+                span("g", Some("f"), "ReserveItem", "SERVER"),
+            ],
         );
         assert_eq!(
             status(
