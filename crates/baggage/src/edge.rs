@@ -2,7 +2,7 @@
 //! from the request, and promotion onto the server span.
 
 use http::Request;
-use looptel_engine::{HookLayer, Hooked, PublicEndpoint, RequestHook};
+use looptel_engine::{Derived, HookLayer, Hooked, RequestHook};
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::TraceContextExt;
@@ -61,9 +61,10 @@ impl<B> MembersFromRequest<B> for FromHeader {
 
 /// Applies the [`BaggagePolicy`] where requests enter the service:
 ///
-/// 1. drops inbound baggage of callers outside the trust boundary
-///    ([`public_endpoint`](Self::public_endpoint), the same rule the server
-///    layer takes);
+/// 1. drops inbound baggage of callers outside the trust boundary — the
+///    rule given once, to the layer that runs it (`ServerLayer::public_endpoint`,
+///    or [`HookLayer::public_endpoint`](looptel_engine::HookLayer::public_endpoint)
+///    when the edge is a layer of its own) — and counts it;
 /// 2. sets business members from the request ([`members`](Self::members)),
 ///    refusing denied keys;
 /// 3. copies the promoted members it set onto the server span, so they are
@@ -74,70 +75,60 @@ impl<B> MembersFromRequest<B> for FromHeader {
 /// an untrusted caller's baggage is dropped before the server span starts,
 /// so none of it is promoted onto the span. As a layer of its own — for any
 /// `http::Request` service, tonic servers too — place it inside the server
-/// layer (which extracts the caller's context); the server span has then
-/// started with the caller's baggage, and the promotion span processor may
-/// already have copied promoted members of an untrusted caller onto it.
+/// layer (which extracts the caller's context), as the engine's
+/// [`HookLayer`] with the trust rule; the server span has then started with
+/// the caller's baggage, and the promotion span processor may already have
+/// copied promoted members of an untrusted caller onto it.
 ///
 /// ```
 /// use axum::{Router, routing::get};
 /// use looptel_baggage::{BaggagePolicy, EdgeLayer, from_header};
+/// use looptel_engine::HookLayer;
 /// use http::HeaderName;
 ///
 /// let policy = BaggagePolicy::builder().promote(["tenant.id"]).build();
 /// let app: Router = Router::new()
 ///     .route("/orders", get(|| async { "ok" }))
 ///     .layer(
-///         EdgeLayer::new(policy)
-///             .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id"))
-///             .public_endpoint(|req: &http::Request<axum::body::Body>| !req.headers().contains_key("x-internal")),
+///         HookLayer::new(
+///             EdgeLayer::new(policy)
+///                 .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id")),
+///         )
+///         .public_endpoint(|req: &http::Request<axum::body::Body>| !req.headers().contains_key("x-internal")),
 ///     );
 ///     // .layer(ServerLayer::new(inst)) goes outside (added after) this one.
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct EdgeLayer<M = (), P = ()> {
+pub struct EdgeLayer<M = ()> {
     policy: BaggagePolicy,
     members: M,
-    public: P,
 }
 
 impl EdgeLayer {
-    /// Trusts every caller and sets nothing; promotes per the policy.
+    /// Sets nothing; promotes per the policy.
     pub fn new(policy: BaggagePolicy) -> Self {
         Self {
             policy,
             members: (),
-            public: (),
         }
     }
 }
 
-impl<M, P> EdgeLayer<M, P> {
+impl<M> EdgeLayer<M> {
     /// Business members from the request (default none).
-    pub fn members<M2>(self, members: M2) -> EdgeLayer<M2, P> {
+    pub fn members<M2>(self, members: M2) -> EdgeLayer<M2> {
         EdgeLayer {
             policy: self.policy,
             members,
-            public: self.public,
-        }
-    }
-
-    /// Callers outside the trust boundary, whose inbound baggage is dropped
-    /// (default: every caller trusted). Given to the server layer's
-    /// `public_endpoint` as well, such callers' context is not taken in at
-    /// all.
-    pub fn public_endpoint<P2>(self, rule: P2) -> EdgeLayer<M, P2> {
-        EdgeLayer {
-            policy: self.policy,
-            members: self.members,
-            public: rule,
         }
     }
 }
 
-/// As a layer of its own, the edge is the engine's
-/// [`HookLayer`](looptel_engine::HookLayer) running it.
-impl<S, M: Clone, P: Clone> Layer<S> for EdgeLayer<M, P> {
+/// As a layer of its own, the edge is the engine's [`HookLayer`] running
+/// it, every caller trusted; for a trust rule, wrap it yourself:
+/// `HookLayer::new(edge).public_endpoint(rule)`.
+impl<S, M: Clone> Layer<S> for EdgeLayer<M> {
     type Service = Hooked<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -145,13 +136,11 @@ impl<S, M: Clone, P: Clone> Layer<S> for EdgeLayer<M, P> {
     }
 }
 
-impl<M, P> EdgeLayer<M, P> {
-    /// Drops the inbound baggage of an untrusted caller from `cx`.
-    fn drop_untrusted<B>(&self, req: &Request<B>, cx: &mut Context)
-    where
-        P: PublicEndpoint<Request<B>>,
-    {
-        if self.public.is_public(req) && !cx.baggage().is_empty() {
+impl<M> EdgeLayer<M> {
+    /// Drops (and counts) the inbound baggage of a caller the layer's rule
+    /// put outside the trust boundary.
+    fn drop_untrusted(&self, derived: &Derived<'_>, cx: &mut Context) {
+        if derived.is_public() && !cx.baggage().is_empty() {
             *cx = cx.with_baggage(Baggage::new());
             self.policy.count_untrusted();
         }
@@ -205,20 +194,19 @@ impl<M, P> EdgeLayer<M, P> {
 ///             .members(from_header(HeaderName::from_static("x-tenant-id"), "tenant.id")),
 ///     ));
 /// ```
-impl<B, M, P> RequestHook<Request<B>> for EdgeLayer<M, P>
+impl<B, M> RequestHook<Request<B>> for EdgeLayer<M>
 where
     M: MembersFromRequest<B>,
-    P: PublicEndpoint<Request<B>>,
 {
     type State = ();
 
     /// An untrusted caller's baggage goes before the server span starts,
     /// so none of it is promoted onto the span.
-    fn prepare(&self, request: &Request<B>, parent: &mut Context) {
-        self.drop_untrusted(request, parent);
+    fn prepare(&self, _: &Request<B>, derived: &Derived<'_>, parent: &mut Context) {
+        self.drop_untrusted(derived, parent);
     }
 
-    fn start(&self, request: &Request<B>, cx: &mut Context) {
+    fn start(&self, request: &Request<B>, _: &Derived<'_>, cx: &mut Context) {
         self.apply(request, cx);
     }
 }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use http::{HeaderMap, HeaderName, Request};
 use looptel_baggage::{BaggageError, BaggagePolicy, EdgeLayer, from_header, is_conventional_key};
 use looptel_core::{HeaderInjector, Propagator};
+use looptel_engine::HookLayer;
 use looptel_http_layer::server::ServerLayer;
 use looptel_logs::JsonLogs;
 use looptel_telemetry::Telemetry;
@@ -144,18 +145,22 @@ struct Observed {
 
 /// One request through ServerLayer + EdgeLayer with telemetry promoting the
 /// policy; the handler logs, opens a child span and reads the typed API.
-async fn run(
-    policy: BaggagePolicy,
-    edge: EdgeLayer<looptel_baggage::FromHeader, fn(&Request<Body>) -> bool>,
-    req: Request<Body>,
-) -> Observed {
+async fn run(policy: BaggagePolicy, edge: Edge, req: Request<Body>) -> Observed {
     run_stacked(policy, edge, req, false).await
 }
 
-/// [`run`], the edge a layer of its own or (`hooked`) the server layer's hook.
+/// An edge and the trust rule for the layer that runs it.
+type Edge = (
+    EdgeLayer<looptel_baggage::FromHeader>,
+    fn(&Request<Body>) -> bool,
+);
+
+/// [`run`], the edge a layer of its own (the rule given to its
+/// `HookLayer`) or (`hooked`) the server layer's hook (the rule given to
+/// the server layer).
 async fn run_stacked(
     policy: BaggagePolicy,
-    edge: EdgeLayer<looptel_baggage::FromHeader, fn(&Request<Body>) -> bool>,
+    (edge, untrusted): Edge,
     req: Request<Body>,
     hooked: bool,
 ) -> Observed {
@@ -189,9 +194,11 @@ async fn run_stacked(
         }),
     );
     let app = if hooked {
-        routes.layer(ServerLayer::new(inst).hook(edge))
+        routes.layer(ServerLayer::new(inst).public_endpoint(untrusted).hook(edge))
     } else {
-        routes.layer(edge).layer(ServerLayer::new(inst))
+        routes
+            .layer(HookLayer::new(edge).public_endpoint(untrusted))
+            .layer(ServerLayer::new(inst))
     };
     let res = app.oneshot(req).await.expect("infallible");
     drop(res);
@@ -214,16 +221,12 @@ fn always(_: &Request<Body>) -> bool {
     true
 }
 
-fn edge(
-    policy: &BaggagePolicy,
-    untrusted: fn(&Request<Body>) -> bool,
-) -> EdgeLayer<looptel_baggage::FromHeader, fn(&Request<Body>) -> bool> {
-    EdgeLayer::new(policy.clone())
-        .members(from_header(
-            HeaderName::from_static("x-tenant-id"),
-            "tenant.id",
-        ))
-        .public_endpoint(untrusted)
+fn edge(policy: &BaggagePolicy, untrusted: fn(&Request<Body>) -> bool) -> Edge {
+    let edge = EdgeLayer::new(policy.clone()).members(from_header(
+        HeaderName::from_static("x-tenant-id"),
+        "tenant.id",
+    ));
+    (edge, untrusted)
 }
 
 #[tokio::test]
@@ -300,8 +303,7 @@ async fn the_edge_sets_members_but_refuses_denied_ones() {
         .members(from_header(
             HeaderName::from_static("x-user-email"),
             "user.email",
-        ))
-        .public_endpoint(never as fn(&Request<Body>) -> bool);
+        ));
     let req = Request::get("/orders")
         .header("x-user-email", "a@example.com")
         .body(Body::empty())

@@ -3,6 +3,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{
@@ -422,6 +423,24 @@ impl SpanStart {
             parent: Context::new(),
             links,
         }
+    }
+
+    /// A new root linked to the caller's context (when valid), keeping the
+    /// caller's baggage: a consumer's `process` span in link mode, whose
+    /// producer is trusted but whose trace is its own.
+    pub fn linked_to(remote: &Context) -> Self {
+        let sc = remote.span().span_context().clone();
+        let links = if sc.is_valid() {
+            vec![Link::with_context(sc)]
+        } else {
+            Vec::new()
+        };
+        let mut start = Self::root_linked(links);
+        let baggage = remote.baggage();
+        if !baggage.is_empty() {
+            start.parent = Context::new().with_baggage(crate::baggage::copy(baggage));
+        }
+        start
     }
 
     /// From a caller's context: its child, or — when `public` (outside the

@@ -1,11 +1,12 @@
 //! A call in flight, ended exactly once.
 
-use opentelemetry::Context;
 use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
 
 use looptel_core::Outcome;
 
-use crate::{Classification, GrpcCode, HookState, ProtocolStatus};
+use crate::{CallEvent, Classification, GrpcCode, HookState, ProtocolStatus};
 
 /// A request, call or message in flight: the context it runs in (with its
 /// span, when the layer started one), its hooks' state and, once known, its
@@ -90,6 +91,40 @@ impl<G: HookState> Call<G> {
     /// Sets how the call ended; it ends with that when dropped.
     pub fn classify(&mut self, classification: Classification) {
         self.classified = Some(classification);
+    }
+
+    /// Something happened to the call: the hooks see it
+    /// ([`HookState::event`]), and the span — when it is the call's and
+    /// records — gets it as an event (`retry` with `error.type`,
+    /// `looptel.retry.attempt` and `looptel.retry.delay` in seconds;
+    /// `dead_lettered` with `error.type`).
+    pub fn event(&mut self, event: &CallEvent<'_>) {
+        if self.owned {
+            let span = self.cx.span();
+            if span.is_recording() {
+                match *event {
+                    CallEvent::Retry {
+                        error_type,
+                        attempt,
+                        delay,
+                    } => span.add_event(
+                        "retry",
+                        vec![
+                            KeyValue::new(ERROR_TYPE, error_type.to_owned()),
+                            KeyValue::new("looptel.retry.attempt", i64::from(attempt)),
+                            KeyValue::new("looptel.retry.delay", delay.as_secs_f64()),
+                        ],
+                    ),
+                    CallEvent::DeadLettered { error_type } => span.add_event(
+                        "dead_lettered",
+                        vec![KeyValue::new(ERROR_TYPE, error_type.to_owned())],
+                    ),
+                }
+            }
+        }
+        if let Some(hooks) = self.hooks.as_mut() {
+            hooks.event(event, &self.cx);
+        }
     }
 
     /// Takes the classification given so far.

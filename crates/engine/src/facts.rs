@@ -40,12 +40,18 @@ impl HttpFacts {
     /// The facts of `request`.
     #[inline]
     pub fn of<B>(request: &Request<B>) -> Self {
-        let method = method_index(request.method());
+        Self::from_parts(request.method(), request.uri(), request.version())
+    }
+
+    /// The facts of a request with this method, URI and version.
+    #[inline]
+    pub fn from_parts(method: &http::Method, uri: &Uri, version: Version) -> Self {
+        let method = method_index(method);
         Self {
             // METHODS has ten entries.
             method: u8::try_from(method).unwrap_or(u8::MAX),
-            https: request.uri().scheme_str() == Some("https"),
-            version: match request.version() {
+            https: uri.scheme_str() == Some("https"),
+            version: match version {
                 Version::HTTP_09 => 0,
                 Version::HTTP_10 => 1,
                 Version::HTTP_11 => 2,
@@ -114,13 +120,19 @@ impl Route {
 /// `MatchedPath`, with the `axum` feature), never the raw path.
 #[inline]
 pub fn matched_route<B>(request: &Request<B>) -> Option<&Route> {
+    route_in(request.extensions())
+}
+
+/// The route template among a request's extensions.
+#[inline]
+pub(crate) fn route_in(extensions: &http::Extensions) -> Option<&Route> {
     #[cfg(feature = "axum")]
     {
-        request.extensions().get::<Route>()
+        extensions.get::<Route>()
     }
     #[cfg(not(feature = "axum"))]
     {
-        let _ = request;
+        let _ = extensions;
         None
     }
 }

@@ -11,12 +11,13 @@ use http::{HeaderValue, Response};
 use looptel_core::tracecontext::{TRACEPARENT, traceparent_bytes};
 use looptel_core::{Extracted, Instrumentation, SpanStart};
 use opentelemetry::KeyValue;
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_semantic_conventions::attribute::EXCEPTION_MESSAGE;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::{Call, Classify, ClassifyError, HookState, RequestHook, ResponseBody};
+use crate::{Call, Classify, ClassifyError, Derive, HookState, RequestHook, ResponseBody};
 
 /// A transport's settings for the engine, built once with its layer: the
 /// classifier, and whether responses carry the span's `traceparent`.
@@ -48,10 +49,10 @@ impl<C: Classify> Engine<C> {
         &self.classifier
     }
 
-    /// Starts `hooks` in `cx`, calls `inner` with `cx` attached, and
-    /// returns the future that ends the call; `owned` when `cx` holds a
-    /// span of the layer's. A panic in `inner.call` is handled like one in
-    /// its future.
+    /// Starts `hooks` in `cx` (with what the request tells: [`Derive`]),
+    /// calls `inner` with `cx` attached, and returns the future that ends
+    /// the call; `owned` when `cx` holds a span of the layer's. A panic in
+    /// `inner.call` is handled like one in its future.
     pub fn call<S, R, H>(
         &self,
         inner: &mut S,
@@ -62,9 +63,28 @@ impl<C: Classify> Engine<C> {
     ) -> ResponseFuture<S::Future, C, H::State>
     where
         S: Service<R>,
+        R: Derive,
         H: RequestHook<R>,
     {
-        let state = hooks.start(&request, &mut cx);
+        let state = hooks.start(&request, &request.derive(), &mut cx);
+        self.run(inner, request, cx, owned, state)
+    }
+
+    /// Calls `inner` with `cx` attached, for hooks already started (their
+    /// `state`), and returns the future that ends the call; `owned` when
+    /// `cx` holds a span of the layer's.
+    pub fn run<S, R, G>(
+        &self,
+        inner: &mut S,
+        request: R,
+        cx: opentelemetry::Context,
+        owned: bool,
+        state: G,
+    ) -> ResponseFuture<S::Future, C, G>
+    where
+        S: Service<R>,
+        G: HookState,
+    {
         let fut = {
             let _attached = cx.clone().attach();
             call_catching(inner, request)
@@ -80,28 +100,24 @@ impl<C: Classify> Engine<C> {
     }
 
     /// Every server layer's call: requests `filter` skips are marked
-    /// [`Untraced`](crate::Untraced) and called untraced; the caller's
-    /// context is extracted from the headers (or metadata) with the trust
-    /// rule (`public`: a new root linked to it); a caller that did not
-    /// sample under a parent-based sampler, or telemetry switched off, gets
-    /// its call without a span of the layer's. Otherwise the hooks are
-    /// prepared and `span` — the transport's naming — starts the span where
-    /// the [`SpanStart`] says (with [`Instrumentation::start_span`]) and
-    /// returns its context; then the call runs in it.
+    /// [`Untraced`](crate::Untraced) and called untraced; the others go
+    /// through [`begin`](Self::begin) — with the trust rule `public` and
+    /// the preset's [`Derived`] facts — and run in the context it returns.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub fn serve<S, B, F, P, H>(
+    pub fn serve<S, B, T, F, P, H>(
         &self,
         inner: &mut S,
         mut request: http::Request<B>,
         instrumentation: &Instrumentation,
+        preset: &T,
         filter: &F,
         public: &P,
         hooks: &H,
-        span: impl FnOnce(&http::Request<B>, SpanStart) -> opentelemetry::Context,
     ) -> ResponseFuture<S::Future, C, H::State>
     where
         S: Service<http::Request<B>>,
+        T: crate::ServerPreset,
         F: crate::RequestFilter<http::Request<B>>,
         P: crate::PublicEndpoint<http::Request<B>>,
         H: RequestHook<http::Request<B>>,
@@ -110,30 +126,23 @@ impl<C: Classify> Engine<C> {
             request.extensions_mut().insert(crate::Untraced);
             return self.untraced(inner, request);
         }
-        // Outside the trust boundary the caller's decision does not count.
-        let public = public.is_public(&request);
-        let remote = match instrumentation.extract_request(request.headers(), !public) {
-            Extracted::Remote(cx) => cx,
-            Extracted::UnsampledChild(mut cx) => {
-                // The caller did not sample and the sampler follows it: no
-                // sampler call, no attributes, no name.
-                hooks.prepare(&request, &mut cx);
-                return self.call(inner, request, hooks, cx, true);
-            }
+        let (cx, owned, state) = {
+            // Outside the trust boundary the caller's decision does not count.
+            let derived = preset
+                .derive(&request)
+                .with_public(public.is_public(&request));
+            begin(
+                instrumentation,
+                &request,
+                &derived,
+                Relation::Child,
+                |trust| instrumentation.extract_request(request.headers(), trust),
+                hooks,
+                |start| preset.start_span(&request, &derived, start, instrumentation),
+            )
         };
-        if !instrumentation.is_tracing() {
-            // Telemetry off: no span, but the caller's context still flows
-            // to outgoing calls, and the hooks run.
-            let mut cx = remote;
-            hooks.prepare(&request, &mut cx);
-            return self.call(inner, request, hooks, cx, false);
-        }
-        let mut start = SpanStart::from_remote(remote, public);
-        hooks.prepare(&request, start.parent_mut());
-        let cx = span(&request, start);
-        self.call(inner, request, hooks, cx, true)
+        self.run(inner, request, cx, owned, state)
     }
-
     /// Calls `inner` for a request the layer does not trace: no context,
     /// no hooks; a panic is still answered as the classifier says.
     pub fn untraced<S, R, G>(&self, inner: &mut S, request: R) -> ResponseFuture<S::Future, C, G>
@@ -148,6 +157,86 @@ impl<C: Classify> Engine<C> {
             response_traceparent: false,
         }
     }
+}
+
+/// Drops the baggage a context holds.
+fn drop_baggage(cx: &mut opentelemetry::Context) {
+    if !cx.baggage().is_empty() {
+        *cx = cx.with_baggage(opentelemetry::baggage::Baggage::new());
+    }
+}
+
+/// How a call's span relates to its caller's context.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Relation {
+    /// Its child — unless the caller is
+    /// [`public`](crate::Derived::is_public): then a new root linked to it, whose
+    /// baggage the hooks see in `prepare` and the call never does.
+    #[default]
+    Child,
+    /// A new root linked to it, its baggage kept (a consumer in link
+    /// mode: a trusted producer, a trace of its own).
+    Linked,
+}
+
+/// The serve protocol's first half, for any transport — an HTTP or gRPC
+/// request, a consumed message: the caller's context comes from `extract`
+/// (told whether the caller's sampling decision counts: not for a
+/// [`public`](crate::Derived::is_public) caller, nor for a new trace); a caller
+/// that did not sample under a parent-based sampler, or telemetry switched
+/// off, gets no span of the layer's. Otherwise the hooks are prepared with
+/// the context the span starts in (as `relation` says) and `span`, the
+/// transport's naming, starts the span where the [`SpanStart`] says (with
+/// [`Instrumentation::start_span`]). Then the hooks start. Returns the
+/// context the call runs in, whether it holds a span of the layer's, and
+/// the hooks' state: what [`Engine::run`] or a [`Call`] takes.
+#[inline]
+pub fn begin<R, H: RequestHook<R>>(
+    instrumentation: &Instrumentation,
+    request: &R,
+    derived: &crate::Derived<'_>,
+    relation: Relation,
+    extract: impl FnOnce(bool) -> Extracted,
+    hooks: &H,
+    span: impl FnOnce(SpanStart) -> opentelemetry::Context,
+) -> (opentelemetry::Context, bool, H::State) {
+    let public = derived.is_public();
+    let trust = !public && relation == Relation::Child;
+    let remote = match extract(trust) {
+        Extracted::Remote(cx) => cx,
+        Extracted::UnsampledChild(mut cx) => {
+            // The caller did not sample and the sampler follows it: no
+            // sampler call, no attributes, no name.
+            hooks.prepare(request, derived, &mut cx);
+            let state = hooks.start(request, derived, &mut cx);
+            return (cx, true, state);
+        }
+    };
+    if !instrumentation.is_tracing() {
+        // Telemetry off: no span, but the caller's context still flows
+        // to outgoing calls, and the hooks run.
+        let mut cx = remote;
+        hooks.prepare(request, derived, &mut cx);
+        if public {
+            drop_baggage(&mut cx);
+        }
+        let state = hooks.start(request, derived, &mut cx);
+        return (cx, false, state);
+    }
+    let mut start = match relation {
+        // A public caller's baggage is there for the hooks to see (and
+        // count), then dropped: it never reaches the span or the handler.
+        Relation::Child if public => SpanStart::linked_to(&remote),
+        Relation::Child => SpanStart::child_of(remote),
+        Relation::Linked => SpanStart::linked_to(&remote),
+    };
+    hooks.prepare(request, derived, start.parent_mut());
+    if public {
+        drop_baggage(start.parent_mut());
+    }
+    let mut cx = span(start);
+    let state = hooks.start(request, derived, &mut cx);
+    (cx, true, state)
 }
 
 pin_project! {

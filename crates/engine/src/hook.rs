@@ -1,8 +1,10 @@
 //! Per-request work that runs with the request's span, for any transport.
 
+use std::time::Duration;
+
 use opentelemetry::Context;
 
-use crate::Classification;
+use crate::{Classification, Derived};
 
 /// Per-request work a layer runs for the requests it traces (not for those
 /// its filter skips), sharing the layer's context, future and body wrapper
@@ -15,6 +17,11 @@ use crate::Classification;
 /// - [`start`](Self::start) runs after the span has started, before the
 ///   inner service is called, with the context the request runs in; it may
 ///   replace that context (to add baggage);
+/// - both get the [`Derived`] facts of the request: the layer's trust
+///   decision, and what it read off the request for the span (method,
+///   route…) — read them there instead of deriving them again;
+/// - [`event`](HookState::event) runs for what happens in between (a
+///   message's retries, its dead-lettering);
 /// - [`end`](HookState::end) runs exactly once with the request's
 ///   [`Classification`], before the span ends: at end of stream (after the
 ///   trailers, if any), when the body fails or is dropped, when the service
@@ -24,11 +31,12 @@ use crate::Classification;
 ///
 /// `()` does nothing; a pair runs the first then the second at the start
 /// and in reverse order at the end; a closure `Fn(&R, &mut Context) -> S`
-/// is a hook whose state `S` is any [`HookState`] — another closure
+/// is a hook (the [`Derived`] facts left aside) whose state `S` is any
+/// [`HookState`] — another closure
 /// `FnOnce(&Classification, &Context)`, say.
 ///
 /// ```
-/// use looptel_engine::{Classification, HookState, HttpServer, Classify, RequestHook};
+/// use looptel_engine::{Classification, Derived, HookState, HttpServer, Classify, RequestHook};
 /// use opentelemetry::Context;
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +53,8 @@ use crate::Classification;
 ///     }
 /// };
 ///
-/// let state = hook.start(&http::Request::new(()), &mut Context::new());
+/// let request = http::Request::new(());
+/// let state = hook.start(&request, &Derived::of(&request), &mut Context::new());
 /// let end = HttpServer.classify_response(http::StatusCode::BAD_GATEWAY, &Default::default());
 /// state.end(&end.unwrap(), &Context::new());
 /// assert_eq!(failures.load(Ordering::Relaxed), 1);
@@ -55,19 +64,50 @@ pub trait RequestHook<R>: Clone + Send + Sync + 'static {
     type State: HookState;
 
     /// Runs before the span starts; `parent` is the context it will start
-    /// in (the caller's, or a new root's). Does nothing by default.
+    /// in (the caller's, or — for a public caller — a new root's, the
+    /// caller's baggage still in it). Does nothing by default.
     #[inline]
-    fn prepare(&self, request: &R, parent: &mut Context) {
-        let _ = (request, parent);
+    fn prepare(&self, request: &R, derived: &Derived<'_>, parent: &mut Context) {
+        let _ = (request, derived, parent);
     }
 
     /// Runs before the inner service is called; `cx` is the context the
     /// request runs in (its span, the caller's baggage).
-    fn start(&self, request: &R, cx: &mut Context) -> Self::State;
+    fn start(&self, request: &R, derived: &Derived<'_>, cx: &mut Context) -> Self::State;
+}
+
+/// Something that happened to a call between its start and its end, for
+/// hooks to count: recorded on the call's span as an event too (see
+/// [`Call::event`](crate::Call::event)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum CallEvent<'a> {
+    /// Attempt `attempt` failed as `error_type` says; the next follows
+    /// after `delay`.
+    Retry {
+        /// The failed attempt's `error.type`.
+        error_type: &'a str,
+        /// The failed attempt's number (from 1).
+        attempt: u32,
+        /// The wait before it.
+        delay: Duration,
+    },
+    /// The message, not processed, went to its dead-letter destination.
+    DeadLettered {
+        /// Why it was not processed: its last attempt's `error.type`.
+        error_type: &'a str,
+    },
 }
 
 /// What a [`RequestHook`] keeps while its request runs.
-pub trait HookState: Send + 'static {
+pub trait HookState: Send {
+    /// Runs for each [`CallEvent`] of the request, before it ends. Does
+    /// nothing by default.
+    #[inline]
+    fn event(&mut self, event: &CallEvent<'_>, cx: &Context) {
+        let _ = (event, cx);
+    }
+
     /// Runs once when the request has ended; `cx` is the context it ran in
     /// (its span, still open).
     fn end(self, end: &Classification, cx: &Context);
@@ -77,7 +117,7 @@ impl<R> RequestHook<R> for () {
     type State = ();
 
     #[inline]
-    fn start(&self, _: &R, _: &mut Context) {}
+    fn start(&self, _: &R, _: &Derived<'_>, _: &mut Context) {}
 }
 
 impl HookState for () {
@@ -87,6 +127,13 @@ impl HookState for () {
 
 /// A state that may be absent (a hook with nothing to do for this request).
 impl<S: HookState> HookState for Option<S> {
+    #[inline]
+    fn event(&mut self, event: &CallEvent<'_>, cx: &Context) {
+        if let Some(state) = self {
+            state.event(event, cx);
+        }
+    }
+
     #[inline]
     fn end(self, end: &Classification, cx: &Context) {
         if let Some(state) = self {
@@ -103,19 +150,25 @@ where
     type State = (H1::State, H2::State);
 
     #[inline]
-    fn prepare(&self, request: &R, parent: &mut Context) {
-        self.0.prepare(request, parent);
-        self.1.prepare(request, parent);
+    fn prepare(&self, request: &R, derived: &Derived<'_>, parent: &mut Context) {
+        self.0.prepare(request, derived, parent);
+        self.1.prepare(request, derived, parent);
     }
 
     #[inline]
-    fn start(&self, request: &R, cx: &mut Context) -> Self::State {
-        let first = self.0.start(request, cx);
-        (first, self.1.start(request, cx))
+    fn start(&self, request: &R, derived: &Derived<'_>, cx: &mut Context) -> Self::State {
+        let first = self.0.start(request, derived, cx);
+        (first, self.1.start(request, derived, cx))
     }
 }
 
 impl<S1: HookState, S2: HookState> HookState for (S1, S2) {
+    #[inline]
+    fn event(&mut self, event: &CallEvent<'_>, cx: &Context) {
+        self.0.event(event, cx);
+        self.1.event(event, cx);
+    }
+
     #[inline]
     fn end(self, end: &Classification, cx: &Context) {
         self.1.end(end, cx);
@@ -131,14 +184,14 @@ where
     type State = S;
 
     #[inline]
-    fn start(&self, request: &R, cx: &mut Context) -> S {
+    fn start(&self, request: &R, _: &Derived<'_>, cx: &mut Context) -> S {
         self(request, cx)
     }
 }
 
 impl<F> HookState for F
 where
-    F: FnOnce(&Classification, &Context) + Send + 'static,
+    F: FnOnce(&Classification, &Context) + Send,
 {
     #[inline]
     fn end(self, end: &Classification, cx: &Context) {

@@ -6,7 +6,10 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Classify, Engine, GrpcServer, HttpServer, RequestHook, ResponseFuture, Untraced};
+use crate::{
+    Classify, Derived, Engine, GrpcServer, HttpServer, PublicEndpoint, RequestHook, ResponseFuture,
+    Untraced,
+};
 
 /// Runs a [`RequestHook`] as a Tower layer of its own, for stacks whose
 /// span comes from elsewhere (a tonic server, another tracing layer):
@@ -33,9 +36,10 @@ use crate::{Classify, Engine, GrpcServer, HttpServer, RequestHook, ResponseFutur
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct HookLayer<H, C = HttpServer> {
+pub struct HookLayer<H, C = HttpServer, P = ()> {
     hook: H,
     engine: Engine<C>,
+    public: P,
 }
 
 impl<H> HookLayer<H> {
@@ -59,37 +63,56 @@ impl<H, C: Classify> HookLayer<H, C> {
         Self {
             hook,
             engine: Engine::new(classifier),
+            public: (),
         }
     }
 }
 
-impl<S, H: Clone, C: Clone> Layer<S> for HookLayer<H, C> {
-    type Service = Hooked<S, H, C>;
+impl<H, C> HookLayer<H, C> {
+    /// The trust boundary, for a hook that reads it
+    /// ([`Derived::is_public`](crate::Derived::is_public): the baggage edge
+    /// drops such callers' baggage). Inside looptel's server layer give the
+    /// rule to that layer instead, once: there it decides the span's parent
+    /// too.
+    pub fn public_endpoint<P>(self, rule: P) -> HookLayer<H, C, P> {
+        HookLayer {
+            hook: self.hook,
+            engine: self.engine,
+            public: rule,
+        }
+    }
+}
+
+impl<S, H: Clone, C: Clone, P: Clone> Layer<S> for HookLayer<H, C, P> {
+    type Service = Hooked<S, H, C, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Hooked {
             inner,
             hook: self.hook.clone(),
             engine: self.engine.clone(),
+            public: self.public.clone(),
         }
     }
 }
 
 /// The service built by [`HookLayer`].
 #[derive(Clone, Debug)]
-pub struct Hooked<S, H, C = HttpServer> {
+pub struct Hooked<S, H, C = HttpServer, P = ()> {
     inner: S,
     hook: H,
     engine: Engine<C>,
+    public: P,
 }
 
-crate::service_accessors!(Hooked<S, H, C>);
+crate::service_accessors!(Hooked<S, H, C, P>);
 
-impl<S, H, C, ReqB, ResB> Service<Request<ReqB>> for Hooked<S, H, C>
+impl<S, H, C, P, ReqB, ResB> Service<Request<ReqB>> for Hooked<S, H, C, P>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     H: RequestHook<Request<ReqB>>,
     C: Classify + crate::ClassifyError<S::Error>,
+    P: PublicEndpoint<Request<ReqB>>,
     ResB: http_body::Body,
 {
     type Response = Response<crate::ResponseBody<ResB, C, H::State>>;
@@ -107,8 +130,11 @@ where
         }
         // The span is the layer outside's: the current context.
         let mut cx = opentelemetry::Context::current();
-        self.hook.prepare(&req, &mut cx);
-        self.engine
-            .call(&mut self.inner, req, &self.hook, cx, false)
+        let state = {
+            let derived = Derived::of(&req).with_public(self.public.is_public(&req));
+            self.hook.prepare(&req, &derived, &mut cx);
+            self.hook.start(&req, &derived, &mut cx)
+        };
+        self.engine.run(&mut self.inner, req, cx, false, state)
     }
 }

@@ -23,7 +23,9 @@
 //!   and gRPC layers are this layer with their preset).
 //! - [`HookLayer`]: any hook as a layer of its own.
 //! - [`RequestFilter`] and [`PublicEndpoint`]: which requests are traced,
-//!   and the one trust rule.
+//!   and the one trust rule, given to the layer that runs the hooks; its
+//!   decision reaches them in [`Derived`], with what the layer read off the
+//!   request (method, route, services), so nothing is derived twice.
 //! - [`HttpFacts`] and [`matched_route`]: what the conventions read off an
 //!   HTTP request, derived the same way for spans and metrics.
 //!
@@ -61,6 +63,7 @@
 mod body;
 mod call;
 mod classify;
+mod derived;
 mod facts;
 mod filter;
 mod future;
@@ -75,6 +78,7 @@ pub use classify::{
     Classification, Classify, ClassifyError, GrpcClient, GrpcServer, HttpClient, HttpServer,
     Messaging, ProtocolStatus, transport_error_class,
 };
+pub use derived::{Derive, Derived};
 pub use facts::{
     AttributesOn, HttpFacts, PROTOCOL_VERSIONS, Route, SCHEMES, matched_route, server_attributes,
 };
@@ -82,12 +86,12 @@ pub use filter::{
     AllPublic, And, FilterExt, Not, Or, PublicEndpoint, RequestFilter, SkipPaths, Untraced,
     skip_paths,
 };
-pub use future::{Engine, ResponseFuture};
+pub use future::{Engine, Relation, ResponseFuture, begin};
 pub use grpc::{
     Deadline, GRPC_STATUS, GRPC_TIMEOUT, GrpcCode, OTHER_METHOD, RpcServices, method_of,
     parse_grpc_timeout, rpc_method, rpc_method_label,
 };
-pub use hook::{HookState, RequestHook};
+pub use hook::{CallEvent, HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
 pub use looptel_core::ErrorOutcome;
 pub use server::{Server, ServerHooksState, ServerLayer, ServerPreset, ServiceNames};

@@ -9,8 +9,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    Classify, ClassifyError, Engine, PublicEndpoint, RequestFilter, RequestHook, ResponseBody,
-    ResponseFuture, RpcServices,
+    Classify, ClassifyError, Derived, Engine, PublicEndpoint, RequestFilter, RequestHook,
+    ResponseBody, ResponseFuture, RpcServices,
 };
 
 /// What makes a server layer HTTP or gRPC: how its span is named and
@@ -36,13 +36,22 @@ pub trait ServerPreset: Clone + Send + Sync + 'static {
     /// Its own hook for a layer on `instrumentation`.
     fn own_hook(&self, instrumentation: &Instrumentation) -> Self::Own;
 
+    /// What the preset reads off `request`, for its span and the hooks
+    /// alike (default: [`Derived::of`]).
+    #[inline]
+    fn derive<'r, B>(&'r self, request: &'r Request<B>) -> Derived<'r> {
+        Derived::of(request)
+    }
+
     /// Starts the span of `request` where `start` says (with
     /// [`Instrumentation::start_span`]) and returns its context: the
-    /// transport's naming. Decide early, allocate late: a span that does
-    /// not record should cost no attributes.
+    /// transport's naming, from what `derived` holds. Decide early,
+    /// allocate late: a span that does not record should cost no
+    /// attributes.
     fn start_span<B>(
         &self,
         request: &Request<B>,
+        derived: &Derived<'_>,
         start: SpanStart,
         instrumentation: &Instrumentation,
     ) -> opentelemetry::Context;
@@ -108,8 +117,10 @@ impl<T: ServerPreset, F, P, H> ServerLayer<T, F, P, H> {
         }
     }
 
-    /// Requests the rule calls public start a new trace linked to the
-    /// caller's context (default: every caller trusted).
+    /// The trust boundary: requests the rule calls public start a new
+    /// trace linked to the caller's context, and their baggage is dropped
+    /// (the hooks see it in `prepare`, with [`Derived::is_public`]: the
+    /// baggage edge counts it). Default: every caller trusted.
     pub fn public_endpoint<P2>(self, rule: P2) -> ServerLayer<T, F, P2, H> {
         ServerLayer {
             instrumentation: self.instrumentation,
@@ -237,15 +248,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (inst, preset) = (&self.instrumentation, &self.preset);
         self.engine.serve(
             &mut self.inner,
             req,
-            inst,
+            &self.instrumentation,
+            &self.preset,
             &self.filter,
             &self.public,
             &self.hooks,
-            |req, start| preset.start_span(req, start, inst),
         )
     }
 }

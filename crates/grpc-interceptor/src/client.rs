@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use looptel_core::{HeaderInjector, Instrumentation, SpanStart};
 use looptel_engine::{
-    AttributesOn, Classification, Engine, GrpcClient, HookState, RequestHook, ResponseBody,
+    AttributesOn, Classification, Derived, Engine, GrpcClient, HookState, RequestHook, ResponseBody,
     ResponseFuture, method_of, server_attributes,
 };
 use opentelemetry::global::ObjectSafeSpan;
@@ -91,7 +91,7 @@ impl<B> RequestHook<Request<B>> for StatusAtEnd {
     type State = Option<LegacyEnding>;
 
     #[inline]
-    fn start(&self, request: &Request<B>, cx: &mut OtelContext) -> Self::State {
+    fn start(&self, request: &Request<B>, _: &Derived<'_>, cx: &mut OtelContext) -> Self::State {
         (self.0 && cx.span().is_recording()).then(|| {
             let method = method_of(request.uri().path(), &Default::default());
             LegacyEnding(method.unwrap_or(looptel_engine::OTHER_METHOD).to_owned())

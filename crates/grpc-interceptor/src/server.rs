@@ -4,7 +4,7 @@
 use http::{Request, Uri};
 use looptel_core::{Instrumentation, SpanStart};
 use looptel_engine::{
-    AttributesOn, Classification, Deadline, GrpcServer, HookState, RequestHook, RpcServices,
+    AttributesOn, Classification, Deadline, Derived, GrpcServer, HookState, RequestHook, RpcServices,
     ServerPreset, ServiceNames, method_of, rpc_method_label, server_attributes,
 };
 use opentelemetry::KeyValue;
@@ -66,9 +66,14 @@ impl ServerPreset for Grpc {
         }
     }
 
+    fn derive<'r, B>(&'r self, request: &'r Request<B>) -> Derived<'r> {
+        Derived::of(request).with_services(&self.services)
+    }
+
     fn start_span<B>(
         &self,
         req: &Request<B>,
+        _: &Derived<'_>,
         start: SpanStart,
         inst: &Instrumentation,
     ) -> opentelemetry::Context {
@@ -116,7 +121,12 @@ impl<B> RequestHook<Request<B>> for MethodAtEnd {
     type State = Option<Ending>;
 
     #[inline]
-    fn start(&self, request: &Request<B>, cx: &mut opentelemetry::Context) -> Self::State {
+    fn start(
+        &self,
+        request: &Request<B>,
+        _: &Derived<'_>,
+        cx: &mut opentelemetry::Context,
+    ) -> Self::State {
         // The caller's deadline: a call tonic drops past it missed it.
         if let Some(deadline) = Deadline::of(request.headers()) {
             *cx = cx.with_value(deadline);

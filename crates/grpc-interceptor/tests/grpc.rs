@@ -608,7 +608,7 @@ async fn a_flood_of_random_method_paths_keeps_one_series_and_no_raw_path() {
     let addr = serve!(
         GrpcServerLayer::new(server_spans.instrumentation())
             .services(["test.v1.Raw"])
-            .hook(rpc.server_hook().services(["test.v1.Raw"]))
+            .hook(rpc.server_hook())
     );
     let mut client = client(client_spans.instrumentation(), addr).await;
     for i in 0..40 {

@@ -17,7 +17,7 @@
 
 use http::Extensions;
 use looptel_core::Instrumentation;
-use looptel_engine::{Call, Classify, ClassifyError, HttpClient, RequestHook};
+use looptel_engine::{Call, Classify, ClassifyError, Derive, HttpClient, RequestHook};
 use reqwest_middleware::{Middleware, Next, Result};
 
 use crate::client::start_client_span;
@@ -70,7 +70,7 @@ impl<H: RequestHook<http::Request<()>>> Middleware for TracingMiddleware<H> {
             let mut view = http::Request::new(());
             *view.method_mut() = method.clone();
             *view.uri_mut() = uri;
-            let hooks = self.hooks.start(&view, &mut cx);
+            let hooks = self.hooks.start(&view, &view.derive(), &mut cx);
             Call::new(cx, owned, hooks)
         });
         let result = next.run(req, extensions).await;

@@ -14,9 +14,10 @@ use common::Spans;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use looptel_core::{Instrumentation, Propagator};
-use looptel_engine::{Classification, HookState, RequestHook};
+use looptel_engine::{AllPublic, Classification, Derived, HookState, RequestHook};
 use looptel_http_layer::server::{ServerLayer, SkipPaths, skip_paths};
 use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::TraceContextExt;
 use tower::ServiceExt;
 
@@ -42,21 +43,30 @@ struct Ending {
 impl<B> RequestHook<Request<B>> for Recorder {
     type State = Ending;
 
-    fn prepare(&self, request: &Request<B>, parent: &mut Context) {
+    fn prepare(&self, request: &Request<B>, derived: &Derived<'_>, parent: &mut Context) {
         let span = parent.span().span_context().span_id();
+        let public = if derived.is_public() {
+            format!(" public, baggage {}", parent.baggage().len())
+        } else {
+            String::new()
+        };
         self.log.lock().expect("log").push(format!(
-            "prepare {} {} under {span}",
+            "prepare {} {} under {span}{public}",
             self.name,
             request.uri().path()
         ));
     }
 
-    fn start(&self, request: &Request<B>, cx: &mut Context) -> Ending {
+    fn start(&self, request: &Request<B>, derived: &Derived<'_>, cx: &mut Context) -> Ending {
         let span = cx.span().span_context().span_id();
+        // What the layer read off the request for its span.
+        let route = derived.route().map_or("-", |r| r.as_str());
+        let method = derived.http_facts().map_or("-", |f| f.method());
         self.log.lock().expect("log").push(format!(
-            "start {} {} in {span}",
+            "start {} {method} {} in {span} route {route} baggage {}",
             self.name,
-            request.uri().path()
+            request.uri().path(),
+            cx.baggage().len()
         ));
         *cx = cx.with_value(Mark(self.name));
         Ending {
@@ -143,8 +153,8 @@ async fn hooks_run_in_the_span_change_its_context_and_end_with_the_body() {
         [
             "prepare first /slow under 0000000000000000".to_owned(),
             "prepare second /slow under 0000000000000000".to_owned(),
-            format!("start first /slow in {id}"),
-            format!("start second /slow in {id}"),
+            format!("start first GET /slow in {id} route /slow baggage 0"),
+            format!("start second GET /slow in {id} route /slow baggage 0"),
         ]
     );
     assert_eq!(
@@ -271,7 +281,7 @@ async fn without_a_tracer_hooks_still_run_in_the_callers_context() {
         take(&log),
         [
             "prepare only /x under b7ad6b7169203331",
-            "start only /x in b7ad6b7169203331",
+            "start only GET /x in b7ad6b7169203331 route /x baggage 0",
             "end only Some(200) None"
         ]
     );
@@ -318,13 +328,70 @@ async fn client_hooks_run_in_the_client_span_and_end_with_the_response_body() {
     let started = take(&log);
     assert_eq!(started.len(), 1, "{started:?}");
     assert!(
-        started[0].starts_with("start client /items in "),
+        started[0].starts_with("start client GET /items in "),
         "{started:?}"
     );
     assert!(
-        !started[0].ends_with(" in 0000000000000000"),
+        !started[0].contains(" in 0000000000000000"),
         "in the CLIENT span: {started:?}"
     );
     res.into_body().collect().await.expect("body");
     assert_eq!(take_ends(&log), ["end client Some(503) Some(\"503\")"]);
+}
+
+#[tokio::test]
+async fn the_trust_rule_given_once_reaches_the_hooks_and_the_callers_baggage_goes() {
+    let spans = Spans::new();
+    let log = Log::default();
+    let seen = Arc::new(Mutex::new(None));
+    let seen2 = seen.clone();
+    let app = Router::new()
+        .route(
+            "/orders/{id}",
+            get(move || {
+                *seen2.lock().expect("seen") = Some(Context::map_current(|cx| cx.baggage().len()));
+                async { "ok" }
+            }),
+        )
+        .layer(
+            ServerLayer::new(spans.instrumentation())
+                .public_endpoint(AllPublic)
+                .hook(Recorder {
+                    name: "only",
+                    log: log.clone(),
+                }),
+        );
+    let res = app
+        .oneshot(
+            Request::get("/orders/7")
+                .header(
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
+                .header("baggage", "tenant.id=evil,user.id=42")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    res.into_body().collect().await.expect("body");
+    let span = spans.one();
+    let id = span.span_context.span_id();
+    // The hook saw the caller's baggage and the decision before the span
+    // started; the span, the hook's start and the handler did not.
+    assert_eq!(
+        take(&log),
+        [
+            "prepare only /orders/7 under 0000000000000000 public, baggage 2".to_owned(),
+            format!("start only GET /orders/7 in {id} route /orders/{{id}} baggage 0"),
+            "end only Some(200) None".to_owned(),
+        ]
+    );
+    assert_eq!(*seen.lock().expect("seen"), Some(0));
+    // A new trace, linked to the caller's.
+    assert_ne!(
+        span.span_context.trace_id().to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert_eq!(span.links.len(), 1);
 }

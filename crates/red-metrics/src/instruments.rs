@@ -53,13 +53,13 @@ impl Metric<Gauge> {
 /// for reqwest), with the CLIENT span as exemplar when sampled.
 ///
 /// ```
-/// use looptel_engine::{Classify, HookState, HttpClient, RequestHook};
+/// use looptel_engine::{Classify, Derived, HookState, HttpClient, RequestHook};
 /// use looptel_red_metrics::{Format, HttpClientMetrics, Registry};
 ///
 /// let registry = Registry::new();
 /// let metrics = HttpClientMetrics::new(&registry);
 /// let request = http::Request::get("https://inventory.internal/items").body(()).unwrap();
-/// let state = metrics.start(&request, &mut opentelemetry::Context::new());
+/// let state = metrics.start(&request, &Derived::of(&request), &mut opentelemetry::Context::new());
 /// let end = HttpClient.classify_response(http::StatusCode::SERVICE_UNAVAILABLE, &Default::default());
 /// state.end(&end.unwrap(), &opentelemetry::Context::new());
 /// let text = registry.encode(Format::Prometheus);
@@ -93,10 +93,17 @@ pub struct HttpClientRecording {
 impl<B> looptel_engine::RequestHook<http::Request<B>> for HttpClientMetrics {
     type State = HttpClientRecording;
 
-    fn start(&self, request: &http::Request<B>, _: &mut opentelemetry::Context) -> Self::State {
+    fn start(
+        &self,
+        request: &http::Request<B>,
+        derived: &looptel_engine::Derived<'_>,
+        _: &mut opentelemetry::Context,
+    ) -> Self::State {
         HttpClientRecording {
             duration: self.duration.clone(),
-            facts: looptel_engine::HttpFacts::of(request),
+            facts: derived
+                .http_facts()
+                .unwrap_or_else(|| looptel_engine::HttpFacts::of(request)),
             start: std::time::Instant::now(),
         }
     }
@@ -181,7 +188,6 @@ impl RpcMetrics {
     pub fn server_hook(&self) -> crate::RpcServerMetrics {
         crate::RpcServerMetrics {
             duration: self.server_series.clone(),
-            services: looptel_engine::RpcServices::default(),
             legacy: self.legacy.as_ref().map(|l| l.server.clone()),
         }
     }

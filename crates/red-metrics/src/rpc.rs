@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{Request, Uri};
 use looptel_core::TraceIds;
 use looptel_engine::{
-    Classification, GrpcCode, HookState, RequestHook, RpcServices, rpc_method_label,
+    Classification, Derived, GrpcCode, HookState, RequestHook, RpcServices, rpc_method_label,
 };
 
 use crate::metric::Metric;
@@ -17,10 +17,12 @@ use crate::resolved::ResolvedSeries;
 /// gRPC server layer (`GrpcServerLayer::hook`), from the start of its span
 /// to the end of its stream, with the span as exemplar when sampled. From
 /// [`RpcMetrics::server_hook`](crate::RpcMetrics::server_hook).
+///
+/// Calls to services the layer was not told of (its `services`) are
+/// `_OTHER`: the list is the layer's, read through [`Derived`].
 #[derive(Clone, Debug)]
 pub struct RpcServerMetrics {
     pub(crate) duration: Arc<ResolvedSeries<Option<GrpcCode>>>,
-    pub(crate) services: RpcServices,
     pub(crate) legacy: Option<Arc<Metric<Histogram>>>,
 }
 
@@ -38,20 +40,6 @@ pub struct RpcClientMetrics {
 pub(crate) struct Legacy {
     pub(crate) server: Arc<Metric<Histogram>>,
     pub(crate) client: Arc<Metric<Histogram>>,
-}
-
-impl RpcServerMetrics {
-    /// Calls to services not among these are `_OTHER` (as the server
-    /// layer's `services`).
-    #[must_use]
-    pub fn services<I, S>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.services = RpcServices::new(names);
-        self
-    }
 }
 
 /// A call being timed.
@@ -74,9 +62,15 @@ enum Side {
 impl<B> RequestHook<Request<B>> for RpcServerMetrics {
     type State = RpcRecording;
 
-    fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> RpcRecording {
+    fn start(
+        &self,
+        request: &Request<B>,
+        derived: &Derived<'_>,
+        _: &mut opentelemetry::Context,
+    ) -> RpcRecording {
+        let services = derived.rpc_services().cloned().unwrap_or_default();
         RpcRecording {
-            side: Side::Server(self.duration.clone(), self.services.clone()),
+            side: Side::Server(self.duration.clone(), services),
             uri: request.uri().clone(),
             start: Instant::now(),
             legacy: self.legacy.clone(),
@@ -87,7 +81,12 @@ impl<B> RequestHook<Request<B>> for RpcServerMetrics {
 impl<B> RequestHook<Request<B>> for RpcClientMetrics {
     type State = RpcRecording;
 
-    fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> RpcRecording {
+    fn start(
+        &self,
+        request: &Request<B>,
+        _: &Derived<'_>,
+        _: &mut opentelemetry::Context,
+    ) -> RpcRecording {
         RpcRecording {
             side: Side::Client(self.duration.clone()),
             uri: request.uri().clone(),

@@ -7,8 +7,8 @@ use http::Request;
 use looptel_catalogue::metrics::{HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_DURATION};
 use looptel_core::{METHODS, TraceIds};
 use looptel_engine::{
-    Classification, HookLayer, HookState, HttpFacts, PROTOCOL_VERSIONS, RequestHook, Route,
-    SCHEMES, matched_route,
+    Classification, Derived, HookLayer, HookState, HttpFacts, PROTOCOL_VERSIONS, RequestHook, Route,
+    SCHEMES,
 };
 
 use crate::metrics::Gauge;
@@ -90,14 +90,15 @@ impl HttpServerMetrics {
         }
     }
 
-    /// Starts recording `req`: counts it active and starts its clock.
-    fn begin<B>(&self, req: &Request<B>) -> Recording {
-        let facts = HttpFacts::of(req);
+    /// Starts recording `req`: counts it active and starts its clock. The
+    /// facts and the route are the layer's (read once for the span too).
+    fn begin<B>(&self, req: &Request<B>, derived: &Derived<'_>) -> Recording {
+        let facts = derived.http_facts().unwrap_or_else(|| HttpFacts::of(req));
         self.instruments.active[facts.method_index()][usize::from(facts.https())].add(1);
         Recording {
             instruments: self.instruments.clone(),
             facts,
-            route: matched_route(req).cloned(),
+            route: derived.route().cloned(),
             start: Instant::now(),
         }
     }
@@ -128,8 +129,13 @@ impl HttpServerMetrics {
 impl<B> RequestHook<Request<B>> for HttpServerMetrics {
     type State = Recording;
 
-    fn start(&self, request: &Request<B>, _: &mut opentelemetry::Context) -> Recording {
-        self.begin(request)
+    fn start(
+        &self,
+        request: &Request<B>,
+        derived: &Derived<'_>,
+        _: &mut opentelemetry::Context,
+    ) -> Recording {
+        self.begin(request, derived)
     }
 }
 

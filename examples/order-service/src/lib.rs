@@ -226,20 +226,22 @@ pub fn app(
         // One layer: the RED metrics and the baggage edge run as its hooks,
         // inside its span, sharing its future and body.
         .layer(
-            metrics.instruments.http_server(instrumentation).hook(
-                EdgeLayer::new(baggage)
-                    .members(from_header(
-                        HeaderName::from_static(TENANT_HEADER),
-                        "tenant.id",
-                    ))
-                    // The trust boundary: a request that did not come
-                    // through the gateway (no verified tenant header)
-                    // has its inbound baggage dropped, so no caller can
-                    // name a tenant (a metric label, a log field) itself.
-                    .public_endpoint(|req: &axum::http::Request<axum::body::Body>| {
-                        !req.headers().contains_key(TENANT_HEADER)
-                    }),
-            ),
+            metrics
+                .instruments
+                .http_server(instrumentation)
+                // The trust boundary, given once: a request that did not
+                // come through the gateway (no verified tenant header)
+                // starts a trace of its own, linked to the caller's, and
+                // its inbound baggage is dropped (the edge counts it), so
+                // no caller can name a tenant (a metric label, a log
+                // field) itself.
+                .public_endpoint(|req: &axum::http::Request<axum::body::Body>| {
+                    !req.headers().contains_key(TENANT_HEADER)
+                })
+                .hook(EdgeLayer::new(baggage).members(from_header(
+                    HeaderName::from_static(TENANT_HEADER),
+                    "tenant.id",
+                ))),
         ))
 }
 

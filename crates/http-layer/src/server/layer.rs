@@ -12,7 +12,7 @@ use super::Http;
 /// ```
 /// use axum::{Router, routing::get};
 /// use looptel_core::{Instrumentation, Propagator};
-/// use looptel_engine::{Classification, HookState, RequestHook};
+/// use looptel_engine::{Classification, Derived, HookState, RequestHook};
 /// use looptel_http_layer::server::ServerLayer;
 ///
 /// /// Logs slow requests.
@@ -21,7 +21,7 @@ use super::Http;
 /// struct Started(std::time::Instant);
 /// impl<B> RequestHook<http::Request<B>> for Slow {
 ///     type State = Started;
-///     fn start(&self, _: &http::Request<B>, _: &mut opentelemetry::Context) -> Started {
+///     fn start(&self, _: &http::Request<B>, _: &Derived<'_>, _: &mut opentelemetry::Context) -> Started {
 ///         Started(std::time::Instant::now())
 ///     }
 /// }

@@ -1,6 +1,6 @@
 use http::{Request, header};
 use looptel_core::{Instrumentation, SpanStart};
-use looptel_engine::{HttpFacts, HttpServer, ServerPreset, matched_route};
+use looptel_engine::{Derived, HttpFacts, HttpServer, ServerPreset};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanBuilder, SpanKind};
 use opentelemetry_semantic_conventions::attribute::{
@@ -62,6 +62,7 @@ impl ServerPreset for Http {
     fn start_span<B>(
         &self,
         req: &Request<B>,
+        derived: &Derived<'_>,
         start: SpanStart,
         inst: &Instrumentation,
     ) -> opentelemetry::Context {
@@ -70,10 +71,13 @@ impl ServerPreset for Http {
         // route in the span name, is built only for a span that records.
         // The SDK keeps this Vec for the span: room for all it can get.
         let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
-        let facts = HttpFacts::of(req);
+        // Read off once, for the RED hook too.
+        let facts = derived
+            .http_facts()
+            .unwrap_or_else(|| HttpFacts::of(req));
         let method = push_method(&mut attrs, facts.method(), req.method());
         attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
-        let route = matched_route(req).map(looptel_engine::Route::as_str);
+        let route = derived.route().map(looptel_engine::Route::as_str);
         attrs.push(match route {
             Some(route) => KeyValue::new(HTTP_ROUTE, route.to_owned()),
             None => KeyValue::new(

@@ -1,0 +1,130 @@
+//! What a layer already knows of a request when its hooks run.
+
+use std::cell::OnceCell;
+
+use http::{Extensions, Method, Request, Uri, Version};
+
+use crate::{HttpFacts, Route, RpcServices};
+
+/// What a layer derived from a request, handed to its hooks so that
+/// nothing is derived twice: the trust decision its
+/// [`PublicEndpoint`](crate::PublicEndpoint) rule made, and — for HTTP and
+/// gRPC requests — the [`HttpFacts`], the matched route and the services
+/// the server has. The facts and the route are worked out on first use and
+/// kept: the span and the RED hook read the same values, and a request
+/// nobody asks them of pays nothing.
+///
+/// ```
+/// use looptel_engine::Derived;
+///
+/// let request = http::Request::post("https://shop.example/orders").body(()).unwrap();
+/// let derived = Derived::of(&request).with_public(true);
+/// assert!(derived.is_public());
+/// assert_eq!(derived.http_facts().map(|f| f.method()), Some("POST"));
+/// assert!(derived.route().is_none()); // no router matched it
+/// assert!(Derived::none().http_facts().is_none()); // a message: no HTTP head
+/// ```
+#[derive(Debug, Default)]
+pub struct Derived<'r> {
+    public: bool,
+    head: Option<Head<'r>>,
+    services: Option<&'r RpcServices>,
+    facts: OnceCell<HttpFacts>,
+    route: OnceCell<Option<&'r Route>>,
+}
+
+/// The parts of an HTTP request the facts and the route come from.
+#[derive(Debug)]
+struct Head<'r> {
+    method: &'r Method,
+    uri: &'r Uri,
+    version: Version,
+    extensions: &'r Extensions,
+}
+
+impl<'r> Derived<'r> {
+    /// Nothing derived: a request that is not HTTP (a message), from a
+    /// trusted caller.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// What `request`'s head tells, from a trusted caller.
+    #[inline]
+    pub fn of<B>(request: &'r Request<B>) -> Self {
+        Self {
+            head: Some(Head {
+                method: request.method(),
+                uri: request.uri(),
+                version: request.version(),
+                extensions: request.extensions(),
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the caller is outside the trust boundary.
+    #[must_use]
+    #[inline]
+    pub fn with_public(mut self, public: bool) -> Self {
+        self.public = public;
+        self
+    }
+
+    /// The services the server has (gRPC).
+    #[must_use]
+    #[inline]
+    pub fn with_services(mut self, services: &'r RpcServices) -> Self {
+        self.services = Some(services);
+        self
+    }
+
+    /// Whether the layer's [`PublicEndpoint`](crate::PublicEndpoint) rule
+    /// put the caller outside the trust boundary: its context was not taken
+    /// as the span's parent, and its baggage must not be kept.
+    #[inline]
+    pub fn is_public(&self) -> bool {
+        self.public
+    }
+
+    /// The method, scheme and version of an HTTP (or gRPC) request.
+    #[inline]
+    pub fn http_facts(&self) -> Option<HttpFacts> {
+        let head = self.head.as_ref()?;
+        Some(
+            *self
+                .facts
+                .get_or_init(|| HttpFacts::from_parts(head.method, head.uri, head.version)),
+        )
+    }
+
+    /// The route template the router matched (see
+    /// [`matched_route`](crate::matched_route)).
+    #[inline]
+    pub fn route(&self) -> Option<&'r Route> {
+        let head = self.head.as_ref()?;
+        *self
+            .route
+            .get_or_init(|| crate::facts::route_in(head.extensions))
+    }
+
+    /// The services a gRPC server has, when its layer was told them.
+    #[inline]
+    pub fn rpc_services(&self) -> Option<&'r RpcServices> {
+        self.services
+    }
+}
+
+/// Requests whose [`Derived`] a layer can work out from the request alone
+/// (for layers that run hooks without a preset of their own).
+pub trait Derive {
+    /// What the request tells, its caller trusted.
+    fn derive(&self) -> Derived<'_>;
+}
+
+impl<B> Derive for Request<B> {
+    #[inline]
+    fn derive(&self) -> Derived<'_> {
+        Derived::of(self)
+    }
+}
