@@ -192,7 +192,7 @@ sleep 3
 # Can it be observed? Asked before it is broken: the doctor's summary line.
 # (The settings of this order-service: another one started from the same
 # binary — a test running beside — has settings of its own.)
-doctor=$("$bin/looptel-doctor" --metrics-url "http://$http/metrics" --probe "http://$http/orders/doctor-probe" \
+doctor=$("$bin/looptel-doctor" --metrics-url "http://$http/metrics" --probe "http://$http/orders/doctor-probe" --probe-header "x-tenant-id: acme" \
     --env-of "$service_pid" --logs "$work/service.log" --traces "$work/spans.jsonl" \
     --slo examples/order-service/slo.yaml --name order-service --format json) || true
 say "looptel-doctor: $(jq -r '.counts | "\(.fail) fail, \(.warn) warn, \(.pass) pass, \(.not_observable) not observable"' <<<"$doctor")"

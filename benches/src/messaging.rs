@@ -40,7 +40,7 @@ pub const SCENARIOS: &[&str] = &[
 pub struct Consumer {
     /// The subscriber to process records under.
     pub dispatch: tracing::Dispatch,
-    telemetry: Option<MessagingTelemetry>,
+    telemetry: Option<MessagingTelemetry<((), looptel_red_metrics::MessagingMetrics)>>,
     peer: bool,
     _provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     _telemetry: Option<looptel_telemetry::TelemetryGuard>,
@@ -109,7 +109,7 @@ pub fn consumer(scenario: &str) -> Consumer {
     let (dispatch, guard, _) = service_telemetry(None);
     let metrics = order_service::Metrics::new();
     let messaging =
-        order_service::events::telemetry(guard.instrumentation(), metrics.messaging().clone());
+        order_service::events::telemetry(guard.instrumentation(), &metrics);
     Consumer {
         dispatch,
         telemetry: Some(messaging),

@@ -42,6 +42,10 @@ pub struct Inputs {
     pub probe: Option<String>,
     /// How many probes.
     pub probes: usize,
+    /// Headers every probe carries besides `traceparent` and `baggage`
+    /// (name, value): what puts it inside the service's trust boundary —
+    /// a gateway's header, say — so that its trace is continued.
+    pub probe_headers: Vec<(String, String)>,
     /// A file of `KEY=value` lines: the service's settings.
     pub env_file: Option<PathBuf>,
     /// A process whose environment holds the service's settings.
@@ -142,7 +146,7 @@ pub async fn gather(inputs: &Inputs) -> (Observed, Vec<String>) {
     }
     // Probes first, so that the scrape holds their series and exemplars.
     if let Some(url) = &inputs.probe {
-        match probe(&client, url, inputs.probes.max(1)).await {
+        match probe(&client, url, inputs.probes.max(1), &inputs.probe_headers).await {
             Ok(p) => o.probes = Some(p),
             Err(e) => problems.push(format!("--probe {url}: {e}")),
         }
@@ -369,14 +373,22 @@ fn random_hex(n: usize) -> String {
     out
 }
 
-async fn probe(client: &reqwest::Client, url: &str, n: usize) -> Result<Probes, String> {
+async fn probe(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    headers: &[(String, String)],
+) -> Result<Probes, String> {
     let token = format!("doctor{}", random_hex(12));
     let mut answers = Vec::new();
     for _ in 0..n {
         let trace = random_hex(32);
         let traceparent = format!("00-{trace}-{}-01", random_hex(16));
-        let res = client
-            .get(url)
+        let mut request = client.get(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let res = request
             .header("traceparent", traceparent)
             .header("baggage", format!("doctor.probe={token}"))
             .send()

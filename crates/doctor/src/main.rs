@@ -25,6 +25,11 @@ struct Args {
     /// How many probes.
     #[arg(long, default_value_t = 5)]
     probes: usize,
+    /// A header every probe carries, `name: value` (repeatable): what
+    /// puts it inside the service's trust boundary, so that its trace is
+    /// continued (a gateway's header, say).
+    #[arg(long = "probe-header", value_parser = parse_header)]
+    probe_headers: Vec<(String, String)>,
     /// A file of the service's settings (`KEY=value` lines).
     #[arg(long)]
     env_file: Option<PathBuf>,
@@ -126,6 +131,7 @@ async fn main() {
         metrics_url: args.metrics_url,
         probe: args.probe,
         probes: args.probes,
+        probe_headers: args.probe_headers,
         env_file: args.env_file,
         env_of: args.env_of,
         logs: args.logs,
@@ -173,4 +179,37 @@ async fn main() {
         &problems,
         args.fail_on == "warn",
     ));
+}
+
+/// `name: value` (or `name=value`) as a header.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .or_else(|| text.split_once('='))
+        .ok_or_else(|| format!("{text:?}: not `name: value`"))?;
+    let (name, value) = (name.trim(), value.trim());
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?}: not a header name"))?;
+    reqwest::header::HeaderValue::from_str(value).map_err(|_| format!("{value:?}: not a header value"))?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_header;
+
+    #[test]
+    fn probe_headers_are_name_and_value_or_refused() {
+        assert_eq!(
+            parse_header("x-tenant-id: acme"),
+            Ok(("x-tenant-id".to_owned(), "acme".to_owned()))
+        );
+        assert_eq!(
+            parse_header("x-tenant-id=acme"),
+            Ok(("x-tenant-id".to_owned(), "acme".to_owned()))
+        );
+        assert!(parse_header("no separator").is_err());
+        assert!(parse_header("bad name: x").is_err());
+        assert!(parse_header("x-ok: line\nbreak").is_err());
+    }
 }

@@ -2,7 +2,7 @@
 
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
+use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, MESSAGING_DESTINATION_PARTITION_ID};
 
 use looptel_core::Outcome;
 
@@ -97,7 +97,8 @@ impl<G: HookState> Call<G> {
     /// ([`HookState::event`]), and the span — when it is the call's and
     /// records — gets it as an event (`retry` with `error.type`,
     /// `looptel.retry.attempt` and `looptel.retry.delay` in seconds;
-    /// `dead_lettered` with `error.type`).
+    /// `dead_lettered` with `error.type`; a partition as
+    /// `messaging.destination.partition.id`).
     pub fn event(&mut self, event: &CallEvent<'_>) {
         if self.owned {
             let span = self.cx.span();
@@ -115,6 +116,10 @@ impl<G: HookState> Call<G> {
                             KeyValue::new("looptel.retry.delay", delay.as_secs_f64()),
                         ],
                     ),
+                    CallEvent::Partition { id } => span.set_attribute(KeyValue::new(
+                        MESSAGING_DESTINATION_PARTITION_ID,
+                        id.to_owned(),
+                    )),
                     CallEvent::DeadLettered { error_type } => span.add_event(
                         "dead_lettered",
                         vec![KeyValue::new(ERROR_TYPE, error_type.to_owned())],

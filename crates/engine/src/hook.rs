@@ -92,6 +92,12 @@ pub enum CallEvent<'a> {
         /// The wait before it.
         delay: Duration,
     },
+    /// The broker placed the message in this partition (a Kafka producer
+    /// learns it on delivery).
+    Partition {
+        /// `messaging.destination.partition.id`.
+        id: &'a str,
+    },
     /// The message, not processed, went to its dead-letter destination.
     DeadLettered {
         /// Why it was not processed: its last attempt's `error.type`.

@@ -17,7 +17,10 @@
 //!   turns the head or the trailers into one [`Classification`] — outcome,
 //!   protocol status, `error.type` — that the span, the metrics, the logs
 //!   and the hooks all read.
-//! - [`Call`]: the same ending for transports without a response future.
+//! - [`Call`]: the same ending for transports without a response future,
+//!   and [`begin`]: the same start — messaging's `process`, `send` and
+//!   settlements start and end their calls as the server layers do, with
+//!   hooks of [`MessageOp`]s ([`MessageHook`]).
 //! - [`ServerLayer`]: the server layer, once — its builder, type-state,
 //!   `Layer` and `call` — with each transport a [`ServerPreset`] (the HTTP
 //!   and gRPC layers are this layer with their preset).
@@ -70,6 +73,7 @@ mod future;
 mod grpc;
 mod hook;
 mod layer;
+mod message;
 mod server;
 
 pub use body::ResponseBody;
@@ -93,6 +97,7 @@ pub use grpc::{
 };
 pub use hook::{CallEvent, HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
+pub use message::{MessageHook, MessageOp};
 pub use looptel_core::ErrorOutcome;
 pub use server::{Server, ServerHooksState, ServerLayer, ServerPreset, ServiceNames};
 

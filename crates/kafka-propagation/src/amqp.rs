@@ -30,18 +30,17 @@
 //! ```
 
 use std::future::Future;
-use std::time::Instant;
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
-use looptel_engine::Messaging;
+use looptel_engine::{MessageHook, MessageOp, Messaging};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure, variant_name};
+use crate::telemetry::{Batch, MessagingTelemetry, send_failure, variant_name};
 
 /// `messaging.system` for RabbitMQ.
 pub const SYSTEM: &str = "rabbitmq";
@@ -104,7 +103,7 @@ pub fn with_fields(headers: Option<FieldTable>, fields: &[(String, String)]) -> 
 /// Injects the current context's propagation fields into `headers` as
 /// long strings (the baggage policy applies), keeping the user's other
 /// headers.
-pub fn inject(telemetry: &MessagingTelemetry, headers: Option<FieldTable>) -> FieldTable {
+pub fn inject<H>(telemetry: &MessagingTelemetry<H>, headers: Option<FieldTable>) -> FieldTable {
     with_fields(headers, &telemetry.current_fields())
 }
 
@@ -154,8 +153,8 @@ fn message_attributes(properties: &BasicProperties, routing_key: &str) -> Vec<Ke
 ///
 /// # Errors
 /// lapin's, as [`Channel::basic_publish`].
-pub async fn publish(
-    telemetry: &MessagingTelemetry,
+pub async fn publish<H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
@@ -164,34 +163,27 @@ pub async fn publish(
     properties: BasicProperties,
 ) -> lapin::Result<PublisherConfirm> {
     let destination = destination(exchange, routing_key);
-    let op = Op {
-        system: SYSTEM,
-        name: "publish",
-        kind: "send",
-        destination: &destination,
-        partition: None,
-        group: None,
-        attributes: message_attributes(&properties, routing_key),
-    };
-    let (cx, fields, owned) = telemetry.start_send(&op);
-    let headers = with_fields(properties.headers().clone(), &fields);
-    let properties = properties.with_headers(headers);
-    let started = Instant::now();
-    let result = channel
-        .basic_publish(
-            ShortString::from(exchange),
-            ShortString::from(routing_key),
-            options,
-            payload,
-            properties,
+    let op = MessageOp::new(SYSTEM, "publish", "send", &destination)
+        .attributes(message_attributes(&properties, routing_key));
+    telemetry
+        .run_send(
+            &op,
+            |fields| {
+                let headers = with_fields(properties.headers().clone(), &fields);
+                channel.basic_publish(
+                    ShortString::from(exchange),
+                    ShortString::from(routing_key),
+                    options,
+                    payload,
+                    properties.with_headers(headers),
+                )
+            },
+            |result| match result {
+                Ok(_) => (Messaging.success(), None),
+                Err(e) => (send_failure(error_type(e), e), None),
+            },
         )
-        .await;
-    let classification = match &result {
-        Ok(_) => Messaging.success(),
-        Err(e) => send_failure(error_type(e), e),
-    };
-    telemetry.end_send(cx, owned, &op, started, Vec::new(), classification);
-    result
+        .await
 }
 
 /// Processes one `delivery` from `queue` with `handler` in a CONSUMER span
@@ -205,8 +197,8 @@ pub async fn publish(
 ///
 /// # Errors
 /// The handler's.
-pub async fn process<F, Fut, T, E>(
-    telemetry: &MessagingTelemetry,
+pub async fn process<F, Fut, T, E, H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     delivery: &Delivery,
     queue: &str,
     handler: F,
@@ -217,7 +209,7 @@ where
     E: ErrorOutcome,
 {
     let destination = delivery_destination(delivery, queue);
-    let op = delivery_op(delivery, &destination, "process", "process");
+    let op = delivery_op(delivery, &destination);
     let headers = extractor(delivery.properties.headers().as_ref());
     telemetry.run_process(&op, &headers, handler).await
 }
@@ -249,8 +241,8 @@ pub fn dead_letter_arguments(dlx: &str) -> FieldTable {
 /// A failed acknowledgement (the channel went away) is in
 /// [`Handled::settle_error`](crate::Handled::settle_error): RabbitMQ then
 /// delivers the message again, so a handler must be idempotent.
-pub async fn handle<F, Fut, T, E>(
-    telemetry: &MessagingTelemetry,
+pub async fn handle<F, Fut, T, E, H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     delivery: &Delivery,
     queue: &str,
     retry: &crate::Retry,
@@ -263,9 +255,9 @@ where
     E: ErrorOutcome,
 {
     let destination = delivery_destination(delivery, queue);
-    let op = delivery_op(delivery, &destination, "process", "process");
+    let op = delivery_op(delivery, &destination);
     let headers = extractor(delivery.properties.headers().as_ref());
-    let nack = delivery_op(delivery, &destination, "nack", "settle");
+    let nack = op.renamed("nack", "settle");
     let mut handled = telemetry
         .run_handled(&op, &headers, retry, stop, handler, |_, _| {
             telemetry.settle(&nack, async {
@@ -313,45 +305,25 @@ fn delivery_destination(delivery: &Delivery, queue: &str) -> String {
     )
 }
 
-fn delivery_op<'a>(
-    delivery: &Delivery,
-    destination: &'a str,
-    name: &'static str,
-    kind: &'static str,
-) -> Op<'a> {
+/// The `process` of a delivery.
+fn delivery_op<'a>(delivery: &Delivery, destination: &'a str) -> MessageOp<'a> {
     let mut attributes = message_attributes(&delivery.properties, delivery.routing_key.as_str());
     attributes.push(KeyValue::new(
         a::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
         i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
     ));
-    Op {
-        system: SYSTEM,
-        name,
-        kind,
-        destination,
-        partition: None,
-        group: None,
-        attributes,
-    }
+    MessageOp::new(SYSTEM, "process", "process", destination).attributes(attributes)
 }
 
 /// Starts the `receive` span of a batch of deliveries from `queue`: a new
 /// trace with a link to each delivery's context and
 /// `messaging.batch.message_count`.
-pub fn receive_batch(
-    telemetry: &MessagingTelemetry,
+pub fn receive_batch<H>(
+    telemetry: &MessagingTelemetry<H>,
     deliveries: &[Delivery],
     queue: &str,
 ) -> Batch {
-    let op = Op {
-        system: SYSTEM,
-        name: "receive",
-        kind: "receive",
-        destination: queue,
-        partition: None,
-        group: None,
-        attributes: Vec::new(),
-    };
+    let op = MessageOp::new(SYSTEM, "receive", "receive", queue);
     telemetry.start_batch(
         &op,
         deliveries

@@ -35,10 +35,10 @@
 //! ```
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
-use looptel_engine::Messaging;
+use looptel_engine::{MessageHook, MessageOp, Messaging};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 use rdkafka::client::DefaultClientContext;
@@ -48,7 +48,7 @@ use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure, variant_name};
+use crate::telemetry::{Batch, MessagingTelemetry, Placed, send_failure, variant_name};
 
 /// `messaging.system` for Kafka.
 pub const SYSTEM: &str = "kafka";
@@ -94,7 +94,7 @@ pub fn with_fields(headers: Option<OwnedHeaders>, fields: &[(String, String)]) -
 
 /// Injects the current context's propagation fields into `headers` (the
 /// baggage policy applies), keeping the user's other headers.
-pub fn inject(telemetry: &MessagingTelemetry, headers: Option<OwnedHeaders>) -> OwnedHeaders {
+pub fn inject<H>(telemetry: &MessagingTelemetry<H>, headers: Option<OwnedHeaders>) -> OwnedHeaders {
     with_fields(headers, &telemetry.current_fields())
 }
 
@@ -120,8 +120,8 @@ fn key_attribute(key: Option<&[u8]>) -> Option<KeyValue> {
 ///
 /// # Errors
 /// rdkafka's: the error and the message, as [`FutureProducer::send`].
-pub async fn send<K, P, C>(
-    telemetry: &MessagingTelemetry,
+pub async fn send<K, P, C, H>(
+    telemetry: &MessagingTelemetry<H>,
     producer: &FutureProducer<C>,
     mut record: FutureRecord<'_, K, P>,
     queue_timeout: impl Into<Timeout>,
@@ -130,6 +130,7 @@ where
     K: ToBytes + ?Sized,
     P: ToBytes + ?Sized,
     C: rdkafka::ClientContext + 'static,
+    H: MessageHook,
 {
     let mut attributes = Vec::new();
     if let Some(k) = key_attribute(record.key.map(ToBytes::to_bytes)) {
@@ -138,37 +139,33 @@ where
     if record.payload.is_none() {
         attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
     }
-    let mut op = Op {
-        system: SYSTEM,
-        name: "send",
-        kind: "send",
-        destination: record.topic,
-        partition: record.partition.map(decimal),
-        group: None,
-        attributes,
-    };
-    let (cx, fields, owned) = telemetry.start_send(&op);
-    record.headers = Some(with_fields(record.headers.take(), &fields));
-    let started = Instant::now();
-    let result = producer.send(record, queue_timeout).await;
-    let (late, classification) = match &result {
-        Ok(Delivery {
-            partition, offset, ..
-        }) => {
-            let partition = decimal(*partition);
-            op.partition = Some(partition.clone());
-            (
-                vec![
-                    KeyValue::new(a::MESSAGING_DESTINATION_PARTITION_ID, partition),
-                    KeyValue::new(a::MESSAGING_KAFKA_OFFSET, *offset),
-                ],
-                Messaging.success(),
-            )
-        }
-        Err((e, _)) => (Vec::new(), send_failure(error_type(e), e)),
-    };
-    telemetry.end_send(cx, owned, &op, started, late, classification);
-    result
+    let topic = record.topic;
+    let partition = record.partition.map(decimal);
+    let op = MessageOp::new(SYSTEM, "send", "send", topic)
+        .partition(partition.as_deref())
+        .attributes(attributes);
+    let queue_timeout = queue_timeout.into();
+    telemetry
+        .run_send(
+            &op,
+            |fields| {
+                record.headers = Some(with_fields(record.headers.take(), &fields));
+                producer.send(record, queue_timeout)
+            },
+            |result| match result {
+                Ok(Delivery {
+                    partition, offset, ..
+                }) => (
+                    Messaging.success(),
+                    Some(Placed {
+                        partition: decimal(*partition),
+                        attributes: vec![KeyValue::new(a::MESSAGING_KAFKA_OFFSET, *offset)],
+                    }),
+                ),
+                Err((e, _)) => (send_failure(error_type(e), e), None),
+            },
+        )
+        .await
 }
 
 /// A partition number as text, without `format!` (`itoa`).
@@ -178,10 +175,9 @@ fn decimal(partition: i32) -> String {
 
 fn consumer_op<'a, M: Message>(
     message: &'a M,
+    partition: &'a str,
     group: Option<&'a str>,
-    name: &'static str,
-    kind: &'static str,
-) -> Op<'a> {
+) -> MessageOp<'a> {
     let mut attributes = vec![KeyValue::new(a::MESSAGING_KAFKA_OFFSET, message.offset())];
     if let Some(k) = key_attribute(message.key()) {
         attributes.push(k);
@@ -189,15 +185,10 @@ fn consumer_op<'a, M: Message>(
     if message.payload().is_none() {
         attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
     }
-    Op {
-        system: SYSTEM,
-        name,
-        kind,
-        destination: message.topic(),
-        partition: Some(decimal(message.partition())),
-        group,
-        attributes,
-    }
+    MessageOp::new(SYSTEM, "process", "process", message.topic())
+        .partition(Some(partition))
+        .group(group)
+        .attributes(attributes)
 }
 
 /// Processes one consumed `message` with `handler` in a CONSUMER span
@@ -211,8 +202,8 @@ fn consumer_op<'a, M: Message>(
 ///
 /// # Errors
 /// The handler's.
-pub async fn process<M, F, Fut, T, E>(
-    telemetry: &MessagingTelemetry,
+pub async fn process<M, F, Fut, T, E, H>(
+    telemetry: &MessagingTelemetry<H>,
     message: &M,
     group: Option<&str>,
     handler: F,
@@ -222,8 +213,10 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: ErrorOutcome,
+    H: MessageHook,
 {
-    let op = consumer_op(message, group, "process", "process");
+    let partition = decimal(message.partition());
+    let op = consumer_op(message, &partition, group);
     let headers = extractor(message.headers());
     telemetry.run_process(&op, &headers, handler).await
 }
@@ -317,8 +310,8 @@ pub mod dead_letter_headers {
 ///
 /// [`is_settled`]: crate::Handled::is_settled
 #[allow(clippy::too_many_arguments)] // each is a part of the job
-pub async fn handle<M, F, Fut, T, E, C>(
-    telemetry: &MessagingTelemetry,
+pub async fn handle<M, F, Fut, T, E, C, H>(
+    telemetry: &MessagingTelemetry<H>,
     message: &M,
     group: Option<&str>,
     retry: &crate::Retry,
@@ -332,8 +325,10 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: ErrorOutcome + std::fmt::Display,
     C: rdkafka::ClientContext + 'static,
+    H: MessageHook,
 {
-    let op = consumer_op(message, group, "process", "process");
+    let partition = decimal(message.partition());
+    let op = consumer_op(message, &partition, group);
     let headers = extractor(message.headers());
     telemetry
         .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {
@@ -349,8 +344,8 @@ where
 }
 
 /// Sends `message` to `<topic>.dlq` under the current context.
-async fn dead_letter<M: Message, C: rdkafka::ClientContext + 'static>(
-    telemetry: &MessagingTelemetry,
+async fn dead_letter<M: Message, C: rdkafka::ClientContext + 'static, H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     message: &M,
     dead_letters: &DeadLetters<C>,
     reason: String,
@@ -404,21 +399,13 @@ async fn dead_letter<M: Message, C: rdkafka::ClientContext + 'static>(
 /// Starts the `receive` span of a batch of messages from one topic: a new
 /// trace with a link to each message's context and
 /// `messaging.batch.message_count`.
-pub fn receive_batch<M: Message>(
-    telemetry: &MessagingTelemetry,
+pub fn receive_batch<M: Message, H>(
+    telemetry: &MessagingTelemetry<H>,
     messages: &[M],
     group: Option<&str>,
 ) -> Batch {
     let topic = messages.first().map_or("", Message::topic);
-    let op = Op {
-        system: SYSTEM,
-        name: "receive",
-        kind: "receive",
-        destination: topic,
-        partition: None,
-        group,
-        attributes: Vec::new(),
-    };
+    let op = MessageOp::new(SYSTEM, "receive", "receive", topic).group(group);
     telemetry.start_batch(&op, messages.iter().map(|m| extractor(m.headers())))
 }
 

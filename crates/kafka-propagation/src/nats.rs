@@ -28,14 +28,13 @@
 //! ```
 
 use std::future::Future;
-use std::time::Instant;
 
 use async_nats::{Client, HeaderMap, Message, PublishError};
 use bytes::Bytes;
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
-use looptel_engine::Messaging;
+use looptel_engine::{MessageHook, MessageOp, Messaging};
 
-use crate::telemetry::{Batch, MessagingTelemetry, Op, send_failure, variant_name};
+use crate::telemetry::{Batch, MessagingTelemetry, send_failure, variant_name};
 
 /// `messaging.system` for NATS.
 pub const SYSTEM: &str = "nats";
@@ -66,7 +65,7 @@ pub fn with_fields(headers: Option<HeaderMap>, fields: &[(String, String)]) -> H
 
 /// Injects the current context's propagation fields into `headers` (the
 /// baggage policy applies), keeping the user's other headers.
-pub fn inject(telemetry: &MessagingTelemetry, headers: Option<HeaderMap>) -> HeaderMap {
+pub fn inject<H>(telemetry: &MessagingTelemetry<H>, headers: Option<HeaderMap>) -> HeaderMap {
     with_fields(headers, &telemetry.current_fields())
 }
 
@@ -83,34 +82,27 @@ pub fn error_type(e: &PublishError) -> String {
 ///
 /// # Errors
 /// async-nats', as [`Client::publish_with_headers`].
-pub async fn publish(
-    telemetry: &MessagingTelemetry,
+pub async fn publish<H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     client: &Client,
     subject: &str,
     headers: Option<HeaderMap>,
     payload: Bytes,
 ) -> Result<(), PublishError> {
-    let op = Op {
-        system: SYSTEM,
-        name: "publish",
-        kind: "send",
-        destination: subject,
-        partition: None,
-        group: None,
-        attributes: Vec::new(),
-    };
-    let (cx, fields, owned) = telemetry.start_send(&op);
-    let headers = with_fields(headers, &fields);
-    let started = Instant::now();
-    let result = client
-        .publish_with_headers(subject.to_owned(), headers, payload)
-        .await;
-    let classification = match &result {
-        Ok(()) => Messaging.success(),
-        Err(e) => send_failure(error_type(e), e),
-    };
-    telemetry.end_send(cx, owned, &op, started, Vec::new(), classification);
-    result
+    let op = MessageOp::new(SYSTEM, "publish", "send", subject);
+    telemetry
+        .run_send(
+            &op,
+            |fields| {
+                let headers = with_fields(headers, &fields);
+                client.publish_with_headers(subject.to_owned(), headers, payload)
+            },
+            |result| match result {
+                Ok(()) => (Messaging.success(), None),
+                Err(e) => (send_failure(error_type(e), e), None),
+            },
+        )
+        .await
 }
 
 /// Processes one received `message` with `handler` in a CONSUMER span
@@ -121,8 +113,8 @@ pub async fn publish(
 ///
 /// # Errors
 /// The handler's.
-pub async fn process<F, Fut, T, E>(
-    telemetry: &MessagingTelemetry,
+pub async fn process<F, Fut, T, E, H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     message: &Message,
     handler: F,
 ) -> Result<T, E>
@@ -136,16 +128,8 @@ where
     telemetry.run_process(&op, &headers, handler).await
 }
 
-fn process_op(message: &Message) -> Op<'_> {
-    Op {
-        system: SYSTEM,
-        name: "process",
-        kind: "process",
-        destination: message.subject.as_str(),
-        partition: None,
-        group: None,
-        attributes: Vec::new(),
-    }
+fn process_op(message: &Message) -> MessageOp<'_> {
+    MessageOp::new(SYSTEM, "process", "process", message.subject.as_str())
 }
 
 /// The dead-letter subject of `subject`: `<subject>.dlq`.
@@ -167,8 +151,8 @@ pub fn dead_letter_subject(subject: &str) -> String {
 /// listens on the dead-letter subject (or in a disconnection the client's
 /// buffer could not hold) is gone. Where that matters, consume from
 /// JetStream and settle with its acknowledgements.
-pub async fn handle<F, Fut, T, E>(
-    telemetry: &MessagingTelemetry,
+pub async fn handle<F, Fut, T, E, H: MessageHook>(
+    telemetry: &MessagingTelemetry<H>,
     client: &Client,
     message: &Message,
     retry: &crate::Retry,
@@ -202,16 +186,12 @@ where
 /// Starts the `receive` span of a batch of messages from `subject`: a new
 /// trace with a link to each message's context and
 /// `messaging.batch.message_count`.
-pub fn receive_batch(telemetry: &MessagingTelemetry, messages: &[Message], subject: &str) -> Batch {
-    let op = Op {
-        system: SYSTEM,
-        name: "receive",
-        kind: "receive",
-        destination: subject,
-        partition: None,
-        group: None,
-        attributes: Vec::new(),
-    };
+pub fn receive_batch<H>(
+    telemetry: &MessagingTelemetry<H>,
+    messages: &[Message],
+    subject: &str,
+) -> Batch {
+    let op = MessageOp::new(SYSTEM, "receive", "receive", subject);
     telemetry.start_batch(&op, messages.iter().map(|m| extractor(m.headers.as_ref())))
 }
 

@@ -1,6 +1,8 @@
 //! What every transport shares: the PRODUCER span and the injected
 //! fields, the CONSUMER span with a link or a parent, baggage restored,
-//! the classifier's outcome, the messaging metrics with exemplars.
+//! the classifier's outcome — each call started by the engine's
+//! [`begin`](looptel_engine::begin) and ended by its
+//! [`Call`], with the hooks (the messaging metrics among them) run by both.
 // Without a transport feature nothing calls these yet.
 #![cfg_attr(
     not(any(feature = "rdkafka", feature = "lapin", feature = "async-nats")),
@@ -8,14 +10,11 @@
 )]
 
 use std::future::Future;
-use std::time::Instant;
 
-use looptel_core::{
-    ErrorOutcome, Extracted, Instrumentation, MessageHeaderExtractor, SpanStart, TraceIds,
+use looptel_core::{ErrorOutcome, Extracted, Instrumentation, MessageHeaderExtractor, SpanStart};
+use looptel_engine::{
+    Call, CallEvent, Classification, Derived, MessageOp, Messaging, Relation, RequestHook,
 };
-use looptel_engine::{Call, Classification, Messaging};
-use looptel_red_metrics::MessagingMetrics;
-use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{Link, SpanBuilder, SpanKind, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
@@ -35,97 +34,60 @@ pub enum Mode {
 }
 
 /// Producer and consumer instrumentation for one service: its tracer and
-/// propagator, the consumer [`Mode`], and optionally the messaging metrics.
-/// Cheap to clone.
+/// propagator, the consumer [`Mode`], and the hooks every operation runs
+/// ([`hook`](Self::hook): the messaging metrics, your own). Cheap to clone.
+///
+/// ```
+/// use looptel_core::{Instrumentation, Propagator};
+/// use looptel_kafka_propagation::{MessagingTelemetry, Mode};
+/// use looptel_red_metrics::{MessagingMetrics, Registry};
+///
+/// let registry = Registry::new();
+/// let telemetry = MessagingTelemetry::new(Instrumentation::disabled(Propagator::default()))
+///     .mode(Mode::Parent)
+///     .hook(MessagingMetrics::new(&registry));
+/// # let _ = telemetry;
+/// ```
 #[derive(Clone, Debug)]
-pub struct MessagingTelemetry {
+pub struct MessagingTelemetry<H = ()> {
     pub(crate) instrumentation: Instrumentation,
-    pub(crate) metrics: Option<MessagingMetrics>,
+    pub(crate) hooks: H,
     pub(crate) mode: Mode,
 }
 
-/// One messaging operation as the conventions describe it.
+/// A send that went through: where the broker put the message, when the
+/// producer learns it only then (Kafka).
 #[derive(Debug)]
-pub(crate) struct Op<'a> {
-    pub(crate) system: &'static str,
-    /// `send`, `publish`, `process`, `receive`.
-    pub(crate) name: &'static str,
-    /// `send`, `process`, `receive`.
-    pub(crate) kind: &'static str,
-    pub(crate) destination: &'a str,
-    pub(crate) partition: Option<String>,
-    pub(crate) group: Option<&'a str>,
-    /// Span attributes beyond the common ones (offsets, keys, tags).
+pub(crate) struct Placed {
+    pub(crate) partition: String,
+    /// Span attributes known only then (the offset).
     pub(crate) attributes: Vec<KeyValue>,
-}
-
-impl Op<'_> {
-    fn span_name(&self) -> String {
-        // Not `format!`: a third of the cost for two pieces.
-        let mut name = String::with_capacity(self.name.len() + 1 + self.destination.len());
-        name.push_str(self.name);
-        name.push(' ');
-        name.push_str(self.destination);
-        name
-    }
-
-    fn span_attributes(&self) -> Vec<KeyValue> {
-        // Sized once: the four below, partition, group and the transport's.
-        let mut attrs = Vec::with_capacity(6 + self.attributes.len());
-        attrs.extend([
-            KeyValue::new(a::MESSAGING_SYSTEM, self.system),
-            KeyValue::new(a::MESSAGING_OPERATION_NAME, self.name),
-            KeyValue::new(a::MESSAGING_OPERATION_TYPE, self.kind),
-            KeyValue::new(a::MESSAGING_DESTINATION_NAME, self.destination.to_owned()),
-        ]);
-        if let Some(p) = &self.partition {
-            attrs.push(KeyValue::new(
-                a::MESSAGING_DESTINATION_PARTITION_ID,
-                p.clone(),
-            ));
-        }
-        if let Some(g) = self.group {
-            attrs.push(KeyValue::new(
-                a::MESSAGING_CONSUMER_GROUP_NAME,
-                g.to_owned(),
-            ));
-        }
-        attrs.extend(self.attributes.iter().cloned());
-        attrs
-    }
-
-    /// The metric labels, in `MESSAGING_LABELS` order.
-    fn labels<'s>(&'s self, error_type: &'s str) -> [&'s str; 6] {
-        [
-            self.system,
-            self.name,
-            self.destination,
-            self.partition.as_deref().unwrap_or(""),
-            self.group.unwrap_or(""),
-            error_type,
-        ]
-    }
 }
 
 impl MessagingTelemetry {
     /// Spans from `instrumentation`; consumers link to producers
-    /// ([`Mode::Link`]); no metrics until [`metrics`](Self::metrics).
+    /// ([`Mode::Link`]); no hooks until [`hook`](Self::hook).
     pub fn new(instrumentation: Instrumentation) -> Self {
         Self {
             instrumentation,
-            metrics: None,
+            hooks: (),
             mode: Mode::Link,
         }
     }
+}
 
-    /// Records `messaging.client.operation.duration`,
-    /// `messaging.client.sent.messages`, `messaging.process.duration` and
-    /// `messaging.client.consumed.messages`, with the sampled span as
-    /// exemplar.
-    #[must_use]
-    pub fn metrics(mut self, metrics: MessagingMetrics) -> Self {
-        self.metrics = Some(metrics);
-        self
+impl<H> MessagingTelemetry<H> {
+    /// Runs `hook` for every operation — sends, processed messages,
+    /// settlements — with its [`MessageOp`], inside its span, its retries
+    /// and dead letters as [`CallEvent`]s: the messaging metrics
+    /// (`looptel_red_metrics::MessagingMetrics`) are such a hook. Hooks
+    /// start in the order they are added and end in reverse.
+    pub fn hook<H2>(self, hook: H2) -> MessagingTelemetry<(H, H2)> {
+        MessagingTelemetry {
+            instrumentation: self.instrumentation,
+            hooks: (self.hooks, hook),
+            mode: self.mode,
+        }
     }
 
     /// How consumers' `process` spans relate to the producer.
@@ -138,22 +100,6 @@ impl MessagingTelemetry {
     /// The consumer mode.
     pub fn consumer_mode(&self) -> Mode {
         self.mode
-    }
-
-    /// Starts a PRODUCER span in the current context and returns its
-    /// context and the fields to put in the message's headers (through the
-    /// propagator and its baggage policy).
-    pub(crate) fn start_send(&self, op: &Op<'_>) -> (Context, Vec<(String, String)>, bool) {
-        let parent = Context::current();
-        let cx = self.instrumentation.start_span(
-            SpanStart::child_of(parent),
-            SpanBuilder::from_name(op.span_name())
-                .with_kind(SpanKind::Producer)
-                .with_attributes(op.span_attributes()),
-            &mut |_| {},
-        );
-        let owned = self.instrumentation.is_tracing();
-        (cx.clone(), self.fields(&cx), owned)
     }
 
     /// The propagation fields of `cx`, through the propagator and its
@@ -169,134 +115,135 @@ impl MessagingTelemetry {
         Context::map_current(|cx| self.fields(cx))
     }
 
-    /// Ends a send: late attributes (partition, offset), the outcome, the
-    /// metrics.
-    pub(crate) fn end_send(
+    /// Starts a call of `kind` for `op` as the engine starts every call:
+    /// its span in the context `extract` gives (related as `relation`
+    /// says), the hooks with it. Attributes are built only for a span
+    /// that starts: a message whose producer did not sample costs none.
+    fn begin<'o>(
         &self,
-        cx: Context,
-        owned: bool,
-        op: &Op<'_>,
-        started: Instant,
-        late: Vec<KeyValue>,
-        classification: Classification,
-    ) {
-        if owned && !late.is_empty() {
-            cx.span().set_attributes(late);
-        }
-        if let Some(m) = &self.metrics {
-            let ids = TraceIds::from_context(&cx);
-            let error = classification.error_type().unwrap_or("");
-            let labels = op.labels(error);
-            m.operation_duration
-                .with(&labels, |h| h.observe(started.elapsed().as_secs_f64(), ids));
-            m.sent.with(&labels, |c| c.add(1, ids));
-        }
-        Call::new(cx, owned, ()).end(classification);
+        op: &MessageOp<'o>,
+        kind: SpanKind,
+        relation: Relation,
+        extract: impl FnOnce(bool) -> Extracted,
+    ) -> Call<<H as RequestHook<MessageOp<'o>>>::State>
+    where
+        H: RequestHook<MessageOp<'o>>,
+    {
+        let (cx, owned, state) = looptel_engine::begin(
+            &self.instrumentation,
+            op,
+            &Derived::none(),
+            relation,
+            extract,
+            &self.hooks,
+            |start| {
+                self.instrumentation.start_span(
+                    start,
+                    SpanBuilder::from_name(op.span_name())
+                        .with_kind(kind)
+                        .with_attributes(op.span_attributes()),
+                    &mut |_| {},
+                )
+            },
+        );
+        Call::new(cx, owned, state)
     }
 
-    /// The context a message is processed in: its span (a link to the
-    /// producer, or its child) and the producer's baggage.
-    pub(crate) fn start_process(
+    /// A call under the current context (a send, a settlement).
+    fn begin_here<'o>(
         &self,
-        op: &Op<'_>,
+        op: &MessageOp<'o>,
+        kind: SpanKind,
+    ) -> Call<<H as RequestHook<MessageOp<'o>>>::State>
+    where
+        H: RequestHook<MessageOp<'o>>,
+    {
+        self.begin(op, kind, Relation::Child, |_| {
+            Extracted::Remote(Context::current())
+        })
+    }
+
+    /// The call a message is processed in: its span (a link to the
+    /// producer, or its child) and the producer's baggage.
+    fn begin_process<'o>(
+        &self,
+        op: &MessageOp<'o>,
         headers: &MessageHeaderExtractor<'_>,
-    ) -> (Context, bool) {
-        // Built only when a span starts: a message whose producer did not
-        // sample costs no attributes (~2,600 instructions in parent mode,
-        // `scripts/bench.sh`).
-        let builder = || {
-            SpanBuilder::from_name(op.span_name())
-                .with_kind(SpanKind::Consumer)
-                .with_attributes(op.span_attributes())
+    ) -> Call<<H as RequestHook<MessageOp<'o>>>::State>
+    where
+        H: RequestHook<MessageOp<'o>>,
+    {
+        let relation = match self.mode {
+            Mode::Parent => Relation::Child,
+            Mode::Link => Relation::Linked,
         };
-        match self.mode {
-            Mode::Parent => match self.instrumentation.extract_message(headers, true) {
-                // The producer did not sample and the sampler follows it.
-                Extracted::UnsampledChild(cx) => (cx, false),
-                Extracted::Remote(remote) => (
-                    self.instrumentation.start_span(
-                        SpanStart::child_of(remote),
-                        builder(),
-                        &mut |_| {},
-                    ),
-                    self.instrumentation.is_tracing(),
-                ),
-            },
-            Mode::Link => {
-                let remote = match self.instrumentation.extract_message(headers, false) {
-                    Extracted::Remote(cx) | Extracted::UnsampledChild(cx) => cx,
-                };
-                let sc = remote.span().span_context().clone();
-                let links = if sc.is_valid() {
-                    vec![Link::with_context(sc)]
-                } else {
-                    Vec::new()
-                };
-                let mut start = SpanStart::root_linked(links);
-                let baggage: Baggage = looptel_core::baggage::copy(remote.baggage());
-                if !baggage.is_empty() {
-                    *start.parent_mut() = Context::new().with_baggage(baggage);
-                }
-                (
-                    self.instrumentation
-                        .start_span(start, builder(), &mut |_| {}),
-                    self.instrumentation.is_tracing(),
-                )
+        self.begin(op, SpanKind::Consumer, relation, |trust| {
+            self.instrumentation.extract_message(headers, trust)
+        })
+    }
+
+    /// One send, the same for every transport: a PRODUCER span `{name}
+    /// {destination}` under the current context, `send` given the fields
+    /// to put in the message's headers (through the propagator and its
+    /// baggage policy), its result classified — a failure by `failure`'s
+    /// error class — and, when the broker says where the message went,
+    /// that recorded; the hooks end with it.
+    pub(crate) async fn run_send<'o, T, E, Fut>(
+        &self,
+        op: &MessageOp<'o>,
+        send: impl FnOnce(Vec<(String, String)>) -> Fut,
+        outcome: impl FnOnce(&Result<T, E>) -> (Classification, Option<Placed>),
+    ) -> Result<T, E>
+    where
+        H: RequestHook<MessageOp<'o>>,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut call = self.begin_here(op, SpanKind::Producer);
+        let fields = self.fields(call.context());
+        let result = send(fields).await;
+        let (classification, placed) = outcome(&result);
+        if let Some(placed) = placed {
+            call.event(&CallEvent::Partition {
+                id: &placed.partition,
+            });
+            if call.owns_span() && !placed.attributes.is_empty() {
+                call.context().span().set_attributes(placed.attributes);
             }
         }
+        call.end(classification);
+        result
     }
 
     /// Runs `handler` in the message's context, classifies its result and
-    /// ends the span; records the process metrics.
-    pub(crate) async fn run_process<F, Fut, T, E>(
+    /// ends the call.
+    pub(crate) async fn run_process<'o, F, Fut, T, E>(
         &self,
-        op: &Op<'_>,
+        op: &MessageOp<'o>,
         headers: &MessageHeaderExtractor<'_>,
         handler: F,
     ) -> Result<T, E>
     where
+        H: RequestHook<MessageOp<'o>>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: ErrorOutcome,
     {
-        let (cx, owned) = self.start_process(op, headers);
-        let started = Instant::now();
-        let result = handler().with_context(cx.clone()).await;
-        self.end_process(cx, owned, op, started, Messaging.classify(&result));
+        let call = self.begin_process(op, headers);
+        let result = handler().with_context(call.context().clone()).await;
+        call.end(Messaging.classify(&result));
         result
     }
 
-    /// Records the process metrics and ends the span.
-    fn end_process(
-        &self,
-        cx: Context,
-        owned: bool,
-        op: &Op<'_>,
-        started: Instant,
-        classification: Classification,
-    ) {
-        if let Some(m) = &self.metrics {
-            let ids = TraceIds::from_context(&cx);
-            let error = classification.error_type().unwrap_or("");
-            let labels = op.labels(error);
-            m.process_duration
-                .with(&labels, |h| h.observe(started.elapsed().as_secs_f64(), ids));
-            m.consumed.with(&labels, |c| c.add(1, ids));
-        }
-        Call::new(cx, owned, ()).end(classification);
-    }
-
-    /// One message's whole handling in one `process` span: `handler`'s
-    /// attempts by `retry` (each retry a `retry` event and counted in
-    /// `messaging.client.retries`); a message not processed goes through
-    /// `dead_letter` in the span's context (counted in
-    /// `messaging.dead_lettered` when it succeeds); `stop` cuts a backoff
+    /// One message's whole handling in one `process` call: `handler`'s
+    /// attempts by `retry` (each retry a [`CallEvent::Retry`]); a message
+    /// not processed goes through `dead_letter` in the call's context (a
+    /// [`CallEvent::DeadLettered`] when it succeeds); `stop` cuts a backoff
     /// short and leaves the message to redelivery.
     #[cfg(feature = "retry")]
     #[allow(clippy::too_many_arguments)] // one per part of the protocol
-    pub(crate) async fn run_handled<T, E, F, Fut, D, DFut>(
+    pub(crate) async fn run_handled<'o, T, E, F, Fut, D, DFut>(
         &self,
-        op: &Op<'_>,
+        op: &MessageOp<'o>,
         headers: &MessageHeaderExtractor<'_>,
         retry: &crate::Retry,
         stop: impl Future<Output = ()>,
@@ -304,6 +251,7 @@ impl MessagingTelemetry {
         dead_letter: D,
     ) -> crate::Handled<T, E>
     where
+        H: RequestHook<MessageOp<'o>>,
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: ErrorOutcome,
@@ -311,28 +259,18 @@ impl MessagingTelemetry {
         DFut: Future<Output = Result<(), String>>,
     {
         use crate::retry::{Next, Redeliver, Settlement};
-        let (cx, owned) = self.start_process(op, headers);
-        let ids = TraceIds::from_context(&cx);
-        let started = Instant::now();
+        let mut call = self.begin_process(op, headers);
+        let cx = call.context().clone();
         let (result, attempts) = crate::retry::attempts(
             retry,
             stop,
             |n| handler(n).with_context(cx.clone()),
-            |error, n, wait| {
-                if owned {
-                    cx.span().add_event(
-                        "retry",
-                        vec![
-                            KeyValue::new(a::ERROR_TYPE, error.error_type()),
-                            KeyValue::new("looptel.retry.attempt", i64::from(n)),
-                            KeyValue::new("looptel.retry.delay", wait.as_secs_f64()),
-                        ],
-                    );
-                }
-                if let Some(m) = &self.metrics {
-                    m.retries
-                        .with(&op.labels(error.error_type()), |c| c.add(1, ids));
-                }
+            |error, attempt, delay| {
+                call.event(&CallEvent::Retry {
+                    error_type: error.error_type(),
+                    attempt,
+                    delay,
+                });
             },
         )
         .await;
@@ -345,10 +283,9 @@ impl MessagingTelemetry {
             Err(Next::Done(error)) => {
                 match dead_letter(&error, attempts).with_context(cx.clone()).await {
                     Ok(()) => {
-                        if let Some(m) = &self.metrics {
-                            m.dead_lettered
-                                .with(&op.labels(error.error_type()), |c| c.add(1, ids));
-                        }
+                        call.event(&CallEvent::DeadLettered {
+                            error_type: error.error_type(),
+                        });
                         Settlement::DeadLettered(error)
                     }
                     Err(why) => Settlement::Redeliver {
@@ -364,7 +301,7 @@ impl MessagingTelemetry {
                 looptel_engine::ClassifyError::classify_error(&Messaging, e)
             }
         };
-        self.end_process(cx.clone(), owned, op, started, classification);
+        call.end(classification);
         crate::Handled {
             settlement,
             attempts,
@@ -374,42 +311,31 @@ impl MessagingTelemetry {
     }
 
     /// A settlement (`ack`, `nack`) in a CLIENT span `{name} {destination}`
-    /// under the current context, with `messaging.client.operation.duration`.
+    /// under the current context; the hooks with it.
     #[cfg(feature = "retry")]
-    pub(crate) async fn settle(
+    pub(crate) async fn settle<'o>(
         &self,
-        op: &Op<'_>,
+        op: &MessageOp<'o>,
         settlement: impl Future<Output = Result<(), (String, String)>>,
-    ) -> Result<(), String> {
-        let cx = self.instrumentation.start_span(
-            SpanStart::child_of(Context::current()),
-            SpanBuilder::from_name(op.span_name())
-                .with_kind(SpanKind::Client)
-                .with_attributes(op.span_attributes()),
-            &mut |_| {},
-        );
-        let owned = self.instrumentation.is_tracing();
-        let started = Instant::now();
-        let result = settlement.with_context(cx.clone()).await;
-        let classification = match &result {
+    ) -> Result<(), String>
+    where
+        H: RequestHook<MessageOp<'o>>,
+    {
+        let call = self.begin_here(op, SpanKind::Client);
+        let result = settlement.with_context(call.context().clone()).await;
+        call.end(match &result {
             Ok(()) => Messaging.success(),
             Err((error_type, message)) => send_failure(error_type.clone(), message),
-        };
-        if let Some(m) = &self.metrics {
-            let ids = TraceIds::from_context(&cx);
-            let labels = op.labels(classification.error_type().unwrap_or(""));
-            m.operation_duration
-                .with(&labels, |h| h.observe(started.elapsed().as_secs_f64(), ids));
-        }
-        Call::new(cx, owned, ()).end(classification);
+        });
         result.map_err(|(_, message)| message)
     }
 
     /// A `receive` span for a batch: a new trace linked to every message's
-    /// valid context, with `messaging.batch.message_count`.
+    /// valid context, with `messaging.batch.message_count`. No hooks: the
+    /// batch's messages are each processed (and recorded) on their own.
     pub(crate) fn start_batch<'h>(
         &self,
-        op: &Op<'_>,
+        op: &MessageOp<'_>,
         messages: impl IntoIterator<Item = MessageHeaderExtractor<'h>>,
     ) -> Batch {
         let mut links = Vec::new();

@@ -68,10 +68,18 @@ impl Instruments {
         &self.rpc
     }
 
-    /// The messaging instruments.
+    /// The messaging instruments (a messaging hook).
     #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
-    pub fn messaging(&self) -> &looptel_red_metrics::MessagingMetrics {
+    pub fn messaging_metrics(&self) -> &looptel_red_metrics::MessagingMetrics {
         &self.messaging
+    }
+
+    /// Messaging instrumentation on these instruments; see
+    /// [`Looptel::messaging`](crate::Looptel::messaging).
+    #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
+    pub fn messaging(&self, instrumentation: looptel_core::Instrumentation) -> crate::Messaging {
+        looptel_kafka_propagation::MessagingTelemetry::new(instrumentation)
+            .hook(self.messaging.clone())
     }
 
     /// The dependencies' readiness.

@@ -102,6 +102,14 @@ pub type HttpClient = looptel_http_layer::ClientLayer<((), looptel_red_metrics::
 pub type Reqwest =
     looptel_http_layer::reqwest::TracingMiddleware<((), looptel_red_metrics::HttpClientMetrics)>;
 
+/// The messaging instrumentation [`Looptel::messaging`] gives, with the
+/// messaging metrics as its hook. Add hooks of your own with `.hook(…)`.
+#[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
+pub type Messaging = looptel_kafka_propagation::MessagingTelemetry<(
+    (),
+    looptel_red_metrics::MessagingMetrics,
+)>;
+
 /// The paths the server layer leaves untraced and unmeasured: probes and
 /// scrapes, polled every few seconds.
 pub const UNTRACED_PATHS: [&str; 4] = ["/health", "/health/live", "/health/ready", "/metrics"];
@@ -307,9 +315,8 @@ impl Looptel {
     /// recording the messaging metrics; consumers link to producers until
     /// [`mode`](messaging::MessagingTelemetry::mode) says otherwise.
     #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
-    pub fn messaging(&self) -> looptel_kafka_propagation::MessagingTelemetry {
-        looptel_kafka_propagation::MessagingTelemetry::new(self.instrumentation())
-            .metrics(self.instruments.messaging().clone())
+    pub fn messaging(&self) -> Messaging {
+        self.instruments.messaging(self.instrumentation())
     }
 
     /// Flushes and shuts telemetry down, bounded by its timeout.

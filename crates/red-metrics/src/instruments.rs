@@ -204,35 +204,145 @@ impl RpcMetrics {
 /// The labels of the messaging instruments.
 pub const MESSAGING_LABELS: &[&str] = m::MESSAGING_LABELS;
 
-/// The messaging instruments: operation and process durations, sent and
-/// consumed messages, retries and dead letters.
+/// The messaging instruments — `messaging.client.operation.duration`,
+/// `messaging.process.duration`, `messaging.client.sent.messages`,
+/// `messaging.client.consumed.messages`, `messaging.client.retries`,
+/// `messaging.dead_lettered` — as the hook of a messaging telemetry
+/// (`MessagingTelemetry::hook`): a send records its duration and counts
+/// as sent, a processed message its process duration and counts as
+/// consumed, a settlement (`ack`, `nack`) its duration; retries and dead
+/// letters count as they happen; the span, when sampled, is the exemplar.
+/// Labels: [`MESSAGING_LABELS`], from the [`MessageOp`](looptel_engine::MessageOp)
+/// (offsets and keys never).
+///
+/// ```
+/// use looptel_engine::{Derived, HookState, MessageOp, Messaging, RequestHook};
+/// use looptel_red_metrics::{Format, MessagingMetrics, Registry};
+///
+/// let registry = Registry::new();
+/// let metrics = MessagingMetrics::new(&registry);
+/// let op = MessageOp::new("kafka", "send", "send", "orders").partition(Some("3"));
+/// let state = metrics.start(&op, &Derived::none(), &mut opentelemetry::Context::new());
+/// state.end(&Messaging.success(), &opentelemetry::Context::new());
+/// assert!(registry.encode(Format::Prometheus).contains(
+///     "messaging_client_sent_messages_total{messaging_system=\"kafka\",messaging_operation_name=\"send\",messaging_destination_name=\"orders\",messaging_destination_partition_id=\"3\"} 1"
+/// ));
+/// ```
 #[derive(Clone, Debug)]
 pub struct MessagingMetrics {
-    /// `messaging.client.operation.duration`.
-    pub operation_duration: Arc<Metric<Histogram>>,
-    /// `messaging.process.duration`.
-    pub process_duration: Arc<Metric<Histogram>>,
-    /// `messaging.client.sent.messages`.
-    pub sent: Arc<Metric<Counter>>,
-    /// `messaging.client.consumed.messages`.
-    pub consumed: Arc<Metric<Counter>>,
-    /// `messaging.client.retries`.
-    pub retries: Arc<Metric<Counter>>,
-    /// `messaging.dead_lettered`.
-    pub dead_lettered: Arc<Metric<Counter>>,
+    instruments: Arc<MessagingInstruments>,
+}
+
+#[derive(Debug)]
+struct MessagingInstruments {
+    operation_duration: Arc<Metric<Histogram>>,
+    process_duration: Arc<Metric<Histogram>>,
+    sent: Arc<Metric<Counter>>,
+    consumed: Arc<Metric<Counter>>,
+    retries: Arc<Metric<Counter>>,
+    dead_lettered: Arc<Metric<Counter>>,
 }
 
 impl MessagingMetrics {
     /// Registers the instruments.
     pub fn new(registry: &Registry) -> Self {
         Self {
-            operation_duration: registry
-                .instrument_histogram(&m::MESSAGING_CLIENT_OPERATION_DURATION),
-            process_duration: registry.instrument_histogram(&m::MESSAGING_PROCESS_DURATION),
-            sent: registry.instrument_counter(&m::MESSAGING_CLIENT_SENT_MESSAGES),
-            consumed: registry.instrument_counter(&m::MESSAGING_CLIENT_CONSUMED_MESSAGES),
-            retries: registry.instrument_counter(&m::MESSAGING_CLIENT_RETRIES),
-            dead_lettered: registry.instrument_counter(&m::MESSAGING_DEAD_LETTERED),
+            instruments: Arc::new(MessagingInstruments {
+                operation_duration: registry
+                    .instrument_histogram(&m::MESSAGING_CLIENT_OPERATION_DURATION),
+                process_duration: registry.instrument_histogram(&m::MESSAGING_PROCESS_DURATION),
+                sent: registry.instrument_counter(&m::MESSAGING_CLIENT_SENT_MESSAGES),
+                consumed: registry.instrument_counter(&m::MESSAGING_CLIENT_CONSUMED_MESSAGES),
+                retries: registry.instrument_counter(&m::MESSAGING_CLIENT_RETRIES),
+                dead_lettered: registry.instrument_counter(&m::MESSAGING_DEAD_LETTERED),
+            }),
+        }
+    }
+}
+
+/// A messaging operation being recorded by [`MessagingMetrics`].
+#[derive(Debug)]
+pub struct MessagingRecording<'a> {
+    instruments: Arc<MessagingInstruments>,
+    system: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    destination: &'a str,
+    /// Known at the start, or learnt on delivery.
+    partition: Option<std::borrow::Cow<'a, str>>,
+    group: Option<&'a str>,
+    start: std::time::Instant,
+}
+
+impl<'a> looptel_engine::RequestHook<looptel_engine::MessageOp<'a>> for MessagingMetrics {
+    type State = MessagingRecording<'a>;
+
+    fn start(
+        &self,
+        op: &looptel_engine::MessageOp<'a>,
+        _: &looptel_engine::Derived<'_>,
+        _: &mut opentelemetry::Context,
+    ) -> MessagingRecording<'a> {
+        MessagingRecording {
+            instruments: self.instruments.clone(),
+            system: op.system,
+            name: op.name,
+            kind: op.kind,
+            destination: op.destination,
+            partition: op.partition.map(std::borrow::Cow::Borrowed),
+            group: op.group,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl MessagingRecording<'_> {
+    /// The labels, in [`MESSAGING_LABELS`] order.
+    fn labels<'s>(&'s self, error_type: &'s str) -> [&'s str; 6] {
+        [
+            self.system,
+            self.name,
+            self.destination,
+            self.partition.as_deref().unwrap_or(""),
+            self.group.unwrap_or(""),
+            error_type,
+        ]
+    }
+}
+
+impl looptel_engine::HookState for MessagingRecording<'_> {
+    fn event(&mut self, event: &looptel_engine::CallEvent<'_>, cx: &opentelemetry::Context) {
+        use looptel_engine::CallEvent;
+        let ids = TraceIds::from_context(cx);
+        match *event {
+            CallEvent::Retry { error_type, .. } => self
+                .instruments
+                .retries
+                .with(&self.labels(error_type), |c| c.add(1, ids)),
+            CallEvent::DeadLettered { error_type } => self
+                .instruments
+                .dead_lettered
+                .with(&self.labels(error_type), |c| c.add(1, ids)),
+            CallEvent::Partition { id } => {
+                self.partition = Some(std::borrow::Cow::Owned(id.to_owned()));
+            }
+            _ => {}
+        }
+    }
+
+    fn end(self, end: &looptel_engine::Classification, cx: &opentelemetry::Context) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let ids = TraceIds::from_context(cx);
+        let labels = self.labels(end.error_type().unwrap_or(""));
+        let i = &self.instruments;
+        let (duration, count) = match self.kind {
+            "send" => (&i.operation_duration, Some(&i.sent)),
+            "process" => (&i.process_duration, Some(&i.consumed)),
+            _ => (&i.operation_duration, None),
+        };
+        duration.with(&labels, |h| h.observe(elapsed, ids));
+        if let Some(count) = count {
+            count.with(&labels, |c| c.add(1, ids));
         }
     }
 }

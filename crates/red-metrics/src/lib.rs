@@ -63,7 +63,7 @@ pub use foreign::DuplicateFamily;
 pub use health::health_routes;
 pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
-    HttpClientMetrics, HttpClientRecording, MESSAGING_LABELS, MessagingMetrics, RPC_LABELS,
+    HttpClientMetrics, HttpClientRecording, MESSAGING_LABELS, MessagingMetrics, MessagingRecording, RPC_LABELS,
     RpcMetrics,
 };
 pub use metric::Metric;

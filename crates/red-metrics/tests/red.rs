@@ -495,9 +495,12 @@ async fn business_and_other_instruments_are_named_by_the_conventions() {
         &["grpc", "inventory.v1.StockService/ReserveItem", "OK", ""],
         0.02,
     );
-    messaging
-        .sent
-        .add(&["kafka", "send", "orders", "3", "", ""], 3);
+    for _ in 0..3 {
+        use looptel_engine::{Derived, HookState, MessageOp, Messaging, RequestHook};
+        let op = MessageOp::new("kafka", "send", "send", "orders").partition(Some("3"));
+        let state = messaging.start(&op, &Derived::none(), &mut opentelemetry::Context::new());
+        state.end(&Messaging.success(), &opentelemetry::Context::new());
+    }
 
     let om = registry.encode(Format::OpenMetrics);
     let trace = spans.get_finished_spans().expect("spans")[0]

@@ -32,8 +32,9 @@
 use std::time::{Duration, Instant};
 
 use looptel::core::{ErrorOutcome, Instrumentation};
-use looptel::messaging::{MessagingTelemetry, Mode, Retry, kafka};
-use looptel::metrics::{Dependency, Health, MessagingMetrics};
+use looptel::Messaging;
+use looptel::messaging::{Mode, Retry, kafka};
+use looptel::metrics::{Dependency, Health};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
@@ -163,12 +164,10 @@ impl Broker {
 
 /// The consumers' and producers' instrumentation, as the service runs it:
 /// parent mode (see the module's docs), messaging metrics.
-pub fn telemetry(
-    instrumentation: Instrumentation,
-    metrics: MessagingMetrics,
-) -> MessagingTelemetry {
-    MessagingTelemetry::new(instrumentation)
-        .metrics(metrics)
+pub fn telemetry(instrumentation: Instrumentation, metrics: &crate::Metrics) -> Messaging {
+    metrics
+        .instruments()
+        .messaging(instrumentation)
         .mode(Mode::Parent)
 }
 
@@ -176,7 +175,7 @@ pub fn telemetry(
 #[derive(Clone)]
 pub struct Events {
     producer: FutureProducer,
-    telemetry: MessagingTelemetry,
+    telemetry: Messaging,
 }
 
 impl std::fmt::Debug for Events {
@@ -187,7 +186,7 @@ impl std::fmt::Debug for Events {
 
 impl Events {
     /// Events sent through `producer`.
-    pub fn new(producer: FutureProducer, telemetry: MessagingTelemetry) -> Self {
+    pub fn new(producer: FutureProducer, telemetry: Messaging) -> Self {
         Self {
             producer,
             telemetry,
@@ -355,7 +354,7 @@ pub fn unreadable(e: &serde_json::Error) -> String {
 #[derive(Clone, Debug)]
 pub struct Fulfil {
     /// Its instrumentation.
-    pub telemetry: MessagingTelemetry,
+    pub telemetry: Messaging,
     /// Payments, when RabbitMQ is configured.
     pub payments: Option<Payments>,
     /// Notifications, when NATS is configured.

@@ -49,7 +49,7 @@ use axum::{Json, Router};
 use looptel::Instruments;
 use looptel::baggage::{BaggagePolicy, EdgeLayer, from_header};
 use looptel::core::{ErrorOutcome, Instrumentation, Operation, OperationNameError, Outcome};
-use looptel::metrics::{Counter, Health, MessagingMetrics, Metric, Registry};
+use looptel::metrics::{Counter, Health, Metric, Registry};
 use opentelemetry::baggage::BaggageExt;
 use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -169,11 +169,6 @@ impl Metrics {
     /// looptel's instruments.
     pub fn instruments(&self) -> &Instruments {
         &self.instruments
-    }
-
-    /// The messaging instruments (order events, payments).
-    pub fn messaging(&self) -> &MessagingMetrics {
-        self.instruments.messaging()
     }
 
     /// The dependencies `/health/ready` answers for

@@ -137,8 +137,7 @@ async fn main() -> anyhow::Result<()> {
         kafka.embedded = broker.is_embedded(),
         "order events on Kafka"
     );
-    let messaging =
-        order_service::events::telemetry(lt.instrumentation(), metrics.messaging().clone());
+    let messaging = order_service::events::telemetry(lt.instrumentation(), &metrics);
     let events = order_service::events::Events::new(
         broker.producer().context("creating the Kafka producer")?,
         messaging.clone(),

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use looptel::core::{ErrorOutcome, Outcome};
-use looptel::messaging::{MessagingTelemetry, Retry, nats};
+use looptel::Messaging;
+use looptel::messaging::{Retry, nats};
 use looptel::metrics::Health;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
@@ -68,7 +69,7 @@ impl ErrorOutcome for NotifyError {
 pub struct Notifications {
     client: Client,
     subject: String,
-    telemetry: MessagingTelemetry,
+    telemetry: Messaging,
 }
 
 impl Notifications {
@@ -81,7 +82,7 @@ impl Notifications {
     pub async fn start(
         url: &str,
         subject: String,
-        telemetry: MessagingTelemetry,
+        telemetry: Messaging,
         retry: Retry,
         health: &Health,
         stop: watch::Receiver<bool>,

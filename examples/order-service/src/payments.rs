@@ -56,7 +56,8 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use looptel::core::{ErrorOutcome, Outcome};
-use looptel::messaging::{MessagingTelemetry, Retry, amqp};
+use looptel::Messaging;
+use looptel::messaging::{Retry, amqp};
 
 use crate::consumers::stopped;
 use looptel::metrics::{Dependency, Health};
@@ -150,7 +151,7 @@ pub struct Payments {
 #[derive(Debug)]
 struct Inner {
     names: Names,
-    telemetry: MessagingTelemetry,
+    telemetry: Messaging,
     retry: Retry,
     /// The latest publishing channel, and whether it is live.
     publisher: watch::Sender<(Option<Channel>, bool)>,
@@ -192,7 +193,7 @@ impl Payments {
     pub fn start(
         url: String,
         names: Names,
-        telemetry: MessagingTelemetry,
+        telemetry: Messaging,
         retry: Retry,
         publish_wait: Duration,
         health: &Health,

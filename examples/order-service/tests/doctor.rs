@@ -40,6 +40,8 @@ async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
     let (observed, problems) = gather(&Inputs {
         metrics_url: Some(format!("http://{addr}/metrics")),
         probe: Some(format!("http://{addr}/orders/doctor-probe")),
+        // As the gateway's callers: inside the trust boundary.
+        probe_headers: vec![("x-tenant-id".to_owned(), "acme".to_owned())],
         probes: 5,
         env_file: Some(env),
         logs: Some(log),
@@ -114,6 +116,8 @@ async fn pointed_at_the_doctor_over_otlp_its_spans_are_checked_too() {
     let (observed, problems) = gather(&Inputs {
         metrics_url: Some(format!("http://{addr}/metrics")),
         probe: Some(format!("http://{addr}/orders/doctor-probe")),
+        // As the gateway's callers: inside the trust boundary.
+        probe_headers: vec![("x-tenant-id".to_owned(), "acme".to_owned())],
         probes: 5,
         otlp_listen: Some(format!("127.0.0.1:{port}")),
         listen_for: Some(Duration::from_secs(4)),

@@ -21,7 +21,7 @@ pub(crate) struct Setup {
     pub exporter: InMemorySpanExporter,
     pub provider: SdkTracerProvider,
     pub registry: Registry,
-    pub telemetry: MessagingTelemetry,
+    pub telemetry: MessagingTelemetry<((), MessagingMetrics)>,
 }
 
 pub(crate) fn setup(mode: Mode) -> Setup {
@@ -38,7 +38,7 @@ pub(crate) fn setup(mode: Mode) -> Setup {
     );
     let registry = Registry::new();
     let telemetry = MessagingTelemetry::new(inst)
-        .metrics(MessagingMetrics::new(&registry))
+        .hook(MessagingMetrics::new(&registry))
         .mode(mode);
     Setup {
         exporter,
