@@ -108,8 +108,7 @@ pub fn consumer(scenario: &str) -> Consumer {
     // As `main` builds the fulfilment consumer's telemetry.
     let (dispatch, guard, _) = service_telemetry(None);
     let metrics = order_service::Metrics::new();
-    let messaging =
-        order_service::events::telemetry(guard.instrumentation(), &metrics);
+    let messaging = order_service::events::telemetry(guard.instrumentation(), &metrics);
     Consumer {
         dispatch,
         telemetry: Some(messaging),

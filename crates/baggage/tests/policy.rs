@@ -299,11 +299,10 @@ async fn inbound_baggage_is_kept_from_trusted_callers_and_dropped_from_untrusted
 #[tokio::test]
 async fn the_edge_sets_members_but_refuses_denied_ones() {
     let policy = policy();
-    let edge = EdgeLayer::new(policy.clone())
-        .members(from_header(
-            HeaderName::from_static("x-user-email"),
-            "user.email",
-        ));
+    let edge = EdgeLayer::new(policy.clone()).members(from_header(
+        HeaderName::from_static("x-user-email"),
+        "user.email",
+    ));
     let req = Request::get("/orders")
         .header("x-user-email", "a@example.com")
         .body(Body::empty())

@@ -190,7 +190,8 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = (name.trim(), value.trim());
     reqwest::header::HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?}: not a header name"))?;
-    reqwest::header::HeaderValue::from_str(value).map_err(|_| format!("{value:?}: not a header value"))?;
+    reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| format!("{value:?}: not a header value"))?;
     Ok((name.to_owned(), value.to_owned()))
 }
 

@@ -2,7 +2,9 @@
 
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, MESSAGING_DESTINATION_PARTITION_ID};
+use opentelemetry_semantic_conventions::attribute::{
+    ERROR_TYPE, MESSAGING_DESTINATION_PARTITION_ID,
+};
 
 use looptel_core::Outcome;
 

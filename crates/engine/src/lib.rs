@@ -97,8 +97,8 @@ pub use grpc::{
 };
 pub use hook::{CallEvent, HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
-pub use message::{MessageHook, MessageOp};
 pub use looptel_core::ErrorOutcome;
+pub use message::{MessageHook, MessageOp};
 pub use server::{Server, ServerHooksState, ServerLayer, ServerPreset, ServiceNames};
 
 /// `get_ref`, `get_mut` and `into_inner` for a service with an `inner`

@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use looptel_core::{HeaderInjector, Instrumentation, SpanStart};
 use looptel_engine::{
-    AttributesOn, Classification, Derived, Engine, GrpcClient, HookState, RequestHook, ResponseBody,
-    ResponseFuture, method_of, server_attributes,
+    AttributesOn, Classification, Derived, Engine, GrpcClient, HookState, RequestHook,
+    ResponseBody, ResponseFuture, method_of, server_attributes,
 };
 use opentelemetry::global::ObjectSafeSpan;
 use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt};

@@ -4,8 +4,8 @@
 use http::{Request, Uri};
 use looptel_core::{Instrumentation, SpanStart};
 use looptel_engine::{
-    AttributesOn, Classification, Deadline, Derived, GrpcServer, HookState, RequestHook, RpcServices,
-    ServerPreset, ServiceNames, method_of, rpc_method_label, server_attributes,
+    AttributesOn, Classification, Deadline, Derived, GrpcServer, HookState, RequestHook,
+    RpcServices, ServerPreset, ServiceNames, method_of, rpc_method_label, server_attributes,
 };
 use opentelemetry::KeyValue;
 use opentelemetry::global::ObjectSafeSpan;

@@ -105,10 +105,8 @@ pub type Reqwest =
 /// The messaging instrumentation [`Looptel::messaging`] gives, with the
 /// messaging metrics as its hook. Add hooks of your own with `.hook(…)`.
 #[cfg(any(feature = "kafka", feature = "amqp", feature = "nats"))]
-pub type Messaging = looptel_kafka_propagation::MessagingTelemetry<(
-    (),
-    looptel_red_metrics::MessagingMetrics,
-)>;
+pub type Messaging =
+    looptel_kafka_propagation::MessagingTelemetry<((), looptel_red_metrics::MessagingMetrics)>;
 
 /// The paths the server layer leaves untraced and unmeasured: probes and
 /// scrapes, polled every few seconds.

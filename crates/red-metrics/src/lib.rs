@@ -63,8 +63,8 @@ pub use foreign::DuplicateFamily;
 pub use health::health_routes;
 pub use health::{Dependency, Down, Health, Readiness};
 pub use instruments::{
-    HttpClientMetrics, HttpClientRecording, MESSAGING_LABELS, MessagingMetrics, MessagingRecording, RPC_LABELS,
-    RpcMetrics,
+    HttpClientMetrics, HttpClientRecording, MESSAGING_LABELS, MessagingMetrics, MessagingRecording,
+    RPC_LABELS, RpcMetrics,
 };
 pub use metric::Metric;
 pub use metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};

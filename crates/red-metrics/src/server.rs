@@ -7,8 +7,8 @@ use http::Request;
 use looptel_catalogue::metrics::{HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_DURATION};
 use looptel_core::{METHODS, TraceIds};
 use looptel_engine::{
-    Classification, Derived, HookLayer, HookState, HttpFacts, PROTOCOL_VERSIONS, RequestHook, Route,
-    SCHEMES,
+    Classification, Derived, HookLayer, HookState, HttpFacts, PROTOCOL_VERSIONS, RequestHook,
+    Route, SCHEMES,
 };
 
 use crate::metrics::Gauge;

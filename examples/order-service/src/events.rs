@@ -31,8 +31,8 @@
 
 use std::time::{Duration, Instant};
 
-use looptel::core::{ErrorOutcome, Instrumentation};
 use looptel::Messaging;
+use looptel::core::{ErrorOutcome, Instrumentation};
 use looptel::messaging::{Mode, Retry, kafka};
 use looptel::metrics::{Dependency, Health};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};

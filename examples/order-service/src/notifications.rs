@@ -20,8 +20,8 @@
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
-use looptel::core::{ErrorOutcome, Outcome};
 use looptel::Messaging;
+use looptel::core::{ErrorOutcome, Outcome};
 use looptel::messaging::{Retry, nats};
 use looptel::metrics::Health;
 use tokio::sync::watch;

@@ -55,8 +55,8 @@ use lapin::types::FieldTable;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
-use looptel::core::{ErrorOutcome, Outcome};
 use looptel::Messaging;
+use looptel::core::{ErrorOutcome, Outcome};
 use looptel::messaging::{Retry, amqp};
 
 use crate::consumers::stopped;
