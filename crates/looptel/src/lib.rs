@@ -37,6 +37,7 @@
 //! | `kafka`, `amqp`, `nats` | [`Looptel::messaging`]: spans and metrics for rdkafka, lapin, async-nats |
 //! | `reqwest` | [`Looptel::reqwest`]: outgoing requests through reqwest-middleware |
 //! | `prometheus-client` | [`metrics::Registry::attach`]: a prometheus-client registry on the same `/metrics` |
+//! | `retro-client` | `retro::Announcer`: deploys announced to looptel-retro, for the incident card's "what changed" |
 //!
 //! The crates it is made of stay usable one by one, and are here as
 //! modules: [`core`], [`engine`], [`telemetry`], [`logs`], [`metrics`],
@@ -61,6 +62,8 @@ pub use looptel_telemetry::{Drained, Shutdown, ShutdownError, TelemetryError};
 
 mod drops;
 mod instruments;
+#[cfg(feature = "retro-client")]
+pub mod retro;
 
 pub use instruments::Instruments;
 

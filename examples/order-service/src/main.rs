@@ -76,6 +76,10 @@ struct Args {
     /// crate's version by default.
     #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     service_version: String,
+    /// Where to read about this deploy (a pipeline run), sent with its
+    /// announcement to retro (`LOOPTEL_RETRO_URL`).
+    #[arg(long, env = "DEPLOY_LINK")]
+    deploy_link: Option<String>,
     /// How long a client may take to send a request's headers, idle
     /// keep-alive included (ms); then its connection is closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
@@ -99,6 +103,21 @@ async fn main() -> anyhow::Result<()> {
         .init()
         .context("starting telemetry")?;
     let metrics = order_service::Metrics::on(lt.instruments().clone());
+    // This deploy announced to retro (LOOPTEL_RETRO_URL, LOOPTEL_RETRO_TOKEN),
+    // for the incident card's "what changed"; in the background, so a retro
+    // that is down delays nothing.
+    if let Some(retro) = looptel::retro::Announcer::from_env() {
+        let mut change = looptel::retro::Change::deploy("order-service", &args.service_version);
+        if let Some(link) = &args.deploy_link {
+            change = change.link(link);
+        }
+        tokio::spawn(async move {
+            match retro.announce(&change).await {
+                Ok(()) => tracing::info!("deploy announced to retro"),
+                Err(e) => tracing::warn!(error = %e, "deploy not announced to retro"),
+            }
+        });
+    }
     // Every switch change is `looptel_change_time_seconds`: on the card.
     let faults = order_service::faults::FaultSwitch::recording(lt.instruments().changes().clone());
 

@@ -687,15 +687,14 @@ async fn a_slow_inventory_and_a_failing_consumer_after_a_version_bump_each_name_
     .await;
     tokio::time::sleep(Duration::from_secs(35).saturating_sub(started.elapsed())).await;
 
-    // The bump: 0.1.1 on the same address, announced by the deploy tool.
+    // The bump: 0.1.1 on the same address, announcing itself to retro
+    // (looptel's `retro-client`) with its pipeline's link.
     assert!(old.terminate().success());
-    let mut new = Service::start_logging(&envs("0.1.1", &addr), Some(&log));
+    let mut bumped = envs("0.1.1", &addr);
+    bumped.push(("LOOPTEL_RETRO_URL", format!("http://{retro_addr}")));
+    bumped.push(("DEPLOY_LINK", "https://ci.example.com/run/8".to_owned()));
+    let mut new = Service::start_logging(&bumped, Some(&log));
     assert_eq!(new.http_addr(), addr);
-    announce(
-        retro_addr,
-        json!({"version": "0.1.1", "link": "https://ci.example.com/run/8"}),
-    )
-    .await;
     tokio::time::sleep(Duration::from_secs(12)).await;
 
     // The inventory slows past the latency SLO's 500 ms; every order event
@@ -777,6 +776,14 @@ async fn a_slow_inventory_and_a_failing_consumer_after_a_version_bump_each_name_
         "{changes:#?}"
     );
     assert!(changes.contains(&("deploy", "order-service 0.1.1 deployed")));
+    // Announced by the service itself, with its pipeline's link.
+    assert!(
+        ev.changes.iter().any(
+            |c| c.kind == "deploy" && c.link.as_deref() == Some("https://ci.example.com/run/8")
+        ),
+        "{:#?}",
+        ev.changes
+    );
     assert!(changes.contains(&(
         "fault_switch",
         "inventory_delay_ms=700 consumer_error_rate=1"
