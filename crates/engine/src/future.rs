@@ -99,50 +99,6 @@ impl<C: Classify> Engine<C> {
         }
     }
 
-    /// Every server layer's call: requests `filter` skips are marked
-    /// [`Untraced`](crate::Untraced) and called untraced; the others go
-    /// through [`begin`](Self::begin) — with the trust rule `public` and
-    /// the preset's [`Derived`] facts — and run in the context it returns.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub fn serve<S, B, T, F, P, H>(
-        &self,
-        inner: &mut S,
-        mut request: http::Request<B>,
-        instrumentation: &Instrumentation,
-        preset: &T,
-        filter: &F,
-        public: &P,
-        hooks: &H,
-    ) -> ResponseFuture<S::Future, C, H::State>
-    where
-        S: Service<http::Request<B>>,
-        T: crate::ServerPreset,
-        F: crate::RequestFilter<http::Request<B>>,
-        P: crate::PublicEndpoint<http::Request<B>>,
-        H: RequestHook<http::Request<B>>,
-    {
-        if !filter.traced(&request) {
-            request.extensions_mut().insert(crate::Untraced);
-            return self.untraced(inner, request);
-        }
-        let (cx, owned, state) = {
-            // Outside the trust boundary the caller's decision does not count.
-            let derived = preset
-                .derive(&request)
-                .with_public(public.is_public(&request));
-            begin(
-                instrumentation,
-                &request,
-                &derived,
-                Relation::Child,
-                |trust| instrumentation.extract_request(request.headers(), trust),
-                hooks,
-                |start| preset.start_span(&request, &derived, start, instrumentation),
-            )
-        };
-        self.run(inner, request, cx, owned, state)
-    }
     /// Calls `inner` for a request the layer does not trace: no context,
     /// no hooks; a panic is still answered as the classifier says.
     pub fn untraced<S, R, G>(&self, inner: &mut S, request: R) -> ResponseFuture<S::Future, C, G>

@@ -190,6 +190,53 @@ impl<S, T: ServerPreset, F: Clone, P: Clone, H: Clone> Layer<S> for ServerLayer<
     }
 }
 
+impl<C: Classify> Engine<C> {
+    /// Every server layer's call: requests `filter` skips are marked
+    /// [`Untraced`](crate::Untraced) and called untraced; the others go
+    /// through [`begin`](crate::begin) — with the trust rule `public` and
+    /// the preset's [`Derived`] facts — and run in the context it returns.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn serve<S, B, T, F, P, H>(
+        &self,
+        inner: &mut S,
+        mut request: http::Request<B>,
+        instrumentation: &Instrumentation,
+        preset: &T,
+        filter: &F,
+        public: &P,
+        hooks: &H,
+    ) -> ResponseFuture<S::Future, C, H::State>
+    where
+        S: Service<http::Request<B>>,
+        T: ServerPreset,
+        F: RequestFilter<http::Request<B>>,
+        P: PublicEndpoint<http::Request<B>>,
+        H: RequestHook<http::Request<B>>,
+    {
+        if !filter.traced(&request) {
+            request.extensions_mut().insert(crate::Untraced);
+            return self.untraced(inner, request);
+        }
+        let (cx, owned, state) = {
+            // Outside the trust boundary the caller's decision does not count.
+            let derived = preset
+                .derive(&request)
+                .with_public(public.is_public(&request));
+            crate::begin(
+                instrumentation,
+                &request,
+                &derived,
+                crate::Relation::Child,
+                |trust| instrumentation.extract_request(request.headers(), trust),
+                hooks,
+                |start| preset.start_span(&request, &derived, start, instrumentation),
+            )
+        };
+        self.run(inner, request, cx, owned, state)
+    }
+}
+
 /// The service built by [`ServerLayer`].
 #[derive(Clone, Debug)]
 pub struct Server<S, T: ServerPreset, F = (), P = (), H = ()> {

@@ -14,7 +14,7 @@ use opentelemetry_semantic_conventions::attribute as m;
 use serde::Serialize;
 
 use crate::duration;
-use crate::spec::{Slo, Source, Spec};
+use crate::spec::{Slo, Source, Spec, quote};
 
 /// The budget window of every SLO (CONVENTIONS: 30-day window).
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -118,11 +118,6 @@ fn regex_escape(v: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// A PromQL string literal's contents.
-pub(crate) fn quote(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// `name="v"` for one value, `name=~"a|b"` for several.

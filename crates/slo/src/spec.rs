@@ -221,7 +221,7 @@ impl Spec {
     pub fn matchers(&self) -> Vec<String> {
         self.selector
             .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", crate::rules::quote(v)))
+            .map(|(k, v)| format!("{k}=\"{}\"", quote(v)))
             .collect()
     }
 
@@ -479,4 +479,9 @@ fn validate_sli(raw: RawSli, at: &str, problems: &mut Vec<Invalid>) -> Sli {
         source,
         latency_under,
     }
+}
+
+/// A PromQL string literal's contents.
+pub(crate) fn quote(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
 }

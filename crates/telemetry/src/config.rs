@@ -125,7 +125,7 @@ pub(crate) struct EnvConfig {
     pub(crate) bsp_max_queue_size: Option<usize>,
     pub(crate) bsp_max_export_batch_size: Option<usize>,
     pub(crate) metric_export_interval: Option<Duration>,
-    pub(crate) temporality: crate::push::Temporality,
+    pub(crate) temporality: Temporality,
     pub(crate) metric_export_timeout: Option<Duration>,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<PropagatorName>>,
@@ -276,7 +276,7 @@ impl EnvConfig {
             OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
             |var, v| choose(var, v, TEMPORALITIES),
         )?
-        .unwrap_or(crate::push::Temporality::Cumulative);
+        .unwrap_or(Temporality::Cumulative);
         c.sampler = SamplerConfig::from_env(
             get(OTEL_TRACES_SAMPLER).as_deref(),
             get(OTEL_TRACES_SAMPLER_ARG).as_deref(),
@@ -320,10 +320,10 @@ const METRICS_EXPORTERS: &[(&str, MetricsExporter)] = &[
 ];
 
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`'s values.
-const TEMPORALITIES: &[(&str, crate::push::Temporality)] = &[
-    ("cumulative", crate::push::Temporality::Cumulative),
-    ("delta", crate::push::Temporality::Delta),
-    ("lowmemory", crate::push::Temporality::LowMemory),
+const TEMPORALITIES: &[(&str, Temporality)] = &[
+    ("cumulative", Temporality::Cumulative),
+    ("delta", Temporality::Delta),
+    ("lowmemory", Temporality::LowMemory),
 ];
 
 /// `var` read through `parse`; `None` when unset or empty.
@@ -508,6 +508,22 @@ fn parse_propagators(value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
     Ok(out)
 }
 
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Temporality {
+    /// Counts since the start (the default).
+    #[default]
+    Cumulative,
+    /// Counters and histograms as the change since the last export;
+    /// up-down counters stay cumulative.
+    Delta,
+    /// As `Delta`, except that the values collectors read at each export
+    /// (process CPU seconds, drop counts: asynchronous counters) stay
+    /// cumulative, as the OpenTelemetry specification's `lowmemory` says.
+    LowMemory,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,7 +546,7 @@ mod tests {
         .expect("valid");
         assert_eq!(c.traces_exporter, Some(TracesExporter::Otlp));
         assert_eq!(c.metrics_exporter, Some(MetricsExporter::None));
-        assert_eq!(c.temporality, crate::push::Temporality::Delta);
+        assert_eq!(c.temporality, Temporality::Delta);
 
         let e = parse_with(&[(OTEL_LOGS_EXPORTER, "syslog")]).expect_err("refused");
         assert_eq!(

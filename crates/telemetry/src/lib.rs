@@ -101,12 +101,12 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use builder::TelemetryBuilder;
+pub use config::Temporality;
 pub use config::{LogsExporter, MetricsExporter, Protocol, TracesExporter};
 pub use error::{ConfigError, ShutdownError, TelemetryError};
 pub use guard::{
     DROP_CHECK_INTERVAL, DROP_WARNING_INTERVAL, Drained, Shutdown, TelemetryGuard, shutdown_signal,
 };
-pub use push::Temporality;
 pub use queue::{ExportStats, Undelivered};
 pub use sampler::{RuleSampler, SamplerConfig};
 

@@ -26,23 +26,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use crate::ExportStats;
-use crate::config::{OtlpSignal, Protocol};
-
-/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Temporality {
-    /// Counts since the start (the default).
-    #[default]
-    Cumulative,
-    /// Counters and histograms as the change since the last export;
-    /// up-down counters stay cumulative.
-    Delta,
-    /// As `Delta`, except that the values collectors read at each export
-    /// (process CPU seconds, drop counts: asynchronous counters) stay
-    /// cumulative, as the OpenTelemetry specification's `lowmemory` says.
-    LowMemory,
-}
+use crate::config::{OtlpSignal, Protocol, Temporality};
 
 /// Where and how the registry is pushed, resolved at build time.
 #[derive(Clone, Debug)]
