@@ -167,18 +167,18 @@ impl<G: HookState> Drop for Call<G> {
                 Classification::new(outcome, status)
             })
         };
+        // A span that does not record (its caller did not sample) has
+        // nothing to end: no status, no timestamp read.
+        let recording = self.owned && self.cx.span().is_recording();
         if let Some(end) = self.classified.take().or_else(cancelled) {
-            if self.owned {
-                let span = self.cx.span();
-                if span.is_recording() {
-                    end.record(&span);
-                }
+            if recording {
+                end.record(&self.cx.span());
             }
             if let Some(hooks) = self.hooks.take() {
                 hooks.end(&end, &self.cx);
             }
         }
-        if self.owned {
+        if recording {
             self.cx.span().end();
         }
     }

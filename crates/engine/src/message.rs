@@ -41,6 +41,7 @@ pub struct MessageOp<'a> {
 impl<'a> MessageOp<'a> {
     /// An operation on `destination`, without partition, group or other
     /// attributes.
+    #[inline]
     pub fn new(
         system: &'static str,
         name: &'static str,
@@ -60,6 +61,7 @@ impl<'a> MessageOp<'a> {
 
     /// With the partition.
     #[must_use]
+    #[inline]
     pub fn partition(mut self, partition: Option<&'a str>) -> Self {
         self.partition = partition;
         self
@@ -67,6 +69,7 @@ impl<'a> MessageOp<'a> {
 
     /// With the consumer group.
     #[must_use]
+    #[inline]
     pub fn group(mut self, group: Option<&'a str>) -> Self {
         self.group = group;
         self
@@ -74,6 +77,7 @@ impl<'a> MessageOp<'a> {
 
     /// With span attributes beyond the common ones.
     #[must_use]
+    #[inline]
     pub fn attributes(mut self, attributes: Vec<KeyValue>) -> Self {
         self.attributes = attributes;
         self
@@ -131,6 +135,7 @@ impl<'a> MessageOp<'a> {
     /// (`messaging.system`, `messaging.operation.name`,
     /// `messaging.destination.name`, `messaging.destination.partition.id`,
     /// `messaging.consumer.group.name`, `error.type`).
+    #[inline]
     pub fn labels<'s>(&'s self, error_type: &'s str) -> [&'s str; 6] {
         [
             self.system,

@@ -140,9 +140,10 @@ where
         attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
     }
     let topic = record.topic;
-    let partition = record.partition.map(decimal);
+    let mut digits = itoa::Buffer::new();
+    let partition = record.partition.map(|p| digits.format(p));
     let op = MessageOp::new(SYSTEM, "send", "send", topic)
-        .partition(partition.as_deref())
+        .partition(partition)
         .attributes(attributes);
     let queue_timeout = queue_timeout.into();
     telemetry
@@ -215,8 +216,9 @@ where
     E: ErrorOutcome,
     H: MessageHook,
 {
-    let partition = decimal(message.partition());
-    let op = consumer_op(message, &partition, group);
+    // On the stack: a label and, only for a span that records, an attribute.
+    let mut digits = itoa::Buffer::new();
+    let op = consumer_op(message, digits.format(message.partition()), group);
     let headers = extractor(message.headers());
     telemetry.run_process(&op, &headers, handler).await
 }
@@ -327,8 +329,9 @@ where
     C: rdkafka::ClientContext + 'static,
     H: MessageHook,
 {
-    let partition = decimal(message.partition());
-    let op = consumer_op(message, &partition, group);
+    // On the stack: a label and, only for a span that records, an attribute.
+    let mut digits = itoa::Buffer::new();
+    let op = consumer_op(message, digits.format(message.partition()), group);
     let headers = extractor(message.headers());
     telemetry
         .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {

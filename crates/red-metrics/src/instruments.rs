@@ -266,7 +266,8 @@ pub struct MessagingRecording<'a> {
     instruments: Arc<MessagingInstruments>,
     system: &'static str,
     name: &'static str,
-    kind: &'static str,
+    /// The duration and the count `end` records.
+    kind: OpKind,
     destination: &'a str,
     /// Known at the start, or learnt on delivery.
     partition: Option<std::borrow::Cow<'a, str>>,
@@ -287,13 +288,28 @@ impl<'a> looptel_engine::RequestHook<looptel_engine::MessageOp<'a>> for Messagin
             instruments: self.instruments.clone(),
             system: op.system,
             name: op.name,
-            kind: op.kind,
+            kind: match op.kind {
+                "send" => OpKind::Send,
+                "process" => OpKind::Process,
+                _ => OpKind::Other,
+            },
             destination: op.destination,
             partition: op.partition.map(std::borrow::Cow::Borrowed),
             group: op.group,
             start: std::time::Instant::now(),
         }
     }
+}
+
+/// What a messaging operation records at its end.
+#[derive(Clone, Copy, Debug)]
+enum OpKind {
+    /// `messaging.client.operation.duration`, `messaging.client.sent.messages`.
+    Send,
+    /// `messaging.process.duration`, `messaging.client.consumed.messages`.
+    Process,
+    /// `messaging.client.operation.duration` (a settlement, a receive).
+    Other,
 }
 
 impl MessagingRecording<'_> {
@@ -336,9 +352,9 @@ impl looptel_engine::HookState for MessagingRecording<'_> {
         let labels = self.labels(end.error_type().unwrap_or(""));
         let i = &self.instruments;
         let (duration, count) = match self.kind {
-            "send" => (&i.operation_duration, Some(&i.sent)),
-            "process" => (&i.process_duration, Some(&i.consumed)),
-            _ => (&i.operation_duration, None),
+            OpKind::Send => (&i.operation_duration, Some(&i.sent)),
+            OpKind::Process => (&i.process_duration, Some(&i.consumed)),
+            OpKind::Other => (&i.operation_duration, None),
         };
         duration.with(&labels, |h| h.observe(elapsed, ids));
         if let Some(count) = count {
