@@ -2,7 +2,6 @@
 
 use looptel_catalogue::logs as f;
 use std::fmt;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -14,7 +13,6 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Dispatch, Event, Level, Subscriber};
-use tracing_appender::non_blocking::NonBlocking;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -41,7 +39,9 @@ pub struct JsonLayer {
 #[derive(Debug)]
 pub(crate) enum Sink {
     /// JSON lines through the non-blocking writer.
-    Json(NonBlocking),
+    Json(crate::writer::LineWriter),
+    /// Nowhere: the writer thread could not start.
+    Discard,
     /// OpenTelemetry log records, to a logger provider's processors (a
     /// bounded batch processor and an OTLP exporter).
     Otel(opentelemetry_sdk::logs::SdkLogger),
@@ -177,12 +177,12 @@ where
             Sink::Json(writer) => {
                 let mut line = serde_json::to_vec(&obj).unwrap_or_default();
                 line.push(b'\n');
-                // One write call per line: the non-blocking writer queues it
-                // whole, or drops it whole (and counts it) when the queue is full.
-                let mut w = writer.clone();
-                let _ = w.write_all(&line);
+                // Queued whole, or dropped whole (and counted) when the
+                // queue is full.
+                writer.send(line);
             }
             Sink::Otel(logger) => emit(logger, meta, now, ids, obj),
+            Sink::Discard => {}
         }
     }
 }

@@ -45,8 +45,9 @@
 //!   lines are counted ([`LogsHandle::sampled_out`]).
 //! - **Non-blocking output.** Lines go through a bounded queue to a writer
 //!   thread; when it is full, lines are dropped and counted
-//!   ([`LogsHandle::dropped`]) instead of blocking the request. The
-//!   [`LogsGuard`] flushes the queue when dropped.
+//!   ([`LogsHandle::dropped`]) instead of blocking the request. The queue
+//!   grows with use — an idle service keeps none of it — and a burst is one
+//!   write call. The [`LogsGuard`] flushes the queue when dropped.
 //! - **OpenTelemetry log records instead.** With [`LogsBuilder::export`]
 //!   the same events — redacted and sampled alike — become log records of
 //!   an OpenTelemetry logger: the message as body, the level as severity,
@@ -66,13 +67,13 @@ mod filter;
 mod layer;
 mod redact;
 mod sample;
+mod writer;
 #[doc(hidden)]
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use looptel_core::{BaggagePromotion, ServiceInfo};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::Filtered;
 
@@ -86,10 +87,10 @@ pub const RUST_LOG: &str = "RUST_LOG";
 
 /// The default number of lines the non-blocking writer buffers.
 ///
-/// Its queue is allocated and touched up front (32 bytes a slot): the
-/// 128,000 lines `tracing-appender` defaults to kept 4 MB resident in an
-/// idle service, 16,384 keep 512 KB (`scripts/bench.sh`, idle memory) and
-/// still hold a few megabytes of lines while the writer stalls.
+/// A bound on lines, not memory set aside: the queue grows with use and
+/// shrinks as lines are written (see the writer's docs), so an idle
+/// service keeps none of it; 16,384 lines still hold a few megabytes of
+/// them while the output stalls.
 pub const DEFAULT_BUFFERED_LINES: usize = 16_384;
 
 /// Builds the JSON log layer; see the [crate docs](crate).
@@ -134,7 +135,7 @@ impl JsonLogs {
 #[derive(Clone, Debug)]
 pub struct LogsHandle {
     sampled_out: Arc<AtomicU64>,
-    dropped: Option<ErrorCounter>,
+    dropped: Option<writer::Dropped>,
 }
 
 impl LogsHandle {
@@ -146,9 +147,7 @@ impl LogsHandle {
     /// Lines dropped because the output queue was full (JSON lines; the
     /// logger given to [`LogsBuilder::export`] counts its own).
     pub fn dropped(&self) -> u64 {
-        self.dropped
-            .as_ref()
-            .map_or(0, |d| d.dropped_lines() as u64)
+        self.dropped.as_ref().map_or(0, writer::Dropped::get)
     }
 }
 
@@ -157,13 +156,12 @@ impl LogsHandle {
 ///
 /// The flush waits at most [`FLUSH_TIMEOUT`]: when the output is stalled (a
 /// standard output nobody reads, a full pipe), the lines still queued are
-/// lost rather than the process hanging at shutdown. (The writer's own
-/// guard, when its queue is full, reports that on standard output — the
-/// very stream that is stuck; it runs on a helper thread here.)
+/// lost rather than the process hanging at shutdown (the wait for the
+/// writer runs on a helper thread, left behind if it never ends).
 #[derive(Debug)]
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogsGuard {
-    worker: Option<WorkerGuard>,
+    worker: Option<writer::Worker>,
 }
 
 /// The longest a [`LogsGuard`] waits for queued lines to be written when
@@ -183,7 +181,7 @@ impl Drop for LogsGuard {
         let flush = std::thread::Builder::new()
             .name("looptel-logs-flush".to_owned())
             .spawn(move || {
-                drop(worker);
+                worker.stop();
                 let _ = done.send(());
             });
         if flush.is_ok() {
@@ -335,26 +333,26 @@ impl LogsBuilder {
 
     /// Starts the writer thread (for JSON lines) and builds the layer.
     pub fn build(self) -> (JsonLogs, LogsGuard) {
-        let (sink, worker) = match self.logger {
-            Some(logger) => (layer::Sink::Otel(logger), None),
+        let (sink, worker, dropped) = match self.logger {
+            Some(logger) => (layer::Sink::Otel(logger), None, None),
             None => {
-                let builder = NonBlockingBuilder::default()
-                    .lossy(true)
-                    .buffered_lines_limit(self.buffered_lines)
-                    .thread_name("looptel-logs");
-                let (writer, worker) = match self.output {
-                    Some(out) => builder.finish(out),
-                    None => builder.finish(std::io::stdout()),
-                };
-                (layer::Sink::Json(writer), Some(worker))
+                let output = self.output.unwrap_or_else(|| Box::new(std::io::stdout()));
+                match writer::spawn(output, self.buffered_lines, "looptel-logs") {
+                    Ok((lines, worker, dropped)) => {
+                        (layer::Sink::Json(lines), Some(worker), Some(dropped))
+                    }
+                    // No thread to write with (the process is out of
+                    // them): the lines go nowhere, said once here.
+                    Err(e) => {
+                        eprintln!("looptel-logs: no writer thread, lines are lost: {e}");
+                        (layer::Sink::Discard, None, None)
+                    }
+                }
             }
         };
         let handle = LogsHandle {
             sampled_out: Arc::new(AtomicU64::new(0)),
-            dropped: match &sink {
-                layer::Sink::Json(writer) => Some(writer.error_counter()),
-                layer::Sink::Otel(_) => None,
-            },
+            dropped,
         };
         let layer = JsonLayer {
             service: self.service,
