@@ -12,14 +12,13 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{self as blrp, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{
-    self, BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, ShouldSample, SpanExporter,
-};
+use opentelemetry_sdk::trace::{self, SdkTracerProvider, ShouldSample, SpanExporter};
 use opentelemetry_semantic_conventions::resource::{
     SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION,
 };
 use tracing::level_filters::LevelFilter;
 
+use crate::batch::BatchSpans;
 use crate::config::{Endpoint, EnvConfig, OtlpSignal, PropagatorName};
 use crate::error::ConfigError;
 use crate::otlp::{otlp_log_exporter, otlp_metric_exporter, otlp_span_exporter};
@@ -36,32 +35,31 @@ fn gated_batch<E: SpanExporter + 'static>(
     exporter: E,
     value_limit: Option<usize>,
     capacity: usize,
-    config: trace::BatchConfig,
+    config: crate::batch::Settings,
     stats: &ExportStats,
     promotion: Option<BaggagePromotion>,
-) -> GatedSpans<BatchSpanProcessor> {
+) -> Result<GatedSpans<BatchSpans>, TelemetryError> {
     let queue = Queue::spans(capacity, stats);
-    GatedSpans {
+    Ok(GatedSpans {
         promotion,
-        inner: BatchSpanProcessor::builder(crate::limit::Limited::new(
-            exporter,
-            value_limit,
-            &queue,
-        ))
-        .with_batch_config(config)
-        .build(),
+        inner: BatchSpans::new(
+            crate::limit::Limited::new(exporter, value_limit, &queue),
+            config,
+        )
+        .map_err(TelemetryError::Thread)?,
         queue,
-    }
+    })
 }
 
 /// Where a custom span exporter sits: see [`TelemetryBuilder::span_exporter`].
-type CustomExporter = Box<dyn FnOnce(Gate) -> GatedSpans<BatchSpanProcessor> + Send>;
+type CustomExporter =
+    Box<dyn FnOnce(Gate) -> Result<GatedSpans<BatchSpans>, TelemetryError> + Send>;
 
 /// What every built-in batch processor is given: see [`gated_batch`].
 pub(crate) struct Gate {
     value_limit: Option<usize>,
     capacity: usize,
-    config: trace::BatchConfig,
+    config: crate::batch::Settings,
     stats: ExportStats,
     promotion: Option<BaggagePromotion>,
 }
@@ -335,20 +333,13 @@ impl TelemetryBuilder {
         );
         // Every value set here: the SDK's own default builder would read
         // OTEL_BSP_* from the process, behind the configured lookup.
-        let batch = || {
-            BatchConfigBuilder::default()
-                .with_scheduled_delay(
-                    env.bsp_schedule_delay
-                        .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
-                )
-                .with_max_queue_size(
-                    env.bsp_max_queue_size
-                        .unwrap_or(trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT),
-                )
-                .with_max_export_batch_size(
-                    env.bsp_max_export_batch_size
-                        .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
-                )
+        let batch = || crate::batch::Settings {
+            scheduled_delay: env
+                .bsp_schedule_delay
+                .unwrap_or(trace::OTEL_BSP_SCHEDULE_DELAY_DEFAULT),
+            max_export_batch_size: env
+                .bsp_max_export_batch_size
+                .unwrap_or(trace::OTEL_BSP_MAX_EXPORT_BATCH_SIZE_DEFAULT),
         };
         let span_queue = env
             .bsp_max_queue_size
@@ -388,19 +379,19 @@ impl TelemetryBuilder {
                 exporter,
                 env.value_limit,
                 span_queue,
-                batch().build(),
+                batch(),
                 export_stats,
                 promotion.take(),
-            ));
+            )?);
         }
         if let Some(custom) = self.span_exporter.take() {
             builder = builder.with_span_processor(custom(Gate {
                 value_limit: env.value_limit,
                 capacity: span_queue,
-                config: batch().build(),
+                config: batch(),
                 stats: export_stats.clone(),
                 promotion: promotion.take(),
-            }));
+            })?);
             notes.push(Note::info(
                 "traces: exported to a custom exporter".to_owned(),
             ));
@@ -413,10 +404,10 @@ impl TelemetryBuilder {
                         exporter,
                         env.value_limit,
                         span_queue,
-                        batch().build(),
+                        batch(),
                         export_stats,
                         promotion.take(),
-                    ));
+                    )?);
                 }
                 TracesExporter::Console if traces_file.is_some() => {}
                 TracesExporter::Console => {
@@ -429,10 +420,10 @@ impl TelemetryBuilder {
                         console::ConsoleExporter::new(Box::new(std::io::stderr())),
                         env.value_limit,
                         span_queue,
-                        batch().build(),
+                        batch(),
                         export_stats,
                         promotion.take(),
-                    ));
+                    )?);
                 }
                 TracesExporter::None => notes.push(Note::info(format!(
                     "traces: created and sampled but not exported ({}=none)",

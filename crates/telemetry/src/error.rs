@@ -68,6 +68,9 @@ pub enum TelemetryError {
     /// Another global `tracing` subscriber is already installed.
     #[error("a global tracing subscriber is already installed")]
     SubscriberAlreadySet,
+    /// The span export thread could not be started.
+    #[error("cannot start the span export thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Some telemetry could not be flushed or shut down in time.

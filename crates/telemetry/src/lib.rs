@@ -75,6 +75,7 @@ compile_error!(
      (through `looptel`: its features of the same names)"
 );
 
+mod batch;
 mod builder;
 mod config;
 mod console;
