@@ -178,7 +178,7 @@ struct Worker<E> {
     queued: Arc<AtomicUsize>,
     export_sent: Arc<AtomicBool>,
     settings: Settings,
-    /// Grows to a batch's size with use, and is reused.
+    /// The batch being gathered.
     batch: Vec<SpanData>,
     last_export: Instant,
 }
@@ -237,9 +237,9 @@ impl<E: SpanExporter> Worker<E> {
             }
             self.queued.fetch_sub(n, Ordering::AcqRel);
             left -= n;
-            // The exporter owns the batch it is given; the vector keeps
-            // its room for the next one.
-            let batch = self.batch.drain(..).collect();
+            // The exporter owns the batch it is given (and frees it): one
+            // batch's room at a time, not a copy beside a kept buffer.
+            let batch = std::mem::take(&mut self.batch);
             self.last_export = Instant::now();
             if let Err(e) = futures_executor::block_on(self.exporter.export(batch)) {
                 result = Err(e);
