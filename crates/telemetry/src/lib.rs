@@ -54,6 +54,14 @@
 //! export that failed, are counted in [`ExportStats`]
 //! ([`TelemetryGuard::exports`]): read them into metrics.
 //!
+//! # What it keeps
+//! The span queue is looptel's own batch processor: the SDK's protocol
+//! (`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, flush,
+//! shutdown) over a queue that grows with use and is bounded by the count
+//! `OTEL_BSP_MAX_QUEUE_SIZE` — the SDK's processor kept all 2,048 slots,
+//! 768 KB, resident from start. The JSON log lines' queue likewise (the
+//! bounded channel it replaced kept 512 KB). Idle, a service keeps neither.
+//!
 //! Every invalid value stops start-up with a [`ConfigError`] naming the
 //! variable and the value, instead of silently falling back.
 //!
