@@ -103,10 +103,17 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    /// Announces to the retro at `url` (its base URL), without a token.
+    /// Announces to the retro at `url` (its base URL), without a token,
+    /// over plain HTTP: for an `https://` retro give a client of yours
+    /// built with reqwest's TLS feature ([`with_client`](Self::with_client)).
     pub fn new(url: impl Into<String>) -> Self {
+        Self::with_client(reqwest::Client::new(), url)
+    }
+
+    /// Announces through `client` (its TLS, proxy and pool settings).
+    pub fn with_client(client: reqwest::Client, url: impl Into<String>) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client,
             url: url.into().trim_end_matches('/').to_owned(),
             token: None,
             timeout: Duration::from_secs(5),
