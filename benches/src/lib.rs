@@ -79,8 +79,9 @@ fn routes() -> Router {
         .route("/health", get(|| async { "ok" }))
 }
 
-/// Finishes a router as `axum::serve` does (`with_state(())` turns the
-/// handlers into services once, instead of per request).
+/// Finishes a router as `axum::serve` and order-service's `serve` do
+/// (`with_state(())` turns the handlers into services once, instead of per
+/// request).
 fn serve_ready(router: Router) -> Router {
     router.with_state(())
 }
@@ -222,7 +223,7 @@ pub fn stack(scenario: &str) -> Stack {
 fn service_routes() -> Router {
     let metrics = order_service::Metrics::new();
     let inventory = unused_inventory(Instrumentation::disabled(Propagator::default()), &metrics);
-    order_service::routes(&metrics, inventory).unwrap_or_else(|e| panic!("{e}"))
+    serve_ready(order_service::routes(&metrics, inventory).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// The SDK's default sampler: parent-based, always on.
@@ -382,8 +383,10 @@ fn service(sampler: Option<&'static str>) -> Stack {
     // As `main` does: the layers take the guard's instrumentation.
     let metrics = order_service::Metrics::new();
     let inventory = unused_inventory(guard.instrumentation(), &metrics);
-    let router = order_service::app(guard.instrumentation(), baggage, metrics, inventory)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let router = serve_ready(
+        order_service::app(guard.instrumentation(), baggage, metrics, inventory)
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
     Stack {
         router,
         dispatch,

@@ -48,6 +48,11 @@ impl Default for Limits {
 /// lets the open connections finish (HTTP/1 and HTTP/2 alike); bound that
 /// wait with [`Shutdown::drain`].
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: Shutdown) {
+    // Handlers become services once, as `axum::serve` does, instead of per
+    // request: a route added without state (`/health`, `/metrics`) would
+    // otherwise be converted — and the server layer applied to it — on
+    // every call (~740 instructions a probe, `scripts/bench.sh`).
+    let app = app.with_state(());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
