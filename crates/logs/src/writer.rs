@@ -145,6 +145,13 @@ fn run(rx: &Receiver<Message>, mut output: Box<dyn Write + Send>, counts: &Count
         }
     }
     write(&mut batch, &mut lines);
+    // Lines sent after the stop: not written, counted.
+    let late = rx
+        .try_iter()
+        .filter(|m| matches!(m, Message::Line(_)))
+        .count();
+    counts.queued.fetch_sub(late, Ordering::Relaxed);
+    counts.dropped.fetch_add(late as u64, Ordering::Relaxed);
 }
 
 /// The most a batch gathers before it is written.
@@ -199,6 +206,19 @@ mod tests {
         assert_eq!(dropped.get(), 0);
         // After the stop, a line is dropped and counted, not lost silently.
         writer.send(b"late\n".to_vec());
+        assert_eq!(dropped.get(), 1);
+    }
+
+    #[test]
+    fn a_line_sent_after_the_stop_is_counted_not_lost_silently() {
+        let out = Shared::default();
+        let (writer, worker, dropped) = spawn(Box::new(out.clone()), 100, "t").expect("spawn");
+        writer.send(b"before\n".to_vec());
+        let _ = worker.tx.send(Message::Stop);
+        // Behind the stop in the queue, or after the writer is gone.
+        writer.send(b"after\n".to_vec());
+        worker.stop();
+        assert_eq!(&*out.0.lock().expect("lock"), b"before\n");
         assert_eq!(dropped.get(), 1);
     }
 
