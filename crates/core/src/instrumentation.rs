@@ -284,7 +284,10 @@ impl Instrumentation {
     /// assert!(!span.is_recording());
     /// ```
     pub fn extract_request(&self, headers: &http::HeaderMap, trust_caller: bool) -> Extracted {
-        self.extract_lines(headers, trust_caller)
+        self.extract_lines(
+            &crate::propagation::ScannedHeaders::new(headers),
+            trust_caller,
+        )
     }
 
     /// [`extract_request`](Self::extract_request) from message headers —

@@ -322,6 +322,76 @@ impl Lines for http::HeaderMap {
     }
 }
 
+/// An HTTP request's W3C fields, found in one pass over its headers: three
+/// map lookups (each hashing the name) cost more than comparing the names
+/// of a request's handful of headers once. A field on several lines is
+/// read from the map again, in order (rare: `tracestate` or `baggage`
+/// split by a proxy).
+pub(crate) struct ScannedHeaders<'a> {
+    map: &'a http::HeaderMap,
+    /// Per field: its first line, and whether there are more.
+    found: [(Option<&'a [u8]>, bool); 3],
+}
+
+impl<'a> ScannedHeaders<'a> {
+    pub(crate) fn new(map: &'a http::HeaderMap) -> Self {
+        let mut found = [(None, false); 3];
+        for (name, value) in map {
+            let field = if *name == TRACEPARENT_HEADER {
+                0
+            } else if *name == TRACESTATE_HEADER {
+                1
+            } else if *name == BAGGAGE_HEADER {
+                2
+            } else {
+                continue;
+            };
+            let slot: &mut (Option<&[u8]>, bool) = &mut found[field];
+            if slot.0.is_some() {
+                slot.1 = true;
+            } else {
+                slot.0 = Some(value.as_bytes());
+            }
+        }
+        Self { map, found }
+    }
+}
+
+/// The lines of one field: the one found, or all of them from the map.
+enum FieldLines<'a> {
+    One(Option<&'a [u8]>),
+    All(http::header::ValueIter<'a, http::HeaderValue>),
+}
+
+impl<'a> Iterator for FieldLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Self::One(line) => line.take(),
+            Self::All(values) => values.next().map(http::HeaderValue::as_bytes),
+        }
+    }
+}
+
+impl Lines for ScannedHeaders<'_> {
+    fn lines(&self, field: Field) -> impl Iterator<Item = &[u8]> {
+        let (i, name) = match field {
+            Field::TraceParent => (0, &TRACEPARENT_HEADER),
+            Field::TraceState => (1, &TRACESTATE_HEADER),
+            Field::Baggage => (2, &BAGGAGE_HEADER),
+        };
+        match self.found[i] {
+            (first, false) => FieldLines::One(first),
+            (_, true) => FieldLines::All(self.map.get_all(name).iter()),
+        }
+    }
+
+    fn with_extractor(&self, f: &mut dyn FnMut(&dyn Extractor) -> Context) -> Context {
+        f(&crate::HeaderExtractor(self.map))
+    }
+}
+
 impl Lines for crate::MessageHeaderExtractor<'_> {
     fn lines(&self, field: Field) -> impl Iterator<Item = &[u8]> {
         let name = match field {
@@ -362,6 +432,40 @@ impl TextMapPropagator for Propagator {
 impl fmt::Debug for Propagator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Propagator").field(&self.inner).finish()
+    }
+}
+
+#[cfg(test)]
+mod scanned_tests {
+    use super::*;
+
+    fn lines<'a>(h: &'a ScannedHeaders<'a>, field: Field) -> Vec<&'a [u8]> {
+        h.lines(field).collect()
+    }
+
+    #[test]
+    fn one_pass_reads_each_field_as_the_map_does_repeated_lines_in_order() {
+        let mut map = http::HeaderMap::new();
+        map.insert("host", "orders".parse().expect("value"));
+        map.append("tracestate", "a=1".parse().expect("value"));
+        map.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .expect("value"),
+        );
+        map.append("x-other", "x".parse().expect("value"));
+        map.append("tracestate", "b=2".parse().expect("value"));
+        let scanned = ScannedHeaders::new(&map);
+        for field in [Field::TraceParent, Field::TraceState, Field::Baggage] {
+            let from_map: Vec<&[u8]> = map.lines(field).collect();
+            assert_eq!(lines(&scanned, field), from_map);
+        }
+        assert_eq!(
+            lines(&scanned, Field::TraceState),
+            [&b"a=1"[..], &b"b=2"[..]]
+        );
+        assert!(lines(&scanned, Field::Baggage).is_empty());
     }
 }
 
