@@ -98,7 +98,7 @@ pub use grpc::{
 pub use hook::{CallEvent, HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
 pub use looptel_core::ErrorOutcome;
-pub use message::{MessageHook, MessageOp};
+pub use message::{MessageHook, MessageOp, SpanAttributes};
 pub use server::{Server, ServerHooksState, ServerLayer, ServerPreset, ServiceNames};
 
 /// `get_ref`, `get_mut` and `into_inner` for a service with an `inner`

@@ -16,7 +16,7 @@ use opentelemetry_semantic_conventions::attribute as a;
 /// assert_eq!(op.span_name(), "process orders");
 /// assert_eq!(op.labels("")[3], "3");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MessageOp<'a> {
     /// `messaging.system`: `kafka`, `rabbitmq`, `nats`.
@@ -36,6 +36,37 @@ pub struct MessageOp<'a> {
     pub group: Option<&'a str>,
     /// Span attributes beyond the common ones.
     pub attributes: Vec<KeyValue>,
+    /// More span attributes, built only for a span that records (an
+    /// offset, a key: most messages' producers do not sample).
+    pub lazy_attributes: Option<&'a dyn SpanAttributes>,
+}
+
+impl std::fmt::Debug for MessageOp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageOp")
+            .field("system", &self.system)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("destination", &self.destination)
+            .field("partition", &self.partition)
+            .field("group", &self.group)
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Span attributes built only when a span records: what
+/// [`MessageOp::lazy_attributes`] holds. A closure
+/// `Fn(&mut Vec<KeyValue>) + Sync` is one.
+pub trait SpanAttributes: Sync {
+    /// Adds the attributes to `attributes`.
+    fn extend_into(&self, attributes: &mut Vec<KeyValue>);
+}
+
+impl<F: Fn(&mut Vec<KeyValue>) + Sync> SpanAttributes for F {
+    fn extend_into(&self, attributes: &mut Vec<KeyValue>) {
+        self(attributes);
+    }
 }
 
 impl<'a> MessageOp<'a> {
@@ -56,6 +87,7 @@ impl<'a> MessageOp<'a> {
             partition: None,
             group: None,
             attributes: Vec::new(),
+            lazy_attributes: None,
         }
     }
 
@@ -80,6 +112,14 @@ impl<'a> MessageOp<'a> {
     #[inline]
     pub fn attributes(mut self, attributes: Vec<KeyValue>) -> Self {
         self.attributes = attributes;
+        self
+    }
+
+    /// With span attributes built only for a span that records.
+    #[must_use]
+    #[inline]
+    pub fn lazy_attributes(mut self, attributes: &'a dyn SpanAttributes) -> Self {
+        self.lazy_attributes = Some(attributes);
         self
     }
 
@@ -128,6 +168,9 @@ impl<'a> MessageOp<'a> {
             ));
         }
         attrs.extend(self.attributes.iter().cloned());
+        if let Some(more) = self.lazy_attributes {
+            more.extend_into(&mut attrs);
+        }
         attrs
     }
 

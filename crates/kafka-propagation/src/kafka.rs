@@ -38,7 +38,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
-use looptel_engine::{MessageHook, MessageOp, Messaging};
+use looptel_engine::{MessageHook, MessageOp, Messaging, SpanAttributes};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 use rdkafka::client::DefaultClientContext;
@@ -174,22 +174,31 @@ fn decimal(partition: i32) -> String {
     itoa::Buffer::new().format(partition).to_owned()
 }
 
+/// The span attributes of a consumed record: its offset, its key, whether
+/// it is a tombstone.
+fn record_attributes<M: Message>(message: &M) -> impl Fn(&mut Vec<KeyValue>) + Sync + '_ {
+    let (offset, key, tombstone) = (message.offset(), message.key(), message.payload().is_none());
+    move |attributes: &mut Vec<KeyValue>| {
+        attributes.push(KeyValue::new(a::MESSAGING_KAFKA_OFFSET, offset));
+        attributes.extend(key_attribute(key));
+        if tombstone {
+            attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
+        }
+    }
+}
+
+/// The `process` of a record; its offset and key (`attributes`) are built
+/// only for a span that records.
 fn consumer_op<'a, M: Message>(
     message: &'a M,
     partition: &'a str,
     group: Option<&'a str>,
+    attributes: &'a dyn SpanAttributes,
 ) -> MessageOp<'a> {
-    let mut attributes = vec![KeyValue::new(a::MESSAGING_KAFKA_OFFSET, message.offset())];
-    if let Some(k) = key_attribute(message.key()) {
-        attributes.push(k);
-    }
-    if message.payload().is_none() {
-        attributes.push(KeyValue::new(a::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true));
-    }
     MessageOp::new(SYSTEM, "process", "process", message.topic())
         .partition(Some(partition))
         .group(group)
-        .attributes(attributes)
+        .lazy_attributes(attributes)
 }
 
 /// Processes one consumed `message` with `handler` in a CONSUMER span
@@ -218,7 +227,13 @@ where
 {
     // On the stack: a label and, only for a span that records, an attribute.
     let mut digits = itoa::Buffer::new();
-    let op = consumer_op(message, digits.format(message.partition()), group);
+    let attributes = record_attributes(message);
+    let op = consumer_op(
+        message,
+        digits.format(message.partition()),
+        group,
+        &attributes,
+    );
     let headers = extractor(message.headers());
     telemetry.run_process(&op, &headers, handler).await
 }
@@ -331,7 +346,13 @@ where
 {
     // On the stack: a label and, only for a span that records, an attribute.
     let mut digits = itoa::Buffer::new();
-    let op = consumer_op(message, digits.format(message.partition()), group);
+    let attributes = record_attributes(message);
+    let op = consumer_op(
+        message,
+        digits.format(message.partition()),
+        group,
+        &attributes,
+    );
     let headers = extractor(message.headers());
     telemetry
         .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {

@@ -275,6 +275,15 @@ async fn link_mode_starts_a_linked_trace_with_the_callers_baggage_and_no_pii() {
         attr(&process, "messaging.consumer.group.name").as_deref(),
         Some("fulfilment")
     );
+    // The record's offset and key, built only for a span that records.
+    assert_eq!(
+        attr(&process, "messaging.kafka.offset"),
+        Some(delivery.offset.to_string())
+    );
+    assert_eq!(
+        attr(&process, "messaging.kafka.message.key").as_deref(),
+        Some("o-1")
+    );
     assert_eq!(
         attr(&process, "messaging.operation.type").as_deref(),
         Some("process")
