@@ -36,7 +36,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
 use looptel_core::{ErrorOutcome, MessageHeaderExtractor};
-use looptel_engine::{MessageHook, MessageOp, Messaging};
+use looptel_engine::{MessageHook, MessageOp, Messaging, SpanAttributes};
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as a;
 
@@ -124,10 +124,21 @@ pub fn error_type(e: &lapin::Error) -> String {
 }
 
 fn message_attributes(properties: &BasicProperties, routing_key: &str) -> Vec<KeyValue> {
-    let mut attrs = vec![KeyValue::new(
+    let mut attrs = Vec::with_capacity(3);
+    extend_message_attributes(properties, routing_key, &mut attrs);
+    attrs
+}
+
+/// The routing key and the message's ids, as span attributes.
+fn extend_message_attributes(
+    properties: &BasicProperties,
+    routing_key: &str,
+    attrs: &mut Vec<KeyValue>,
+) {
+    attrs.push(KeyValue::new(
         a::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
         routing_key.to_owned(),
-    )];
+    ));
     if let Some(id) = properties.correlation_id() {
         attrs.push(KeyValue::new(
             a::MESSAGING_MESSAGE_CONVERSATION_ID,
@@ -140,7 +151,6 @@ fn message_attributes(properties: &BasicProperties, routing_key: &str) -> Vec<Ke
             id.as_str().to_owned(),
         ));
     }
-    attrs
 }
 
 /// Publishes through `channel` in a PRODUCER span `publish
@@ -209,7 +219,8 @@ where
     E: ErrorOutcome,
 {
     let destination = delivery_destination(delivery, queue);
-    let op = delivery_op(delivery, &destination);
+    let attributes = delivery_attributes(delivery);
+    let op = delivery_op(&destination, &attributes);
     let headers = extractor(delivery.properties.headers().as_ref());
     telemetry.run_process(&op, &headers, handler).await
 }
@@ -255,7 +266,8 @@ where
     E: ErrorOutcome,
 {
     let destination = delivery_destination(delivery, queue);
-    let op = delivery_op(delivery, &destination);
+    let attributes = delivery_attributes(delivery);
+    let op = delivery_op(&destination, &attributes);
     let headers = extractor(delivery.properties.headers().as_ref());
     let nack = op.renamed("nack", "settle");
     let mut handled = telemetry
@@ -305,14 +317,25 @@ fn delivery_destination(delivery: &Delivery, queue: &str) -> String {
     )
 }
 
-/// The `process` of a delivery.
-fn delivery_op<'a>(delivery: &Delivery, destination: &'a str) -> MessageOp<'a> {
-    let mut attributes = message_attributes(&delivery.properties, delivery.routing_key.as_str());
-    attributes.push(KeyValue::new(
-        a::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
-        i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
-    ));
-    MessageOp::new(SYSTEM, "process", "process", destination).attributes(attributes)
+/// A delivery's span attributes: its routing key, ids and delivery tag.
+fn delivery_attributes(delivery: &Delivery) -> impl Fn(&mut Vec<KeyValue>) + Sync + '_ {
+    move |attributes: &mut Vec<KeyValue>| {
+        extend_message_attributes(
+            &delivery.properties,
+            delivery.routing_key.as_str(),
+            attributes,
+        );
+        attributes.push(KeyValue::new(
+            a::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+            i64::try_from(delivery.delivery_tag).unwrap_or(i64::MAX),
+        ));
+    }
+}
+
+/// The `process` of a delivery; its attributes are built only for a span
+/// that records.
+fn delivery_op<'a>(destination: &'a str, attributes: &'a dyn SpanAttributes) -> MessageOp<'a> {
+    MessageOp::new(SYSTEM, "process", "process", destination).lazy_attributes(attributes)
 }
 
 /// Starts the `receive` span of a batch of deliveries from `queue`: a new

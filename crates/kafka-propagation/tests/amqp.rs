@@ -204,6 +204,15 @@ async fn link_mode_through_rabbitmq_with_baggage_long_strings_and_no_pii() {
         Some("order-o-1")
     );
     assert!(attr(&process, "messaging.rabbitmq.message.delivery_tag").is_some());
+    // The delivery's routing key and ids, built only for a span that records.
+    assert_eq!(
+        attr(&process, "messaging.rabbitmq.destination.routing_key").as_deref(),
+        Some(ROUTING_KEY)
+    );
+    assert_eq!(
+        attr(&process, "messaging.message.conversation_id").as_deref(),
+        Some("order-o-1")
+    );
 
     let text = s.registry.encode(Format::OpenMetrics);
     let sent = text
