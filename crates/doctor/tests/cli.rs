@@ -15,11 +15,7 @@ async fn pitfall_service() -> String {
             "# TYPE orders counter\norders_total{user_id=\"u-1\"} 1\norders_total{user_id=\"u-2\"} 3\n"
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = looptel_tests::serve(app).await;
     format!("http://{addr}/metrics")
 }
 

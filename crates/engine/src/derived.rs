@@ -102,6 +102,14 @@ impl<'r> Derived<'r> {
         Some(facts)
     }
 
+    /// The facts of `request`: the layer's, or derived now when the hook
+    /// was given none (a caller passing [`Derived::none`] for an HTTP
+    /// request).
+    #[inline]
+    pub fn http_facts_of<B>(&self, request: &Request<B>) -> HttpFacts {
+        self.http_facts().unwrap_or_else(|| HttpFacts::of(request))
+    }
+
     /// The route template the router matched (see
     /// [`matched_route`](crate::matched_route)).
     #[inline]

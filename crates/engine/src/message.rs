@@ -14,7 +14,7 @@ use opentelemetry_semantic_conventions::attribute as a;
 ///
 /// let op = MessageOp::new("kafka", "process", "process", "orders").partition(Some("3"));
 /// assert_eq!(op.span_name(), "process orders");
-/// assert_eq!(op.labels("")[3], "3");
+/// assert_eq!(op.partition, Some("3"));
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -172,22 +172,6 @@ impl<'a> MessageOp<'a> {
             more.extend_into(&mut attrs);
         }
         attrs
-    }
-
-    /// The metric labels, in the order of the messaging instruments'
-    /// (`messaging.system`, `messaging.operation.name`,
-    /// `messaging.destination.name`, `messaging.destination.partition.id`,
-    /// `messaging.consumer.group.name`, `error.type`).
-    #[inline]
-    pub fn labels<'s>(&'s self, error_type: &'s str) -> [&'s str; 6] {
-        [
-            self.system,
-            self.name,
-            self.destination,
-            self.partition.unwrap_or(""),
-            self.group.unwrap_or(""),
-            error_type,
-        ]
     }
 }
 

@@ -185,9 +185,9 @@ impl<H> MessagingTelemetry<H> {
     /// One send, the same for every transport: a PRODUCER span `{name}
     /// {destination}` under the current context, `send` given the fields
     /// to put in the message's headers (through the propagator and its
-    /// baggage policy), its result classified — a failure by `failure`'s
-    /// error class — and, when the broker says where the message went,
-    /// that recorded; the hooks end with it.
+    /// baggage policy), its result classified by `outcome` — which also
+    /// says where the broker put the message, when the producer learns it
+    /// only then — and the hooks ended with it.
     pub(crate) async fn run_send<'o, T, E, Fut>(
         &self,
         op: &MessageOp<'o>,

@@ -198,12 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_retro_is_said_quickly() {
-        // A port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port();
-        let err = Announcer::new(format!("http://127.0.0.1:{port}/"))
+        let err = Announcer::new(format!("http://{}/", looptel_tests::closed_port()))
             .timeout(Duration::from_secs(1))
             .announce(&Change::deploy("s", "1"))
             .await

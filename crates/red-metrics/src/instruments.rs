@@ -101,9 +101,7 @@ impl<B> looptel_engine::RequestHook<http::Request<B>> for HttpClientMetrics {
     ) -> Self::State {
         HttpClientRecording {
             duration: self.duration.clone(),
-            facts: derived
-                .http_facts()
-                .unwrap_or_else(|| looptel_engine::HttpFacts::of(request)),
+            facts: derived.http_facts_of(request),
             start: std::time::Instant::now(),
         }
     }

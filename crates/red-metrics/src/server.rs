@@ -93,7 +93,7 @@ impl HttpServerMetrics {
     /// Starts recording `req`: counts it active and starts its clock. The
     /// facts and the route are the layer's (read once for the span too).
     fn begin<B>(&self, req: &Request<B>, derived: &Derived<'_>) -> Recording {
-        let facts = derived.http_facts().unwrap_or_else(|| HttpFacts::of(req));
+        let facts = derived.http_facts_of(req);
         self.instruments.active[facts.method_index()][usize::from(facts.https())].add(1);
         Recording {
             instruments: self.instruments.clone(),

@@ -79,11 +79,7 @@ async fn stub(seen: Seen) -> String {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = looptel_tests::serve(app).await;
     format!("http://{addr}")
 }
 

@@ -72,7 +72,7 @@ impl ServerPreset for Http {
         // The SDK keeps this Vec for the span: room for all it can get.
         let mut attrs = Vec::with_capacity(SPAN_ATTRIBUTES);
         // Read off once, for the RED hook too.
-        let facts = derived.http_facts().unwrap_or_else(|| HttpFacts::of(req));
+        let facts = derived.http_facts_of(req);
         let method = push_method(&mut attrs, facts.method(), req.method());
         attrs.push(KeyValue::new(URL_SCHEME, facts.scheme()));
         let route = derived.route().map(looptel_engine::Route::as_str);
