@@ -130,6 +130,10 @@ impl Broker {
         ClientConfig::new()
             .set("bootstrap.servers", &self.servers)
             .set("message.timeout.ms", "10000")
+            // After an outage, a reconnection within a second, not after
+            // librdkafka's backoff of up to 10 s: an event queued while
+            // the broker was down must still go out within its 10 s.
+            .set("reconnect.backoff.max.ms", "1000")
             .create()
     }
 
