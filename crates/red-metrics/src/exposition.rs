@@ -17,6 +17,9 @@ pub enum Format {
     OpenMetrics,
     /// Prometheus text 0.0.4, without exemplars.
     Prometheus,
+    /// Prometheus' protobuf format (`io.prometheus.client.MetricFamily`,
+    /// length-delimited): native histograms, with exemplars.
+    Protobuf,
 }
 
 /// The `Content-Type` of OpenMetrics 1.0 text.
@@ -24,28 +27,70 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The `Content-Type` of Prometheus text 0.0.4.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub use crate::protobuf::PROTOBUF_CONTENT_TYPE;
+
+/// What one media range of `Accept` offers, and its weight.
+fn offer(range: &str) -> Option<(Format, f32)> {
+    let mut parts = range.split(';').map(str::trim);
+    let media = parts.next()?.to_ascii_lowercase();
+    let mut q = 1.0_f32;
+    let mut version = None;
+    let (mut proto, mut encoding) = (None, None);
+    for p in parts {
+        let Some((k, v)) = p.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "q" => q = v.parse().unwrap_or(0.0),
+            "version" => version = Some(v.to_owned()),
+            "proto" => proto = Some(v.to_owned()),
+            "encoding" => encoding = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    let format = match media.as_str() {
+        "application/openmetrics-text" if version.as_deref().is_none_or(|v| v == "1.0.0") => {
+            Format::OpenMetrics
+        }
+        "application/vnd.google.protobuf"
+            if proto.as_deref() == Some("io.prometheus.client.MetricFamily")
+                && encoding.as_deref() == Some("delimited") =>
+        {
+            Format::Protobuf
+        }
+        "text/plain" | "*/*" | "text/*" if version.as_deref().is_none_or(|v| v == "0.0.4") => {
+            Format::Prometheus
+        }
+        _ => return None,
+    };
+    (q > 0.0).then_some((format, q))
+}
 
 impl Format {
-    /// OpenMetrics when the scraper's `Accept` names
-    /// `application/openmetrics-text` (version 1.0.0 or unversioned),
-    /// Prometheus text otherwise.
+    /// The format `accept` weighs highest among those served (OpenMetrics
+    /// 1.0.0 or unversioned, Prometheus' protobuf, Prometheus text 0.0.4;
+    /// the first of equal weights), Prometheus text when it names none.
     pub fn negotiate(accept: Option<&http::HeaderValue>) -> Self {
+        Self::negotiate_among(accept, true)
+    }
+
+    /// As [`negotiate`](Self::negotiate); `protobuf` false leaves
+    /// Prometheus' protobuf format out.
+    pub(crate) fn negotiate_among(accept: Option<&http::HeaderValue>, protobuf: bool) -> Self {
         let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
             return Self::Prometheus;
         };
-        let openmetrics = accept.split(',').any(|range| {
-            let mut parts = range.split(';').map(str::trim);
-            parts.next() == Some("application/openmetrics-text")
-                && parts.all(|p| {
-                    let p = p.replace(' ', "");
-                    !p.starts_with("version=") || p == "version=1.0.0"
-                })
-        });
-        if openmetrics {
-            Self::OpenMetrics
-        } else {
-            Self::Prometheus
+        let mut best: Option<(Format, f32)> = None;
+        for (format, q) in accept.split(',').filter_map(offer) {
+            if format == Self::Protobuf && !protobuf {
+                continue;
+            }
+            if best.is_none_or(|(_, b)| q > b) {
+                best = Some((format, q));
+            }
         }
+        best.map_or(Self::Prometheus, |(f, _)| f)
     }
 
     /// The `Content-Type` of this format.
@@ -53,6 +98,7 @@ impl Format {
         match self {
             Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
             Self::Prometheus => PROMETHEUS_CONTENT_TYPE,
+            Self::Protobuf => PROTOBUF_CONTENT_TYPE,
         }
     }
 }
@@ -60,7 +106,10 @@ impl Format {
 /// What a registered instrument does for the registry: write itself,
 /// say its overflow, snapshot itself.
 pub(crate) trait Encode: Send + Sync + std::fmt::Debug {
+    /// Writes the family in a text format.
     fn encode(&self, out: &mut String, format: Format);
+    /// Appends the family in Prometheus' protobuf format.
+    fn protobuf(&self, out: &mut Vec<u8>);
     fn overflow(&self) -> (&str, u64);
     fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot;
 }
@@ -86,11 +135,11 @@ fn escape(value: &str, out: &mut String) {
 pub(crate) fn target_info(out: &mut String, format: Format, info: &[(String, String)]) {
     let kind = match format {
         Format::OpenMetrics => "info",
-        Format::Prometheus => "gauge",
+        Format::Prometheus | Format::Protobuf => "gauge",
     };
     let family = match format {
         Format::OpenMetrics => "target",
-        Format::Prometheus => "target_info",
+        Format::Prometheus | Format::Protobuf => "target_info",
     };
     header(out, format, family, kind, None, "Target metadata");
     let names: Vec<String> = info.iter().map(|(k, _)| k.clone()).collect();
@@ -178,7 +227,7 @@ pub(crate) fn header(
             }
             let _ = writeln!(out, "# HELP {name} {help}");
         }
-        Format::Prometheus => {
+        Format::Prometheus | Format::Protobuf => {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
         }
@@ -186,6 +235,10 @@ pub(crate) fn header(
 }
 
 impl Encode for Metric<Histogram> {
+    fn protobuf(&self, out: &mut Vec<u8>) {
+        Metric::<Histogram>::protobuf(self, out);
+    }
+
     fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
         use crate::snapshot::{Data, HistogramPoint};
         self.snapshot_of(Data::Histogram(Vec::new()), |data, attributes, h| {
@@ -259,6 +312,10 @@ impl Encode for Metric<Histogram> {
 }
 
 impl Encode for Metric<Counter> {
+    fn protobuf(&self, out: &mut Vec<u8>) {
+        Metric::<Counter>::protobuf(self, out);
+    }
+
     fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
         use crate::snapshot::{CounterPoint, Data};
         self.snapshot_of(Data::Counter(Vec::new()), |data, attributes, c| {
@@ -277,7 +334,7 @@ impl Encode for Metric<Counter> {
         let total = format!("{}_total", self.name);
         let family_name = match format {
             Format::OpenMetrics => &self.name,
-            Format::Prometheus => &total,
+            Format::Prometheus | Format::Protobuf => &total,
         };
         header(out, format, family_name, "counter", self.unit, self.help);
         self.family.for_each(|values, c| {
@@ -296,6 +353,10 @@ impl Encode for Metric<Counter> {
 }
 
 impl Encode for Metric<Gauge> {
+    fn protobuf(&self, out: &mut Vec<u8>) {
+        Metric::<Gauge>::protobuf(self, out);
+    }
+
     fn snapshot(&self) -> crate::snapshot::InstrumentSnapshot {
         use crate::snapshot::{Data, GaugePoint};
         self.snapshot_of(Data::UpDown(Vec::new()), |data, attributes, g| {

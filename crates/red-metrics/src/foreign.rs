@@ -165,7 +165,7 @@ impl Foreign {
                         out.push('\n');
                     }
                 }
-                Format::Prometheus => to_prometheus(&b, out),
+                Format::Prometheus | Format::Protobuf => to_prometheus(&b, out),
             }
         }
     }

@@ -45,6 +45,8 @@ mod health;
 mod instruments;
 mod metric;
 mod metrics;
+mod native;
+mod protobuf;
 mod registry;
 mod resolved;
 mod rpc;
@@ -55,7 +57,9 @@ mod snapshot;
 pub use changes::Changes;
 pub use collectors::{Collected, Collector, FnCollector};
 pub use exemplar::Exemplar;
-pub use exposition::{Format, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+pub use exposition::{
+    Format, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
+};
 pub use family::{DEFAULT_MAX_SERIES, Family, MAX_LABEL_VALUE_BYTES, OVERFLOW_LABEL};
 #[cfg(feature = "prometheus-client")]
 pub use foreign::DuplicateFamily;
@@ -68,6 +72,7 @@ pub use instruments::{
 };
 pub use metric::Metric;
 pub use metrics::{Counter, DURATION_BUCKETS, Gauge, Histogram};
+pub use native::{Histograms, NativeHistograms, UnknownHistograms};
 pub use registry::{OVERFLOW_COUNTER, Registry};
 pub use rpc::{RpcClientMetrics, RpcRecording, RpcServerMetrics};
 pub use saturation::{ProcessCollector, TokioCollector};
@@ -77,8 +82,9 @@ pub use snapshot::{
     OVERFLOW_ATTRIBUTE, Snapshot,
 };
 
-/// `GET /metrics` for an axum router: OpenMetrics with exemplars when the
-/// scraper accepts it, Prometheus text 0.0.4 otherwise.
+/// `GET /metrics` for an axum router: the format the scraper weighs highest
+/// of OpenMetrics (with exemplars), Prometheus' protobuf (native
+/// histograms) and Prometheus text 0.0.4, which is the default.
 ///
 /// ```
 /// use axum::{Router, routing::get};

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use looptel_core::TraceIds;
 
 use crate::exemplar::{Exemplar, ExemplarSlot};
+use crate::native::{Native, NativeSnapshot};
 
 /// The bucket bounds the conventions advise for durations, in seconds.
 pub use looptel_catalogue::metrics::DURATION_BUCKETS;
@@ -31,7 +32,8 @@ fn exemplar(ids: Option<TraceIds>, value: f64) -> Option<Exemplar> {
     })
 }
 
-/// A histogram with one exemplar per bucket.
+/// A histogram with one exemplar per bucket, and native buckets when the
+/// registry keeps them ([`Histograms`](crate::Histograms)).
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
@@ -40,11 +42,21 @@ pub struct Histogram {
     exemplars: Box<[ExemplarSlot]>,
     sum: AtomicU64,
     count: AtomicU64,
+    native: Option<Box<Native>>,
 }
 
 impl Histogram {
+    #[cfg(test)]
     pub(crate) fn new(bounds: &'static [f64]) -> Self {
+        Self::with(bounds, crate::Histograms::Classic)
+    }
+
+    /// A histogram keeping what `kind` says: `bounds` when classic (else
+    /// the `+Inf` bucket alone), native buckets when native.
+    pub(crate) fn with(bounds: &'static [f64], kind: crate::Histograms) -> Self {
+        let bounds = if kind.classic() { bounds } else { &[] };
         Self {
+            native: kind.native().map(|n| Box::new(Native::new(n))),
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             exemplars: (0..=bounds.len())
@@ -61,9 +73,18 @@ impl Histogram {
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         add_f64(&self.sum, value);
         self.count.fetch_add(1, Ordering::Relaxed);
-        if let Some(e) = exemplar(ids, value) {
-            self.exemplars[i].store(&e);
+        let e = exemplar(ids, value);
+        if let Some(e) = &e {
+            self.exemplars[i].store(e);
         }
+        if let Some(native) = &self.native {
+            native.observe(value, e.as_ref());
+        }
+    }
+
+    /// The native buckets, when kept.
+    pub(crate) fn native(&self) -> Option<NativeSnapshot> {
+        self.native.as_deref().map(Native::snapshot)
     }
 
     /// The bounds, the cumulative counts (one more, for `+Inf`) and each

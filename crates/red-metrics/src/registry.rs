@@ -9,6 +9,7 @@ use crate::exposition::{Encode, Format, float, header};
 use crate::family::{DEFAULT_MAX_SERIES, Family};
 use crate::metric::Metric;
 use crate::metrics::{Counter, Gauge, Histogram};
+use crate::native::Histograms;
 use looptel_catalogue::metrics::{DURATION_BUCKETS, Instrument};
 use looptel_catalogue::prometheus::{label_name, metric_name as prometheus_name};
 
@@ -17,6 +18,7 @@ use looptel_catalogue::prometheus::{label_name, metric_name as prometheus_name};
 pub struct Registry {
     inner: Arc<RwLock<Inner>>,
     max_series: usize,
+    histograms: Histograms,
 }
 
 impl Default for Registry {
@@ -24,6 +26,7 @@ impl Default for Registry {
         Self {
             inner: Arc::default(),
             max_series: DEFAULT_MAX_SERIES,
+            histograms: Histograms::Classic,
         }
     }
 }
@@ -63,10 +66,20 @@ impl Inner {
 pub use looptel_catalogue::metrics::OVERFLOW_COUNTER;
 
 impl Registry {
-    /// The exposition `accept` asks for, with its `Content-Type`.
-    pub fn render(&self, accept: Option<&http::HeaderValue>) -> http::Response<String> {
-        let format = Format::negotiate(accept);
-        let mut res = http::Response::new(self.encode(format));
+    /// The exposition `accept` asks for, with its `Content-Type`
+    /// ([`Format::negotiate`]). Prometheus' protobuf format is offered
+    /// unless a prometheus-client registry is attached (its families exist
+    /// only as text).
+    pub fn render(
+        &self,
+        accept: Option<&http::HeaderValue>,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        let format = Format::negotiate_among(accept, self.serves_protobuf());
+        let body = match format {
+            Format::Protobuf => self.encode_protobuf(),
+            text => self.encode(text).into_bytes(),
+        };
+        let mut res = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(format.content_type()),
@@ -86,6 +99,29 @@ impl Registry {
     pub fn with_max_series(mut self, max_series: usize) -> Self {
         self.max_series = max_series;
         self
+    }
+
+    /// The same registry, whose histograms created from now on keep the
+    /// buckets `histograms` says: classic (the default), native, or both.
+    ///
+    /// ```
+    /// use looptel_red_metrics::{Format, Histograms, NativeHistograms, Registry};
+    ///
+    /// let registry = Registry::new().with_histograms(Histograms::Native(NativeHistograms::default()));
+    /// let h = registry.histogram("job.duration", "s", "Jobs.", &[], &[0.1, 1.0]);
+    /// h.with(&[], |h| h.observe(0.35, None));
+    /// // Text scrapers see the count and sum; protobuf scrapers the buckets.
+    /// assert!(registry.encode(Format::Prometheus).contains("job_duration_seconds_count 1"));
+    /// ```
+    #[must_use]
+    pub fn with_histograms(mut self, histograms: Histograms) -> Self {
+        self.histograms = histograms;
+        self
+    }
+
+    /// What the registry's histograms keep.
+    pub fn histograms(&self) -> Histograms {
+        self.histograms
     }
 
     /// Registers a metric exposed as `name` (Prometheus form) whose series
@@ -133,8 +169,9 @@ impl Registry {
     ) -> Arc<Metric<Histogram>> {
         let otel = (name, unit);
         let (name, unit) = prometheus_name(name, unit);
+        let kind = self.histograms;
         self.add(otel, name, unit, help, labels, move || {
-            Histogram::new(buckets)
+            Histogram::with(buckets, kind)
         })
     }
 
@@ -296,7 +333,90 @@ impl Registry {
         crate::Snapshot { instruments }
     }
 
-    /// The whole registry in `format`.
+    /// Whether [`render`](Self::render) offers the protobuf format: no
+    /// prometheus-client registry is attached.
+    fn serves_protobuf(&self) -> bool {
+        #[cfg(feature = "prometheus-client")]
+        {
+            self.inner
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .foreign
+                .is_empty()
+        }
+        #[cfg(not(feature = "prometheus-client"))]
+        true
+    }
+
+    /// The whole registry in Prometheus' protobuf format (length-delimited
+    /// `MetricFamily` messages): what carries native histograms. An
+    /// attached prometheus-client registry's families are not in it.
+    pub fn encode_protobuf(&self) -> Vec<u8> {
+        use crate::protobuf::{MetricFamily, MetricType, counter, gauge, labels};
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::with_capacity(4096);
+        if !inner.target_info.is_empty() {
+            let mut family =
+                MetricFamily::new("target_info", "Target metadata", MetricType::Gauge, None);
+            let names: Vec<String> = inner.target_info.iter().map(|(k, _)| k.clone()).collect();
+            let values: Vec<Box<str>> = inner
+                .target_info
+                .iter()
+                .map(|(_, v)| v.as_str().into())
+                .collect();
+            family
+                .metric
+                .push(gauge(labels(&names, Some(&values)), 1.0));
+            family.write(&mut out);
+        }
+        for m in &inner.metrics {
+            m.protobuf(&mut out);
+        }
+        if !inner.metrics.is_empty() {
+            let mut family = MetricFamily::new(
+                &format!("{OVERFLOW_COUNTER}_total"),
+                "Records sent to a metric's overflow series because it reached its series cap.",
+                MetricType::Counter,
+                None,
+            );
+            let names = ["metric".to_owned()];
+            for m in &inner.metrics {
+                let (metric, n) = m.overflow();
+                family.metric.push(counter(
+                    labels(&names, Some(&[metric.into()])),
+                    n as f64,
+                    None,
+                ));
+            }
+            family.write(&mut out);
+        }
+        let mut collected = Vec::new();
+        for c in &inner.collectors {
+            c.collect(&mut collected);
+        }
+        for c in collected {
+            let (name, kind, metric) = if c.counter {
+                (
+                    format!("{}_total", c.name),
+                    MetricType::Counter,
+                    counter(Vec::new(), c.value, None),
+                )
+            } else {
+                (
+                    c.name.to_owned(),
+                    MetricType::Gauge,
+                    gauge(Vec::new(), c.value),
+                )
+            };
+            let mut family = MetricFamily::new(&name, c.help, kind, None);
+            family.metric.push(metric);
+            family.write(&mut out);
+        }
+        out
+    }
+
+    /// The whole registry in a text format (Prometheus text for
+    /// [`Format::Protobuf`]: see [`encode_protobuf`](Self::encode_protobuf)).
     pub fn encode(&self, format: Format) -> String {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::with_capacity(4096);
@@ -309,7 +429,7 @@ impl Registry {
         if !inner.metrics.is_empty() {
             let name = match format {
                 Format::OpenMetrics => OVERFLOW_COUNTER.to_owned(),
-                Format::Prometheus => format!("{OVERFLOW_COUNTER}_total"),
+                Format::Prometheus | Format::Protobuf => format!("{OVERFLOW_COUNTER}_total"),
             };
             header(
                 &mut out,
@@ -342,7 +462,9 @@ impl Registry {
             let (family, kind, sample) = match (c.counter, format) {
                 (false, _) => (c.name, "gauge", c.name),
                 (true, Format::OpenMetrics) => (c.name, "counter", total.as_str()),
-                (true, Format::Prometheus) => (total.as_str(), "counter", total.as_str()),
+                (true, Format::Prometheus | Format::Protobuf) => {
+                    (total.as_str(), "counter", total.as_str())
+                }
             };
             header(&mut out, format, family, kind, None, c.help);
             out.push_str(sample);
