@@ -38,7 +38,23 @@ impl Prometheus {
     /// # Panics
     /// When `prometheus` cannot be started.
     pub fn start(job: &str, target: SocketAddr, rules: &[(String, String)]) -> Self {
-        Self::launch(job, target, rules, None)
+        Self::launch(job, target, rules, None, false)
+    }
+
+    /// As [`start`](Self::start) with native histograms on
+    /// (`--enable-feature=native-histograms`: Prometheus asks for the
+    /// protobuf format first and stores a histogram with native buckets as
+    /// one series), sending its alerts to `alertmanager` when given.
+    ///
+    /// # Panics
+    /// When `prometheus` cannot be started.
+    pub fn start_native(
+        job: &str,
+        target: SocketAddr,
+        rules: &[(String, String)],
+        alertmanager: Option<&str>,
+    ) -> Self {
+        Self::launch(job, target, rules, alertmanager, true)
     }
 
     /// As [`start`](Self::start), sending its alerts to the Alertmanager
@@ -52,7 +68,7 @@ impl Prometheus {
         rules: &[(String, String)],
         alertmanager: &str,
     ) -> Self {
-        Self::launch(job, target, rules, Some(alertmanager))
+        Self::launch(job, target, rules, Some(alertmanager), false)
     }
 
     fn launch(
@@ -60,6 +76,7 @@ impl Prometheus {
         target: SocketAddr,
         rules: &[(String, String)],
         alertmanager: Option<&str>,
+        native: bool,
     ) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "looptel-prometheus-{}-{}",
@@ -91,7 +108,11 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
-            .arg("--enable-feature=exemplar-storage")
+            .arg(if native {
+                "--enable-feature=exemplar-storage,native-histograms"
+            } else {
+                "--enable-feature=exemplar-storage"
+            })
             .arg("--rules.alert.resend-delay=1s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

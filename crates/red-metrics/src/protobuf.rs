@@ -322,3 +322,120 @@ impl Metric<Gauge> {
         family.write(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Histograms, NativeHistograms, Registry};
+    use looptel_core::TraceIds;
+    use opentelemetry::trace::{SpanId, TraceId};
+
+    fn families(bytes: &[u8]) -> Vec<MetricFamily> {
+        let mut buf = bytes;
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            out.push(MetricFamily::decode_length_delimited(&mut buf).expect("a family"));
+        }
+        out
+    }
+
+    /// The counts per key the spans and deltas say.
+    fn buckets(spans: &[BucketSpan], deltas: &[i64]) -> Vec<(i32, i64)> {
+        let mut out = Vec::new();
+        let (mut key, mut count, mut d) = (0, 0, deltas.iter());
+        for s in spans {
+            key += s.offset.unwrap_or(0);
+            for _ in 0..s.length.unwrap_or(0) {
+                count += d.next().expect("a delta per bucket");
+                out.push((key, count));
+                key += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_native_histogram_decodes_to_its_observations_with_exemplars() {
+        let registry =
+            Registry::new().with_histograms(Histograms::Native(NativeHistograms::default()));
+        let h = registry.histogram("job.duration", "s", "Jobs.", &["queue"], &[0.1, 1.0]);
+        let ids = TraceIds::new(TraceId::from(5_u128), SpanId::from(6_u64), true);
+        for v in [0.001, 0.001, 0.3, 0.35, 2.0, 700.0] {
+            h.with(&["mail"], |h| h.observe(v, ids));
+        }
+        h.with(&["idle"], |_| ());
+        let all = families(&registry.encode_protobuf());
+        let family = all
+            .iter()
+            .find(|f| f.name.as_deref() == Some("job_duration_seconds"))
+            .expect("the family");
+        assert_eq!(family.r#type, Some(MetricType::Histogram as i32));
+        assert_eq!(family.unit.as_deref(), Some("seconds"));
+        let mail = family.metric[0].histogram.as_ref().expect("histogram");
+        assert_eq!(family.metric[0].label, vec![pair("queue", "mail")]);
+        assert_eq!(mail.sample_count, Some(6));
+        assert!(mail.bucket.is_empty(), "no classic buckets");
+        assert_eq!(mail.schema, Some(3));
+        let got = buckets(&mail.positive_span, &mail.positive_delta);
+        let mut want: Vec<(i32, i64)> = Vec::new();
+        for v in [0.001, 0.001, 0.3, 0.35, 2.0, 700.0] {
+            let k = crate::native::key(v, 3);
+            match want.last_mut() {
+                Some((last, n)) if *last == k => *n += 1,
+                _ => want.push((k, 1)),
+            }
+        }
+        assert_eq!(
+            got.iter()
+                .filter(|(_, n)| *n > 0)
+                .cloned()
+                .collect::<Vec<_>>(),
+            want
+        );
+        assert!(!mail.exemplars.is_empty());
+        for e in &mail.exemplars {
+            assert!(e.timestamp.is_some(), "native exemplars carry a timestamp");
+            assert_eq!(
+                e.label[0],
+                pair("trace_id", &TraceId::from(5_u128).to_string())
+            );
+        }
+        // A series without observations is still a native histogram.
+        let idle = family.metric[1].histogram.as_ref().expect("histogram");
+        assert_eq!(
+            idle.positive_span,
+            vec![BucketSpan {
+                offset: Some(0),
+                length: Some(0)
+            }]
+        );
+    }
+
+    #[test]
+    fn classic_and_native_send_both_and_counters_keep_their_total() {
+        let registry = Registry::new()
+            .with_histograms(Histograms::ClassicAndNative(NativeHistograms::default()));
+        let h = registry.histogram("job.duration", "s", "Jobs.", &[], &[0.1, 1.0]);
+        h.with(&[], |h| h.observe(0.5, None));
+        registry
+            .counter("jobs", "{job}", "Jobs run.", &[])
+            .with(&[], |c| c.add(2, None));
+        let all = families(&registry.encode_protobuf());
+        let histogram = all[0].metric[0].histogram.as_ref().expect("histogram");
+        let classic: Vec<(Option<u64>, Option<f64>)> = histogram
+            .bucket
+            .iter()
+            .map(|b| (b.cumulative_count, b.upper_bound))
+            .collect();
+        assert_eq!(classic, vec![(Some(0), Some(0.1)), (Some(1), Some(1.0))]);
+        assert_eq!(histogram.positive_delta, vec![1]);
+        let jobs = all
+            .iter()
+            .find(|f| f.name.as_deref() == Some("jobs_total"))
+            .expect("the counter");
+        assert_eq!(
+            jobs.metric[0].counter.as_ref().and_then(|c| c.value),
+            Some(2.0)
+        );
+    }
+}

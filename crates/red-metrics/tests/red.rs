@@ -338,6 +338,55 @@ async fn the_endpoint_negotiates_the_format() {
         ))),
         Format::OpenMetrics
     );
+    // What Prometheus sends with native histograms on: protobuf first.
+    let native_accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let res = s
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header("accept", native_accept)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("ok");
+    assert_eq!(
+        res.headers()["content-type"],
+        looptel_red_metrics::PROTOBUF_CONTENT_TYPE
+    );
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    assert!(
+        bytes
+            .windows(b"http_server_request_duration_seconds".len())
+            .any(|w| w == b"http_server_request_duration_seconds")
+    );
+    // Weights decide, not the order; a zero weight refuses.
+    for (accept, want) in [
+        (
+            "text/plain;q=0.9, application/openmetrics-text;q=0.5",
+            Format::Prometheus,
+        ),
+        (
+            "text/plain;q=0.2, application/openmetrics-text;q=0.5",
+            Format::OpenMetrics,
+        ),
+        (
+            "application/openmetrics-text;q=0, text/plain;q=0.1",
+            Format::Prometheus,
+        ),
+        (
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily",
+            Format::Prometheus,
+        ),
+        ("application/json", Format::Prometheus),
+    ] {
+        assert_eq!(
+            Format::negotiate(Some(&HeaderValue::from_static(accept))),
+            want,
+            "{accept}"
+        );
+    }
 }
 
 #[tokio::test]
