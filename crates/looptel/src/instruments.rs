@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use looptel_core::SemconvOptIn;
 use looptel_red_metrics::{
-    Changes, Health, HttpClientMetrics, HttpServerMetrics, ProcessCollector, Registry,
+    Changes, Health, Histograms, HttpClientMetrics, HttpServerMetrics, ProcessCollector, Registry,
     TokioCollector,
 };
 
@@ -32,7 +32,13 @@ impl Instruments {
     /// histograms with `rpc/dup` (telemetry's instrumentation has the
     /// parsed `OTEL_SEMCONV_STABILITY_OPT_IN`).
     pub fn new(semconv: SemconvOptIn) -> Self {
-        let registry = Registry::new();
+        Self::with_histograms(semconv, Histograms::Classic)
+    }
+
+    /// As [`new`](Self::new), the histograms keeping the buckets
+    /// `histograms` says (classic, native or both).
+    pub fn with_histograms(semconv: SemconvOptIn, histograms: Histograms) -> Self {
+        let registry = Registry::new().with_histograms(histograms);
         registry.register_collector(Arc::new(ProcessCollector));
         if let Some(tokio) = TokioCollector::current() {
             registry.register_collector(Arc::new(tokio));

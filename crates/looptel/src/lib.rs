@@ -163,6 +163,24 @@ impl Builder {
         self
     }
 
+    /// Which buckets the duration histograms keep (else
+    /// `LOOPTEL_METRICS_HISTOGRAMS`, else classic): native histograms are
+    /// one series per label set at any resolution, served to Prometheus in
+    /// its protobuf format and pushed as OTLP exponential histograms.
+    ///
+    /// ```no_run
+    /// use looptel::metrics::{Histograms, NativeHistograms};
+    ///
+    /// let lt = looptel::builder()
+    ///     .histograms(Histograms::ClassicAndNative(NativeHistograms::default()))
+    ///     .init()?;
+    /// # Ok::<(), looptel::TelemetryError>(())
+    /// ```
+    pub fn histograms(mut self, histograms: looptel_red_metrics::Histograms) -> Self {
+        self.telemetry = self.telemetry.histograms(histograms);
+        self
+    }
+
     /// Anything else telemetry takes (a sampler, an exporter, a logs
     /// setting…), on its own builder.
     pub fn telemetry(
@@ -188,7 +206,8 @@ impl Builder {
             .baggage_policy(baggage.inject_policy())
             .init()?;
         let instrumentation = guard.instrumentation();
-        let instruments = Instruments::new(instrumentation.semconv());
+        let instruments =
+            Instruments::with_histograms(instrumentation.semconv(), guard.histograms());
         drops::register(
             instruments.registry(),
             guard.logs().clone(),

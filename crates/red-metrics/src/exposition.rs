@@ -245,6 +245,7 @@ impl Encode for Metric<Histogram> {
             let Data::Histogram(points) = data else {
                 return;
             };
+            let native = h.native();
             let s = h.snapshot();
             let mut previous = 0;
             let bucket_counts = s
@@ -261,8 +262,14 @@ impl Encode for Metric<Histogram> {
                 bounds: s.bounds,
                 bucket_counts,
                 sum: s.sum,
-                count: s.count,
-                exemplars: s.buckets.iter().filter_map(|(_, e)| *e).collect(),
+                count: native.as_ref().map_or(s.count, |n| s.count.max(n.count())),
+                // Native buckets alone: their exemplars (spread over the
+                // latencies), not the one `+Inf` bucket's.
+                exemplars: match &native {
+                    Some(n) if s.bounds.is_empty() => n.exemplars.clone(),
+                    _ => s.buckets.iter().filter_map(|(_, e)| *e).collect(),
+                },
+                native: native.as_ref().map(crate::snapshot::NativePoint::of),
             });
         })
     }

@@ -78,7 +78,7 @@ pub use rpc::{RpcClientMetrics, RpcRecording, RpcServerMetrics};
 pub use saturation::{ProcessCollector, TokioCollector};
 pub use server::{ACTIVE_LABELS, DURATION_LABELS, HttpServerMetrics, Recording, RedLayer};
 pub use snapshot::{
-    Attributes, CounterPoint, Data, GaugePoint, HistogramPoint, InstrumentSnapshot,
+    Attributes, CounterPoint, Data, GaugePoint, HistogramPoint, InstrumentSnapshot, NativePoint,
     OVERFLOW_ATTRIBUTE, Snapshot,
 };
 

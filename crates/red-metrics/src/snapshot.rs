@@ -69,6 +69,52 @@ pub struct HistogramPoint {
     pub count: u64,
     /// The buckets' exemplars (sampled observations), oldest bucket first.
     pub exemplars: Vec<Exemplar>,
+    /// The native buckets, when the registry keeps them
+    /// ([`Histograms`](crate::Histograms)); `bounds` is then empty unless
+    /// classic buckets are kept too.
+    pub native: Option<NativePoint>,
+}
+
+/// A histogram series' native buckets: bucket `k` at `schema` holds the
+/// values in `(2^((k−1)·2^−schema), 2^(k·2^−schema)]` — OpenTelemetry's
+/// exponential bucket `k − 1` at scale `schema`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct NativePoint {
+    /// The resolution (OpenTelemetry's scale).
+    pub schema: i8,
+    /// The zero bucket's width.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: u64,
+    /// The positive buckets: the first one's key and the counts from
+    /// there, one per bucket (zeros included).
+    pub positive: (i32, Vec<u64>),
+    /// The negative buckets (by absolute value), as `positive`.
+    pub negative: (i32, Vec<u64>),
+}
+
+impl NativePoint {
+    pub(crate) fn of(n: &crate::native::NativeSnapshot) -> Self {
+        fn dense(runs: &[(i32, Vec<u64>)]) -> (i32, Vec<u64>) {
+            let Some((first, _)) = runs.first() else {
+                return (0, Vec::new());
+            };
+            let mut counts = Vec::new();
+            for (k, run) in runs {
+                counts.resize((k - first) as usize, 0);
+                counts.extend_from_slice(run);
+            }
+            (*first, counts)
+        }
+        Self {
+            schema: n.schema,
+            zero_threshold: n.zero_threshold,
+            zero_count: n.zero_count,
+            positive: dense(&n.positive),
+            negative: dense(&n.negative),
+        }
+    }
 }
 
 /// One counter series.

@@ -85,6 +85,7 @@ pub struct TelemetryBuilder {
     pub(crate) promotion: BaggagePromotion,
     pub(crate) baggage_policy: Option<Arc<dyn InjectPolicy>>,
     pub(crate) traces_file: Option<std::path::PathBuf>,
+    pub(crate) histograms: Option<looptel_red_metrics::Histograms>,
 }
 
 impl std::fmt::Debug for TelemetryBuilder {
@@ -100,6 +101,15 @@ impl std::fmt::Debug for TelemetryBuilder {
 }
 
 impl TelemetryBuilder {
+    /// Which buckets the metrics registry's histograms keep (env
+    /// `LOOPTEL_METRICS_HISTOGRAMS`: `classic`, `native`,
+    /// `classic+native`); [`TelemetryGuard::histograms`] gives what is in
+    /// force, for the registry to be built with.
+    pub fn histograms(mut self, histograms: looptel_red_metrics::Histograms) -> Self {
+        self.histograms = Some(histograms);
+        self
+    }
+
     /// `service.name` (env `OTEL_SERVICE_NAME`). Without one, the service is
     /// `unknown_service:<executable>` and start-up warns.
     pub fn service_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
@@ -239,6 +249,7 @@ impl TelemetryBuilder {
             None => EnvConfig::default(),
         };
         let mut notes = Vec::new();
+        let (histograms, exponential) = crate::config::histograms(self.histograms, &env)?;
         let service = self.service_info(&env, &mut notes);
         let mut propagator = propagator(env.propagators.as_deref())?;
         if let Some(policy) = self.baggage_policy.take() {
@@ -272,6 +283,9 @@ impl TelemetryBuilder {
             tracer_provider = Some(provider);
             (push, meter_provider) =
                 self.metrics_pipeline(&env, exporter_kind, &resource, &mut notes)?;
+            if let Some(push) = &mut push {
+                push.exponential = exponential;
+            }
             (logs, logger_provider) =
                 self.logs_pipeline(&env, resource, logs, &export_stats, &mut notes)?;
         }
@@ -301,6 +315,7 @@ impl TelemetryBuilder {
             span_level: self.span_level,
             shutdown_timeout: self.shutdown_timeout,
             notes,
+            histograms,
         })
     }
 
@@ -475,6 +490,7 @@ impl TelemetryBuilder {
                     .metric_export_interval
                     .unwrap_or(Duration::from_secs(60)),
                 temporality: env.temporality,
+                exponential: false,
                 resource: crate::push::resource_attributes(resource),
             };
             let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;

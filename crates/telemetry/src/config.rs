@@ -126,6 +126,11 @@ pub(crate) struct EnvConfig {
     pub(crate) bsp_max_export_batch_size: Option<usize>,
     pub(crate) metric_export_interval: Option<Duration>,
     pub(crate) temporality: Temporality,
+    /// `LOOPTEL_METRICS_HISTOGRAMS`.
+    pub(crate) histograms: Option<looptel_red_metrics::Histograms>,
+    /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`: whether
+    /// exponential.
+    pub(crate) exponential: Option<bool>,
     pub(crate) metric_export_timeout: Option<Duration>,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<PropagatorName>>,
@@ -277,6 +282,15 @@ impl EnvConfig {
             |var, v| choose(var, v, TEMPORALITIES),
         )?
         .unwrap_or(Temporality::Cumulative);
+        c.histograms = read(&get, LOOPTEL_METRICS_HISTOGRAMS, |var, v| {
+            v.parse()
+                .map_err(|_| ConfigError::new(var, v, "expected classic, native or classic+native"))
+        })?;
+        c.exponential = read(
+            &get,
+            OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+            |var, v| choose(var, v, AGGREGATIONS),
+        )?;
         c.sampler = SamplerConfig::from_env(
             get(OTEL_TRACES_SAMPLER).as_deref(),
             get(OTEL_TRACES_SAMPLER_ARG).as_deref(),
@@ -325,6 +339,55 @@ const TEMPORALITIES: &[(&str, Temporality)] = &[
     ("delta", Temporality::Delta),
     ("lowmemory", Temporality::LowMemory),
 ];
+
+/// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`'s values:
+/// whether exponential.
+const AGGREGATIONS: &[(&str, bool)] = &[
+    ("explicit_bucket_histogram", false),
+    ("base2_exponential_bucket_histogram", true),
+];
+
+/// Which buckets the registry keeps and whether the push sends them as
+/// exponential histograms: the code setting or `LOOPTEL_METRICS_HISTOGRAMS`,
+/// and the aggregation variable; a pair that asks the push for buckets the
+/// registry does not keep is an error.
+pub(crate) fn histograms(
+    code: Option<looptel_red_metrics::Histograms>,
+    env: &EnvConfig,
+) -> Result<(looptel_red_metrics::Histograms, bool), ConfigError> {
+    use looptel_red_metrics::{Histograms, NativeHistograms};
+    let kind = code.or(env.histograms);
+    let (kind, exponential) = match (kind, env.exponential) {
+        (None, Some(true)) => (
+            Histograms::ClassicAndNative(NativeHistograms::default()),
+            true,
+        ),
+        (None, _) => (Histograms::Classic, false),
+        (Some(kind), None) => (kind, !kind.classic()),
+        (Some(kind), Some(exponential)) => (kind, exponential),
+    };
+    let problem = match (exponential, kind.classic(), kind.native().is_some()) {
+        (true, _, false) => {
+            Some("the registry keeps no native buckets (LOOPTEL_METRICS_HISTOGRAMS=classic)")
+        }
+        (false, false, _) => {
+            Some("the registry keeps no classic buckets (LOOPTEL_METRICS_HISTOGRAMS=native)")
+        }
+        _ => None,
+    };
+    match problem {
+        Some(reason) => Err(ConfigError::new(
+            OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+            if exponential {
+                "base2_exponential_bucket_histogram"
+            } else {
+                "explicit_bucket_histogram"
+            },
+            reason,
+        )),
+        None => Ok((kind, exponential)),
+    }
+}
 
 /// `var` read through `parse`; `None` when unset or empty.
 fn read<T>(
@@ -562,5 +625,54 @@ mod tests {
         .expect("valid");
         assert_eq!(c.blrp_max_queue_size, Some(64));
         assert_eq!(c.metric_export_timeout, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn histogram_kind_and_push_aggregation_resolve_together() {
+        use looptel_red_metrics::{Histograms, NativeHistograms};
+        let resolve =
+            |vars: &'static [(&'static str, &'static str)]| histograms(None, &parse_with(vars)?);
+        let native = NativeHistograms::default();
+        assert_eq!(resolve(&[]), Ok((Histograms::Classic, false)));
+        assert_eq!(
+            resolve(&[(LOOPTEL_METRICS_HISTOGRAMS, "native")]),
+            Ok((Histograms::Native(native), true))
+        );
+        assert_eq!(
+            resolve(&[(LOOPTEL_METRICS_HISTOGRAMS, "Classic+Native")]),
+            Ok((Histograms::ClassicAndNative(native), false))
+        );
+        assert_eq!(
+            resolve(&[(
+                OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+                "base2_exponential_bucket_histogram"
+            )]),
+            Ok((Histograms::ClassicAndNative(native), true)),
+            "exponential pushes keep the scrape's classic buckets"
+        );
+        for bad in [
+            &[(LOOPTEL_METRICS_HISTOGRAMS, "sparse")][..],
+            &[
+                (LOOPTEL_METRICS_HISTOGRAMS, "native"),
+                (
+                    OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+                    "explicit_bucket_histogram",
+                ),
+            ],
+            &[
+                (LOOPTEL_METRICS_HISTOGRAMS, "classic"),
+                (
+                    OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+                    "base2_exponential_bucket_histogram",
+                ),
+            ],
+            &[(
+                OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+                "sparse",
+            )],
+        ] {
+            let e = resolve(bad).expect_err("refused");
+            assert!(!e.to_string().is_empty(), "{bad:?}");
+        }
     }
 }

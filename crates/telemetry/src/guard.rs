@@ -27,6 +27,7 @@ pub struct TelemetryGuard {
     pub(crate) export_stats: crate::ExportStats,
     pub(crate) timeout: Duration,
     pub(crate) watch: Option<DropWatch>,
+    pub(crate) histograms: looptel_red_metrics::Histograms,
 }
 
 /// How often the drop counters are looked at (the first drops are warned
@@ -88,6 +89,14 @@ impl DropWatch {
 }
 
 impl TelemetryGuard {
+    /// Which buckets the metrics registry's histograms keep
+    /// ([`TelemetryBuilder::histograms`](crate::TelemetryBuilder::histograms)
+    /// or `LOOPTEL_METRICS_HISTOGRAMS`): build the registry with it
+    /// ([`Registry::with_histograms`](looptel_red_metrics::Registry::with_histograms)).
+    pub fn histograms(&self) -> looptel_red_metrics::Histograms {
+        self.histograms
+    }
+
     /// The service identity.
     pub fn service(&self) -> &ServiceInfo {
         &self.service

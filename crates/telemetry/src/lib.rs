@@ -142,6 +142,7 @@ pub struct Telemetry {
     span_level: LevelFilter,
     shutdown_timeout: Duration,
     notes: Vec<Note>,
+    histograms: looptel_red_metrics::Histograms,
     /// Built once from the tracer provider and the propagator; the guard
     /// hands out the same.
     instrumentation: Instrumentation,
@@ -219,6 +220,7 @@ impl Telemetry {
             promotion: BaggagePromotion::default(),
             baggage_policy: None,
             traces_file: None,
+            histograms: None,
         }
     }
 
@@ -245,6 +247,11 @@ impl Telemetry {
     /// The tracer provider, `None` when telemetry is disabled.
     pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
         self.tracer_provider.as_ref()
+    }
+
+    /// Which buckets the metrics registry's histograms keep.
+    pub fn histograms(&self) -> looptel_red_metrics::Histograms {
+        self.histograms
     }
 
     /// The meter provider, when metrics are pushed with OTLP.
@@ -313,6 +320,7 @@ impl Telemetry {
             export_stats: self.export_stats,
             timeout: self.shutdown_timeout,
             watch: None,
+            histograms: self.histograms,
         };
         (subscriber, guard)
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use looptel_red_metrics::{Data, Registry, Snapshot};
+use looptel_red_metrics::{Data, NativePoint, Registry, Snapshot};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 #[cfg(feature = "otlp-grpc")]
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -37,6 +37,9 @@ pub(crate) struct PushConfig {
     pub(crate) timeout: Duration,
     pub(crate) interval: Duration,
     pub(crate) temporality: Temporality,
+    /// Histograms with native buckets sent as OTLP exponential histograms
+    /// (`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`).
+    pub(crate) exponential: bool,
     pub(crate) resource: Vec<KeyValue>,
 }
 
@@ -64,7 +67,7 @@ impl MetricsPush {
                 else {
                     return;
                 };
-                let mut state = State::new(config.temporality);
+                let mut state = State::new(config.temporality, config.exponential);
                 let mut last = false;
                 while !last {
                     last = !matches!(
@@ -173,21 +176,73 @@ struct Previous {
     sum: f64,
     count: u64,
     value: f64,
+    native: Option<NativePoint>,
+}
+
+/// `buckets` (first key, counts) at `schema` − `by`: each halving merges
+/// keys `2j−1` and `2j` into `j`, as the registry does.
+fn downscale((first, counts): &(i32, Vec<u64>), by: u32) -> (i32, Vec<u64>) {
+    if by == 0 || counts.is_empty() {
+        return (*first, counts.clone());
+    }
+    let coarse = |k: i32| {
+        let mut k = k;
+        for _ in 0..by {
+            k = (k + 1) >> 1;
+        }
+        k
+    };
+    let new_first = coarse(*first);
+    let mut out = vec![0; (coarse(*first + counts.len() as i32 - 1) - new_first + 1) as usize];
+    for (i, c) in counts.iter().enumerate() {
+        out[(coarse(*first + i as i32) - new_first) as usize] += c;
+    }
+    (new_first, out)
+}
+
+/// `now` less `before` (both at the same schema), per key.
+fn subtract((first, counts): &(i32, Vec<u64>), before: &(i32, Vec<u64>)) -> Vec<u64> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let k = i64::from(*first) + i as i64 - i64::from(before.0);
+            let prev = usize::try_from(k)
+                .ok()
+                .and_then(|k| before.1.get(k))
+                .copied()
+                .unwrap_or(0);
+            c.saturating_sub(prev)
+        })
+        .collect()
+}
+
+/// An OTLP exponential bucket list from native buckets: OpenTelemetry's
+/// bucket `i` is Prometheus' key `i + 1`.
+fn exponential_buckets(
+    (first, counts): (i32, Vec<u64>),
+) -> Option<pb::exponential_histogram_data_point::Buckets> {
+    Some(pb::exponential_histogram_data_point::Buckets {
+        offset: if counts.is_empty() { 0 } else { first - 1 },
+        bucket_counts: counts,
+    })
 }
 
 /// The start time and, for delta, the last values per series.
 struct State {
     temporality: Temporality,
+    exponential: bool,
     start: u64,
     last_export: u64,
     previous: HashMap<(String, looptel_red_metrics::Attributes), Previous>,
 }
 
 impl State {
-    fn new(temporality: Temporality) -> Self {
+    fn new(temporality: Temporality, exponential: bool) -> Self {
         let now = nanos(SystemTime::now());
         Self {
             temporality,
+            exponential,
             start: now,
             last_export: now,
             previous: HashMap::new(),
@@ -196,6 +251,54 @@ impl State {
 
     fn delta(&self) -> bool {
         self.temporality != Temporality::Cumulative
+    }
+
+    /// A histogram series' native buckets as an OTLP exponential data
+    /// point; for delta, less what the last export sent (brought to the
+    /// current resolution when the registry halved it since).
+    fn exponential_point(
+        &mut self,
+        name: &str,
+        p: &looptel_red_metrics::HistogramPoint,
+        delta: bool,
+        (start, now): (u64, u64),
+    ) -> Option<pb::ExponentialHistogramDataPoint> {
+        let native = p.native.as_ref()?;
+        let (mut positive, mut negative) = (native.positive.clone(), native.negative.clone());
+        let (mut sum, mut count, mut zero) = (p.sum, p.count, native.zero_count);
+        if delta {
+            let prev = self
+                .previous
+                .entry((name.to_owned(), p.attributes.clone()))
+                .or_default();
+            if let Some(before) = &prev.native {
+                let by =
+                    u32::try_from(i32::from(before.schema) - i32::from(native.schema)).unwrap_or(0);
+                positive.1 = subtract(&positive, &downscale(&before.positive, by));
+                negative.1 = subtract(&negative, &downscale(&before.negative, by));
+                zero = zero.saturating_sub(before.zero_count);
+            }
+            sum -= prev.sum;
+            count = count.saturating_sub(prev.count);
+            (prev.sum, prev.count) = (p.sum, p.count);
+            prev.native = Some(native.clone());
+        }
+        Some(pb::ExponentialHistogramDataPoint {
+            attributes: attributes(&p.attributes),
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            count,
+            sum: Some(sum),
+            scale: i32::from(native.schema),
+            zero_count: zero,
+            positive: exponential_buckets(positive),
+            negative: exponential_buckets(negative),
+            flags: 0,
+            exemplars: p.exemplars.iter().map(exemplar).collect(),
+            min: None,
+            max: None,
+            zero_threshold: native.zero_threshold,
+        })
     }
 
     /// The request for `snapshot`, with `resource`.
@@ -215,6 +318,17 @@ impl State {
         let mut metrics = Vec::with_capacity(snapshot.instruments.len());
         for i in &snapshot.instruments {
             let data = match &i.data {
+                Data::Histogram(points)
+                    if self.exponential && points.iter().all(|p| p.native.is_some()) =>
+                {
+                    pb::metric::Data::ExponentialHistogram(pb::ExponentialHistogram {
+                        aggregation_temporality: temporality,
+                        data_points: points
+                            .iter()
+                            .filter_map(|p| self.exponential_point(&i.name, p, delta, (start, now)))
+                            .collect(),
+                    })
+                }
                 Data::Histogram(points) => pb::metric::Data::Histogram(pb::Histogram {
                     aggregation_temporality: temporality,
                     data_points: points
@@ -390,8 +504,8 @@ mod tests {
         let c = registry.counter("jobs", "{job}", "Jobs.", &[]);
         let h = registry.histogram("work.duration", "s", "Work.", &[], &[1.0]);
         let g = registry.gauge("in.flight", "{job}", "In flight.", &[]);
-        let mut delta = State::new(Temporality::Delta);
-        let mut cumulative = State::new(Temporality::Cumulative);
+        let mut delta = State::new(Temporality::Delta, false);
+        let mut cumulative = State::new(Temporality::Cumulative, false);
         c.with(&[], |c| c.add(3, None));
         h.with(&[], |h| h.observe(0.5, None));
         g.with(&[], |g| g.add(2));
@@ -417,5 +531,88 @@ mod tests {
         assert_eq!(value(&c2, "work.duration"), (2.0, c));
         // An up-down counter stays cumulative either way.
         assert_eq!(value(&d2, "in.flight"), (2.0, c));
+    }
+
+    fn exponential(
+        req: &ExportMetricsServiceRequest,
+        name: &str,
+    ) -> pb::ExponentialHistogramDataPoint {
+        let m = req.resource_metrics[0].scope_metrics[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .expect("metric");
+        match &m.data {
+            Some(pb::metric::Data::ExponentialHistogram(h)) => h.data_points[0].clone(),
+            other => panic!("an exponential histogram: {other:?}"),
+        }
+    }
+
+    /// (OpenTelemetry index, count) of each non-empty bucket.
+    fn buckets(p: &pb::ExponentialHistogramDataPoint) -> Vec<(i32, u64)> {
+        let b = p.positive.as_ref().expect("positive buckets");
+        b.bucket_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (b.offset + i as i32, *c))
+            .collect()
+    }
+
+    #[test]
+    fn native_buckets_are_pushed_as_exponential_histograms_in_the_otel_index() {
+        use looptel_red_metrics::{Histograms, NativeHistograms};
+        let registry = Registry::new().with_histograms(Histograms::Native(
+            NativeHistograms::default().bucket_factor(2.0),
+        ));
+        let h = registry.histogram("work.duration", "s", "Work.", &[], &[1.0]);
+        let mut cumulative = State::new(Temporality::Cumulative, true);
+        for v in [0.75, 1.0, 3.0, 0.0] {
+            h.with(&[], |h| h.observe(v, None));
+        }
+        let p = exponential(
+            &cumulative.request(&registry.snapshot(), &[]),
+            "work.duration",
+        );
+        assert_eq!(p.scale, 0);
+        assert_eq!(p.count, 4);
+        assert_eq!(p.zero_count, 1);
+        // OpenTelemetry's bucket i holds (2^i, 2^(i+1)]: 0.75 and 1 are in
+        // bucket −1, 3 in bucket 1.
+        assert_eq!(buckets(&p), vec![(-1, 2), (1, 1)]);
+        // Classic settings are pushed as explicit buckets.
+        let mut explicit = State::new(Temporality::Cumulative, false);
+        let classic = Registry::new();
+        classic
+            .histogram("work.duration", "s", "Work.", &[], &[1.0])
+            .with(&[], |h| h.observe(0.5, None));
+        assert_eq!(
+            value(&explicit.request(&classic.snapshot(), &[]), "work.duration").0,
+            1.0
+        );
+    }
+
+    #[test]
+    fn delta_exponential_points_subtract_at_the_resolution_of_now() {
+        use looptel_red_metrics::{Histograms, NativeHistograms};
+        let registry = Registry::new().with_histograms(Histograms::Native(
+            NativeHistograms::default()
+                .bucket_factor(2.0)
+                .max_buckets(2),
+        ));
+        let h = registry.histogram("work.duration", "s", "Work.", &[], &[1.0]);
+        let mut delta = State::new(Temporality::Delta, true);
+        h.with(&[], |h| h.observe(1.5, None));
+        let first = exponential(&delta.request(&registry.snapshot(), &[]), "work.duration");
+        assert_eq!((first.scale, buckets(&first)), (0, vec![(0, 1)]));
+        // A far value and the limit of two buckets: the resolution halves.
+        for v in [1.5, 3.5, 7.5] {
+            h.with(&[], |h| h.observe(v, None));
+        }
+        let second = exponential(&delta.request(&registry.snapshot(), &[]), "work.duration");
+        assert!(second.scale < 0, "scale {}", second.scale);
+        assert_eq!(second.count, 3);
+        let total: u64 = buckets(&second).iter().map(|(_, c)| c).sum();
+        assert_eq!(total, 3, "the first push's 1.5 is not sent again");
     }
 }

@@ -86,6 +86,16 @@ pub const OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_VA
 /// format): instead of the console default, or beside OTLP export. This is
 /// what `looptel-retro --traces-file` reads.
 pub const LOOPTEL_TRACES_FILE: &str = "LOOPTEL_TRACES_FILE";
+/// Which buckets the registry's histograms keep: `classic` (the default),
+/// `native` or `classic+native` (see `looptel_red_metrics::Histograms`).
+pub const LOOPTEL_METRICS_HISTOGRAMS: &str = "LOOPTEL_METRICS_HISTOGRAMS";
+/// How pushed histograms are aggregated: `explicit_bucket_histogram` (the
+/// classic buckets) or `base2_exponential_bucket_histogram` (the native
+/// ones, as OTLP exponential histograms). Unset, it follows
+/// [`LOOPTEL_METRICS_HISTOGRAMS`]: exponential when only native buckets
+/// are kept; set to exponential with that unset, the registry keeps both.
+pub const OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
 /// `rpc/dup` also emits the pre-1.39 RPC names (see
 /// [`SemconvOptIn`](looptel_core::SemconvOptIn)); other entries are ignored.
 pub use looptel_core::OTEL_SEMCONV_STABILITY_OPT_IN;
