@@ -647,6 +647,16 @@ fn coarse_buckets(f: &[Family], t: &Thresholds) -> Finding {
     let mut bad = Vec::new();
     let mut seen = 0;
     for fam in f.iter().filter(|x| x.kind == "histogram" && is_duration(x)) {
+        // Only `+Inf` in text: native buckets alone, which only Prometheus'
+        // protobuf format carries; their resolution is not read here.
+        if fam
+            .samples
+            .iter()
+            .filter_map(|s| s.labels.get("le"))
+            .all(|le| le == "+Inf")
+        {
+            continue;
+        }
         seen += 1;
         let les: BTreeSet<String> = fam
             .samples
@@ -1202,6 +1212,11 @@ fn slo_buckets(spec: &looptel_slo::Spec, f: &[Family]) -> Finding {
             ));
             continue;
         };
+        if series.native {
+            // Any bound: `histogram_fraction` reads it between buckets.
+            ok.push(format!("{}: native histogram, {bound} s", slo.name));
+            continue;
+        }
         let has = fam
             .samples
             .iter()

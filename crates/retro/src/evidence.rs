@@ -51,7 +51,7 @@ pub(crate) fn rank(
     let mut ranked: Vec<(Exemplar, bool)> = exemplars
         .drain(..)
         .map(|e| {
-            let error = series.is_error(|l| e.series.get(l).map(String::as_str));
+            let error = series.is_error(|l| e.series.get(l).map(String::as_str), e.value);
             (e, error)
         })
         .collect();
@@ -116,11 +116,23 @@ impl Retro {
             m.join(",")
         };
         let w = looptel_slo::format_duration(w.max(Duration::from_secs(1)));
-        let rate = format!("sum by ({by}) (rate({metric}_count{{{sel}}}[{w}]))");
-        let errors = format!("sum by ({by}) (rate({metric}_count{{{err_sel}}}[{w}]))");
-        let p99 = format!(
-            "histogram_quantile(0.99, sum by ({by}, le) (rate({metric}_bucket{{{sel}}}[{w}])))"
-        );
+        // On native histograms the series is the histogram itself: its
+        // count by `histogram_count`, its p99 without `le`.
+        let (rate, errors, p99) = if spec.histograms == looptel_slo::HistogramKind::Native {
+            (
+                format!("histogram_count(sum by ({by}) (rate({metric}{{{sel}}}[{w}])))"),
+                format!("histogram_count(sum by ({by}) (rate({metric}{{{err_sel}}}[{w}])))"),
+                format!("histogram_quantile(0.99, sum by ({by}) (rate({metric}{{{sel}}}[{w}])))"),
+            )
+        } else {
+            (
+                format!("sum by ({by}) (rate({metric}_count{{{sel}}}[{w}]))"),
+                format!("sum by ({by}) (rate({metric}_count{{{err_sel}}}[{w}]))"),
+                format!(
+                    "histogram_quantile(0.99, sum by ({by}, le) (rate({metric}_bucket{{{sel}}}[{w}])))"
+                ),
+            )
+        };
         let key = |s: &Series| {
             client
                 .by
@@ -541,10 +553,9 @@ impl Retro {
         };
         let look = self.settings.changes_window.max(target.long);
         let from = starts_at - look;
-        let sli = target.series.count(&[]);
-        let expr = format!(
-            "sum(rate({sli}[{}]))",
-            looptel_slo::format_duration(target.short.max(Duration::from_secs(1)))
+        let expr = target.series.call_rate(
+            &[],
+            &looptel_slo::format_duration(target.short.max(Duration::from_secs(1))),
         );
         let series = or_noted(
             self.metrics
@@ -613,7 +624,7 @@ impl Retro {
         });
         ev.hypotheses.sort_by(|a, b| b.score.total_cmp(&a.score));
         ev.no_traffic = Some(NoTraffic {
-            sli,
+            sli: target.series.count(&[]),
             last_seen,
             looked_back_seconds: look.as_secs_f64(),
         });
@@ -630,7 +641,7 @@ pub(crate) async fn recovery(
     at: OffsetDateTime,
 ) -> Result<(f64, Option<f64>), crate::sources::SourceError> {
     let w = looptel_slo::format_duration(window);
-    let requests = format!("sum(increase({}[{w}]))", target.series.count(&[]));
+    let requests = target.series.calls(&[], &w);
     let total = retro
         .metrics
         .query(&requests, at)
@@ -674,6 +685,7 @@ mod tests {
             metric: "m".to_owned(),
             matchers: vec![],
             latency_under: None,
+            native: false,
         };
         let ranked = rank(
             vec![

@@ -14,7 +14,7 @@ use opentelemetry_semantic_conventions::attribute as m;
 use serde::Serialize;
 
 use crate::duration;
-use crate::spec::{Slo, Source, Spec, quote};
+use crate::spec::{HistogramKind, Slo, Source, Spec, quote};
 
 /// The budget window of every SLO (CONVENTIONS: 30-day window).
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -202,6 +202,9 @@ pub struct SliSeries {
     pub matchers: Vec<String>,
     /// The latency bound in seconds, for a latency SLI.
     pub latency_under: Option<f64>,
+    /// Whether the histogram is native (one series per label set, its
+    /// exemplars on the series itself).
+    pub native: bool,
 }
 
 impl SliSeries {
@@ -212,26 +215,55 @@ impl SliSeries {
             metric,
             matchers,
             latency_under: slo.sli.latency_under,
+            native: spec.histograms == HistogramKind::Native,
         }
     }
 
-    /// A selector of the histogram's buckets, where exemplars are kept:
-    /// `http_server_request_duration_seconds_bucket{job="…",…}`.
+    /// A selector of the series exemplars are kept on: the buckets
+    /// (`http_server_request_duration_seconds_bucket{job="…",…}`), or the
+    /// native histogram itself.
     pub fn buckets(&self) -> String {
-        format!("{}_bucket{}", self.metric, selector(&self.matchers, &[]))
+        let suffix = if self.native { "" } else { "_bucket" };
+        format!("{}{suffix}{}", self.metric, selector(&self.matchers, &[]))
     }
 
-    /// A selector of the histogram's `_count` series, plus `extra` matchers.
+    /// A selector of the histogram's `_count` series (the native histogram
+    /// itself: read it with `histogram_count`), plus `extra` matchers.
     pub fn count(&self, extra: &[String]) -> String {
-        format!("{}_count{}", self.metric, selector(&self.matchers, extra))
+        let suffix = if self.native { "" } else { "_count" };
+        format!("{}{suffix}{}", self.metric, selector(&self.matchers, extra))
     }
 
-    /// Whether a bucket series with these labels holds the SLI's errors:
-    /// for availability, a series with an `error_type`; for latency, a
-    /// bucket above the bound (`le` greater than it, `+Inf` included).
-    pub fn is_error<'a>(&self, mut label: impl FnMut(&str) -> Option<&'a str>) -> bool {
+    /// The calls over `window` (a PromQL range such as `5m`), summed, plus
+    /// `extra` matchers: `sum(increase(…_count{…}[5m]))`, or
+    /// `histogram_count(sum(increase(…{…}[5m])))` for a native histogram.
+    pub fn calls(&self, extra: &[String], window: &str) -> String {
+        self.summed("increase", extra, window)
+    }
+
+    /// The calls per second over `window`, summed, plus `extra` matchers
+    /// (`rate` where [`calls`](Self::calls) has `increase`).
+    pub fn call_rate(&self, extra: &[String], window: &str) -> String {
+        self.summed("rate", extra, window)
+    }
+
+    fn summed(&self, function: &str, extra: &[String], window: &str) -> String {
+        let sum = format!("sum({function}({}[{window}]))", self.count(extra));
+        if self.native {
+            format!("histogram_count({sum})")
+        } else {
+            sum
+        }
+    }
+
+    /// Whether an exemplar with these series labels and this value is one
+    /// of the SLI's errors: for availability, one on a series with an
+    /// `error_type`; for latency, one above the bound (by its bucket's `le`
+    /// on classic buckets, by its value on a native histogram).
+    pub fn is_error<'a>(&self, mut label: impl FnMut(&str) -> Option<&'a str>, value: f64) -> bool {
         match self.latency_under {
             None => label(&error_type_label()).is_some_and(|v| !v.is_empty()),
+            Some(bound) if self.native => value > bound,
             Some(bound) => label("le")
                 .and_then(|le| le.parse::<f64>().ok())
                 .is_some_and(|le| le > bound),
@@ -260,6 +292,9 @@ fn rate_sum(metric: &str, selector: &str, window: &str) -> String {
 pub fn error_ratio_expr(spec: &Spec, slo: &Slo, window: Duration) -> String {
     let (metric, matchers) = series(spec, slo);
     let w = duration::format(window);
+    if spec.histograms == HistogramKind::Native {
+        return native_error_ratio(&metric, &matchers, slo.sli.latency_under, &w);
+    }
     let count = format!("{metric}_count");
     let total = rate_sum(&count, &selector(&matchers, &[]), &w);
     let errors = match slo.sli.latency_under {
@@ -284,6 +319,32 @@ pub fn error_ratio_expr(spec: &Spec, slo: &Slo, window: Duration) -> String {
             );
             format!("clamp_min({total} - {good}, 0)")
         }
+    };
+    format!("{errors} / clamp_min({total}, 1e-12)")
+}
+
+/// The error ratio over `w` on a native histogram: calls are
+/// `histogram_count` of the summed rates; for latency, the errors are the
+/// calls above the bound, `1 − histogram_fraction(0, bound, …)` of them —
+/// a ratio of rates, as on classic buckets. A window without calls, where
+/// the fraction is NaN, counts no errors (`> 0` drops NaN and 0 alike).
+fn native_error_ratio(
+    metric: &str,
+    matchers: &[String],
+    latency_under: Option<f64>,
+    w: &str,
+) -> String {
+    let all = format!("sum(rate({metric}{}[{w}]))", selector(matchers, &[]));
+    let total = format!("(histogram_count({all}) or vector(0))");
+    let errors = match latency_under {
+        None => format!(
+            "(histogram_count(sum(rate({metric}{}[{w}]))) or vector(0))",
+            selector(matchers, &[format!("{}!=\"\"", error_type_label())])
+        ),
+        Some(bound) => format!(
+            "((histogram_count({all}) * (1 - histogram_fraction(0, {}, {all}))) > 0 or vector(0))",
+            number(bound)
+        ),
     };
     format!("{errors} / clamp_min({total}, 1e-12)")
 }
@@ -461,16 +522,22 @@ pub fn rule_file(spec: &Spec, slo: &Slo) -> Result<String, crate::Error> {
             }
             if let Some(after) = spec.no_traffic_alert {
                 let (metric, matchers) = series(spec, slo);
+                let window = duration::format(spec.scaled(after));
+                let calls = if spec.histograms == HistogramKind::Native {
+                    format!(
+                        "(histogram_count(sum(rate({metric}{}[{window}]))) or vector(0))",
+                        selector(&matchers, &[])
+                    )
+                } else {
+                    rate_sum(
+                        &format!("{metric}_count"),
+                        &selector(&matchers, &[]),
+                        &window,
+                    )
+                };
                 rules.push(Rule::Alert {
                     alert: NO_TRAFFIC_ALERT.to_owned(),
-                    expr: format!(
-                        "{} == 0",
-                        rate_sum(
-                            &format!("{metric}_count"),
-                            &selector(&matchers, &[]),
-                            &duration::format(spec.scaled(after))
-                        )
-                    ),
+                    expr: format!("{calls} == 0"),
                     for_: None,
                     labels: no_traffic_labels(spec, slo),
                     annotations: no_traffic_annotations(spec, slo, spec.scaled(after)),

@@ -12,7 +12,8 @@ use crate::duration;
 use crate::error::{Error, Invalid};
 
 /// A service's SLOs, validated: every objective can page, every latency
-/// threshold is a bucket bound, every name is a valid label value.
+/// threshold is a bucket bound (any duration on native histograms), every
+/// name is a valid label value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
     /// The service (`service` label of every rule).
@@ -29,8 +30,25 @@ pub struct Spec {
     pub scale: u32,
     /// With a duration, an alert when an SLO sees no traffic that long.
     pub no_traffic_alert: Option<Duration>,
+    /// Which histograms the rules read: what the service keeps and
+    /// Prometheus stores (`histograms: native` in the spec).
+    pub histograms: HistogramKind,
     /// The SLOs.
     pub slos: Vec<Slo>,
+}
+
+/// Which histograms an SLO's rules read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistogramKind {
+    /// Classic buckets (`_bucket{le=…}`, `_count`): a latency threshold
+    /// must be a bucket bound.
+    #[default]
+    Classic,
+    /// Native histograms (one series per label set, Prometheus with native
+    /// histograms on): `histogram_count` and `histogram_fraction`, a
+    /// latency threshold at any duration.
+    Native,
 }
 
 /// The response time each severity promises.
@@ -111,6 +129,8 @@ struct RawSpec {
     windows: Option<RawWindows>,
     #[serde(default)]
     no_traffic_alert: Option<String>,
+    #[serde(default)]
+    histograms: Option<String>,
     slos: Vec<RawSlo>,
 }
 
@@ -289,6 +309,18 @@ fn validate(raw: RawSpec, problems: &mut Vec<Invalid>) -> Spec {
             None
         })
     });
+    let histograms = match raw.histograms.as_deref().map(str::trim) {
+        None | Some("classic") => HistogramKind::Classic,
+        Some("native") => HistogramKind::Native,
+        Some(other) => {
+            problem(
+                problems,
+                "histograms",
+                format!("`{other}` is neither `classic` nor `native`"),
+            );
+            HistogramKind::Classic
+        }
+    };
     if raw.slos.is_empty() {
         problem(problems, "slos", "lists no SLO");
     }
@@ -340,7 +372,7 @@ fn validate(raw: RawSpec, problems: &mut Vec<Invalid>) -> Spec {
                     ),
                 );
             }
-            let sli = validate_sli(s.sli, &at("sli"), problems);
+            let sli = validate_sli(s.sli, &at("sli"), histograms, problems);
             Slo {
                 description: s.description.unwrap_or_else(|| default_description(&s.name)),
                 name: s.name,
@@ -357,6 +389,7 @@ fn validate(raw: RawSpec, problems: &mut Vec<Invalid>) -> Spec {
         selector: raw.selector,
         scale,
         no_traffic_alert,
+        histograms,
         slos,
     }
 }
@@ -378,7 +411,12 @@ fn parse_scale(text: &str) -> Option<u32> {
         .flatten()
 }
 
-fn validate_sli(raw: RawSli, at: &str, problems: &mut Vec<Invalid>) -> Sli {
+fn validate_sli(
+    raw: RawSli,
+    at: &str,
+    histograms: HistogramKind,
+    problems: &mut Vec<Invalid>,
+) -> Sli {
     let sources = [
         raw.http.is_some(),
         raw.grpc.is_some(),
@@ -458,7 +496,7 @@ fn validate_sli(raw: RawSli, at: &str, problems: &mut Vec<Invalid>) -> Sli {
             return None;
         };
         let secs = d.as_secs_f64();
-        if !DURATION_BUCKETS.iter().any(|b| (b - secs).abs() < 1e-9) {
+        if histograms == HistogramKind::Classic && !DURATION_BUCKETS.iter().any(|b| (b - secs).abs() < 1e-9) {
             let bounds: Vec<String> = DURATION_BUCKETS
                 .iter()
                 .map(|b| duration::format(Duration::from_secs_f64(*b)))

@@ -250,3 +250,56 @@ fn specs_that_cannot_work_are_refused_naming_the_field() {
         }
     }
 }
+
+/// On native histograms a latency SLO takes any bound: its rules read
+/// `histogram_fraction`, pass `promtool check rules`, and come without a
+/// promtool test file (promtool 2.42 cannot write native series: the
+/// order-service's native SLO test proves them in a real Prometheus).
+#[test]
+fn native_histograms_take_any_latency_bound_and_check_clean() {
+    let spec = spec(
+        "histograms: native\nslos:\n  - name: pay-latency\n    objective: 99\n    sli: { http: { routes: [\"/pay\"] }, latency_under: 350ms }\n  - name: pay-availability\n    objective: 99.9\n    sli: { http: { routes: [\"/pay\"] } }\n",
+    )
+    .expect("350 ms is fine on a native histogram");
+    let files = looptel_slo::generate(&spec, true).expect("generate");
+    assert!(
+        files.iter().all(|(name, _)| name.ends_with(".rules.yaml")),
+        "no promtool test files: {:?}",
+        files.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, contents) in &files {
+        std::fs::write(dir.path().join(name), contents).expect("write");
+        let checked = promtool(dir.path(), &["check", "rules", name]);
+        assert!(checked.contains("SUCCESS"), "{checked}");
+    }
+    let latency = &files
+        .iter()
+        .find(|(n, _)| n.starts_with("pay-latency"))
+        .expect("latency rules")
+        .1;
+    assert!(
+        latency
+            .contains("histogram_fraction(0, 0.35, sum(rate(http_server_request_duration_seconds{"),
+        "{latency}"
+    );
+    assert!(!latency.contains("seconds_bucket") && !latency.contains("seconds_count"));
+    let availability = &files
+        .iter()
+        .find(|(n, _)| n.starts_with("pay-availability"))
+        .expect("availability rules")
+        .1;
+    assert!(
+        availability.contains("histogram_count(sum(rate(http_server_request_duration_seconds{")
+    );
+    match spec_err(
+        "histograms: sparse\nslos:\n  - name: pay\n    objective: 99\n    sli: { http: { routes: [\"/pay\"] } }\n",
+    ) {
+        Error::Invalid(problems) => assert!(problems.iter().any(|p| p.field == "histograms")),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn spec_err(rest: &str) -> Error {
+    spec(rest).expect_err("refused")
+}
