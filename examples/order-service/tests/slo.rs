@@ -2,7 +2,8 @@
 //! scaled down 60× (the 1h/5m page pair becomes 1m/5s): traffic inside the
 //! budget raises nothing; failures injected through the fault switch take
 //! the availability page through pending to firing; once the fault is
-//! removed, it resolves.
+//! removed, it resolves. On native histograms (one setting), a latency SLO
+//! at a bound between classic buckets pages on slow calls and only then.
 
 mod common;
 
@@ -18,12 +19,17 @@ const SLO: &str = "order-api-availability";
 /// The states of the availability page (`ErrorBudgetBurn1h`) Prometheus
 /// reports now.
 async fn page_states(prometheus: &Prometheus) -> BTreeSet<String> {
+    page_states_of(prometheus, SLO).await
+}
+
+/// The states of `slo`'s page (`ErrorBudgetBurn1h`) Prometheus reports now.
+async fn page_states_of(prometheus: &Prometheus, slo: &str) -> BTreeSet<String> {
     let alerts = prometheus.api("alerts").await;
     alerts["data"]["alerts"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|a| a["labels"]["alertname"] == "ErrorBudgetBurn1h" && a["labels"]["slo"] == SLO)
+        .filter(|a| a["labels"]["alertname"] == "ErrorBudgetBurn1h" && a["labels"]["slo"] == slo)
         .filter_map(|a| a["state"].as_str().map(str::to_owned))
         .collect()
 }
@@ -36,9 +42,19 @@ async fn watch(
     seen: &mut Vec<BTreeSet<String>>,
     done: impl Fn(&BTreeSet<String>) -> bool,
 ) {
+    watch_slo(prometheus, SLO, limit, seen, done).await;
+}
+
+async fn watch_slo(
+    prometheus: &Prometheus,
+    slo: &str,
+    limit: Duration,
+    seen: &mut Vec<BTreeSet<String>>,
+    done: impl Fn(&BTreeSet<String>) -> bool,
+) {
     let deadline = Instant::now() + limit;
     loop {
-        let states = page_states(prometheus).await;
+        let states = page_states_of(prometheus, slo).await;
         if seen.last() != Some(&states) {
             seen.push(states.clone());
         }
@@ -163,5 +179,125 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     );
     eprintln!("page firing {to_fire:?} after the fault, resolved {took:?} after the fix");
 
+    drop(traffic);
+}
+
+/// One setting switches the service to native histograms; a latency SLO at
+/// 350 ms — between the classic buckets 0.25 and 0.5, which the classic
+/// rules refuse — then works under the real Prometheus (native histograms
+/// on): quiet while calls take 250 ms, paging once they take 450 ms, and
+/// resolving after the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_native_histograms_a_350ms_latency_slo_pages_when_calls_get_slow_and_only_then() {
+    const LATENCY: &str = "place-order-under-350ms";
+    let mut svc = Service::start(&[
+        ("ENABLE_FAULTS", "1".to_owned()),
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+        ("LOOPTEL_METRICS_HISTOGRAMS", "native".to_owned()),
+    ]);
+    let addr = svc.http_addr();
+    let spec = looptel_slo::Spec::from_yaml(&format!(
+        r#"
+service: order-service
+owner: team-orders
+runbook_url: https://runbooks.example.com/order-service
+response_sla: {{ page: 15m, ticket: next business day }}
+selector: {{ job: order-service }}
+histograms: native
+windows: {{ scale: 1h=1m }}
+slos:
+  - name: {LATENCY}
+    objective: 99
+    sli:
+      http: {{ routes: ["/orders"], methods: ["POST"] }}
+      latency_under: 350ms
+"#
+    ))
+    .expect("350 ms is a valid bound on native histograms");
+    let rules = looptel_slo::generate(&spec, false).expect("rules");
+    let prometheus =
+        Prometheus::start_native("order-service", addr.parse().expect("addr"), &rules, None);
+    let traffic = Traffic::start(&addr);
+    let client = reqwest::Client::new();
+    let set_delay = async |ms: u64| {
+        let res = client
+            .put(format!("http://{addr}/admin/faults"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"inventory_delay_ms": {ms}}}"#))
+            .send()
+            .await
+            .expect("set faults");
+        assert_eq!(res.status(), 200);
+    };
+    let ratio = async || {
+        let body = prometheus
+            .api(&format!(
+                "query?query=slo:error_ratio:rate5m{{slo=%22{LATENCY}%22}}"
+            ))
+            .await;
+        body["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+
+    // Scraped as a native histogram: one series per label set.
+    let native = looptel_tests::eventually(
+        looptel_tests::budget::PROCESS,
+        "POST /orders as a native histogram",
+        async || {
+            let body = prometheus
+                .api("query?query=histogram_count(http_server_request_duration_seconds%7Bhttp_route%3D%22%2Forders%22%7D)")
+                .await;
+            body["data"]["result"][0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|n| *n > 0.0)
+        },
+    )
+    .await;
+    assert!(native > 0.0);
+
+    // Calls of 250 ms: under the bound, no errors, no page.
+    set_delay(250).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let quiet = ratio().await.expect("the recorded ratio");
+    assert!(
+        quiet < 0.05,
+        "250 ms calls are within 350 ms: ratio {quiet}"
+    );
+    assert!(
+        page_states_of(&prometheus, LATENCY).await.is_empty(),
+        "no page while calls take 250 ms"
+    );
+
+    // Calls of 450 ms: over the bound, the page fires.
+    set_delay(450).await;
+    let mut seen = Vec::new();
+    watch_slo(
+        &prometheus,
+        LATENCY,
+        Duration::from_secs(60),
+        &mut seen,
+        |s| s.contains("firing"),
+    )
+    .await;
+    let slow = ratio().await.expect("the recorded ratio");
+    assert!(slow > 0.5, "450 ms calls are errors: ratio {slow}");
+
+    // Fixed: it resolves.
+    let res = client
+        .delete(format!("http://{addr}/admin/faults"))
+        .send()
+        .await
+        .expect("clear faults");
+    assert_eq!(res.status(), 204);
+    watch_slo(
+        &prometheus,
+        LATENCY,
+        Duration::from_secs(60),
+        &mut seen,
+        BTreeSet::is_empty,
+    )
+    .await;
     drop(traffic);
 }
