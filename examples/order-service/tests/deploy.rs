@@ -265,11 +265,14 @@ fn prometheus_config_and_the_generated_rules_pass_promtool() {
     let (host, _) = am.split_once(':').expect("host:port");
     assert!(compose["services"][host].is_mapping(), "{am}");
     let flags = strs(&compose["services"]["prometheus"]["command"]);
+    let features: Vec<&str> = flags
+        .iter()
+        .filter_map(|f| f.strip_prefix("--enable-feature="))
+        .flat_map(|f| f.split(','))
+        .collect();
     assert!(
-        flags
-            .iter()
-            .any(|f| f == "--enable-feature=exemplar-storage"),
-        "exemplars are stored: {flags:?}"
+        features.contains(&"exemplar-storage") && features.contains(&"native-histograms"),
+        "exemplars stored, native histograms scraped: {flags:?}"
     );
 }
 
@@ -632,6 +635,43 @@ fn datasource_uids(v: &Json, out: &mut BTreeSet<String>) {
         Json::Array(a) => a.iter().for_each(|v| datasource_uids(v, out)),
         _ => {}
     }
+}
+
+/// Every query (`expr`) in a dashboard.
+fn exprs(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::Object(m) => {
+            if let Some(e) = m.get("expr").and_then(Json::as_str) {
+                out.push(e.to_owned());
+            }
+            m.values().for_each(|v| exprs(v, out));
+        }
+        Json::Array(a) => a.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// The dashboards read native histograms as well as classic buckets: each
+/// query of a histogram's `_count` or `_bucket` series has its native
+/// alternative (`histogram_count`, `histogram_quantile` without `le`).
+#[test]
+fn dashboards_read_native_histograms_too() {
+    let mut checked = 0;
+    for (path, dashboard) in dashboards() {
+        let mut all = Vec::new();
+        exprs(&dashboard, &mut all);
+        for e in all {
+            if e.contains("_seconds_count{") {
+                assert!(e.contains("or histogram_count("), "{path}: {e}");
+                checked += 1;
+            }
+            if e.contains("_seconds_bucket{") {
+                assert!(e.contains(") or histogram_quantile("), "{path}: {e}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked} histogram queries");
 }
 
 fn dashboards() -> Vec<(String, Json)> {
