@@ -134,5 +134,88 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, record, encode);
+/// Classic buckets, native ones, and both, on one thread and two at once;
+/// the latencies spread over 1 ms–4 s so that native observations land in
+/// many buckets.
+fn record_native(c: &mut Criterion) {
+    use looptel_red_metrics::{Histograms, NativeHistograms};
+    let latencies: Arc<Vec<f64>> = Arc::new(
+        (0..64)
+            .map(|i| 0.001 * 4000_f64.powf(f64::from(i) / 63.0))
+            .collect(),
+    );
+    let ids = ids();
+    let mut g = c.benchmark_group("observe_spread");
+    for (name, kind) in [
+        ("classic", Histograms::Classic),
+        ("native", Histograms::Native(NativeHistograms::default())),
+        (
+            "classic+native",
+            Histograms::ClassicAndNative(NativeHistograms::default()),
+        ),
+    ] {
+        let registry = Registry::new().with_histograms(kind);
+        let h = registry
+            .histogram("bench.duration", "s", "bench", &[], DURATION_BUCKETS)
+            .family()
+            .series(&[]);
+        let mut i = 0;
+        g.bench_function(format!("{name}/1-thread"), |b| {
+            b.iter(|| {
+                i = (i + 1) % 64;
+                h.observe(black_box(latencies[i]), ids);
+            });
+        });
+        let (h2, l) = (h.clone(), latencies.clone());
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let f: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 64;
+            h2.observe(l[i], ids);
+        });
+        g.bench_function(format!("{name}/2-threads"), |b| {
+            b.iter_custom(|iters| concurrently(2, iters, f.clone()));
+        });
+    }
+    g.finish();
+}
+
+/// 1,000 histogram series: OpenMetrics text of classic buckets against
+/// Prometheus' protobuf format of native ones (and of classic ones).
+fn encode_histograms(c: &mut Criterion) {
+    use looptel_red_metrics::{Histograms, NativeHistograms};
+    let build = |kind| {
+        let registry = Registry::new().with_histograms(kind);
+        let h = registry.histogram("bench.duration", "s", "bench", &["route"], DURATION_BUCKETS);
+        for r in 0..1_000 {
+            let route = format!("/route/{r}");
+            for i in 0..20 {
+                h.with(&[&route], |h| {
+                    h.observe(0.001 * 4000_f64.powf(f64::from(i) / 19.0), ids());
+                });
+            }
+        }
+        registry
+    };
+    let classic = build(Histograms::Classic);
+    let native = build(Histograms::Native(NativeHistograms::default()));
+    let mut g = c.benchmark_group("encode_1k_histograms");
+    g.bench_function("classic/openmetrics", |b| {
+        b.iter(|| black_box(classic.encode(Format::OpenMetrics)))
+    });
+    g.bench_function("classic/protobuf", |b| {
+        b.iter(|| black_box(classic.encode_protobuf()))
+    });
+    g.bench_function("native/protobuf", |b| {
+        b.iter(|| black_box(native.encode_protobuf()))
+    });
+    g.finish();
+    eprintln!(
+        "1,000 histogram series: classic OpenMetrics {} bytes, classic protobuf {} bytes, native protobuf {} bytes",
+        classic.encode(Format::OpenMetrics).len(),
+        classic.encode_protobuf().len(),
+        native.encode_protobuf().len()
+    );
+}
+
+criterion_group!(benches, record, encode, record_native, encode_histograms);
 criterion_main!(benches);
