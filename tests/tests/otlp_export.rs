@@ -621,3 +621,68 @@ async fn the_temporality_preference_from_the_environment_is_honoured() {
         }
     }
 }
+
+/// `LOOPTEL_METRICS_HISTOGRAMS=native`: the registry built as the guard
+/// says keeps native buckets, and the push carries them as an OTLP
+/// exponential histogram whose buckets hold what was recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_histograms_are_pushed_as_exponential_histograms() {
+    use looptel_red_metrics::{Histograms, NativeHistograms, Registry};
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+    let collector = FakeCollector::start().await;
+    let t = env(vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.http_endpoint()),
+        ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "100".to_owned()),
+        ("OTEL_TRACES_EXPORTER", "none".to_owned()),
+        ("LOOPTEL_METRICS_HISTOGRAMS", "native".to_owned()),
+    ])
+    .build()
+    .expect("valid");
+    assert_eq!(
+        t.histograms(),
+        Histograms::Native(NativeHistograms::default())
+    );
+    let (_subscriber, mut guard) = t.into_subscriber();
+    let registry = Registry::new().with_histograms(guard.histograms());
+    let took = registry.histogram("jobs.duration", "s", "Job durations.", &[], &[0.1, 1.0]);
+    for v in [0.003, 0.003, 0.35, 2.0] {
+        took.with(&[], |h| h.observe(v, None));
+    }
+    assert!(guard.push_metrics(registry.clone()));
+    let point = eventually(
+        budget::IN_PROCESS,
+        "an exponential histogram pushed",
+        async || {
+            collector.metric_requests().iter().find_map(|(r, _)| {
+                r.resource_metrics
+                    .iter()
+                    .flat_map(|rm| &rm.scope_metrics)
+                    .flat_map(|sm| &sm.metrics)
+                    .filter(|m| m.name == "jobs.duration")
+                    .find_map(|m| match &m.data {
+                        Some(Data::ExponentialHistogram(h)) => h.data_points.first().cloned(),
+                        _ => None,
+                    })
+            })
+        },
+    )
+    .await;
+    guard.shutdown().expect("clean shutdown");
+    assert_eq!(point.count, 4);
+    assert_eq!(point.scale, 3);
+    let positive = point.positive.expect("positive buckets");
+    // OpenTelemetry's bucket i at scale 3 holds (2^(i/8), 2^((i+1)/8)].
+    let holds = |v: f64| {
+        let i = (v.log2() * 8.0).ceil() as i32 - 1;
+        positive
+            .bucket_counts
+            .get(usize::try_from(i - positive.offset).expect("inside"))
+            .copied()
+    };
+    assert_eq!(holds(0.003), Some(2));
+    assert_eq!(holds(0.35), Some(1));
+    assert_eq!(holds(2.0), Some(1));
+    assert_eq!(positive.bucket_counts.iter().sum::<u64>(), 4);
+}

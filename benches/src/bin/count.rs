@@ -64,9 +64,10 @@ fn observe(kind: &str, n: usize) -> usize {
     let registry = Registry::new().with_histograms(histograms);
     let h = registry.histogram("bench.duration", "s", "bench", &["route"], DURATION_BUCKETS);
     let series = h.family().series(&["/orders"]);
-    let latencies: Vec<f64> = (0..64).map(|i| 0.001 * 4000_f64.powf(f64::from(i) / 63.0)).collect();
-    let sampled =
-        looptel_core::TraceIds::new(TraceId::from(7_u128), SpanId::from(9_u64), true);
+    let latencies: Vec<f64> = (0..64)
+        .map(|i| 0.001 * 4000_f64.powf(f64::from(i) / 63.0))
+        .collect();
+    let sampled = looptel_core::TraceIds::new(TraceId::from(7_u128), SpanId::from(9_u64), true);
     for i in 0..n {
         let ids = if i % 10 == 0 { sampled } else { None };
         series.observe(std::hint::black_box(latencies[i % latencies.len()]), ids);

@@ -4,7 +4,17 @@
 //! observation); each bucket keeps the trace id and span id of a sampled
 //! observation as its exemplar, so a click on a latency spike lands on the
 //! trace that caused it. The registry encodes OpenMetrics 1.0 (with
-//! exemplars) or Prometheus text 0.0.4, as the scraper asks.
+//! exemplars), Prometheus text 0.0.4 or Prometheus' protobuf format, as
+//! the scraper asks.
+//!
+//! # Native histograms
+//! [`Registry::with_histograms`] keeps native (sparse, exponential-bucket)
+//! histograms instead of, or beside, the classic buckets: one series per
+//! label set at any resolution ([`NativeHistograms`]), served in the
+//! protobuf format with their exemplars, pushed as OTLP exponential
+//! histograms. Recording takes a shared lock (one atomic) and increments
+//! atomics; measured, 230 instructions an observation against the
+//! classic 114 (README: Native histograms).
 //!
 //! # Example
 //!

@@ -336,6 +336,10 @@ pub(crate) struct Native {
     buckets: RwLock<Buckets>,
     /// How many buckets hold at least one observation.
     populated: AtomicU64,
+    /// Above this many populated buckets, the resolution halves: the
+    /// limit, or what the coarsest schema could not bring under it (so
+    /// that only a further bucket tries again, not every observation).
+    reduce_above: AtomicU64,
     zero: AtomicU64,
     exemplars: [ExemplarSlot; EXEMPLAR_SLOTS],
 }
@@ -370,6 +374,7 @@ impl Native {
                 negative: Window::default(),
             }),
             populated: AtomicU64::new(0),
+            reduce_above: AtomicU64::new(u64::from(config.max_buckets)),
             zero: AtomicU64::new(0),
             exemplars: Default::default(),
         }
@@ -409,7 +414,7 @@ impl Native {
             Some(k) => k,
             None => self.insert(v),
         };
-        if self.populated.load(Ordering::Relaxed) > u64::from(self.config.max_buckets) {
+        if self.populated.load(Ordering::Relaxed) > self.reduce_above.load(Ordering::Relaxed) {
             self.reduce();
         }
         if let Some(e) = exemplar {
@@ -460,7 +465,12 @@ impl Native {
             let populated = (buckets.positive.populated() + buckets.negative.populated()) as u64;
             self.populated.store(populated, Ordering::Relaxed);
             let wide = buckets.positive.counts.len() + buckets.negative.counts.len() > span_limit;
-            if (populated <= limit && !wide) || buckets.schema <= MIN_SCHEMA {
+            if populated <= limit && !wide {
+                return;
+            }
+            if buckets.schema <= MIN_SCHEMA {
+                self.reduce_above
+                    .store(populated.max(limit), Ordering::Relaxed);
                 return;
             }
             buckets.schema -= 1;
@@ -584,6 +594,23 @@ mod tests {
             }
         }
         assert!(k > 0);
+    }
+
+    #[test]
+    fn at_the_coarsest_schema_the_limit_gives_way_once_not_per_observation() {
+        let n = Native::new(NativeHistograms::default().max_buckets(1));
+        for v in [1.0, 1e6, 1.0, 1e6] {
+            n.observe(v, None);
+        }
+        let s = n.snapshot();
+        assert_eq!(s.schema, MIN_SCHEMA);
+        assert_eq!(s.count(), 4);
+        assert_eq!(n.populated.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            n.reduce_above.load(Ordering::Relaxed),
+            2,
+            "two buckets tolerated: no halving attempt per observation"
+        );
     }
 
     #[test]

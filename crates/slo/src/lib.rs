@@ -23,9 +23,25 @@
 //!   Prometheus 3's `1.0`).
 //!
 //! Specs that cannot work are refused with the field named: a latency
-//! threshold that is no bucket bound, an objective of 100 % (no budget) or
+//! threshold that is no bucket bound (on classic buckets), an objective of 100 % (no budget) or
 //! one so low that no burn rate can page (below 93.06 %: 14.4 × the budget
 //! would exceed every call failing).
+//!
+//! # Native histograms
+//!
+//! With `histograms: native` (the service keeps native histograms:
+//! `LOOPTEL_METRICS_HISTOGRAMS=native`, and Prometheus stores them), the
+//! rules read the histogram itself: calls are `histogram_count` of the
+//! summed rates, and a latency SLO's errors are the calls above its bound,
+//! `1 − histogram_fraction(0, bound, …)` of them — so the bound can be any
+//! duration, not only a bucket edge. Their proof is not a promtool test:
+//! the promtool Debian ships (2.42) cannot write a native histogram's
+//! series in a test file (the `{{schema:… buckets:[…]}}` notation came
+//! later), so no test file is generated for such a spec. Instead the
+//! order-service's test suite loads the generated rules into the real
+//! Prometheus, with native histograms on, scraping the real service: a
+//! 350 ms latency SLO stays quiet while calls take 250 ms, pages once they
+//! take 450 ms, and resolves after the fix.
 //!
 //! Windows can be scaled down for demos and tests (`windows: { scale:
 //! 1h=1m }`: the 1h/5m pair becomes 1m/5s); the files say so at the top.
