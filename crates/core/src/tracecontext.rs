@@ -306,22 +306,34 @@ pub fn traceparent_bytes(sc: &SpanContext, random: bool) -> [u8; 55] {
         flags |= FLAG_RANDOM;
     }
     // By hand: `format!` with the ids' `Display` costs about 2,300
-    // instructions per response (callgrind), this a fraction of it.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    // instructions per response (callgrind), a digit table per nibble
+    // about 340, eight digits at a time (`hex_word`) about 100.
     let mut out = [0_u8; 55];
     out[..3].copy_from_slice(b"00-");
     let hex = |dst: &mut [u8], bytes: &[u8]| {
-        for (pair, b) in dst.chunks_exact_mut(2).zip(bytes) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        for (digits, word) in dst.chunks_exact_mut(8).zip(bytes.chunks_exact(4)) {
+            let word = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+            digits.copy_from_slice(&hex_word(word));
         }
     };
     hex(&mut out[3..35], &sc.trace_id().to_bytes());
     out[35] = b'-';
     hex(&mut out[36..52], &sc.span_id().to_bytes());
     out[52] = b'-';
-    hex(&mut out[53..55], &[flags]);
+    out[53..].copy_from_slice(&hex_word(u32::from(flags))[6..]);
     out
+}
+
+/// `word` as eight lower-case hex digits, most significant first: each
+/// nibble spread into a byte of its own, then `'0'` added, and the
+/// distance to `'a'` where the nibble is 10 or more.
+fn hex_word(word: u32) -> [u8; 8] {
+    let x = u64::from(word);
+    let mut v = ((x & 0xffff_0000) << 16) | (x & 0x0000_ffff);
+    v = ((v & 0x0000_ff00_0000_ff00) << 8) | (v & 0x0000_00ff_0000_00ff);
+    v = ((v & 0x00f0_00f0_00f0_00f0) << 4) | (v & 0x000f_000f_000f_000f);
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (v + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10)).to_be_bytes()
 }
 
 fn is_random(cx: &Context, sc: &SpanContext) -> bool {
@@ -479,6 +491,38 @@ static TRACE_CONTEXT_FIELDS: std::sync::LazyLock<[String; 2]> =
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn eight_digits_at_a_time_write_what_format_writes() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let word = (x >> 16) as u32;
+            assert_eq!(hex_word(word), *format!("{word:08x}").as_bytes());
+            let sc = SpanContext::new(
+                TraceId::from(u128::from(x) << 64 | u128::from(!x)),
+                SpanId::from(x.rotate_left(7)),
+                TraceFlags::new((x & 1) as u8),
+                true,
+                TraceState::default(),
+            );
+            let want = format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&traceparent_bytes(&sc, false)),
+                want
+            );
+        }
+        for word in [0, u32::MAX, 0x0a0b_0c0d, 0x9999_aaaa] {
+            assert_eq!(hex_word(word), *format!("{word:08x}").as_bytes());
+        }
+    }
+
     use super::*;
 
     /// The table-driven conversion, one digit at a time.
