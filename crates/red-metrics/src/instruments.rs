@@ -1,7 +1,7 @@
 //! Instruments for the other crates (HTTP client, gRPC, messaging) and for
 //! business metrics; each records the current sampled span as its exemplar.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use looptel_core::TraceIds;
 
@@ -239,6 +239,26 @@ struct MessagingInstruments {
     consumed: Arc<Metric<Counter>>,
     retries: Arc<Metric<Counter>>,
     dead_lettered: Arc<Metric<Counter>>,
+    /// The series an operation without error lands in (its duration and
+    /// its count), found again by one hash of its labels instead of one
+    /// lookup per family: about 600 instructions a message less.
+    resolved: std::sync::RwLock<
+        std::collections::HashMap<u64, Vec<ResolvedOp>, rustc_hash::FxBuildHasher>,
+    >,
+}
+
+/// At most this many label sets are remembered (beyond, each family is
+/// looked up by its labels, as before).
+const MAX_RESOLVED_OPS: usize = 4096;
+
+/// The series of one label set of an operation without error.
+#[derive(Debug)]
+struct ResolvedOp {
+    kind: OpKind,
+    /// The labels but `error.type` (empty: none).
+    labels: [Box<str>; 5],
+    duration: Arc<Histogram>,
+    count: Option<Arc<Counter>>,
 }
 
 impl MessagingMetrics {
@@ -253,6 +273,7 @@ impl MessagingMetrics {
                 consumed: registry.instrument_counter(&m::MESSAGING_CLIENT_CONSUMED_MESSAGES),
                 retries: registry.instrument_counter(&m::MESSAGING_CLIENT_RETRIES),
                 dead_lettered: registry.instrument_counter(&m::MESSAGING_DEAD_LETTERED),
+                resolved: std::sync::RwLock::default(),
             }),
         }
     }
@@ -300,7 +321,7 @@ impl<'a> looptel_engine::RequestHook<looptel_engine::MessageOp<'a>> for Messagin
 }
 
 /// What a messaging operation records at its end.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OpKind {
     /// `messaging.client.operation.duration`, `messaging.client.sent.messages`.
     Send,
@@ -354,9 +375,56 @@ impl looptel_engine::HookState for MessagingRecording<'_> {
             OpKind::Process => (&i.process_duration, Some(&i.consumed)),
             OpKind::Other => (&i.operation_duration, None),
         };
-        duration.with(&labels, |h| h.observe(elapsed, ids));
-        if let Some(count) = count {
-            count.with(&labels, |c| c.add(1, ids));
+        if end.error_type().is_some() {
+            // Errors are rare and their types many: by the labels.
+            duration.with(&labels, |h| h.observe(elapsed, ids));
+            if let Some(count) = count {
+                count.with(&labels, |c| c.add(1, ids));
+            }
+            return;
+        }
+        let mut h = rustc_hash::FxHasher::default();
+        std::hash::Hash::hash(&(self.kind as u8), &mut h);
+        for l in &labels[..5] {
+            std::hash::Hash::hash(l, &mut h);
+        }
+        let hash = std::hash::Hasher::finish(&h);
+        let same = |r: &ResolvedOp| {
+            r.kind == self.kind && r.labels.iter().zip(&labels).all(|(a, b)| **a == **b)
+        };
+        let room = {
+            let resolved = i.resolved.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(r) = resolved.get(&hash).and_then(|v| v.iter().find(|r| same(r))) {
+                r.duration.observe(elapsed, ids);
+                if let Some(c) = &r.count {
+                    c.add(1, ids);
+                }
+                return;
+            }
+            resolved.len() < MAX_RESOLVED_OPS
+        };
+        let series = duration.family().series(&labels);
+        series.observe(elapsed, ids);
+        let counter = count.map(|c| c.family().series(&labels));
+        if let Some(c) = &counter {
+            c.add(1, ids);
+        }
+        // A full table, or an overflow series, takes no write lock.
+        let overflow = duration.family().is_overflow(&series)
+            || count
+                .zip(counter.as_ref())
+                .is_some_and(|(m, c)| m.family().is_overflow(c));
+        if room && !overflow {
+            let mut resolved = i.resolved.write().unwrap_or_else(PoisonError::into_inner);
+            let entry = resolved.entry(hash).or_default();
+            if !entry.iter().any(same) {
+                entry.push(ResolvedOp {
+                    kind: self.kind,
+                    labels: [0, 1, 2, 3, 4].map(|k| Box::from(labels[k])),
+                    duration: series,
+                    count: counter,
+                });
+            }
         }
     }
 }

@@ -707,3 +707,88 @@ fn a_snapshot_holds_what_a_scrape_shows_by_semantic_convention_names() {
     );
     assert!(text.contains("jobs_total 3"), "{text}");
 }
+
+/// Messaging records land in the series of their labels whether found by
+/// the resolved table (operations without error) or by their labels
+/// (errors): kinds, partitions and groups apart, every record counted.
+#[test]
+fn messaging_records_land_in_their_own_series_however_found() {
+    use looptel_engine::{ClassifyError, Derived, HookState, MessageOp, Messaging, RequestHook};
+    use looptel_red_metrics::MessagingMetrics;
+    struct Broken;
+    impl looptel_core::ErrorOutcome for Broken {
+        fn error_type(&self) -> &'static str {
+            "broken"
+        }
+    }
+    let registry = Registry::new();
+    let messaging = MessagingMetrics::new(&registry);
+    let run =
+        |kind: &'static str, partition: &'static str, group: Option<&'static str>, ok: bool| {
+            let op = MessageOp::new("kafka", kind, kind, "orders")
+                .partition(Some(partition))
+                .group(group);
+            let state = messaging.start(&op, &Derived::none(), &mut opentelemetry::Context::new());
+            let end = if ok {
+                Messaging.success()
+            } else {
+                Messaging.classify_error(&Broken)
+            };
+            state.end(&end, &opentelemetry::Context::new());
+        };
+    for _ in 0..5 {
+        run("process", "0", Some("fulfilment"), true);
+    }
+    for _ in 0..3 {
+        run("process", "1", Some("fulfilment"), true);
+        run("send", "1", None, true);
+    }
+    run("process", "0", Some("billing"), true);
+    run("process", "0", Some("fulfilment"), false);
+    run("process", "0", Some("fulfilment"), false);
+    let om = registry.encode(Format::Prometheus);
+    let count = |prefix: &str| looptel_tests::sample_value(line(&om, prefix)).expect("value");
+    let consumed = "messaging_client_consumed_messages_total{messaging_system=\"kafka\",messaging_operation_name=\"process\",messaging_destination_name=\"orders\",messaging_destination_partition_id=";
+    assert_eq!(
+        count(&format!(
+            "{consumed}\"0\",messaging_consumer_group_name=\"fulfilment\"}} "
+        )),
+        5.0
+    );
+    assert_eq!(
+        count(&format!(
+            "{consumed}\"1\",messaging_consumer_group_name=\"fulfilment\"}} "
+        )),
+        3.0
+    );
+    assert_eq!(
+        count(&format!(
+            "{consumed}\"0\",messaging_consumer_group_name=\"billing\"}} "
+        )),
+        1.0
+    );
+    assert_eq!(
+        count(&format!(
+            "{consumed}\"0\",messaging_consumer_group_name=\"fulfilment\",error_type=\"broken\"}} "
+        )),
+        2.0
+    );
+    assert_eq!(
+        count(
+            "messaging_process_duration_seconds_count{messaging_system=\"kafka\",messaging_operation_name=\"process\",messaging_destination_name=\"orders\",messaging_destination_partition_id=\"0\",messaging_consumer_group_name=\"fulfilment\"} "
+        ),
+        5.0
+    );
+    assert_eq!(
+        count(
+            "messaging_client_sent_messages_total{messaging_system=\"kafka\",messaging_operation_name=\"send\",messaging_destination_name=\"orders\",messaging_destination_partition_id=\"1\"} "
+        ),
+        3.0
+    );
+    assert_eq!(
+        count(
+            "messaging_client_operation_duration_seconds_count{messaging_system=\"kafka\",messaging_operation_name=\"send\",messaging_destination_name=\"orders\",messaging_destination_partition_id=\"1\"} "
+        ),
+        3.0
+    );
+}
