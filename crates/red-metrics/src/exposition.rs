@@ -141,7 +141,14 @@ pub(crate) fn target_info(out: &mut String, format: Format, info: &[(String, Str
         Format::OpenMetrics => "target",
         Format::Prometheus | Format::Protobuf => "target_info",
     };
-    header(out, format, family, kind, None, "Target metadata");
+    header(
+        out,
+        format,
+        family,
+        kind,
+        None,
+        crate::registry::TARGET_INFO_HELP,
+    );
     let names: Vec<String> = info.iter().map(|(k, _)| k.clone()).collect();
     let values: Vec<Box<str>> = info.iter().map(|(_, v)| v.as_str().into()).collect();
     out.push_str("target_info");

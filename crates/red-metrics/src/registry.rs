@@ -65,6 +65,12 @@ impl Inner {
 /// The counter of records sent to overflow series.
 pub use looptel_catalogue::metrics::OVERFLOW_COUNTER;
 
+/// [`OVERFLOW_COUNTER`]'s help, in every format.
+const OVERFLOW_HELP: &str =
+    "Records sent to a metric's overflow series because it reached its series cap.";
+/// `target_info`'s help, in every format.
+pub(crate) const TARGET_INFO_HELP: &str = "Target metadata";
+
 impl Registry {
     /// The exposition `accept` asks for, with its `Content-Type`
     /// ([`Format::negotiate`]). Prometheus' protobuf format is offered
@@ -357,7 +363,7 @@ impl Registry {
         let mut out = Vec::with_capacity(4096);
         if !inner.target_info.is_empty() {
             let mut family =
-                MetricFamily::new("target_info", "Target metadata", MetricType::Gauge, None);
+                MetricFamily::new("target_info", TARGET_INFO_HELP, MetricType::Gauge, None);
             let names: Vec<String> = inner.target_info.iter().map(|(k, _)| k.clone()).collect();
             let values: Vec<Box<str>> = inner
                 .target_info
@@ -375,7 +381,7 @@ impl Registry {
         if !inner.metrics.is_empty() {
             let mut family = MetricFamily::new(
                 &format!("{OVERFLOW_COUNTER}_total"),
-                "Records sent to a metric's overflow series because it reached its series cap.",
+                OVERFLOW_HELP,
                 MetricType::Counter,
                 None,
             );
@@ -431,14 +437,7 @@ impl Registry {
                 Format::OpenMetrics => OVERFLOW_COUNTER.to_owned(),
                 Format::Prometheus | Format::Protobuf => format!("{OVERFLOW_COUNTER}_total"),
             };
-            header(
-                &mut out,
-                format,
-                &name,
-                "counter",
-                None,
-                "Records sent to a metric's overflow series because it reached its series cap.",
-            );
+            header(&mut out, format, &name, "counter", None, OVERFLOW_HELP);
             for m in &inner.metrics {
                 let (metric, n) = m.overflow();
                 let _ = writeln!(out, "{OVERFLOW_COUNTER}_total{{metric=\"{metric}\"}} {n}");

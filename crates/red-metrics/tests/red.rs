@@ -261,23 +261,26 @@ async fn duration_runs_until_the_body_ends_like_the_span() {
     }
 }
 
+/// `GET /metrics` with this `Accept`.
+async fn scrape(app: &axum::Router, accept: &str) -> http::Response<Body> {
+    app.clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header("accept", accept)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("ok")
+}
+
 #[tokio::test]
 async fn the_endpoint_negotiates_the_format() {
     let s = stack(Sampler::AlwaysOn);
     get_body(&s.app, "/orders/1").await;
     // What Prometheus sends when exemplar storage is on.
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    let res = s
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/metrics")
-                .header("accept", prometheus_accept)
-                .body(Body::empty())
-                .expect("req"),
-        )
-        .await
-        .expect("ok");
+    let res = scrape(&s.app, prometheus_accept).await;
     assert_eq!(
         res.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -340,17 +343,7 @@ async fn the_endpoint_negotiates_the_format() {
     );
     // What Prometheus sends with native histograms on: protobuf first.
     let native_accept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    let res = s
-        .app
-        .clone()
-        .oneshot(
-            Request::get("/metrics")
-                .header("accept", native_accept)
-                .body(Body::empty())
-                .expect("req"),
-        )
-        .await
-        .expect("ok");
+    let res = scrape(&s.app, native_accept).await;
     assert_eq!(
         res.headers()["content-type"],
         looptel_red_metrics::PROTOBUF_CONTENT_TYPE

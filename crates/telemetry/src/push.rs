@@ -480,13 +480,16 @@ pub(crate) fn resource_attributes(resource: &opentelemetry_sdk::Resource) -> Vec
 mod tests {
     use super::*;
 
-    fn value(req: &ExportMetricsServiceRequest, name: &str) -> (f64, i32) {
-        let m = req.resource_metrics[0].scope_metrics[0]
+    fn metric<'r>(req: &'r ExportMetricsServiceRequest, name: &str) -> &'r pb::Metric {
+        req.resource_metrics[0].scope_metrics[0]
             .metrics
             .iter()
             .find(|m| m.name == name)
-            .expect("metric");
-        match &m.data {
+            .expect("metric")
+    }
+
+    fn value(req: &ExportMetricsServiceRequest, name: &str) -> (f64, i32) {
+        match &metric(req, name).data {
             Some(pb::metric::Data::Sum(s)) => match s.data_points[0].value {
                 Some(pb::number_data_point::Value::AsDouble(v)) => (v, s.aggregation_temporality),
                 _ => panic!("a double"),
@@ -537,12 +540,7 @@ mod tests {
         req: &ExportMetricsServiceRequest,
         name: &str,
     ) -> pb::ExponentialHistogramDataPoint {
-        let m = req.resource_metrics[0].scope_metrics[0]
-            .metrics
-            .iter()
-            .find(|m| m.name == name)
-            .expect("metric");
-        match &m.data {
+        match &metric(req, name).data {
             Some(pb::metric::Data::ExponentialHistogram(h)) => h.data_points[0].clone(),
             other => panic!("an exponential histogram: {other:?}"),
         }

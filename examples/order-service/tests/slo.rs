@@ -16,6 +16,19 @@ use serde_json::Value;
 
 const SLO: &str = "order-api-availability";
 
+/// `slo`'s recorded 5-minute error ratio (scaled: 5 s) as Prometheus
+/// answers it now.
+async fn recorded_ratio(prometheus: &Prometheus, slo: &str) -> Option<String> {
+    let body = prometheus
+        .api(&format!(
+            "query?query=slo:error_ratio:rate5m{{slo=%22{slo}%22}}"
+        ))
+        .await;
+    body["data"]["result"][0]["value"][1]
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The states of the availability page (`ErrorBudgetBurn1h`) Prometheus
 /// reports now.
 async fn page_states(prometheus: &Prometheus) -> BTreeSet<String> {
@@ -92,16 +105,7 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     let ratio = looptel_tests::eventually(
         looptel_tests::budget::PROCESS,
         "the recorded error ratio",
-        async || {
-            let ratio = prometheus
-                .api(&format!(
-                    "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
-                ))
-                .await;
-            ratio["data"]["result"][0]["value"][1]
-                .as_str()
-                .map(str::to_owned)
-        },
+        async || recorded_ratio(&prometheus, SLO).await,
     )
     .await;
     assert_eq!(ratio, "0", "healthy traffic has no errors");
@@ -230,13 +234,8 @@ slos:
         assert_eq!(res.status(), 200);
     };
     let ratio = async || {
-        let body = prometheus
-            .api(&format!(
-                "query?query=slo:error_ratio:rate5m{{slo=%22{LATENCY}%22}}"
-            ))
-            .await;
-        body["data"]["result"][0]["value"][1]
-            .as_str()
+        recorded_ratio(&prometheus, LATENCY)
+            .await
             .and_then(|v| v.parse::<f64>().ok())
     };
 
