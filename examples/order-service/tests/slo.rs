@@ -16,6 +16,16 @@ use serde_json::Value;
 
 const SLO: &str = "order-api-availability";
 
+/// `DELETE /admin/faults`: the service healthy again.
+async fn clear_faults(client: &reqwest::Client, addr: &str) {
+    let res = client
+        .delete(format!("http://{addr}/admin/faults"))
+        .send()
+        .await
+        .expect("clear faults");
+    assert_eq!(res.status(), 204);
+}
+
 /// `slo`'s recorded 5-minute error ratio (scaled: 5 s) as Prometheus
 /// answers it now.
 async fn recorded_ratio(prometheus: &Prometheus, slo: &str) -> Option<String> {
@@ -160,12 +170,7 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     );
 
     // The fault removed: the short window empties and the page resolves.
-    let res = client
-        .delete(format!("http://{addr}/admin/faults"))
-        .send()
-        .await
-        .expect("clear faults");
-    assert_eq!(res.status(), 204);
+    clear_faults(&client, &addr).await;
     let fixed = Instant::now();
     watch(
         &prometheus,
@@ -284,12 +289,7 @@ slos:
     assert!(slow > 0.5, "450 ms calls are errors: ratio {slow}");
 
     // Fixed: it resolves.
-    let res = client
-        .delete(format!("http://{addr}/admin/faults"))
-        .send()
-        .await
-        .expect("clear faults");
-    assert_eq!(res.status(), 204);
+    clear_faults(&client, &addr).await;
     watch_slo(
         &prometheus,
         LATENCY,
