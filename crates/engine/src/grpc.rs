@@ -258,13 +258,35 @@ pub fn rpc_method(path: &str) -> Option<&str> {
     method_of(path, &RpcServices::default())
 }
 
+/// The bytes a service or method name may hold: ASCII graphic, not `/`.
+const NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_graphic() && b != b'/' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// [`rpc_method`] with a list of known services.
 pub fn method_of<'a>(path: &'a str, services: &RpcServices) -> Option<&'a str> {
     let full = path.strip_prefix('/')?;
-    let (service, method) = full.split_once('/')?;
-    let shaped = |s: &str| {
-        !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
-    };
+    // One pass: the one `/` found, every other byte checked by a table
+    // (a test per byte of each half cost ~450 instructions a call).
+    let bytes = full.as_bytes();
+    let mut slash = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !NAME_BYTE[usize::from(b)] {
+            if b != b'/' || slash.is_some() {
+                return None;
+            }
+            slash = Some(i);
+        }
+    }
+    let slash = slash?;
+    let (service, method) = (&full[..slash], &full[slash + 1..]);
+    let shaped = |s: &str| !s.is_empty() && s.len() <= 256;
     (shaped(service) && shaped(method) && services.knows(service)).then_some(full)
 }
 
@@ -289,6 +311,42 @@ pub fn rpc_method_label<'a>(
 #[cfg(test)]
 mod method_tests {
     use super::*;
+
+    /// What `method_of` said before its one-pass scan, for comparison.
+    fn reference<'a>(path: &'a str, services: &RpcServices) -> Option<&'a str> {
+        let full = path.strip_prefix('/')?;
+        let (service, method) = full.split_once('/')?;
+        let shaped = |s: &str| {
+            !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+        };
+        (shaped(service) && shaped(method) && services.knows(service)).then_some(full)
+    }
+
+    #[test]
+    fn the_one_pass_scan_agrees_with_the_split_and_checks() {
+        let long = format!("/{}/M", "s".repeat(257));
+        let paths = [
+            "/a.B/C",
+            "/a.B/C/",
+            "//C",
+            "/a.B/",
+            "/a B/C",
+            "/a.B/C\u{e9}",
+            "a.B/C",
+            "/",
+            "",
+            "/a.B/C d",
+            "/a.B//C",
+            "/inventory.v1.StockService/ReserveItem",
+            "/a\tb/c",
+            long.as_str(),
+        ];
+        for services in [RpcServices::default(), RpcServices::new(["a.B"])] {
+            for p in paths {
+                assert_eq!(method_of(p, &services), reference(p, &services), "{p:?}");
+            }
+        }
+    }
 
     #[test]
     fn only_known_services_name_a_method() {
