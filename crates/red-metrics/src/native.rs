@@ -271,6 +271,19 @@ impl Window {
         Self { first, counts }
     }
 
+    /// How many buckets the window would span with `k` in it.
+    fn span_with(&self, k: i32) -> usize {
+        if self.counts.is_empty() {
+            return 1;
+        }
+        let end = i64::from(self.first) + self.counts.len() as i64;
+        let (lo, hi) = (
+            i64::from(self.first).min(i64::from(k)),
+            end.max(i64::from(k) + 1),
+        );
+        usize::try_from(hi - lo).unwrap_or(usize::MAX)
+    }
+
     /// The same counts at half the resolution: buckets `2j−1` and `2j`
     /// become bucket `j`.
     fn halved(&self) -> Self {
@@ -432,7 +445,25 @@ impl Native {
     /// Counts `v` in a bucket outside the window: the window grows.
     fn insert(&self, v: f64) -> i32 {
         let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
-        let k = key(v, buckets.schema);
+        // A value far from the others halves the resolution before the
+        // window grows to it: no window wider than the limit is allocated,
+        // even for a value near `f64::MAX` at schema 8.
+        let mut k = key(v, buckets.schema);
+        loop {
+            let (window, other) = if v > 0.0 {
+                (&buckets.positive, &buckets.negative)
+            } else {
+                (&buckets.negative, &buckets.positive)
+            };
+            let wide = window.span_with(k) + other.counts.len() > self.span_limit();
+            if !wide || buckets.schema <= MIN_SCHEMA {
+                break;
+            }
+            buckets.schema -= 1;
+            buckets.positive = buckets.positive.halved();
+            buckets.negative = buckets.negative.halved();
+            k = key(v, buckets.schema);
+        }
         let window = if v > 0.0 {
             &mut buckets.positive
         } else {
@@ -458,9 +489,15 @@ impl Native {
     /// values cannot make the window large). At the coarsest schema the
     /// limit is exceeded rather than a count lost (Prometheus' coarsest
     /// buckets cover the whole range of a float in 131).
+    /// The widest the windows may be together: four times the bucket
+    /// limit (at least 64).
+    fn span_limit(&self) -> usize {
+        4 * (self.config.max_buckets as usize).max(16)
+    }
+
     fn reduce_locked(&self, buckets: &mut Buckets) {
         let limit = u64::from(self.config.max_buckets);
-        let span_limit = 4 * (self.config.max_buckets as usize).max(16);
+        let span_limit = self.span_limit();
         loop {
             let populated = (buckets.positive.populated() + buckets.negative.populated()) as u64;
             self.populated.store(populated, Ordering::Relaxed);
@@ -611,6 +648,23 @@ mod tests {
             2,
             "two buckets tolerated: no halving attempt per observation"
         );
+    }
+
+    #[test]
+    fn a_far_value_leaves_the_window_within_its_limit_and_every_value_counted() {
+        let n = Native::new(NativeHistograms::default().bucket_factor(1.0001));
+        n.observe(0.01, None);
+        n.observe(f64::MAX, None);
+        n.observe(f64::MIN_POSITIVE, None);
+        let buckets = n.buckets.read().expect("lock");
+        assert!(
+            buckets.positive.counts.len() <= n.span_limit(),
+            "{} buckets wide at schema {}",
+            buckets.positive.counts.len(),
+            buckets.schema
+        );
+        drop(buckets);
+        assert_eq!(n.snapshot().count(), 3);
     }
 
     #[test]
