@@ -323,6 +323,12 @@ pub fn error_ratio_expr(spec: &Spec, slo: &Slo, window: Duration) -> String {
     format!("{errors} / clamp_min({total}, 1e-12)")
 }
 
+/// [`rate_sum`] on a native histogram: its count, zero when no series has
+/// data.
+fn native_rate_sum(metric: &str, selector: &str, window: &str) -> String {
+    format!("(histogram_count(sum(rate({metric}{selector}[{window}]))) or vector(0))")
+}
+
 /// The error ratio over `w` on a native histogram: calls are
 /// `histogram_count` of the summed rates; for latency, the errors are the
 /// calls above the bound, `1 − histogram_fraction(0, bound, …)` of them —
@@ -335,11 +341,12 @@ fn native_error_ratio(
     w: &str,
 ) -> String {
     let all = format!("sum(rate({metric}{}[{w}]))", selector(matchers, &[]));
-    let total = format!("(histogram_count({all}) or vector(0))");
+    let total = native_rate_sum(metric, &selector(matchers, &[]), w);
     let errors = match latency_under {
-        None => format!(
-            "(histogram_count(sum(rate({metric}{}[{w}]))) or vector(0))",
-            selector(matchers, &[format!("{}!=\"\"", error_type_label())])
+        None => native_rate_sum(
+            metric,
+            &selector(matchers, &[format!("{}!=\"\"", error_type_label())]),
+            w,
         ),
         Some(bound) => format!(
             "((histogram_count({all}) * (1 - histogram_fraction(0, {}, {all}))) > 0 or vector(0))",
@@ -524,10 +531,7 @@ pub fn rule_file(spec: &Spec, slo: &Slo) -> Result<String, crate::Error> {
                 let (metric, matchers) = series(spec, slo);
                 let window = duration::format(spec.scaled(after));
                 let calls = if spec.histograms == HistogramKind::Native {
-                    format!(
-                        "(histogram_count(sum(rate({metric}{}[{window}]))) or vector(0))",
-                        selector(&matchers, &[])
-                    )
+                    native_rate_sum(&metric, &selector(&matchers, &[]), &window)
                 } else {
                     rate_sum(
                         &format!("{metric}_count"),
