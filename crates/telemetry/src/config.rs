@@ -367,12 +367,12 @@ pub(crate) fn histograms(
         (Some(kind), Some(exponential)) => (kind, exponential),
     };
     let problem = match (exponential, kind.classic(), kind.native().is_some()) {
-        (true, _, false) => {
-            Some("the registry keeps no native buckets (LOOPTEL_METRICS_HISTOGRAMS=classic)")
-        }
-        (false, false, _) => {
-            Some("the registry keeps no classic buckets (LOOPTEL_METRICS_HISTOGRAMS=native)")
-        }
+        (true, _, false) => Some(
+            "the registry keeps no native buckets (histograms: classic, from LOOPTEL_METRICS_HISTOGRAMS or code)",
+        ),
+        (false, false, _) => Some(
+            "the registry keeps no classic buckets (histograms: native, from LOOPTEL_METRICS_HISTOGRAMS or code)",
+        ),
         _ => None,
     };
     match problem {
