@@ -101,31 +101,46 @@ fn scaled_settings() -> Settings {
 
 impl Loop {
     async fn start(addr: &str, store: &str, files_of: Option<(&Path, &Path)>) -> Self {
-        Self::start_with(addr, store, files_of, scaled_settings()).await
+        Self::start_with(addr, store, files_of, scaled_settings(), false).await
     }
 
+    /// With `native`, the spec reads native histograms (`histograms:
+    /// native`) and Prometheus scrapes them (`native-histograms` on).
     async fn start_with(
         addr: &str,
         store: &str,
         files_of: Option<(&Path, &Path)>,
         settings: Settings,
+        native: bool,
     ) -> Self {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(manifest.join("slo.yaml")).expect("spec");
-        let spec = looptel_slo::Spec::from_yaml(&format!("{text}\nwindows: {{ scale: 1h=1m }}\n"))
-            .expect("valid spec");
+        let histograms = if native { "histograms: native\n" } else { "" };
+        let spec = looptel_slo::Spec::from_yaml(&format!(
+            "{text}\nwindows: {{ scale: 1h=1m }}\n{histograms}"
+        ))
+        .expect("valid spec");
         let rules = looptel_slo::generate(&spec, false).expect("rules");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let retro_addr = listener.local_addr().expect("addr");
         let alertmanager = Alertmanager::start(&format!("http://{retro_addr}/alerts"));
-        let prometheus = Prometheus::start_alerting(
-            "order-service",
-            addr.parse().expect("addr"),
-            &rules,
-            alertmanager.addr(),
-        );
+        let prometheus = if native {
+            Prometheus::start_native(
+                "order-service",
+                addr.parse().expect("addr"),
+                &rules,
+                Some(alertmanager.addr()),
+            )
+        } else {
+            Prometheus::start_alerting(
+                "order-service",
+                addr.parse().expect("addr"),
+                &rules,
+                alertmanager.addr(),
+            )
+        };
         let http = Http::new(
             Instrumentation::disabled(Propagator::default()),
             Duration::from_secs(5),
@@ -662,6 +677,7 @@ async fn a_slow_inventory_and_a_failing_consumer_after_a_version_bump_each_name_
             min_baseline: Duration::from_secs(10),
             ..scaled_settings()
         },
+        false,
     )
     .await;
     // Each order waits on the inventory: three clients keep the rate up
@@ -823,4 +839,132 @@ async fn a_slow_inventory_and_a_failing_consumer_after_a_version_bump_each_name_
 
     drop(traffic);
     drop(new);
+}
+
+/// The loop on native histograms: order-service with
+/// `LOOPTEL_METRICS_HISTOGRAMS=classic+native` (Prometheus 2.42 stores the
+/// native side and takes the exemplars from the classic buckets beside
+/// it), the spec with `histograms: native`. The page's card holds traces
+/// of requests that really failed, found by the exemplars of the native
+/// series; the failing dependency is found by its native histogram; the
+/// recovery is verified on `histogram_count`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_native_histograms_a_page_becomes_a_card_with_failed_traces_and_a_verified_recovery() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (spans, log) = (
+        dir.path().join("spans.jsonl"),
+        dir.path().join("service.log"),
+    );
+    let mut svc = Service::start_logging(
+        &[
+            ("ENABLE_FAULTS", "1".to_owned()),
+            ("LOOPTEL_TRACES_FILE", spans.display().to_string()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+            ("LOOPTEL_METRICS_HISTOGRAMS", "classic+native".to_owned()),
+        ],
+        Some(&log),
+    );
+    let addr = svc.http_addr();
+    let Loop {
+        retro,
+        prometheus,
+        _alertmanager,
+        ..
+    } = Loop::start_with(
+        &addr,
+        "sqlite::memory:",
+        Some((&spans, &log)),
+        scaled_settings(),
+        true,
+    )
+    .await;
+    let traffic = Traffic::start(&addr);
+
+    // Stored as native series: no `_bucket` series of the server's
+    // durations.
+    looptel_tests::eventually(
+        looptel_tests::budget::PROCESS,
+        "the recorded error ratio",
+        async || {
+            prometheus
+                .api(&format!(
+                    "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
+                ))
+                .await["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let buckets = prometheus
+        .api("query?query=count(http_server_request_duration_seconds_bucket)")
+        .await;
+    assert!(
+        buckets["data"]["result"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "no classic series stored: {buckets}"
+    );
+
+    set_faults(&addr, Some(r#"{"inventory_error_rate": 0.5}"#)).await;
+    let none = HashSet::new();
+    let card = card_where(
+        &retro,
+        &none,
+        Duration::from_secs(90),
+        "with evidence",
+        |c| {
+            c.alert.name() == "ErrorBudgetBurn1h"
+                && c.alert.label("slo") == SLO
+                && c.evidence.as_ref().is_some_and(|e| !e.traces.is_empty())
+        },
+    )
+    .await;
+    let ev = card.evidence.as_ref().expect("evidence");
+    assert!(ev.problems.is_empty(), "no query failed: {:?}", ev.problems);
+    assert!(
+        ev.selector
+            .starts_with("http_server_request_duration_seconds{"),
+        "{}",
+        ev.selector
+    );
+    for t in &ev.traces {
+        assert!(t.from_error_series, "{} from an error series", t.trace_id);
+        let written = spans_written(&spans, &t.trace_id);
+        let server = written
+            .iter()
+            .find(|s| s["name"] == "POST /orders")
+            .unwrap_or_else(|| panic!("no server span of {} written", t.trace_id));
+        assert_eq!(
+            attribute(server, "http.response.status_code").map(|v| v["intValue"].clone()),
+            Some("503".into()),
+            "trace {} failed",
+            t.trace_id
+        );
+    }
+    let moved = ev
+        .dependencies
+        .iter()
+        .find(|d| d.moved)
+        .expect("a dependency moved");
+    assert!(
+        moved
+            .name
+            .starts_with("inventory.v1.StockService/ReserveItem"),
+        "{}",
+        moved.name
+    );
+    assert!(moved.during.expect("calls during").error_ratio > 0.3);
+    assert_names_the_cause(&card, "inventory.v1.StockService/ReserveItem fails: errors");
+
+    set_faults(&addr, None).await;
+    let first = card.id.clone();
+    let verified = card_where(&retro, &none, Duration::from_secs(90), "checked", |c| {
+        c.id == first && c.verification.is_some()
+    })
+    .await;
+    let v = verified.verification.as_ref().expect("checked");
+    assert_eq!(verified.state, State::Verified, "{}", v.reason);
+    assert!(v.requests >= 10.0, "{v:?}");
+    drop(traffic);
 }
