@@ -195,7 +195,7 @@ sleep 3
 doctor=$("$bin/looptel-doctor" --metrics-url "http://$http/metrics" --probe "http://$http/orders/doctor-probe" --probe-header "x-tenant-id: acme" \
     --env-of "$service_pid" --logs "$work/service.log" --traces "$work/spans.jsonl" \
     --slo examples/order-service/slo.yaml --name order-service --format json) || true
-say "looptel-doctor: $(jq -r '.counts | "\(.fail) fail, \(.warn) warn, \(.pass) pass, \(.not_observable) not observable"' <<<"$doctor")"
+say "looptel-doctor: $(jq -r '.counts | "\(.fail) fail, \(.warn) warn, \(.pass) pass, \(.not_observable) not-observable"' <<<"$doctor")"
 jq -r '.checks[] | select(.status == "fail") | "   fail: \(.id): \(.summary) \(.evidence | join("; "))"' <<<"$doctor"
 
 say "fault on: half the inventory calls fail"

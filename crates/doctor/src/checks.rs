@@ -11,7 +11,7 @@ use crate::exposition::Family;
 
 /// A check's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// The pitfall is not there.
     Pass,
@@ -31,7 +31,7 @@ impl Status {
             Self::Pass => "pass",
             Self::Warn => "warn",
             Self::Fail => "fail",
-            Self::NotObservable => "not observable",
+            Self::NotObservable => "not-observable",
         }
     }
 }
@@ -62,7 +62,7 @@ pub struct Check {
     pub pitfall: &'static str,
     /// The fix.
     pub fix: &'static str,
-    /// What it needs, for the "not observable" reason.
+    /// What it needs, for the "not-observable" reason.
     pub needs: Needs,
 }
 
@@ -105,7 +105,7 @@ impl Needs {
 /// Every check, in report order.
 pub const CHECKS: &[Check] = &[
     Check {
-        id: "traces.service-identity",
+        id: "traces.service-name",
         pitfall: "service.name or service.version not set",
         fix: "set OTEL_SERVICE_NAME and service.version (OTEL_RESOURCE_ATTRIBUTES or in code)",
         needs: Needs::MetricsOrEnv,
@@ -117,8 +117,14 @@ pub const CHECKS: &[Check] = &[
         needs: Needs::Traces,
     },
     Check {
-        id: "traces.deep-or-wide",
-        pitfall: "hot-path traces deeper than 10 levels or wider than 100 spans",
+        id: "traces.span-depth",
+        pitfall: "hot-path traces deeper than 10 levels",
+        fix: "merge fine-grained spans into their parent; use events or attributes",
+        needs: Needs::Traces,
+    },
+    Check {
+        id: "traces.spans-per-trace",
+        pitfall: "hot-path traces wider than 100 spans",
         fix: "merge fine-grained spans into their parent; use events or attributes",
         needs: Needs::Traces,
     },
@@ -131,7 +137,7 @@ pub const CHECKS: &[Check] = &[
         ),
     },
     Check {
-        id: "traces.provider-shutdown",
+        id: "traces.no-shutdown-flush",
         pitfall: "TracerProvider never shut down: the last spans lost at exit",
         fix: "shut the provider down on SIGTERM, bounded by a timeout",
         needs: Needs::Inside("spans lost at exit leave no trace to read"),
@@ -161,19 +167,19 @@ pub const CHECKS: &[Check] = &[
         needs: Needs::Metrics,
     },
     Check {
-        id: "metrics.units",
+        id: "metrics.missing-unit",
         pitfall: "metrics without units, or in non-base units",
         fix: "name by unit in base units: `_seconds`, `_bytes` (OpenMetrics `# UNIT`)",
         needs: Needs::Metrics,
     },
     Check {
-        id: "metrics.exemplars",
+        id: "metrics.no-exemplars",
         pitfall: "exemplars off: no way from a metric to a trace",
         fix: "serve OpenMetrics with exemplars of sampled spans",
         needs: Needs::Metrics,
     },
     Check {
-        id: "logs.mixed-libraries",
+        id: "logs.mixed-formats",
         pitfall: "several logging libraries, several formats",
         fix: "route every library through one subscriber writing one format",
         needs: Needs::Logs,
@@ -203,49 +209,49 @@ pub const CHECKS: &[Check] = &[
         needs: Needs::Env,
     },
     Check {
-        id: "integration.sync-exporter",
+        id: "export.synchronous",
         pitfall: "a synchronous exporter blocking requests",
         fix: "export through a batch processor (OTEL_BSP_*), never the console in production",
         needs: Needs::Env,
     },
     Check {
-        id: "integration.export-timeout",
+        id: "export.no-timeout",
         pitfall: "no export timeout: a slow collector stalls the service",
         fix: "set OTEL_EXPORTER_OTLP_TIMEOUT (a few seconds)",
         needs: Needs::Env,
     },
     Check {
-        id: "integration.unbounded-queue",
+        id: "export.unbounded-queue",
         pitfall: "no bound on the export queue: memory grows while the collector is down",
         fix: "bound OTEL_BSP_MAX_QUEUE_SIZE (2048 by default) and count drops",
         needs: Needs::Env,
     },
     Check {
-        id: "integration.exporter-not-closed",
+        id: "export.not-closed",
         pitfall: "exporters never closed in local runs",
         fix: "close exporters with the provider (a guard dropped at exit)",
         needs: Needs::Inside("open connections at exit cannot be told from outside"),
     },
     Check {
-        id: "performance.traces-as-profiler",
+        id: "traces.as-profiler",
         pitfall: "traces used for profiling",
         fix: "profile with pprof or eBPF; traces show where, profiles show why",
         needs: Needs::Inside("a practice, not a setting"),
     },
     Check {
-        id: "performance.full-sampling-in-production",
+        id: "sampling.always-on-in-production",
         pitfall: "100 % sampling in production",
         fix: "sample root traces (parentbased_traceidratio) or tail-sample in the collector",
         needs: Needs::Env,
     },
     Check {
-        id: "performance.sampling-not-configured",
+        id: "sampling.unset",
         pitfall: "the sampler not set per environment",
         fix: "set OTEL_TRACES_SAMPLER and _ARG per environment",
         needs: Needs::Env,
     },
     Check {
-        id: "metrics.dangling-exemplars",
+        id: "metrics.exemplar-not-exported",
         pitfall: "exemplars pointing at traces that were never exported",
         fix: "sample exemplars only from sampled spans, and export those spans",
         needs: Needs::Traces,
@@ -269,7 +275,7 @@ pub const CHECKS: &[Check] = &[
         needs: Needs::Probe,
     },
     Check {
-        id: "slo.bucket-bound",
+        id: "metrics.slo-bound-not-a-bucket",
         pitfall: "a latency SLO's bound that is not a bucket edge",
         fix: "add the bound to the histogram's buckets (or use native histograms)",
         needs: Needs::Slo,
@@ -424,44 +430,43 @@ pub fn run(o: &Observed, t: &Thresholds) -> Vec<Finding> {
         .iter()
         .map(|c| {
             let result = match c.id {
-                "traces.service-identity" => service_identity(o),
+                "traces.service-name" => service_identity(o),
                 "metrics.high-cardinality" => {
                     o.metrics.as_ref().map(|(f, _)| high_cardinality(f, t))
                 }
                 "metrics.coarse-buckets" => o.metrics.as_ref().map(|(f, _)| coarse_buckets(f, t)),
                 "metrics.counter-as-gauge" => o.metrics.as_ref().map(|(f, _)| counter_as_gauge(f)),
-                "metrics.units" => o.metrics.as_ref().map(|(f, _)| units(f)),
-                "metrics.exemplars" => o
+                "metrics.missing-unit" => o.metrics.as_ref().map(|(f, _)| units(f)),
+                "metrics.no-exemplars" => o
                     .metrics
                     .as_ref()
                     .map(|(f, om)| exemplars(f, *om, o.probes.as_ref())),
                 "telemetry.drops" => o.metrics.as_ref().map(|(f, _)| drops(f)),
                 "traces.library-spans" => o.traces.as_ref().map(|tr| library_spans(tr, t)),
-                "traces.deep-or-wide" => o.traces.as_ref().map(|tr| deep_or_wide(tr, t)),
+                "traces.span-depth" => o.traces.as_ref().map(|tr| span_depth(tr, t)),
+                "traces.spans-per-trace" => o.traces.as_ref().map(|tr| spans_per_trace(tr, t)),
                 "traces.orphan-spans" => o.traces.as_ref().map(|tr| orphan_spans(tr)),
-                "metrics.dangling-exemplars" => match (&o.traces, &o.metrics) {
+                "metrics.exemplar-not-exported" => match (&o.traces, &o.metrics) {
                     (Some(tr), Some((f, _))) => Some(dangling_exemplars(tr, f)),
                     _ => None,
                 },
-                "logs.mixed-libraries" => o.logs.as_ref().map(|l| mixed_libraries(l)),
+                "logs.mixed-formats" => o.logs.as_ref().map(|l| mixed_libraries(l)),
                 "logs.uncorrelated" => o.logs.as_ref().map(|l| uncorrelated(l)),
                 "logs.pii" => o.logs.as_ref().map(|l| pii(l)),
                 "logs.debug-in-production" => debug_in_production(o),
-                "integration.sync-exporter" => {
-                    o.env.as_ref().map(|e| sync_exporter(e, o.production))
-                }
-                "integration.export-timeout" => o.env.as_ref().map(|e| export_timeout(e, t)),
-                "integration.unbounded-queue" => o.env.as_ref().map(|e| unbounded_queue(e, t)),
-                "performance.full-sampling-in-production" => {
+                "export.synchronous" => o.env.as_ref().map(|e| sync_exporter(e, o.production)),
+                "export.no-timeout" => o.env.as_ref().map(|e| export_timeout(e, t)),
+                "export.unbounded-queue" => o.env.as_ref().map(|e| unbounded_queue(e, t)),
+                "sampling.always-on-in-production" => {
                     o.env.as_ref().map(|e| full_sampling(e, o.production))
                 }
-                "performance.sampling-not-configured" => o.env.as_ref().map(sampling_configured),
+                "sampling.unset" => o.env.as_ref().map(sampling_configured),
                 "propagation.response-traceparent" => o.probes.as_ref().map(response_traceparent),
                 "propagation.baggage-in-labels" => match (&o.probes, &o.metrics) {
                     (Some(p), Some((f, _))) => Some(baggage_in_labels(p, f)),
                     _ => None,
                 },
-                "slo.bucket-bound" => match (&o.slo, &o.metrics) {
+                "metrics.slo-bound-not-a-bucket" => match (&o.slo, &o.metrics) {
                     (Some(s), Some((f, _))) => Some(slo_buckets(s, f)),
                     _ => None,
                 },
@@ -478,7 +483,7 @@ fn family<'a>(f: &'a [Family], name: &str) -> Option<&'a Family> {
 }
 
 fn service_identity(o: &Observed) -> Option<Finding> {
-    let id = "traces.service-identity";
+    let id = "traces.service-name";
     let from_metrics = o.metrics.as_ref().and_then(|(f, _)| {
         crate::exposition::target_info(f).map(|s| {
             (
@@ -731,7 +736,7 @@ fn counter_as_gauge(f: &[Family]) -> Finding {
 }
 
 fn units(f: &[Family]) -> Finding {
-    let id = "metrics.units";
+    let id = "metrics.missing-unit";
     let mut bad = Vec::new();
     for fam in f {
         let n = fam.name.as_str();
@@ -775,7 +780,7 @@ fn units(f: &[Family]) -> Finding {
 }
 
 fn exemplars(f: &[Family], openmetrics: bool, probes: Option<&Probes>) -> Finding {
-    let id = "metrics.exemplars";
+    let id = "metrics.no-exemplars";
     if !openmetrics {
         return finding(
             id,
@@ -974,7 +979,7 @@ fn debug_in_production(o: &Observed) -> Option<Finding> {
 }
 
 fn sync_exporter(env: &BTreeMap<String, String>, production: Option<bool>) -> Finding {
-    let id = "integration.sync-exporter";
+    let id = "export.synchronous";
     let console = ["OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER"]
         .iter()
         .filter_map(|k| {
@@ -1013,7 +1018,7 @@ fn sync_exporter(env: &BTreeMap<String, String>, production: Option<bool>) -> Fi
 }
 
 fn export_timeout(env: &BTreeMap<String, String>, t: &Thresholds) -> Finding {
-    let id = "integration.export-timeout";
+    let id = "export.no-timeout";
     let set: Vec<(&str, u64)> = [
         "OTEL_EXPORTER_OTLP_TIMEOUT",
         "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
@@ -1059,7 +1064,7 @@ fn export_timeout(env: &BTreeMap<String, String>, t: &Thresholds) -> Finding {
 }
 
 fn unbounded_queue(env: &BTreeMap<String, String>, t: &Thresholds) -> Finding {
-    let id = "integration.unbounded-queue";
+    let id = "export.unbounded-queue";
     let bad: Vec<String> = ["OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BLRP_MAX_QUEUE_SIZE"]
         .iter()
         .filter_map(|k| env.get(*k).map(|v| (k, v)))
@@ -1085,7 +1090,7 @@ fn sampler(env: &BTreeMap<String, String>) -> (String, Option<String>) {
 }
 
 fn full_sampling(env: &BTreeMap<String, String>, production: Option<bool>) -> Finding {
-    let id = "performance.full-sampling-in-production";
+    let id = "sampling.always-on-in-production";
     let (s, arg) = sampler(env);
     let full = matches!(s.as_str(), "always_on" | "parentbased_always_on")
         || (s.ends_with("traceidratio")
@@ -1121,7 +1126,7 @@ fn full_sampling(env: &BTreeMap<String, String>, production: Option<bool>) -> Fi
 }
 
 fn sampling_configured(env: &BTreeMap<String, String>) -> Finding {
-    let id = "performance.sampling-not-configured";
+    let id = "sampling.unset";
     match env.get("OTEL_TRACES_SAMPLER") {
         Some(s) => finding(
             id,
@@ -1197,7 +1202,7 @@ fn baggage_in_labels(p: &Probes, f: &[Family]) -> Finding {
 }
 
 fn slo_buckets(spec: &looptel_slo::Spec, f: &[Family]) -> Finding {
-    let id = "slo.bucket-bound";
+    let id = "metrics.slo-bound-not-a-bucket";
     let mut bad = Vec::new();
     let mut ok = Vec::new();
     for slo in &spec.slos {
@@ -1305,32 +1310,49 @@ fn depth(tr: &Trace) -> usize {
         .unwrap_or(0)
 }
 
-fn deep_or_wide(traces: &[Trace], t: &Thresholds) -> Finding {
-    let id = "traces.deep-or-wide";
+/// Traces whose `measure` exceeds `max` (`unit`: levels, spans).
+fn traces_over(
+    id: &'static str,
+    traces: &[Trace],
+    measure: impl Fn(&Trace) -> usize,
+    max: usize,
+    (unit, beyond): (&str, &str),
+) -> Finding {
     let mut bad = Vec::new();
-    let (mut deepest, mut widest) = (0, 0);
+    let mut most = 0;
     for tr in traces {
-        let (d, w) = (depth(tr), tr.spans.len());
-        deepest = deepest.max(d);
-        widest = widest.max(w);
-        if d > t.max_depth || w > t.max_spans_per_trace {
-            bad.push(format!("trace {}: {d} levels, {w} spans", tr.trace_id));
+        let m = measure(tr);
+        most = most.max(m);
+        if m > max {
+            bad.push(format!("trace {}: {m} {unit}", tr.trace_id));
         }
     }
     judged(
         id,
         bad,
         Status::Warn,
-        format!(
-            "{} traces, at most {deepest} levels and {widest} spans",
-            traces.len()
-        ),
-        |n| {
-            format!(
-                "{n} traces deeper than {} levels or wider than {} spans",
-                t.max_depth, t.max_spans_per_trace
-            )
-        },
+        format!("{} traces, at most {most} {unit}", traces.len()),
+        |n| format!("{n} traces {beyond} {max} {unit}"),
+    )
+}
+
+fn span_depth(traces: &[Trace], t: &Thresholds) -> Finding {
+    traces_over(
+        "traces.span-depth",
+        traces,
+        depth,
+        t.max_depth,
+        ("levels", "deeper than"),
+    )
+}
+
+fn spans_per_trace(traces: &[Trace], t: &Thresholds) -> Finding {
+    traces_over(
+        "traces.spans-per-trace",
+        traces,
+        |tr| tr.spans.len(),
+        t.max_spans_per_trace,
+        ("spans", "wider than"),
     )
 }
 
@@ -1426,7 +1448,7 @@ fn orphan_spans(traces: &[Trace]) -> Finding {
 }
 
 fn dangling_exemplars(traces: &[Trace], f: &[Family]) -> Finding {
-    let id = "metrics.dangling-exemplars";
+    let id = "metrics.exemplar-not-exported";
     let known: BTreeSet<&str> = traces.iter().map(|t| t.trace_id.as_str()).collect();
     let pointed: BTreeSet<&str> = crate::exposition::exemplar_trace_ids(f).collect();
     if pointed.is_empty() {
@@ -1473,7 +1495,7 @@ fn dangling_exemplars(traces: &[Trace], f: &[Family]) -> Finding {
 }
 
 fn mixed_libraries(lines: &[String]) -> Finding {
-    let id = "logs.mixed-libraries";
+    let id = "logs.mixed-formats";
     let mut shapes: BTreeMap<String, usize> = BTreeMap::new();
     for l in lines.iter().filter(|l| !l.trim().is_empty()) {
         let shape = match serde_json::from_str::<serde_json::Value>(l) {
@@ -1759,8 +1781,37 @@ mod tests {
     fn every_pitfall_has_one_stable_id_and_none_is_skipped_silently() {
         let ids: BTreeSet<&str> = CHECKS.iter().map(|c| c.id).collect();
         assert_eq!(ids.len(), CHECKS.len(), "ids are unique");
-        // The practice's 23, and what looptel adds.
-        assert_eq!(CHECKS.len(), 23 + 5);
+        // The practice's 23 (its deep-or-wide pitfall as two checks, as the
+        // conventions name them), and what looptel adds.
+        assert_eq!(CHECKS.len(), 23 + 1 + 5);
+        // Every id of the conventions' list is a check.
+        for id in [
+            "traces.service-name",
+            "traces.span-depth",
+            "traces.spans-per-trace",
+            "traces.unended-spans",
+            "traces.orphan-spans",
+            "traces.no-shutdown-flush",
+            "metrics.high-cardinality",
+            "metrics.coarse-buckets",
+            "metrics.counter-as-gauge",
+            "metrics.missing-unit",
+            "metrics.no-exemplars",
+            "logs.mixed-formats",
+            "logs.uncorrelated",
+            "logs.pii",
+            "logs.debug-in-production",
+            "export.synchronous",
+            "export.no-timeout",
+            "export.unbounded-queue",
+            "sampling.always-on-in-production",
+            "sampling.unset",
+            "metrics.exemplar-not-exported",
+            "telemetry.drops",
+            "metrics.slo-bound-not-a-bucket",
+        ] {
+            assert!(ids.contains(id), "{id}");
+        }
         let nothing = run(&Observed::default(), &Thresholds::default());
         assert_eq!(nothing.len(), CHECKS.len());
         assert!(
@@ -1837,7 +1888,7 @@ mod tests {
             status(&metrics(t, false), "metrics.counter-as-gauge").0,
             Status::Warn
         );
-        let (s, f) = status(&metrics(t, false), "metrics.units");
+        let (s, f) = status(&metrics(t, false), "metrics.missing-unit");
         assert_eq!(s, Status::Warn);
         assert_eq!(f.evidence.len(), 2, "{f:?}");
         let ok = "# TYPE jobs counter\njobs_total 1\n# TYPE queue_wait_seconds gauge\nqueue_wait_seconds 0.1\n";
@@ -1845,20 +1896,23 @@ mod tests {
             status(&metrics(ok, true), "metrics.counter-as-gauge").0,
             Status::Pass
         );
-        assert_eq!(status(&metrics(ok, true), "metrics.units").0, Status::Pass);
+        assert_eq!(
+            status(&metrics(ok, true), "metrics.missing-unit").0,
+            Status::Pass
+        );
     }
 
     #[test]
     fn exemplars_must_be_served_and_carry_the_probes_traces() {
         let with = "# TYPE d_seconds histogram\nd_seconds_bucket{le=\"+Inf\"} 1 # {trace_id=\"0af7651916cd43dd8448eb211c80319c\"} 0.1\n";
         let mut o = metrics(with, true);
-        assert_eq!(status(&o, "metrics.exemplars").0, Status::Pass);
+        assert_eq!(status(&o, "metrics.no-exemplars").0, Status::Pass);
         o.probes = Some(Probes {
             answers: vec![("ffffffffffffffffffffffffffffffff".to_owned(), None)],
             baggage_token: "doctorx".to_owned(),
         });
         assert_eq!(
-            status(&o, "metrics.exemplars").0,
+            status(&o, "metrics.no-exemplars").0,
             Status::Warn,
             "none of ours"
         );
@@ -1866,9 +1920,9 @@ mod tests {
             answers: vec![("0af7651916cd43dd8448eb211c80319c".to_owned(), None)],
             baggage_token: "doctorx".to_owned(),
         });
-        assert_eq!(status(&o, "metrics.exemplars").0, Status::Pass);
+        assert_eq!(status(&o, "metrics.no-exemplars").0, Status::Pass);
         assert_eq!(
-            status(&metrics(with, false), "metrics.exemplars").0,
+            status(&metrics(with, false), "metrics.no-exemplars").0,
             Status::Warn,
             "Prometheus text"
         );
@@ -1903,18 +1957,18 @@ mod tests {
         let t =
             "# TYPE target info\ntarget_info{service_name=\"orders\",service_version=\"1.2\"} 1\n";
         assert_eq!(
-            status(&metrics(t, true), "traces.service-identity").0,
+            status(&metrics(t, true), "traces.service-name").0,
             Status::Pass
         );
         let t = "# TYPE target info\ntarget_info{service_name=\"unknown_service:orders\"} 1\n";
         assert_eq!(
-            status(&metrics(t, true), "traces.service-identity").0,
+            status(&metrics(t, true), "traces.service-name").0,
             Status::Fail
         );
         assert_eq!(
             status(
                 &env(&[("OTEL_SERVICE_NAME", "orders")]),
-                "traces.service-identity"
+                "traces.service-name"
             )
             .0,
             Status::Warn
@@ -1922,7 +1976,7 @@ mod tests {
         assert_eq!(
             status(
                 &env(&[("OTEL_TRACES_SAMPLER", "always_on")]),
-                "traces.service-identity"
+                "traces.service-name"
             )
             .0,
             Status::Fail
@@ -1939,12 +1993,12 @@ mod tests {
             ("OTEL_TRACES_EXPORTER", "console"),
         ]);
         for (id, want) in [
-            ("performance.full-sampling-in-production", Status::Warn),
-            ("performance.sampling-not-configured", Status::Pass),
+            ("sampling.always-on-in-production", Status::Warn),
+            ("sampling.unset", Status::Pass),
             ("logs.debug-in-production", Status::Fail),
-            ("integration.unbounded-queue", Status::Warn),
-            ("integration.export-timeout", Status::Warn),
-            ("integration.sync-exporter", Status::Warn),
+            ("export.unbounded-queue", Status::Warn),
+            ("export.no-timeout", Status::Warn),
+            ("export.synchronous", Status::Warn),
         ] {
             assert_eq!(status(&prod, id).0, want, "{id}");
         }
@@ -1954,21 +2008,18 @@ mod tests {
             ("RUST_LOG", "info"),
         ]);
         for id in [
-            "performance.full-sampling-in-production",
+            "sampling.always-on-in-production",
             "logs.debug-in-production",
-            "integration.unbounded-queue",
-            "integration.export-timeout",
-            "integration.sync-exporter",
+            "export.unbounded-queue",
+            "export.no-timeout",
+            "export.synchronous",
         ] {
             assert_eq!(status(&good, id).0, Status::Pass, "{id}");
         }
         let mut dev = env(&[("RUST_LOG", "debug")]);
         dev.production = Some(false);
         assert_eq!(status(&dev, "logs.debug-in-production").0, Status::Pass);
-        assert_eq!(
-            status(&dev, "performance.sampling-not-configured").0,
-            Status::Warn
-        );
+        assert_eq!(status(&dev, "sampling.unset").0, Status::Warn);
         assert_eq!(
             production_of(
                 &[(
@@ -2034,7 +2085,7 @@ mod tests {
             logs: Some(vec![line("order placed"), line("order shipped")]),
             ..Observed::default()
         };
-        for id in ["logs.mixed-libraries", "logs.uncorrelated", "logs.pii"] {
+        for id in ["logs.mixed-formats", "logs.uncorrelated", "logs.pii"] {
             assert_eq!(status(&good, id).0, Status::Pass, "{id}");
         }
         let bad = Observed {
@@ -2044,7 +2095,7 @@ mod tests {
             ]),
             ..Observed::default()
         };
-        assert_eq!(status(&bad, "logs.mixed-libraries").0, Status::Fail);
+        assert_eq!(status(&bad, "logs.mixed-formats").0, Status::Fail);
         assert_eq!(status(&bad, "logs.uncorrelated").0, Status::Fail);
         let (s, f) = status(&bad, "logs.pii");
         assert_eq!(s, Status::Fail);
@@ -2112,13 +2163,14 @@ mod tests {
         let o = traced(vec![good.clone()]);
         for id in [
             "traces.orphan-spans",
-            "traces.deep-or-wide",
+            "traces.span-depth",
+            "traces.spans-per-trace",
             "traces.library-spans",
         ] {
             assert_eq!(status(&o, id).0, Status::Pass, "{id}");
         }
         assert_eq!(
-            status(&o, "traces.service-identity").0,
+            status(&o, "traces.service-name").0,
             Status::Warn,
             "a name, no version"
         );
@@ -2168,7 +2220,14 @@ mod tests {
             })
             .collect();
         let deep = traced(vec![Trace::new("t4".to_owned(), chain)]);
-        assert_eq!(status(&deep, "traces.deep-or-wide").0, Status::Warn);
+        assert_eq!(status(&deep, "traces.span-depth").0, Status::Warn);
+        assert_eq!(status(&deep, "traces.spans-per-trace").0, Status::Pass);
+        let flat: Vec<_> = std::iter::once(span("w", None, "batch", "SERVER"))
+            .chain((0..120).map(|i| span(&format!("c{i}"), Some("w"), "item", "INTERNAL")))
+            .collect();
+        let wide = traced(vec![Trace::new("t6".to_owned(), flat)]);
+        assert_eq!(status(&wide, "traces.spans-per-trace").0, Status::Warn);
+        assert_eq!(status(&wide, "traces.span-depth").0, Status::Pass);
         let helpers: Vec<_> = std::iter::once(span("r", None, "job", "SERVER"))
             .chain((0..30).map(|i| span(&format!("h{i}"), Some("r"), "format_price", "INTERNAL")))
             .collect();
@@ -2193,16 +2252,16 @@ mod tests {
             ..Observed::default()
         };
         assert_eq!(
-            status(&o(&["t1", "t9"]), "metrics.dangling-exemplars").0,
+            status(&o(&["t1", "t9"]), "metrics.exemplar-not-exported").0,
             Status::Pass
         );
         assert_eq!(
-            status(&o(&["t1"]), "metrics.dangling-exemplars").0,
+            status(&o(&["t1"]), "metrics.exemplar-not-exported").0,
             Status::Pass,
             "one may lag"
         );
         assert_eq!(
-            status(&o(&["t5"]), "metrics.dangling-exemplars").0,
+            status(&o(&["t5"]), "metrics.exemplar-not-exported").0,
             Status::Warn
         );
     }
@@ -2221,7 +2280,7 @@ mod tests {
             true,
         );
         o.slo = Some(spec.clone());
-        assert_eq!(status(&o, "slo.bucket-bound").0, Status::Fail);
+        assert_eq!(status(&o, "metrics.slo-bound-not-a-bucket").0, Status::Fail);
         let mut o = metrics(
             &histogram(
                 "http_server_request_duration_seconds",
@@ -2230,6 +2289,6 @@ mod tests {
             true,
         );
         o.slo = Some(spec);
-        assert_eq!(status(&o, "slo.bucket-bound").0, Status::Pass);
+        assert_eq!(status(&o, "metrics.slo-bound-not-a-bucket").0, Status::Pass);
     }
 }

@@ -10,7 +10,7 @@ use looptel_doctor::report::{self, Format};
 use looptel_doctor::{Inputs, gather};
 
 /// Can my code be observed? The common observability pitfalls, checked
-/// against a running service: pass, warn, fail or not observable, with
+/// against a running service: pass, warn, fail or not-observable, with
 /// the evidence and the fix.
 #[derive(Parser, Debug)]
 #[command(version)]

@@ -46,10 +46,10 @@ impl Counts {
         c
     }
 
-    /// `3 fail, 5 warn, 12 pass, 8 not observable`.
+    /// `3 fail, 5 warn, 12 pass, 8 not-observable`.
     pub fn line(self) -> String {
         format!(
-            "{} fail, {} warn, {} pass, {} not observable",
+            "{} fail, {} warn, {} pass, {} not-observable",
             self.fail, self.warn, self.pass, self.not_observable
         )
     }

@@ -87,7 +87,7 @@ async fn exemplars_are_followed_into_tempo_and_lines_read_from_loki() {
             .expect("catalogued")
     };
     assert_eq!(
-        status("metrics.dangling-exemplars"),
+        status("metrics.exemplar-not-exported"),
         Status::Warn,
         "2 of 3 never exported"
     );

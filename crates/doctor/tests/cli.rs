@@ -97,7 +97,7 @@ fn warnings_fail_a_strict_pipeline() {
     let (code, out, _) = doctor(&["--env-file", &path, "--environment", "production"]);
     assert_eq!(code, 0, "warnings only: {out}");
     assert!(
-        out.contains("warn") && out.contains("performance.sampling-not-configured"),
+        out.contains("warn") && out.contains("sampling.unset"),
         "{out}"
     );
     let (code, _, _) = doctor(&[

@@ -197,20 +197,21 @@ async fn the_clean_variant_comes_out_without_a_fail() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
     for id in [
-        "traces.service-identity",
+        "traces.service-name",
         "traces.orphan-spans",
-        "traces.deep-or-wide",
+        "traces.span-depth",
+        "traces.spans-per-trace",
         "traces.library-spans",
         "metrics.high-cardinality",
         "metrics.coarse-buckets",
         "metrics.counter-as-gauge",
-        "metrics.units",
-        "logs.mixed-libraries",
+        "metrics.missing-unit",
+        "logs.mixed-formats",
         "logs.uncorrelated",
         "logs.pii",
         "logs.debug-in-production",
-        "performance.full-sampling-in-production",
-        "integration.unbounded-queue",
+        "sampling.always-on-in-production",
+        "export.unbounded-queue",
         "propagation.response-traceparent",
         "propagation.baggage-in-labels",
     ] {
@@ -253,12 +254,12 @@ async fn a_count_as_a_gauge() {
 
 #[tokio::test]
 async fn a_duration_without_its_unit() {
-    reported("no_units", &[], "metrics.units", Status::Warn).await;
+    reported("no_units", &[], "metrics.missing-unit", Status::Warn).await;
 }
 
 #[tokio::test]
 async fn no_service_version() {
-    reported("no_version", &[], "traces.service-identity", Status::Warn).await;
+    reported("no_version", &[], "traces.service-name", Status::Warn).await;
 }
 
 #[tokio::test]
@@ -273,7 +274,7 @@ async fn an_email_in_a_log_line() {
 
 #[tokio::test]
 async fn print_beside_the_logger() {
-    reported("mixed_logging", &[], "logs.mixed-libraries", Status::Fail).await;
+    reported("mixed_logging", &[], "logs.mixed-formats", Status::Fail).await;
 }
 
 #[tokio::test]
@@ -289,7 +290,7 @@ async fn debug_logging_in_production() {
 
 #[tokio::test]
 async fn spans_twelve_levels_deep() {
-    reported("deep_spans", &[], "traces.deep-or-wide", Status::Warn).await;
+    reported("deep_spans", &[], "traces.span-depth", Status::Warn).await;
 }
 
 #[tokio::test]
@@ -336,7 +337,7 @@ async fn every_trace_kept_in_production() {
     reported(
         "",
         &[("OTEL_TRACES_SAMPLER", "always_on")],
-        "performance.full-sampling-in-production",
+        "sampling.always-on-in-production",
         Status::Warn,
     )
     .await;
@@ -347,7 +348,7 @@ async fn an_export_queue_without_a_real_bound() {
     reported(
         "",
         &[("OTEL_BSP_MAX_QUEUE_SIZE", "100000000")],
-        "integration.unbounded-queue",
+        "export.unbounded-queue",
         Status::Warn,
     )
     .await;

@@ -75,21 +75,22 @@ async fn order_service_as_main_builds_it_comes_out_without_a_fail() {
             .expect("catalogued")
     };
     for id in [
-        "traces.service-identity",
+        "traces.service-name",
         "metrics.high-cardinality",
-        "metrics.exemplars",
-        "metrics.units",
+        "metrics.no-exemplars",
+        "metrics.missing-unit",
         "propagation.response-traceparent",
         "propagation.baggage-in-labels",
-        "slo.bucket-bound",
-        "logs.mixed-libraries",
+        "metrics.slo-bound-not-a-bucket",
+        "logs.mixed-formats",
         "logs.uncorrelated",
         "logs.pii",
         "logs.debug-in-production",
         "traces.orphan-spans",
-        "traces.deep-or-wide",
+        "traces.span-depth",
+        "traces.spans-per-trace",
         "traces.library-spans",
-        "metrics.dangling-exemplars",
+        "metrics.exemplar-not-exported",
     ] {
         assert_eq!(status(id), Status::Pass, "{id}: {text}");
     }
@@ -145,9 +146,10 @@ async fn pointed_at_the_doctor_over_otlp_its_spans_are_checked_too() {
     assert!(failed.is_empty(), "{failed:#?}");
     for id in [
         "traces.orphan-spans",
-        "traces.deep-or-wide",
+        "traces.span-depth",
+        "traces.spans-per-trace",
         "traces.library-spans",
-        "metrics.dangling-exemplars",
+        "metrics.exemplar-not-exported",
     ] {
         let f = findings.iter().find(|f| f.id == id).expect("catalogued");
         assert_eq!(f.status, Status::Pass, "{id}: {f:?}");
