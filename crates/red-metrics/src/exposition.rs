@@ -129,6 +129,9 @@ fn escape(value: &str, out: &mut String) {
     }
 }
 
+/// `target_info`'s help, in every format.
+pub(crate) const TARGET_INFO_HELP: &str = "Target metadata";
+
 /// Writes `target_info{…} 1`, the service's identity as an info metric
 /// (OpenMetrics' `info` type; a gauge in Prometheus text), labels in
 /// exposed form.
@@ -141,14 +144,7 @@ pub(crate) fn target_info(out: &mut String, format: Format, info: &[(String, Str
         Format::OpenMetrics => "target",
         Format::Prometheus | Format::Protobuf => "target_info",
     };
-    header(
-        out,
-        format,
-        family,
-        kind,
-        None,
-        crate::registry::TARGET_INFO_HELP,
-    );
+    header(out, format, family, kind, None, TARGET_INFO_HELP);
     let names: Vec<String> = info.iter().map(|(k, _)| k.clone()).collect();
     let values: Vec<Box<str>> = info.iter().map(|(_, v)| v.as_str().into()).collect();
     out.push_str("target_info");

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::collectors::Collector;
-use crate::exposition::{Encode, Format, float, header};
+use crate::exposition::{Encode, Format, TARGET_INFO_HELP, float, header};
 use crate::family::{DEFAULT_MAX_SERIES, Family};
 use crate::metric::Metric;
 use crate::metrics::{Counter, Gauge, Histogram};
@@ -68,8 +68,6 @@ pub use looptel_catalogue::metrics::OVERFLOW_COUNTER;
 /// [`OVERFLOW_COUNTER`]'s help, in every format.
 const OVERFLOW_HELP: &str =
     "Records sent to a metric's overflow series because it reached its series cap.";
-/// `target_info`'s help, in every format.
-pub(crate) const TARGET_INFO_HELP: &str = "Target metadata";
 
 impl Registry {
     /// The exposition `accept` asks for, with its `Content-Type`
