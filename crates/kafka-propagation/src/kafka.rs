@@ -201,6 +201,26 @@ fn consumer_op<'a, M: Message>(
         .lazy_attributes(attributes)
 }
 
+/// Runs `run` with the `process` of `message` and its headers: the
+/// partition's label and the record's span attributes (built only for a
+/// span that records) live on this stack, for `process` and `handle` alike.
+async fn consumed<M: Message, R>(
+    message: &M,
+    group: Option<&str>,
+    run: impl AsyncFnOnce(&MessageOp<'_>, &MessageHeaderExtractor<'_>) -> R,
+) -> R {
+    let mut digits = itoa::Buffer::new();
+    let attributes = record_attributes(message);
+    let op = consumer_op(
+        message,
+        digits.format(message.partition()),
+        group,
+        &attributes,
+    );
+    let headers = extractor(message.headers());
+    run(&op, &headers).await
+}
+
 /// Processes one consumed `message` with `handler` in a CONSUMER span
 /// `process {topic}`: linked to the producer's context, or its child in
 /// [`Mode::Parent`](crate::Mode::Parent); the producer's baggage restored
@@ -225,17 +245,10 @@ where
     E: ErrorOutcome,
     H: MessageHook,
 {
-    // On the stack: a label and, only for a span that records, an attribute.
-    let mut digits = itoa::Buffer::new();
-    let attributes = record_attributes(message);
-    let op = consumer_op(
-        message,
-        digits.format(message.partition()),
-        group,
-        &attributes,
-    );
-    let headers = extractor(message.headers());
-    telemetry.run_process(&op, &headers, handler).await
+    consumed(message, group, async |op, headers| {
+        telemetry.run_process(op, headers, handler).await
+    })
+    .await
 }
 
 /// Where a consumer's dead letters go: `<topic>.dlq`, through a producer
@@ -344,27 +357,20 @@ where
     C: rdkafka::ClientContext + 'static,
     H: MessageHook,
 {
-    // On the stack: a label and, only for a span that records, an attribute.
-    let mut digits = itoa::Buffer::new();
-    let attributes = record_attributes(message);
-    let op = consumer_op(
-        message,
-        digits.format(message.partition()),
-        group,
-        &attributes,
-    );
-    let headers = extractor(message.headers());
-    telemetry
-        .run_handled(&op, &headers, retry, stop, handler, |error, attempts| {
-            dead_letter(
-                telemetry,
-                message,
-                dead_letters,
-                error.to_string(),
-                attempts,
-            )
-        })
-        .await
+    consumed(message, group, async |op, headers| {
+        telemetry
+            .run_handled(op, headers, retry, stop, handler, |error, attempts| {
+                dead_letter(
+                    telemetry,
+                    message,
+                    dead_letters,
+                    error.to_string(),
+                    attempts,
+                )
+            })
+            .await
+    })
+    .await
 }
 
 /// Sends `message` to `<topic>.dlq` under the current context.
