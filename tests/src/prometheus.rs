@@ -131,6 +131,28 @@ impl Prometheus {
         &self.addr
     }
 
+    /// The trace ids of the exemplars stored for `query` (a selector,
+    /// URL-encoded) over the last ten minutes; empty while there are none.
+    pub async fn exemplar_trace_ids(&self, query: &str) -> Vec<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let body = self
+            .api(&format!(
+                "query_exemplars?query={query}&start={}&end={}",
+                now.saturating_sub(600),
+                now + 60
+            ))
+            .await;
+        body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
+            .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// `GET /api/v1/{path}`, its JSON; `Null` while Prometheus is not up
     /// yet or answers something else.
     pub async fn api(&self, path: &str) -> serde_json::Value {

@@ -132,27 +132,13 @@ async fn prometheus_stores_one_native_series_per_label_set_with_quantiles_and_ex
     }
 
     // The exemplars stored are traces that were sampled.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
     let stored = eventually(
         budget::PROCESS,
         "exemplars of the native histogram",
         async || {
-            let body = prometheus
-                .api(&format!(
-                    "query_exemplars?query=checkout_duration_seconds&start={}&end={}",
-                    now - 600,
-                    now + 600
-                ))
+            let found = prometheus
+                .exemplar_trace_ids("checkout_duration_seconds")
                 .await;
-            let found: Vec<String> = body["data"]
-                .as_array()?
-                .iter()
-                .flat_map(|s| s["exemplars"].as_array().into_iter().flatten())
-                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-                .collect();
             (!found.is_empty()).then_some(found)
         },
     )

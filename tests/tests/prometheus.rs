@@ -51,24 +51,9 @@ async fn prometheus_stores_the_trace_ids_of_the_requests_as_exemplars() {
     // Wait for a scrape to land, then ask for the stored exemplars.
     let deadline = Instant::now() + Duration::from_secs(60);
     let stored = loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let body = prometheus
-            .api(&format!(
-                "query_exemplars?query=http_server_request_duration_seconds_bucket&start={}&end={}",
-                now - 600,
-                now + 60
-            ))
+        let found = prometheus
+            .exemplar_trace_ids("http_server_request_duration_seconds_bucket")
             .await;
-        let found: Vec<String> = body["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|series| series["exemplars"].as_array().into_iter().flatten())
-            .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-            .collect();
         if !found.is_empty() {
             break found;
         }
@@ -175,31 +160,22 @@ async fn a_prometheus_client_registry_is_served_beside_looptels() {
         .to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs();
-        let window = format!("start={}&end={}", now - 300, now + 60);
         let ours = prometheus
-            .api(&format!(
-                "query_exemplars?query=http_server_request_duration_seconds_bucket&{window}"
-            ))
+            .exemplar_trace_ids("http_server_request_duration_seconds_bucket")
             .await;
-        let theirs = prometheus
-            .api(&format!("query_exemplars?query=jobs_total&{window}"))
-            .await;
+        let theirs = prometheus.exemplar_trace_ids("jobs_total").await;
         let value = prometheus.api("query?query=queue_depth").await;
-        let ours = ours.to_string();
-        let theirs = theirs.to_string();
         if ours.contains(&sent)
-            && theirs.contains("0af7651916cd43dd8448eb211c80319c")
+            && theirs
+                .iter()
+                .any(|t| t == "0af7651916cd43dd8448eb211c80319c")
             && value["data"]["result"][0]["value"][1] == "7"
         {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "not scraped together: {ours} / {theirs} / {value}"
+            "not scraped together: {ours:?} / {theirs:?} / {value}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

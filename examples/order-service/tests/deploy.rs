@@ -1048,19 +1048,9 @@ fn dashboard_queries(
     count
 }
 
-async fn put_faults(client: &reqwest::Client, addr: &str, body: Option<&str>) {
-    let url = format!("http://{addr}/admin/faults");
-    let res = match body {
-        Some(b) => client
-            .put(url)
-            .header("content-type", "application/json")
-            .body(b.to_owned()),
-        None => client.delete(url),
-    }
-    .send()
-    .await
-    .expect("faults");
-    assert!(res.status().is_success(), "{}", res.status());
+async fn put_faults(addr: &str, body: Option<&str>) {
+    let status = common::faults(addr, body).await;
+    assert!(status.is_success(), "{status}");
 }
 
 async fn openmetrics(client: &reqwest::Client, addr: &str) -> String {
@@ -1147,7 +1137,6 @@ async fn every_metric_and_label_in_a_dashboard_or_rule_is_in_a_real_scrape() {
         .await
         .expect("bad body");
     put_faults(
-        &client,
         &addr,
         Some(r#"{"inventory_error_rate": 1.0, "consumer_error_rate": 1.0}"#),
     )
@@ -1155,7 +1144,7 @@ async fn every_metric_and_label_in_a_dashboard_or_rule_is_in_a_real_scrape() {
     for _ in 0..3 {
         post().await.expect("order");
     }
-    put_faults(&client, &addr, Some(r#"{"consumer_error_rate": 1.0}"#)).await;
+    put_faults(&addr, Some(r#"{"consumer_error_rate": 1.0}"#)).await;
     for _ in 0..3 {
         post().await.expect("order");
     }
@@ -1179,7 +1168,7 @@ async fn every_metric_and_label_in_a_dashboard_or_rule_is_in_a_real_scrape() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    put_faults(&client, &addr, None).await;
+    put_faults(&addr, None).await;
     assert!(
         has_error(&scrape, "messaging_process_duration_seconds_count"),
         "failed message processing reached the metrics: {scrape:#?}"

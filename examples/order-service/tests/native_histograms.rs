@@ -45,14 +45,8 @@ fn value(body: &Value) -> Option<f64> {
 }
 
 async fn set_delay(addr: &str, ms: u64) {
-    let res = reqwest::Client::new()
-        .put(format!("http://{addr}/admin/faults"))
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"inventory_delay_ms": {ms}}}"#))
-        .send()
-        .await
-        .expect("set faults");
-    assert_eq!(res.status(), 200);
+    let body = format!(r#"{{"inventory_delay_ms": {ms}}}"#);
+    assert_eq!(common::faults(addr, Some(&body)).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,24 +131,8 @@ async fn prometheus_stores_order_service_durations_as_native_series_with_exact_q
 
     // The exemplars stored are traces of those requests.
     let sent: HashSet<String> = durations.into_iter().map(|(t, _)| t).collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
     let stored = eventually(budget::PROCESS, "exemplars", async || {
-        let body = prometheus
-            .api(&format!(
-                "query_exemplars?query={orders}&start={}&end={}",
-                now - 600,
-                now + 60
-            ))
-            .await;
-        let found: Vec<String> = body["data"]
-            .as_array()?
-            .iter()
-            .flat_map(|s| s["exemplars"].as_array().into_iter().flatten())
-            .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
-            .collect();
+        let found = prometheus.exemplar_trace_ids(orders).await;
         (!found.is_empty()).then_some(found)
     })
     .await;

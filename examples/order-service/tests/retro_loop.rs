@@ -212,19 +212,8 @@ fn ready_within(card: &looptel_retro::Incident, limit: Duration) {
 }
 
 async fn set_faults(addr: &str, body: Option<&str>) {
-    let client = reqwest::Client::new();
-    let url = format!("http://{addr}/admin/faults");
-    let res = match body {
-        Some(b) => client
-            .put(url)
-            .header("content-type", "application/json")
-            .body(b.to_owned())
-            .send()
-            .await
-            .expect("set faults"),
-        None => client.delete(url).send().await.expect("clear faults"),
-    };
-    assert!(res.status().is_success(), "{}", res.status());
+    let status = common::faults(addr, body).await;
+    assert!(status.is_success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,15 +252,7 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     looptel_tests::eventually(
         looptel_tests::budget::PROCESS,
         "the recorded error ratio",
-        async || {
-            prometheus
-                .api(&format!(
-                    "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
-                ))
-                .await["data"]["result"][0]["value"][1]
-                .as_str()
-                .map(|_| ())
-        },
+        async || common::recorded_ratio(&prometheus, SLO).await,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -885,15 +866,7 @@ async fn on_native_histograms_a_page_becomes_a_card_with_failed_traces_and_a_ver
     looptel_tests::eventually(
         looptel_tests::budget::PROCESS,
         "the recorded error ratio",
-        async || {
-            prometheus
-                .api(&format!(
-                    "query?query=slo:error_ratio:rate5m{{slo=%22{SLO}%22}}"
-                ))
-                .await["data"]["result"][0]["value"][1]
-                .as_str()
-                .map(|_| ())
-        },
+        async || common::recorded_ratio(&prometheus, SLO).await,
     )
     .await;
     let buckets = prometheus

@@ -17,26 +17,8 @@ use serde_json::Value;
 const SLO: &str = "order-api-availability";
 
 /// `DELETE /admin/faults`: the service healthy again.
-async fn clear_faults(client: &reqwest::Client, addr: &str) {
-    let res = client
-        .delete(format!("http://{addr}/admin/faults"))
-        .send()
-        .await
-        .expect("clear faults");
-    assert_eq!(res.status(), 204);
-}
-
-/// `slo`'s recorded 5-minute error ratio (scaled: 5 s) as Prometheus
-/// answers it now.
-async fn recorded_ratio(prometheus: &Prometheus, slo: &str) -> Option<String> {
-    let body = prometheus
-        .api(&format!(
-            "query?query=slo:error_ratio:rate5m{{slo=%22{slo}%22}}"
-        ))
-        .await;
-    body["data"]["result"][0]["value"][1]
-        .as_str()
-        .map(str::to_owned)
+async fn clear_faults(addr: &str) {
+    assert_eq!(common::faults(addr, None).await, 204);
 }
 
 /// The states of the availability page (`ErrorBudgetBurn1h`) Prometheus
@@ -115,7 +97,7 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     let ratio = looptel_tests::eventually(
         looptel_tests::budget::PROCESS,
         "the recorded error ratio",
-        async || recorded_ratio(&prometheus, SLO).await,
+        async || common::recorded_ratio(&prometheus, SLO).await,
     )
     .await;
     assert_eq!(ratio, "0", "healthy traffic has no errors");
@@ -126,15 +108,10 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     );
 
     // Every inventory call fails: pending, then firing.
-    let client = reqwest::Client::new();
-    let res = client
-        .put(format!("http://{addr}/admin/faults"))
-        .header("content-type", "application/json")
-        .body(r#"{"inventory_error_rate": 1}"#)
-        .send()
-        .await
-        .expect("set faults");
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        common::faults(&addr, Some(r#"{"inventory_error_rate": 1}"#)).await,
+        200
+    );
     let faulted = Instant::now();
     let mut seen = Vec::new();
     let firing = |s: &BTreeSet<String>| s.contains("firing");
@@ -170,7 +147,7 @@ async fn injected_failures_page_through_pending_and_firing_and_the_page_resolves
     );
 
     // The fault removed: the short window empties and the page resolves.
-    clear_faults(&client, &addr).await;
+    clear_faults(&addr).await;
     let fixed = Instant::now();
     watch(
         &prometheus,
@@ -227,19 +204,12 @@ slos:
     let prometheus =
         Prometheus::start_native("order-service", addr.parse().expect("addr"), &rules, None);
     let traffic = Traffic::start(&addr);
-    let client = reqwest::Client::new();
     let set_delay = async |ms: u64| {
-        let res = client
-            .put(format!("http://{addr}/admin/faults"))
-            .header("content-type", "application/json")
-            .body(format!(r#"{{"inventory_delay_ms": {ms}}}"#))
-            .send()
-            .await
-            .expect("set faults");
-        assert_eq!(res.status(), 200);
+        let body = format!(r#"{{"inventory_delay_ms": {ms}}}"#);
+        assert_eq!(common::faults(&addr, Some(&body)).await, 200);
     };
     let ratio = async || {
-        recorded_ratio(&prometheus, LATENCY)
+        common::recorded_ratio(&prometheus, LATENCY)
             .await
             .and_then(|v| v.parse::<f64>().ok())
     };
@@ -289,7 +259,7 @@ slos:
     assert!(slow > 0.5, "450 ms calls are errors: ratio {slow}");
 
     // Fixed: it resolves.
-    clear_faults(&client, &addr).await;
+    clear_faults(&addr).await;
     watch_slo(
         &prometheus,
         LATENCY,

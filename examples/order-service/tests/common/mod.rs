@@ -256,3 +256,39 @@ pub(crate) fn through(url: &str, addr: std::net::SocketAddr) -> String {
     let at = if creds.is_empty() { "" } else { "@" };
     format!("{scheme}://{creds}{at}{addr}{path}")
 }
+
+/// The fault switch (`--enable-faults`): `PUT /admin/faults` with `body`,
+/// or `DELETE` it for `None`; the status it answered.
+#[allow(dead_code)] // not every test binary injects faults
+pub(crate) async fn faults(addr: &str, body: Option<&str>) -> reqwest::StatusCode {
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/admin/faults");
+    match body {
+        Some(b) => client
+            .put(url)
+            .header("content-type", "application/json")
+            .body(b.to_owned()),
+        None => client.delete(url),
+    }
+    .send()
+    .await
+    .expect("the fault switch")
+    .status()
+}
+
+/// `slo`'s recorded 5-minute error ratio (scaled windows: 5 s) as
+/// Prometheus answers it now.
+#[allow(dead_code)] // not every test binary reads the rules' output
+pub(crate) async fn recorded_ratio(
+    prometheus: &looptel_tests::Prometheus,
+    slo: &str,
+) -> Option<String> {
+    let body = prometheus
+        .api(&format!(
+            "query?query=slo:error_ratio:rate5m{{slo=%22{slo}%22}}"
+        ))
+        .await;
+    body["data"]["result"][0]["value"][1]
+        .as_str()
+        .map(str::to_owned)
+}
