@@ -211,6 +211,43 @@ fn ready_within(card: &looptel_retro::Incident, limit: Duration) {
     eprintln!("card ready {took} after the page");
 }
 
+/// An evidence trace is a request that really failed: found on an error
+/// series, its server span as the service wrote it answered 503. Every span
+/// of the trace written.
+fn failed_request(spans: &Path, t: &looptel_retro::incident::TraceEvidence) -> Vec<Value> {
+    assert!(t.from_error_series, "{} from an error series", t.trace_id);
+    let written = spans_written(spans, &t.trace_id);
+    let server = written
+        .iter()
+        .find(|s| s["name"] == "POST /orders")
+        .unwrap_or_else(|| panic!("no server span of {} written", t.trace_id));
+    assert_eq!(
+        attribute(server, "http.response.status_code").map(|v| v["intValue"].clone()),
+        Some("503".into()),
+        "trace {} failed",
+        t.trace_id
+    );
+    written
+}
+
+/// The dependency that moved: the inventory's gRPC method, failing.
+fn assert_inventory_moved(ev: &looptel_retro::incident::Evidence) {
+    let moved = ev
+        .dependencies
+        .iter()
+        .find(|d| d.moved)
+        .expect("a dependency moved");
+    assert_eq!(moved.kind, "gRPC");
+    assert!(
+        moved
+            .name
+            .starts_with("inventory.v1.StockService/ReserveItem"),
+        "{}",
+        moved.name
+    );
+    assert!(moved.during.expect("calls during").error_ratio > 0.3);
+}
+
 async fn set_faults(addr: &str, body: Option<&str>) {
     let status = common::faults(addr, body).await;
     assert!(status.is_success(), "{status}");
@@ -299,18 +336,7 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     // as written by the service answered 503.
     let ids: Vec<&str> = ev.traces.iter().map(|t| t.trace_id.as_str()).collect();
     for t in &ev.traces {
-        assert!(t.from_error_series, "{} from an error series", t.trace_id);
-        let written = spans_written(&spans, &t.trace_id);
-        let server = written
-            .iter()
-            .find(|s| s["name"] == "POST /orders")
-            .unwrap_or_else(|| panic!("no server span of {} written", t.trace_id));
-        assert_eq!(
-            attribute(server, "http.response.status_code").map(|v| v["intValue"].clone()),
-            Some("503".into()),
-            "trace {} failed",
-            t.trace_id
-        );
+        let written = failed_request(&spans, t);
         assert_eq!(t.spans.len(), written.len(), "every span of the trace");
         // Its error spans name the inventory hop that failed.
         assert!(
@@ -348,20 +374,7 @@ async fn a_page_becomes_a_card_with_the_failed_requests_and_a_verified_recovery(
     );
     assert!(ev.logs.iter().any(|l| l.level == "ERROR"));
     // The dependency that moved: the inventory's gRPC method.
-    let moved = ev
-        .dependencies
-        .iter()
-        .find(|d| d.moved)
-        .expect("a dependency moved");
-    assert_eq!(moved.kind, "gRPC");
-    assert!(
-        moved
-            .name
-            .starts_with("inventory.v1.StockService/ReserveItem"),
-        "{}",
-        moved.name
-    );
-    assert!(moved.during.expect("calls during").error_ratio > 0.3);
+    assert_inventory_moved(ev);
     let sli = ev.sli.as_ref().expect("the SLI around the alert");
     assert!(
         sli.points.iter().any(|p| p.1 > sli.threshold),
@@ -902,32 +915,9 @@ async fn on_native_histograms_a_page_becomes_a_card_with_failed_traces_and_a_ver
         ev.selector
     );
     for t in &ev.traces {
-        assert!(t.from_error_series, "{} from an error series", t.trace_id);
-        let written = spans_written(&spans, &t.trace_id);
-        let server = written
-            .iter()
-            .find(|s| s["name"] == "POST /orders")
-            .unwrap_or_else(|| panic!("no server span of {} written", t.trace_id));
-        assert_eq!(
-            attribute(server, "http.response.status_code").map(|v| v["intValue"].clone()),
-            Some("503".into()),
-            "trace {} failed",
-            t.trace_id
-        );
+        failed_request(&spans, t);
     }
-    let moved = ev
-        .dependencies
-        .iter()
-        .find(|d| d.moved)
-        .expect("a dependency moved");
-    assert!(
-        moved
-            .name
-            .starts_with("inventory.v1.StockService/ReserveItem"),
-        "{}",
-        moved.name
-    );
-    assert!(moved.during.expect("calls during").error_ratio > 0.3);
+    assert_inventory_moved(ev);
     assert_names_the_cause(&card, "inventory.v1.StockService/ReserveItem fails: errors");
 
     set_faults(&addr, None).await;
