@@ -282,10 +282,7 @@ impl TelemetryBuilder {
             parent_based = follows;
             tracer_provider = Some(provider);
             (push, meter_provider) =
-                self.metrics_pipeline(&env, exporter_kind, &resource, &mut notes)?;
-            if let Some(push) = &mut push {
-                push.exponential = exponential;
-            }
+                self.metrics_pipeline(&env, exporter_kind, exponential, &resource, &mut notes)?;
             (logs, logger_provider) =
                 self.logs_pipeline(&env, resource, logs, &export_stats, &mut notes)?;
         }
@@ -454,11 +451,13 @@ impl TelemetryBuilder {
 
     /// The OTLP push of looptel's registry and the OpenTelemetry meter
     /// provider, when metrics go over OTLP (explicitly, or by default
-    /// beside OTLP traces).
+    /// beside OTLP traces); histograms with native buckets pushed as
+    /// exponential ones when `exponential`.
     fn metrics_pipeline(
         &self,
         env: &EnvConfig,
         exporter_kind: TracesExporter,
+        exponential: bool,
         resource: &Resource,
         notes: &mut Vec<Note>,
     ) -> Result<(Option<crate::push::PushConfig>, Option<SdkMeterProvider>), TelemetryError> {
@@ -490,7 +489,7 @@ impl TelemetryBuilder {
                     .metric_export_interval
                     .unwrap_or(Duration::from_secs(60)),
                 temporality: env.temporality,
-                exponential: false,
+                exponential,
                 resource: crate::push::resource_attributes(resource),
             };
             let (exporter, target) = otlp_metric_exporter(&metrics_signal)?;
