@@ -354,6 +354,18 @@ async fn the_endpoint_negotiates_the_format() {
             .windows(b"http_server_request_duration_seconds".len())
             .any(|w| w == b"http_server_request_duration_seconds")
     );
+    // Bytes that are not text, and a weight that is not a number: the
+    // default, never an error.
+    for accept in [
+        HeaderValue::from_bytes(b"application/vnd.google.protobuf\xff").expect("opaque bytes"),
+        HeaderValue::from_static("application/openmetrics-text;q=lots, text/plain;q=0.1"),
+    ] {
+        assert_eq!(
+            Format::negotiate(Some(&accept)),
+            Format::Prometheus,
+            "{accept:?}"
+        );
+    }
     // Weights decide, not the order; a zero weight refuses.
     for (accept, want) in [
         (
