@@ -2,7 +2,7 @@
 //! from the request, and promotion onto the server span.
 
 use http::Request;
-use looptel_engine::{Derived, HookLayer, Hooked, RequestHook};
+use looptel_engine::{Base, Derived, HookLayer, Hooked, RequestHook};
 use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt};
 use opentelemetry::trace::TraceContextExt;
@@ -200,13 +200,50 @@ where
 {
     type State = ();
 
+    /// The members from the request, in the context the caller's is read
+    /// into: the first one from a context built once per key and value and
+    /// shared, so a request pays no `Baggage` or context entry map of its
+    /// own for it.
+    fn base(&self, request: &Request<B>, _: &Derived<'_>, base: &mut Base) {
+        let policy = &self.policy;
+        self.members.members(request, &mut |key, value| {
+            let next = match base.get() {
+                None => policy.alone(key, value).map(|(cx, _)| cx),
+                Some(cx) => policy.set(cx, key, value),
+            };
+            match next {
+                Ok(cx) => base.set(cx),
+                Err(e) => {
+                    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
+                }
+            }
+        });
+    }
+
     /// An untrusted caller's baggage goes before the server span starts,
     /// so none of it is promoted onto the span.
     fn prepare(&self, _: &Request<B>, derived: &Derived<'_>, parent: &mut Context) {
         self.drop_untrusted(derived, parent);
     }
 
-    fn start(&self, request: &Request<B>, _: &Derived<'_>, cx: &mut Context) {
-        self.apply(request, cx);
+    /// The members, when `base` did not set them (a public caller, the
+    /// edge as a layer of its own); otherwise the span started with them in
+    /// its parent context, and only without a promotion span processor
+    /// are the promoted ones copied onto it here.
+    fn start(&self, request: &Request<B>, derived: &Derived<'_>, cx: &mut Context) {
+        if !derived.ran_base() {
+            self.apply(request, cx);
+            return;
+        }
+        let policy = &self.policy;
+        if policy.is_promoted_at_start() || !cx.span().is_recording() {
+            return;
+        }
+        let span = cx.span();
+        self.members.members(request, &mut |key, _| {
+            if let Some(attribute) = policy.promoted_attribute(cx, key) {
+                span.set_attribute(attribute);
+            }
+        });
     }
 }

@@ -141,6 +141,8 @@ struct Observed {
     spans: Vec<SpanData>,
     logs: Vec<serde_json::Value>,
     seen: Option<String>,
+    /// The handler's `session` member.
+    session: Option<String>,
 }
 
 /// One request through ServerLayer + EdgeLayer with telemetry promoting the
@@ -177,7 +179,7 @@ async fn run_stacked(
     let inst = t.instrumentation();
     let (subscriber, guard) = t.into_subscriber();
     let _default = tracing::subscriber::set_default(subscriber);
-    let seen = Arc::new(Mutex::new(None));
+    let seen = Arc::new(Mutex::new((None, None)));
     let seen2 = seen.clone();
     let handler_policy = policy.clone();
     let routes = Router::new().route(
@@ -188,7 +190,8 @@ async fn run_stacked(
             async move {
                 let _child = tracing::info_span!("Order.OrderService.ListOrders").entered();
                 tracing::info!("listing orders");
-                *seen.lock().expect("lock") = policy.current("tenant.id");
+                *seen.lock().expect("lock") =
+                    (policy.current("tenant.id"), policy.current("session"));
                 "ok"
             }
         }),
@@ -205,11 +208,12 @@ async fn run_stacked(
     drop(_default);
     guard.shutdown().expect("flush");
     let spans = spans.spans();
-    let seen = seen.lock().expect("lock").clone();
+    let (seen, session) = seen.lock().expect("lock").clone();
     Observed {
         spans,
         logs: out.json_lines(),
         seen,
+        session,
     }
 }
 
@@ -334,4 +338,95 @@ async fn the_edge_sets_members_but_refuses_denied_ones() {
     let res = app.oneshot(req).await.expect("infallible");
     assert_eq!(res.status(), 200);
     assert_eq!(*seen.lock().expect("lock"), None);
+}
+
+/// How many times `key` is among the attributes of `span`.
+fn times(span: &SpanData, key: &str) -> usize {
+    span.attributes
+        .iter()
+        .filter(|kv| kv.key.as_str() == key)
+        .count()
+}
+
+#[tokio::test]
+async fn the_edges_member_wins_over_the_callers_and_the_callers_others_are_kept() {
+    let policy = policy();
+    for hooked in [true, false] {
+        let req = Request::get("/orders")
+            .header("x-tenant-id", "acme")
+            .header("baggage", "tenant.id=from-caller,session=s1")
+            .body(Body::empty())
+            .expect("req");
+        let o = run_stacked(policy.clone(), edge(&policy, never), req, hooked).await;
+        assert_eq!(o.seen.as_deref(), Some("acme"), "hooked {hooked}");
+        assert_eq!(o.session.as_deref(), Some("s1"), "hooked {hooked}");
+        if !hooked {
+            // A layer of its own runs inside the server span, which started
+            // with the caller's member (see `EdgeLayer`'s docs).
+            continue;
+        }
+        let server = o
+            .spans
+            .iter()
+            .find(|s| s.name == "GET /orders")
+            .expect("server span");
+        assert_eq!(attr(server, "tenant.id").as_deref(), Some("acme"));
+        assert_eq!(times(server, "tenant.id"), 1, "{server:?}");
+    }
+}
+
+/// With looptel's telemetry a span processor promotes members as spans
+/// start; with a provider of the user's own there is none, and the edge
+/// copies its members onto the server span itself. Either way, once.
+#[tokio::test]
+async fn the_edges_members_are_on_the_server_span_once_with_or_without_a_promotion_processor() {
+    let policy = policy();
+    for hooked in [true, false] {
+        let req = Request::get("/orders")
+            .header("x-tenant-id", "acme")
+            .body(Body::empty())
+            .expect("req");
+        let o = run_stacked(policy.clone(), edge(&policy, never), req, hooked).await;
+        let server = o
+            .spans
+            .iter()
+            .find(|s| s.name == "GET /orders")
+            .expect("server span");
+        assert_eq!(times(server, "tenant.id"), 1, "telemetry, hooked {hooked}");
+    }
+
+    // A policy no telemetry was built with, a provider of the user's.
+    let own = BaggagePolicy::builder().promote(["tenant.id"]).build();
+    for hooked in [true, false] {
+        let spans = CapturedSpans::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let inst = looptel_core::Instrumentation::new(&provider, Propagator::default());
+        let (edge, untrusted) = edge(&own, never);
+        let routes = Router::new().route("/orders", get(|| async { "ok" }));
+        let app = if hooked {
+            routes.layer(ServerLayer::new(inst).public_endpoint(untrusted).hook(edge))
+        } else {
+            routes
+                .layer(HookLayer::new(edge).public_endpoint(untrusted))
+                .layer(ServerLayer::new(inst))
+        };
+        let req = Request::get("/orders")
+            .header("x-tenant-id", "acme")
+            .body(Body::empty())
+            .expect("req");
+        drop(app.oneshot(req).await.expect("infallible"));
+        let spans = spans.spans();
+        let server = spans
+            .iter()
+            .find(|s| s.name == "GET /orders")
+            .expect("server span");
+        assert_eq!(attr(server, "tenant.id").as_deref(), Some("acme"));
+        assert_eq!(
+            times(server, "tenant.id"),
+            1,
+            "own provider, hooked {hooked}"
+        );
+    }
 }

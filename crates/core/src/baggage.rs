@@ -319,6 +319,26 @@ pub fn copy(baggage: &Baggage) -> Baggage {
     out
 }
 
+/// `cx`, extracted by another propagator onto `base`, with `base`'s baggage
+/// members put back where the caller's replaced them: the members a service
+/// set itself win over the caller's, whichever propagator read the caller's.
+pub(crate) fn keep_members(base: &Context, cx: Context) -> Context {
+    let own = base.baggage();
+    let theirs = cx.baggage();
+    if own.is_empty()
+        || own
+            .iter()
+            .all(|(k, (v, _))| theirs.get(k.as_str()).is_some_and(|t| t == v))
+    {
+        return cx;
+    }
+    let mut baggage = copy(theirs);
+    for (k, (v, m)) in own {
+        let _ = baggage.insert_with_metadata(k.clone(), v.clone(), m.clone());
+    }
+    cx.with_baggage(baggage)
+}
+
 /// Decides which members are injected; implemented by baggage policies.
 pub trait InjectPolicy: Send + Sync + fmt::Debug {
     /// Whether the member with `key` may leave the service.
@@ -380,6 +400,27 @@ impl BaggagePropagator {
         let mut baggage = copy(cx.baggage());
         for m in decoded.members {
             let _ = baggage.insert_with_metadata(m.key, m.value, m.properties);
+        }
+        cx.with_baggage(baggage)
+    }
+
+    /// Adds `decoded` to the baggage of `cx` under the members `cx` has:
+    /// a member of a key `cx` already holds is not taken, and `cx`'s members
+    /// count first against the limits (extraction onto a base whose members
+    /// the service set itself).
+    pub(crate) fn context_under(cx: &Context, decoded: Decoded) -> Context {
+        let own = cx.baggage();
+        if own.is_empty() {
+            return Self::context_with(cx, decoded);
+        }
+        if decoded.members.is_empty() {
+            return cx.clone();
+        }
+        let mut baggage = copy(own);
+        for m in decoded.members {
+            if baggage.get(&m.key).is_none() {
+                let _ = baggage.insert_with_metadata(m.key, m.value, m.properties);
+            }
         }
         cx.with_baggage(baggage)
     }

@@ -284,7 +284,40 @@ impl Instrumentation {
     /// assert!(!span.is_recording());
     /// ```
     pub fn extract_request(&self, headers: &http::HeaderMap, trust_caller: bool) -> Extracted {
+        self.extract_request_onto(Context::new(), headers, trust_caller)
+    }
+
+    /// [`extract_request`](Self::extract_request) onto `base` instead of an
+    /// empty context: the caller's span context, trace state and baggage
+    /// are added to what `base` holds (baggage members a service set for
+    /// itself, say), in one step. `base`'s baggage members win over the
+    /// caller's of the same key and count first against the W3C limits.
+    ///
+    /// ```
+    /// use looptel_core::{Extracted, Instrumentation, Propagator};
+    /// use opentelemetry::baggage::BaggageExt;
+    /// use opentelemetry::{Context, KeyValue};
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// let provider = SdkTracerProvider::builder().build();
+    /// let inst = Instrumentation::new(&provider, Propagator::default());
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("baggage", "tenant.id=caller,region=eu".parse().unwrap());
+    /// let base = Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]);
+    /// let Extracted::Remote(cx) = inst.extract_request_onto(base, &headers, true) else {
+    ///     panic!("no traceparent: the sampler decides");
+    /// };
+    /// assert_eq!(cx.baggage().get("tenant.id").map(|v| v.as_str()), Some("acme"));
+    /// assert_eq!(cx.baggage().get("region").map(|v| v.as_str()), Some("eu"));
+    /// ```
+    pub fn extract_request_onto(
+        &self,
+        base: Context,
+        headers: &http::HeaderMap,
+        trust_caller: bool,
+    ) -> Extracted {
         self.extract_lines(
+            base,
             &crate::propagation::ScannedHeaders::new(headers),
             trust_caller,
         )
@@ -298,11 +331,23 @@ impl Instrumentation {
         headers: &crate::MessageHeaderExtractor<'_>,
         trust_caller: bool,
     ) -> Extracted {
-        self.extract_lines(headers, trust_caller)
+        self.extract_message_onto(Context::new(), headers, trust_caller)
+    }
+
+    /// [`extract_message`](Self::extract_message) onto `base`, as
+    /// [`extract_request_onto`](Self::extract_request_onto) does for HTTP.
+    pub fn extract_message_onto(
+        &self,
+        base: Context,
+        headers: &crate::MessageHeaderExtractor<'_>,
+        trust_caller: bool,
+    ) -> Extracted {
+        self.extract_lines(base, headers, trust_caller)
     }
 
     fn extract_lines<C: crate::propagation::Lines + ?Sized>(
         &self,
+        base: Context,
         carrier: &C,
         trust_caller: bool,
     ) -> Extracted {
@@ -310,12 +355,12 @@ impl Instrumentation {
         if !self.may_skip_sampler(trust_caller) {
             return Extracted::Remote(
                 propagator
-                    .extract_lines_mapped(carrier, |sc| sc)
+                    .extract_lines_onto(base, carrier, |sc| sc)
                     .unwrap_or_else(|cx| cx),
             );
         }
         let mut child = false;
-        let mapped = propagator.extract_lines_mapped(carrier, |caller| {
+        let mapped = propagator.extract_lines_onto(base, carrier, |caller| {
             unsampled_child(&caller)
                 .inspect(|_| child = true)
                 .unwrap_or(caller)

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::{Context, Key, KeyValue};
@@ -26,6 +27,9 @@ use opentelemetry::{Context, Key, KeyValue};
 #[derive(Clone, Debug, Default)]
 pub struct BaggagePromotion {
     keys: Arc<[Key]>,
+    /// Set once a span processor promotes these keys as spans start (shared
+    /// by every clone): a server span's members then need no other copy.
+    at_start: Arc<AtomicBool>,
 }
 
 impl BaggagePromotion {
@@ -41,7 +45,21 @@ impl BaggagePromotion {
                 .into_iter()
                 .map(|k| Key::from(Arc::<str>::from(k.into())))
                 .collect(),
+            at_start: Arc::default(),
         }
+    }
+
+    /// Says that a span processor copies these members onto every span as
+    /// it starts (`looptel-telemetry` calls it when it installs one); every
+    /// clone sees it.
+    pub fn mark_promoted_at_start(&self) {
+        self.at_start.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a span processor copies these members onto spans as they
+    /// start: a span started in a context holding them has them already.
+    pub fn is_promoted_at_start(&self) -> bool {
+        self.at_start.load(Ordering::Relaxed)
     }
 
     /// The promoted keys.

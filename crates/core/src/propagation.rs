@@ -229,9 +229,22 @@ impl Propagator {
         carrier: &C,
         map: impl FnOnce(SpanContext) -> SpanContext,
     ) -> Result<Context, Context> {
-        let base = Context::new();
+        self.extract_lines_onto(Context::new(), carrier, map)
+    }
+
+    /// [`extract_lines_mapped`](Self::extract_lines_mapped) onto `base`
+    /// instead of an empty context: the caller's span context and baggage
+    /// are added to what `base` holds, `base`'s baggage members winning
+    /// over the caller's of the same key.
+    pub(crate) fn extract_lines_onto<C: Lines + ?Sized>(
+        &self,
+        base: Context,
+        carrier: &C,
+        map: impl FnOnce(SpanContext) -> SpanContext,
+    ) -> Result<Context, Context> {
         let Some(w3c) = self.fast() else {
-            return Err(carrier.with_extractor(&mut |e| self.inner.extract_with_context(&base, e)));
+            let cx = carrier.with_extractor(&mut |e| self.inner.extract_with_context(&base, e));
+            return Err(crate::baggage::keep_members(&base, cx));
         };
         let mut cx = if w3c.trace_context {
             TRACE_CONTEXT.extract_lines_mapped(
@@ -247,7 +260,7 @@ impl Propagator {
             // Reading bytes, a member with a non-ASCII byte is skipped alone;
             // the rest of its line is kept.
             let decoded = crate::baggage::decode(carrier.lines(Field::Baggage));
-            cx = crate::baggage::BaggagePropagator::context_with(&cx, decoded);
+            cx = crate::baggage::BaggagePropagator::context_under(&cx, decoded);
         }
         Ok(cx)
     }
@@ -476,6 +489,52 @@ mod tests {
     use std::collections::HashMap;
 
     const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    /// Extraction onto a base: the base's baggage members win over the
+    /// caller's of the same key, whichever propagator reads the caller's
+    /// (the direct W3C read, OpenTelemetry's own propagators, extras).
+    #[test]
+    fn a_bases_members_win_over_the_callers_on_every_path() {
+        use opentelemetry::KeyValue;
+        use opentelemetry::baggage::BaggageExt;
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", TP.parse().expect("header"));
+        headers.insert(
+            "baggage",
+            "tenant.id=caller,session=s1".parse().expect("header"),
+        );
+        let base = || Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]);
+        let composite = opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+            Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+            Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+        ]);
+        let propagators = [
+            ("w3c", Propagator::default()),
+            ("opentelemetry's", Propagator::new(composite)),
+        ];
+        for (name, p) in propagators {
+            let cx = p
+                .extract_lines_onto(base(), &ScannedHeaders::new(&headers), |sc| sc)
+                .unwrap_or_else(|cx| cx);
+            let member = |k: &str| cx.baggage().get(k).map(|v| v.as_str().to_owned());
+            assert_eq!(member("tenant.id").as_deref(), Some("acme"), "{name}");
+            assert_eq!(member("session").as_deref(), Some("s1"), "{name}");
+            assert_eq!(
+                cx.span().span_context().trace_id().to_string(),
+                "0af7651916cd43dd8448eb211c80319c",
+                "{name}"
+            );
+            // Without a base, the caller's members as they came.
+            let cx = p
+                .extract_lines_onto(Context::new(), &ScannedHeaders::new(&headers), |sc| sc)
+                .unwrap_or_else(|cx| cx);
+            assert_eq!(
+                cx.baggage().get("tenant.id").map(|v| v.as_str()),
+                Some("caller"),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn none_extracts_nothing_and_injects_nothing() {

@@ -34,6 +34,8 @@ pub struct Derived<'r> {
     // a cell per request (`scripts/bench.sh`, service-unsampled).
     facts: Cell<Option<HttpFacts>>,
     route: Cell<Option<Option<&'r Route>>>,
+    /// Set by [`begin`](crate::begin) once the hooks' `base` ran.
+    based: Cell<bool>,
 }
 
 /// The parts of an HTTP request the facts and the route come from.
@@ -88,6 +90,23 @@ impl<'r> Derived<'r> {
     #[inline]
     pub fn is_public(&self) -> bool {
         self.public
+    }
+
+    /// Whether the hooks' [`base`](crate::RequestHook::base) ran for this
+    /// call (a caller inside the trust boundary, through a layer that
+    /// starts the span): what they set there is in the context already,
+    /// and the span started in it. `false` in `prepare` and `start`
+    /// otherwise — a public caller's call, a [`HookLayer`](crate::HookLayer)
+    /// inside another layer's span: set members in `start` then.
+    #[inline]
+    pub fn ran_base(&self) -> bool {
+        self.based.get()
+    }
+
+    /// Marks that the hooks' `base` ran.
+    #[inline]
+    pub(crate) fn set_ran_base(&self) {
+        self.based.set(true);
     }
 
     /// The method, scheme and version of an HTTP (or gRPC) request.

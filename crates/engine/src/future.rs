@@ -133,12 +133,20 @@ pub enum Relation {
     /// A new root linked to it, its baggage kept (a consumer in link
     /// mode: a trusted producer, a trace of its own).
     Linked,
+    /// No caller: the call runs under the current context (a send, a
+    /// settlement), which the hooks' [`base`](RequestHook::base) builds on
+    /// and `extract` is given.
+    Current,
 }
 
 /// The serve protocol's first half, for any transport — an HTTP or gRPC
-/// request, a consumed message: the caller's context comes from `extract`
-/// (told whether the caller's sampling decision counts: not for a
-/// [`public`](crate::Derived::is_public) caller, nor for a new trace); a caller
+/// request, a consumed message: for a caller that is not
+/// [`public`](crate::Derived::is_public) the hooks'
+/// [`base`](RequestHook::base) runs first; the caller's context comes from
+/// `extract`, given that base to read it onto (an empty context for a
+/// public caller) and told whether the caller's sampling decision counts
+/// (not for a public caller, nor for a new trace: a linked call keeps only
+/// the baggage of both); a caller
 /// that did not sample under a parent-based sampler, or telemetry switched
 /// off, gets no span of the layer's. Otherwise the hooks are prepared with
 /// the context the span starts in (as `relation` says) and `span`, the
@@ -152,13 +160,27 @@ pub fn begin<R, H: RequestHook<R>>(
     request: &R,
     derived: &crate::Derived<'_>,
     relation: Relation,
-    extract: impl FnOnce(bool) -> Extracted,
+    extract: impl FnOnce(bool, opentelemetry::Context) -> Extracted,
     hooks: &H,
     span: impl FnOnce(SpanStart) -> opentelemetry::Context,
 ) -> (opentelemetry::Context, bool, H::State) {
     let public = derived.is_public();
     let trust = !public && relation == Relation::Child;
-    let remote = match extract(trust) {
+    // What the hooks add for every call (the edge's baggage members) is
+    // the context the caller's is read into: one context built, not one
+    // per hook on top of the caller's.
+    let base = if public {
+        opentelemetry::Context::new()
+    } else {
+        let mut base = crate::Base::default();
+        if relation == Relation::Current {
+            base.set(opentelemetry::Context::current());
+        }
+        hooks.base(request, derived, &mut base);
+        derived.set_ran_base();
+        base.into_context()
+    };
+    let remote = match extract(trust, base) {
         Extracted::Remote(cx) => cx,
         Extracted::UnsampledChild(mut cx) => {
             // The caller did not sample and the sampler follows it: no
@@ -183,7 +205,7 @@ pub fn begin<R, H: RequestHook<R>>(
         // A public caller's baggage is there for the hooks to see (and
         // count), then dropped: it never reaches the span or the handler.
         Relation::Child if public => SpanStart::linked_to(&remote),
-        Relation::Child => SpanStart::child_of(remote),
+        Relation::Child | Relation::Current => SpanStart::child_of(remote),
         Relation::Linked => SpanStart::linked_to(&remote),
     };
     hooks.prepare(request, derived, start.parent_mut());

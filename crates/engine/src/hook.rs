@@ -63,6 +63,21 @@ pub trait RequestHook<R>: Clone + Send + Sync + 'static {
     /// What [`start`](Self::start) leaves for the end of the request.
     type State: HookState;
 
+    /// Runs first, before the caller's context is read, for a caller
+    /// inside the trust boundary ([`Derived::is_public`] is `false`): what
+    /// it sets in `base` — baggage members the service adds itself, say —
+    /// is the context the caller's span context and baggage are read into,
+    /// in one step, and that the span starts in. Its baggage members win
+    /// over the caller's of the same key. A public caller's call does not
+    /// run it (its baggage is dropped first), nor does a
+    /// [`HookLayer`](crate::HookLayer) (its span has started already):
+    /// [`Derived::ran_base`] tells [`start`](Self::start) when to set them
+    /// there instead. Does nothing by default.
+    #[inline]
+    fn base(&self, request: &R, derived: &Derived<'_>, base: &mut Base) {
+        let _ = (request, derived, base);
+    }
+
     /// Runs before the span starts; `parent` is the context it will start
     /// in (the caller's, or — for a public caller — a new root's, the
     /// caller's baggage still in it). Does nothing by default.
@@ -74,6 +89,49 @@ pub trait RequestHook<R>: Clone + Send + Sync + 'static {
     /// Runs before the inner service is called; `cx` is the context the
     /// request runs in (its span, the caller's baggage).
     fn start(&self, request: &R, derived: &Derived<'_>, cx: &mut Context) -> Self::State;
+}
+
+/// The context a call starts from before its caller's context is read
+/// into it ([`RequestHook::base`]): empty until a hook sets one. A hook may
+/// replace an empty base with a context it built once and keeps (a cached
+/// baggage context): nothing is lost, and the call pays no copy.
+///
+/// ```
+/// use looptel_engine::Base;
+/// use opentelemetry::Context;
+/// use opentelemetry::baggage::BaggageExt;
+/// use opentelemetry::KeyValue;
+///
+/// let mut base = Base::default();
+/// assert!(base.get().is_none());
+/// base.set(Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]));
+/// assert_eq!(base.into_context().baggage().len(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct Base {
+    cx: Option<Context>,
+}
+
+impl Base {
+    /// What the hooks set so far; `None` while nothing is (the call then
+    /// starts from an empty context).
+    #[inline]
+    pub fn get(&self) -> Option<&Context> {
+        self.cx.as_ref()
+    }
+
+    /// Sets the context the call starts from: build it from
+    /// [`get`](Self::get) when there is one, so nothing set before is lost.
+    #[inline]
+    pub fn set(&mut self, cx: Context) {
+        self.cx = Some(cx);
+    }
+
+    /// The context the call starts from.
+    #[inline]
+    pub fn into_context(self) -> Context {
+        self.cx.unwrap_or_default()
+    }
 }
 
 /// Something that happened to a call between its start and its end, for
@@ -154,6 +212,12 @@ where
     H2: RequestHook<R>,
 {
     type State = (H1::State, H2::State);
+
+    #[inline]
+    fn base(&self, request: &R, derived: &Derived<'_>, base: &mut Base) {
+        self.0.base(request, derived, base);
+        self.1.base(request, derived, base);
+    }
 
     #[inline]
     fn prepare(&self, request: &R, derived: &Derived<'_>, parent: &mut Context) {

@@ -95,7 +95,7 @@ pub use grpc::{
     Deadline, GRPC_STATUS, GRPC_TIMEOUT, GrpcCode, OTHER_METHOD, RpcServices, method_of,
     parse_grpc_timeout, rpc_method, rpc_method_label,
 };
-pub use hook::{CallEvent, HookState, RequestHook};
+pub use hook::{Base, CallEvent, HookState, RequestHook};
 pub use layer::{HookLayer, Hooked};
 pub use looptel_core::ErrorOutcome;
 pub use message::{MessageHook, MessageOp, SpanAttributes};

@@ -14,11 +14,11 @@ use common::Spans;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use looptel_core::{Instrumentation, Propagator};
-use looptel_engine::{AllPublic, Classification, Derived, HookState, RequestHook};
+use looptel_engine::{AllPublic, Base, Classification, Derived, HookState, RequestHook};
 use looptel_http_layer::server::{ServerLayer, SkipPaths, skip_paths};
-use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
 use tower::ServiceExt;
 
 /// What a hook saw, in order.
@@ -394,4 +394,116 @@ async fn the_trust_rule_given_once_reaches_the_hooks_and_the_callers_baggage_goe
         "0af7651916cd43dd8448eb211c80319c"
     );
     assert_eq!(span.links.len(), 1);
+}
+
+/// Sets a baggage member and a value of its own in the base; logs whether
+/// its start saw them there.
+#[derive(Clone)]
+struct Based {
+    log: Log,
+}
+
+impl<B> RequestHook<Request<B>> for Based {
+    type State = ();
+
+    fn base(&self, _: &Request<B>, derived: &Derived<'_>, base: &mut Base) {
+        self.log.lock().expect("log").push(format!(
+            "base, public {}, set before {}",
+            derived.is_public(),
+            base.get().is_some()
+        ));
+        base.set(
+            Context::new()
+                .with_baggage([KeyValue::new("tenant.id", "acme")])
+                .with_value(Mark("based")),
+        );
+    }
+
+    fn start(&self, _: &Request<B>, derived: &Derived<'_>, cx: &mut Context) {
+        self.log.lock().expect("log").push(format!(
+            "start, ran base {}, mark {:?}, tenant {:?}",
+            derived.ran_base(),
+            cx.get::<Mark>(),
+            cx.baggage().get("tenant.id").map(|v| v.as_str().to_owned())
+        ));
+    }
+}
+
+#[tokio::test]
+async fn what_the_base_holds_is_under_the_callers_context_for_trusted_callers_only() {
+    for (public, sampled) in [(false, "01"), (false, "00"), (true, "01")] {
+        let spans = Spans::new();
+        let log = Log::default();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        // Parent-based: a caller that did not sample takes the shortcut
+        // without a sampler call, and its base all the same.
+        let layer = ServerLayer::new(spans.instrumentation().parent_based(true))
+            .public_endpoint(move |_: &Request<Body>| public)
+            .hook(Based { log: log.clone() });
+        let app = Router::new()
+            .route(
+                "/orders/{id}",
+                get(move || {
+                    *seen2.lock().expect("seen") = Context::map_current(|cx| {
+                        let sc = cx.span().span_context().clone();
+                        let member = |k: &str| cx.baggage().get(k).map(|v| v.as_str().to_owned());
+                        vec![
+                            sc.trace_id().to_string(),
+                            format!("{:?}", member("tenant.id")),
+                            format!("{:?}", member("session")),
+                            format!("{:?}", cx.get::<Mark>()),
+                        ]
+                    });
+                    async { "ok" }
+                }),
+            )
+            .layer(layer);
+        let res = app
+            .oneshot(
+                Request::get("/orders/7")
+                    .header(
+                        "traceparent",
+                        format!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{sampled}"),
+                    )
+                    .header("baggage", "tenant.id=from-caller,session=s1")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("infallible");
+        res.into_body().collect().await.expect("body");
+        let seen = seen.lock().expect("seen").clone();
+        if public {
+            // No base: the caller's baggage dropped, nothing of the hook's.
+            assert_eq!(
+                take(&log),
+                ["start, ran base false, mark None, tenant None"]
+            );
+            assert_eq!(seen[1..], ["None", "None", "None"]);
+            assert_ne!(seen[0], "0af7651916cd43dd8448eb211c80319c");
+        } else {
+            // The hook's member wins over the caller's of the same key; the
+            // caller's trace and its other members are kept; so is the
+            // hook's own value.
+            assert_eq!(
+                take(&log),
+                [
+                    "base, public false, set before false",
+                    "start, ran base true, mark Some(Mark(\"based\")), tenant Some(\"acme\")",
+                ],
+                "caller sampled {sampled}"
+            );
+            assert_eq!(
+                seen,
+                [
+                    "0af7651916cd43dd8448eb211c80319c",
+                    "Some(\"acme\")",
+                    "Some(\"s1\")",
+                    "Some(Mark(\"based\"))"
+                ],
+                "caller sampled {sampled}"
+            );
+        }
+    }
 }

@@ -124,7 +124,7 @@ impl<H> MessagingTelemetry<H> {
         op: &MessageOp<'o>,
         kind: SpanKind,
         relation: Relation,
-        extract: impl FnOnce(bool) -> Extracted,
+        extract: impl FnOnce(bool, Context) -> Extracted,
     ) -> Call<<H as RequestHook<MessageOp<'o>>>::State>
     where
         H: RequestHook<MessageOp<'o>>,
@@ -158,8 +158,8 @@ impl<H> MessagingTelemetry<H> {
     where
         H: RequestHook<MessageOp<'o>>,
     {
-        self.begin(op, kind, Relation::Child, |_| {
-            Extracted::Remote(Context::current())
+        self.begin(op, kind, Relation::Current, |_, current| {
+            Extracted::Remote(current)
         })
     }
 
@@ -177,8 +177,9 @@ impl<H> MessagingTelemetry<H> {
             Mode::Parent => Relation::Child,
             Mode::Link => Relation::Linked,
         };
-        self.begin(op, SpanKind::Consumer, relation, |trust| {
-            self.instrumentation.extract_message(headers, trust)
+        self.begin(op, SpanKind::Consumer, relation, |trust, base| {
+            self.instrumentation
+                .extract_message_onto(base, headers, trust)
         })
     }
 

@@ -363,6 +363,11 @@ impl TelemetryBuilder {
         // than a processor of its own). Left over: a processor of its
         // own, added below.
         let mut promotion = Some(self.promotion.clone()).filter(|p| !p.is_empty());
+        if let Some(promotion) = &promotion {
+            // Installed below, one way or the other: an edge need not copy
+            // its members onto the server span itself.
+            promotion.mark_promoted_at_start();
+        }
         builder = match self.sampler.take() {
             Some((s, follows)) => {
                 parent_based = follows;
