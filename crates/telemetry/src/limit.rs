@@ -25,7 +25,11 @@ pub(crate) struct Limited<E> {
     inner: E,
     limit: Option<usize>,
     queue: Queue,
-    denied: std::sync::Mutex<std::collections::HashMap<Key, bool>>,
+    /// Verdicts by attribute name, hashed with FxHash: the names come
+    /// from code, not from requests, and SipHash cost about 2,000
+    /// instructions a sampled order-service request on the export thread
+    /// (callgrind, `scripts/bench.sh` service-sampled).
+    denied: std::sync::Mutex<std::collections::HashMap<Key, bool, rustc_hash::FxBuildHasher>>,
 }
 
 /// The most attribute names whose verdict is cached.
