@@ -208,7 +208,7 @@ where
         let policy = &self.policy;
         self.members.members(request, &mut |key, value| {
             let next = match base.get() {
-                None => policy.alone(key, value).map(|(cx, _)| cx),
+                None => policy.alone(key, value),
                 Some(cx) => policy.set(cx, key, value),
             };
             match next {

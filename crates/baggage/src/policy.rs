@@ -1,11 +1,11 @@
 //! The baggage policy: what is promoted, what never leaves, how much.
 
-use std::collections::HashMap;
-use std::hash::Hasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 
-use looptel_core::baggage::{InjectPolicy, MAX_BYTES, MAX_MEMBERS, encoded_len, is_key};
+use looptel_core::baggage::{
+    InjectPolicy, MAX_BYTES, MAX_MEMBERS, SharedContexts, encoded_len, is_key,
+};
 use looptel_core::{BaggagePromotion, pii};
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::{Context, KeyValue};
@@ -58,7 +58,7 @@ struct Inner {
     /// sets, so a request does not scan the deny-list for them.
     known: Vec<Known>,
     /// Contexts holding one member alone, built once per key and value.
-    alone: RwLock<HashMap<u64, Alone, rustc_hash::FxBuildHasher>>,
+    alone: SharedContexts,
 }
 
 /// At most this many one-member contexts are kept (a tenant per entry,
@@ -69,18 +69,9 @@ const MAX_ALONE: usize = 1024;
 /// Values longer than this are not kept (a tenant or region id is short).
 const MAX_ALONE_VALUE: usize = 128;
 
-/// A context whose baggage holds one member, shared by every request that
-/// sets that member first: cloning it is two reference counts, where
-/// building it is an OpenTelemetry `Baggage` (a hash map, its key checked
-/// byte by byte) and a context entry map — about 1,800 instructions per
-/// request, measured with `scripts/bench.sh` (callgrind, service-unsampled).
-#[derive(Debug)]
-struct Alone {
-    key: opentelemetry::Key,
-    value: Box<str>,
-    promoted: bool,
-    cx: Context,
-}
+/// A key written before its value in the text a one-member context is
+/// kept by: `0xff` is in no key (keys are ASCII tokens) and no `&str`.
+const KEY_END: &[u8] = &[0xff];
 
 /// A key whose checks were done when the policy was built.
 #[derive(Debug)]
@@ -243,45 +234,13 @@ impl BaggagePolicy {
     }
 
     /// A context whose baggage holds member `key` alone (the first member a
-    /// request gets), and whether the member is promoted: built once per key
-    /// and value and shared.
-    pub(crate) fn alone(&self, key: &str, value: &str) -> Result<(Context, bool), BaggageError> {
-        let mut h = rustc_hash::FxHasher::default();
-        h.write(key.as_bytes());
-        h.write_u8(0xff);
-        h.write(value.as_bytes());
-        let hash = h.finish();
-        let mut room = false;
-        {
-            let alone = self
-                .inner
-                .alone
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            match alone.get(&hash) {
-                Some(a) if a.key.as_str() == key && *a.value == *value => {
-                    return Ok((a.cx.clone(), a.promoted));
-                }
-                Some(_) => {} // another member with the same hash
-                None => room = alone.len() < MAX_ALONE && value.len() <= MAX_ALONE_VALUE,
-            }
-        }
-        let (key, promoted) = self.inner.check(key)?;
-        let cx = self.set_checked(&Context::new(), key.clone(), shared(value))?;
-        if room {
-            self.inner
-                .alone
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(hash)
-                .or_insert_with(|| Alone {
-                    key,
-                    value: value.into(),
-                    promoted,
-                    cx: cx.clone(),
-                });
-        }
-        Ok((cx, promoted))
+    /// request gets): built once per key and value and shared.
+    pub(crate) fn alone(&self, key: &str, value: &str) -> Result<Context, BaggageError> {
+        let parts: [&[u8]; 3] = [key.as_bytes(), KEY_END, value.as_bytes()];
+        self.inner.alone.get_or_build(&parts, || {
+            let (key, _) = self.inner.check(key)?;
+            self.set_checked(&Context::new(), key, shared(value))
+        })
     }
 
     /// Whether a span processor copies the promoted members onto spans as
@@ -436,7 +395,7 @@ impl BaggagePolicyBuilder {
                 budget: self.budget,
                 counters: Counters::default(),
                 naming_warnings,
-                alone: RwLock::default(),
+                alone: SharedContexts::new(MAX_ALONE, MAX_ALONE_VALUE + 64),
             }),
         }
     }
@@ -453,9 +412,8 @@ mod tests {
     #[test]
     fn a_member_alone_is_built_once_per_value_and_right_for_any_number_of_them() {
         let policy = BaggagePolicy::builder().promote(["tenant.id"]).build();
-        let (first, promoted) = policy.alone("tenant.id", "acme").expect("allowed");
-        let (again, _) = policy.alone("tenant.id", "acme").expect("allowed");
-        assert!(promoted);
+        let first = policy.alone("tenant.id", "acme").expect("allowed");
+        let again = policy.alone("tenant.id", "acme").expect("allowed");
         assert_eq!(value(&first, "tenant.id").as_deref(), Some("acme"));
         assert_eq!(first.baggage().len(), 1);
         // Shared: the same value, not a copy.
@@ -466,22 +424,23 @@ mod tests {
         // the right member, built per call.
         for i in 0..MAX_ALONE + 200 {
             let v = format!("tenant-{i}");
-            let (cx, _) = policy.alone("tenant.id", &v).expect("allowed");
+            let cx = policy.alone("tenant.id", &v).expect("allowed");
             assert_eq!(value(&cx, "tenant.id"), Some(v));
         }
-        assert_eq!(policy.inner.alone.read().expect("lock").len(), MAX_ALONE);
-        let long = "x".repeat(MAX_ALONE_VALUE + 1);
-        let (a, _) = policy.alone("tenant.id", &long).expect("allowed");
-        let (b, _) = policy.alone("tenant.id", &long).expect("allowed");
+        assert_eq!(policy.inner.alone.len(), MAX_ALONE);
+        let long = "x".repeat(MAX_ALONE_VALUE + 100);
+        let a = policy.alone("tenant.id", &long).expect("allowed");
+        let b = policy.alone("tenant.id", &long).expect("allowed");
         assert_eq!(value(&a, "tenant.id").as_deref(), Some(long.as_str()));
         assert_ne!(ptr(&a), ptr(&b));
 
-        // Another key with the same value is another member; a key that is
-        // not promoted is set all the same, not promoted.
-        let (region, promoted) = policy.alone("region", "acme").expect("allowed");
-        assert!(!promoted);
+        // Another key with the same value is another member.
+        let other = BaggagePolicy::builder().build();
+        let acme = other.alone("tenant.id", "acme").expect("allowed");
+        let region = other.alone("region", "acme").expect("allowed");
         assert_eq!(value(&region, "region").as_deref(), Some("acme"));
         assert_eq!(value(&region, "tenant.id"), None);
+        assert_eq!(value(&acme, "region"), None);
     }
 
     #[test]
@@ -497,6 +456,6 @@ mod tests {
                 Err(BaggageError::InvalidKey(_))
             ));
         }
-        assert_eq!(policy.inner.alone.read().expect("lock").len(), 0);
+        assert!(policy.inner.alone.is_empty());
     }
 }

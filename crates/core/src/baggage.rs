@@ -339,6 +339,115 @@ pub(crate) fn keep_members(base: &Context, cx: Context) -> Context {
     cx.with_baggage(baggage)
 }
 
+/// Baggage contexts built once per distinct text and shared: a `Context`
+/// holding only a baggage, found again by the bytes it was built from (a
+/// `baggage` header line, a member's key and value). Cloning one is two
+/// reference counts; building one is an OpenTelemetry `Baggage` — a hash
+/// map, every key checked byte by byte — and a context entry map, about
+/// 1,800 instructions for one member (`scripts/bench.sh`, service-unsampled).
+///
+/// Bounded: at most `max_entries` texts of at most `max_len` bytes are
+/// kept (the texts come from requests); beyond, contexts are built each
+/// time. The text is compared on every hit, so two texts with the same
+/// hash never share a context.
+///
+/// ```
+/// use looptel_core::baggage::SharedContexts;
+/// use opentelemetry::baggage::BaggageExt;
+/// use opentelemetry::{Context, KeyValue};
+///
+/// let shared = SharedContexts::new(1024, 512);
+/// let build = || Ok::<_, ()>(Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]));
+/// let a = shared.get_or_build(&[b"tenant.id=acme"], build).unwrap();
+/// let b = shared.get_or_build(&[b"tenant.id=acme"], || unreachable!()).unwrap();
+/// assert_eq!(b.baggage().get("tenant.id").map(|v| v.as_str()), Some("acme"));
+/// assert_eq!(shared.len(), 1);
+/// ```
+#[derive(Debug)]
+pub struct SharedContexts {
+    table: std::sync::RwLock<ContextTable>,
+    max_entries: usize,
+    max_len: usize,
+}
+
+/// Contexts by the hash of their text, the text kept to compare.
+type ContextTable = std::collections::HashMap<u64, (Box<[u8]>, Context), rustc_hash::FxBuildHasher>;
+
+impl SharedContexts {
+    /// At most `max_entries` texts of at most `max_len` bytes each.
+    pub fn new(max_entries: usize, max_len: usize) -> Self {
+        Self {
+            table: std::sync::RwLock::default(),
+            max_entries,
+            max_len,
+        }
+    }
+
+    /// The context built from the text `parts` make when joined (give a
+    /// separator as a part of its own where two texts could join alike):
+    /// the one kept, or `build`'s, kept when there is room.
+    ///
+    /// # Errors
+    /// `build`'s error, when it fails (nothing is kept then).
+    pub fn get_or_build<E>(
+        &self,
+        parts: &[&[u8]],
+        build: impl FnOnce() -> Result<Context, E>,
+    ) -> Result<Context, E> {
+        use std::hash::Hasher as _;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut h = rustc_hash::FxHasher::default();
+        for part in parts {
+            h.write(part);
+        }
+        let hash = h.finish();
+        let same = |text: &[u8]| {
+            text.len() == len && {
+                let mut rest = text;
+                parts.iter().all(|p| {
+                    let (head, tail) = rest.split_at(p.len());
+                    rest = tail;
+                    head == *p
+                })
+            }
+        };
+        let mut room = false;
+        {
+            let table = self
+                .table
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match table.get(&hash) {
+                Some((text, cx)) if same(text) => return Ok(cx.clone()),
+                Some(_) => {} // another text with the same hash
+                None => room = table.len() < self.max_entries && len <= self.max_len,
+            }
+        }
+        let cx = build()?;
+        if room {
+            self.table
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(hash)
+                .or_insert_with(|| (parts.concat().into_boxed_slice(), cx.clone()));
+        }
+        Ok(cx)
+    }
+
+    /// How many contexts are kept.
+    pub fn len(&self) -> usize {
+        self.table
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Decides which members are injected; implemented by baggage policies.
 pub trait InjectPolicy: Send + Sync + fmt::Debug {
     /// Whether the member with `key` may leave the service.

@@ -284,7 +284,11 @@ impl Instrumentation {
     /// assert!(!span.is_recording());
     /// ```
     pub fn extract_request(&self, headers: &http::HeaderMap, trust_caller: bool) -> Extracted {
-        self.extract_request_onto(Context::new(), headers, trust_caller)
+        self.extract_lines(
+            None,
+            &crate::propagation::ScannedHeaders::new(headers),
+            trust_caller,
+        )
     }
 
     /// [`extract_request`](Self::extract_request) onto `base` instead of an
@@ -317,7 +321,7 @@ impl Instrumentation {
         trust_caller: bool,
     ) -> Extracted {
         self.extract_lines(
-            base,
+            Some(base),
             &crate::propagation::ScannedHeaders::new(headers),
             trust_caller,
         )
@@ -331,7 +335,7 @@ impl Instrumentation {
         headers: &crate::MessageHeaderExtractor<'_>,
         trust_caller: bool,
     ) -> Extracted {
-        self.extract_message_onto(Context::new(), headers, trust_caller)
+        self.extract_lines(None, headers, trust_caller)
     }
 
     /// [`extract_message`](Self::extract_message) onto `base`, as
@@ -342,12 +346,12 @@ impl Instrumentation {
         headers: &crate::MessageHeaderExtractor<'_>,
         trust_caller: bool,
     ) -> Extracted {
-        self.extract_lines(base, headers, trust_caller)
+        self.extract_lines(Some(base), headers, trust_caller)
     }
 
     fn extract_lines<C: crate::propagation::Lines + ?Sized>(
         &self,
-        base: Context,
+        base: Option<Context>,
         carrier: &C,
         trust_caller: bool,
     ) -> Extracted {

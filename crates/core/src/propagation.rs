@@ -37,6 +37,23 @@ pub struct Propagator {
     /// Propagators beside the W3C pair (B3, Jaeger): extracted from and
     /// injected into as well.
     extras: Vec<Arc<dyn TextMapPropagator + Send + Sync>>,
+    /// The contexts of `baggage` header lines seen before (W3C only).
+    baggage_contexts: Arc<crate::baggage::SharedContexts>,
+}
+
+/// At most this many `baggage` header lines have their context kept (the
+/// lines come from callers: the table is bounded even so).
+const SHARED_BAGGAGE_LINES: usize = 1024;
+
+/// Lines longer than this are decoded per call (a tenant and a region or
+/// two are far shorter).
+const SHARED_BAGGAGE_LINE_LEN: usize = 256;
+
+fn baggage_contexts() -> Arc<crate::baggage::SharedContexts> {
+    Arc::new(crate::baggage::SharedContexts::new(
+        SHARED_BAGGAGE_LINES,
+        SHARED_BAGGAGE_LINE_LEN,
+    ))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +113,7 @@ impl Propagator {
             inner: Arc::new(propagator),
             w3c: None,
             extras: Vec::new(),
+            baggage_contexts: baggage_contexts(),
         }
     }
 
@@ -115,6 +133,7 @@ impl Propagator {
                 baggage,
             }),
             extras: Vec::new(),
+            baggage_contexts: baggage_contexts(),
         }
     }
 
@@ -178,6 +197,7 @@ impl Propagator {
                 ),
                 w3c: self.w3c,
                 extras: self.extras,
+                baggage_contexts: self.baggage_contexts,
             },
             None => self,
         }
@@ -229,7 +249,7 @@ impl Propagator {
         carrier: &C,
         map: impl FnOnce(SpanContext) -> SpanContext,
     ) -> Result<Context, Context> {
-        self.extract_lines_onto(Context::new(), carrier, map)
+        self.extract_lines_onto(None, carrier, map)
     }
 
     /// [`extract_lines_mapped`](Self::extract_lines_mapped) onto `base`
@@ -238,13 +258,28 @@ impl Propagator {
     /// over the caller's of the same key.
     pub(crate) fn extract_lines_onto<C: Lines + ?Sized>(
         &self,
-        base: Context,
+        base: Option<Context>,
         carrier: &C,
         map: impl FnOnce(SpanContext) -> SpanContext,
     ) -> Result<Context, Context> {
         let Some(w3c) = self.fast() else {
+            let base = base.unwrap_or_default();
             let cx = carrier.with_extractor(&mut |e| self.inner.extract_with_context(&base, e));
             return Err(crate::baggage::keep_members(&base, cx));
+        };
+        // With no base, the call starts from the caller's baggage: a line
+        // seen before gives its context ready-made, shared.
+        let mut baggage_read = false;
+        let base = match base {
+            Some(base) => base,
+            None if w3c.baggage => match self.shared_baggage(carrier) {
+                Some(cx) => {
+                    baggage_read = true;
+                    cx
+                }
+                None => Context::new(),
+            },
+            None => Context::new(),
         };
         let mut cx = if w3c.trace_context {
             TRACE_CONTEXT.extract_lines_mapped(
@@ -256,13 +291,34 @@ impl Propagator {
         } else {
             base
         };
-        if w3c.baggage && carrier.lines(Field::Baggage).next().is_some() {
+        if w3c.baggage && !baggage_read && carrier.lines(Field::Baggage).next().is_some() {
             // Reading bytes, a member with a non-ASCII byte is skipped alone;
             // the rest of its line is kept.
             let decoded = crate::baggage::decode(carrier.lines(Field::Baggage));
             cx = crate::baggage::BaggagePropagator::context_under(&cx, decoded);
         }
         Ok(cx)
+    }
+
+    /// The context of the caller's one `baggage` line, kept from an
+    /// earlier call with the same line or built now; `None` without exactly
+    /// one line (several are read and joined the usual way).
+    fn shared_baggage<C: Lines + ?Sized>(&self, carrier: &C) -> Option<Context> {
+        let mut lines = carrier.lines(Field::Baggage);
+        let (Some(line), None) = (lines.next(), lines.next()) else {
+            return None;
+        };
+        let built = self.baggage_contexts.get_or_build(&[line], || {
+            let decoded = crate::baggage::decode([line]);
+            Ok::<_, std::convert::Infallible>(crate::baggage::BaggagePropagator::context_with(
+                &Context::new(),
+                decoded,
+            ))
+        });
+        match built {
+            Ok(cx) => Some(cx),
+            Err(never) => match never {},
+        }
     }
 
     /// Extracts a context from `carrier`; a malformed or missing header gives
@@ -514,7 +570,7 @@ mod tests {
         ];
         for (name, p) in propagators {
             let cx = p
-                .extract_lines_onto(base(), &ScannedHeaders::new(&headers), |sc| sc)
+                .extract_lines_onto(Some(base()), &ScannedHeaders::new(&headers), |sc| sc)
                 .unwrap_or_else(|cx| cx);
             let member = |k: &str| cx.baggage().get(k).map(|v| v.as_str().to_owned());
             assert_eq!(member("tenant.id").as_deref(), Some("acme"), "{name}");
@@ -526,7 +582,7 @@ mod tests {
             );
             // Without a base, the caller's members as they came.
             let cx = p
-                .extract_lines_onto(Context::new(), &ScannedHeaders::new(&headers), |sc| sc)
+                .extract_lines_onto(None, &ScannedHeaders::new(&headers), |sc| sc)
                 .unwrap_or_else(|cx| cx);
             assert_eq!(
                 cx.baggage().get("tenant.id").map(|v| v.as_str()),
@@ -534,6 +590,83 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// A caller's `baggage` line seen before gives its context ready-made:
+    /// the same members (shared, not copied), whatever the trace context;
+    /// other lines, several lines and a base are read as ever.
+    #[test]
+    fn a_baggage_line_seen_before_is_read_once_and_shared() {
+        use opentelemetry::KeyValue;
+        use opentelemetry::baggage::BaggageExt;
+        let p = Propagator::default();
+        let headers = |line: &str, traceparent: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            h.append("baggage", line.parse().expect("header"));
+            if let Some(tp) = traceparent {
+                h.insert("traceparent", tp.parse().expect("header"));
+            }
+            h
+        };
+        let extract = |h: &http::HeaderMap, base: Option<Context>| {
+            p.extract_lines_onto(base, &ScannedHeaders::new(h), |sc| sc)
+                .unwrap_or_else(|cx| cx)
+        };
+        let ptr = |cx: &Context| cx.baggage().get("tenant.id").map(|v| v.as_str().as_ptr());
+        let line = "tenant.id=acme,q=a%20b;ttl=60";
+        let first = extract(&headers(line, Some(TP)), None);
+        let second = extract(&headers(line, None), None);
+        for cx in [&first, &second] {
+            assert_eq!(
+                cx.baggage().get("tenant.id").map(|v| v.as_str()),
+                Some("acme")
+            );
+            assert_eq!(cx.baggage().get("q").map(|v| v.as_str()), Some("a b"));
+            assert_eq!(
+                cx.baggage().get_with_metadata("q").map(|(_, m)| m.as_str()),
+                Some("ttl=60")
+            );
+        }
+        assert_eq!(ptr(&first), ptr(&second), "shared");
+        assert!(first.span().span_context().is_valid());
+        assert!(!second.span().span_context().is_valid());
+        assert_eq!(p.baggage_contexts.len(), 1);
+
+        let other = extract(&headers("tenant.id=globex", None), None);
+        assert_eq!(
+            other.baggage().get("tenant.id").map(|v| v.as_str()),
+            Some("globex")
+        );
+        // Two lines: both read, nothing kept for them.
+        let mut two = headers("tenant.id=acme", None);
+        two.append("baggage", "region=eu".parse().expect("header"));
+        let cx = extract(&two, None);
+        assert_eq!(cx.baggage().len(), 2);
+        assert_eq!(p.baggage_contexts.len(), 2);
+        // A base: its members first, the line read onto it.
+        let base = Context::new().with_baggage([KeyValue::new("tenant.id", "own")]);
+        let cx = extract(&headers(line, None), Some(base));
+        assert_eq!(
+            cx.baggage().get("tenant.id").map(|v| v.as_str()),
+            Some("own")
+        );
+        assert_eq!(cx.baggage().get("q").map(|v| v.as_str()), Some("a b"));
+
+        // Bounded: lines past the table's size and length still read right.
+        for i in 0..SHARED_BAGGAGE_LINES + 10 {
+            let cx = extract(&headers(&format!("tenant.id=t{i}"), None), None);
+            let tenant = cx.baggage().get("tenant.id").map(|v| v.as_str().to_owned());
+            assert_eq!(tenant, Some(format!("t{i}")));
+        }
+        assert_eq!(p.baggage_contexts.len(), SHARED_BAGGAGE_LINES);
+        let long = format!("tenant.id={}", "x".repeat(SHARED_BAGGAGE_LINE_LEN));
+        let a = extract(&headers(&long, None), None);
+        let b = extract(&headers(&long, None), None);
+        assert_eq!(
+            a.baggage().get("tenant.id").map(|v| v.as_str().len()),
+            Some(SHARED_BAGGAGE_LINE_LEN)
+        );
+        assert_ne!(ptr(&a), ptr(&b));
     }
 
     #[test]

@@ -143,8 +143,8 @@ pub enum Relation {
 /// request, a consumed message: for a caller that is not
 /// [`public`](crate::Derived::is_public) the hooks'
 /// [`base`](RequestHook::base) runs first; the caller's context comes from
-/// `extract`, given that base to read it onto (an empty context for a
-/// public caller) and told whether the caller's sampling decision counts
+/// `extract`, given that base to read it onto (`None` when no hook set
+/// one, and for a public caller) and told whether the caller's sampling decision counts
 /// (not for a public caller, nor for a new trace: a linked call keeps only
 /// the baggage of both); a caller
 /// that did not sample under a parent-based sampler, or telemetry switched
@@ -160,7 +160,7 @@ pub fn begin<R, H: RequestHook<R>>(
     request: &R,
     derived: &crate::Derived<'_>,
     relation: Relation,
-    extract: impl FnOnce(bool, opentelemetry::Context) -> Extracted,
+    extract: impl FnOnce(bool, Option<opentelemetry::Context>) -> Extracted,
     hooks: &H,
     span: impl FnOnce(SpanStart) -> opentelemetry::Context,
 ) -> (opentelemetry::Context, bool, H::State) {
@@ -170,7 +170,7 @@ pub fn begin<R, H: RequestHook<R>>(
     // the context the caller's is read into: one context built, not one
     // per hook on top of the caller's.
     let base = if public {
-        opentelemetry::Context::new()
+        None
     } else {
         let mut base = crate::Base::default();
         if relation == Relation::Current {
@@ -178,7 +178,7 @@ pub fn begin<R, H: RequestHook<R>>(
         }
         hooks.base(request, derived, &mut base);
         derived.set_ran_base();
-        base.into_context()
+        base.into_inner()
     };
     let remote = match extract(trust, base) {
         Extracted::Remote(cx) => cx,

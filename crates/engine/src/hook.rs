@@ -132,6 +132,14 @@ impl Base {
     pub fn into_context(self) -> Context {
         self.cx.unwrap_or_default()
     }
+
+    /// The context the hooks set, if any (`None`: the call starts from the
+    /// caller's context alone, whose baggage may then be shared with other
+    /// calls' — see [`Instrumentation::extract_request`](looptel_core::Instrumentation::extract_request)).
+    #[inline]
+    pub fn into_inner(self) -> Option<Context> {
+        self.cx
+    }
 }
 
 /// Something that happened to a call between its start and its end, for

@@ -124,7 +124,7 @@ impl<H> MessagingTelemetry<H> {
         op: &MessageOp<'o>,
         kind: SpanKind,
         relation: Relation,
-        extract: impl FnOnce(bool, Context) -> Extracted,
+        extract: impl FnOnce(bool, Option<Context>) -> Extracted,
     ) -> Call<<H as RequestHook<MessageOp<'o>>>::State>
     where
         H: RequestHook<MessageOp<'o>>,
@@ -159,7 +159,7 @@ impl<H> MessagingTelemetry<H> {
         H: RequestHook<MessageOp<'o>>,
     {
         self.begin(op, kind, Relation::Current, |_, current| {
-            Extracted::Remote(current)
+            Extracted::Remote(current.unwrap_or_else(Context::current))
         })
     }
 
@@ -177,9 +177,11 @@ impl<H> MessagingTelemetry<H> {
             Mode::Parent => Relation::Child,
             Mode::Link => Relation::Linked,
         };
-        self.begin(op, SpanKind::Consumer, relation, |trust, base| {
-            self.instrumentation
-                .extract_message_onto(base, headers, trust)
+        self.begin(op, SpanKind::Consumer, relation, |trust, base| match base {
+            Some(base) => self
+                .instrumentation
+                .extract_message_onto(base, headers, trust),
+            None => self.instrumentation.extract_message(headers, trust),
         })
     }
 
