@@ -80,12 +80,12 @@ impl BaggagePromotion {
             .filter_map(move |k| baggage.get(k).map(|v| (k.as_str(), v.as_str().to_owned())))
     }
 
-    /// The promoted members of `cx` as span attributes.
-    pub fn attributes(&self, cx: &Context) -> Vec<KeyValue> {
+    /// The promoted members of `cx` as span attributes (key and value
+    /// shared, not copied).
+    pub fn attributes<'a>(&'a self, cx: &'a Context) -> impl Iterator<Item = KeyValue> + 'a {
         let baggage = cx.baggage();
         self.keys
             .iter()
-            .filter_map(|k| baggage.get(k).map(|v| KeyValue::new(k.clone(), v.clone())))
-            .collect()
+            .filter_map(move |k| baggage.get(k).map(|v| KeyValue::new(k.clone(), v.clone())))
     }
 }
