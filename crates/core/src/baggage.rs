@@ -359,7 +359,7 @@ pub(crate) fn keep_members(base: &Context, cx: Context) -> Context {
 /// let shared = SharedContexts::new(1024, 512);
 /// let build = || Ok::<_, ()>(Context::new().with_baggage([KeyValue::new("tenant.id", "acme")]));
 /// let a = shared.get_or_build(&[b"tenant.id=acme"], build).unwrap();
-/// let b = shared.get_or_build(&[b"tenant.id=acme"], || unreachable!()).unwrap();
+/// let b = shared.get_or_build::<()>(&[b"tenant.id=acme"], || unreachable!()).unwrap();
 /// assert_eq!(b.baggage().get("tenant.id").map(|v| v.as_str()), Some("acme"));
 /// assert_eq!(shared.len(), 1);
 /// ```
