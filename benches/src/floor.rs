@@ -15,7 +15,7 @@ use std::time::Instant;
 use axum::body::Body;
 use http::{HeaderValue, Request, Response};
 use looptel_core::TraceIds;
-use looptel_core::tracecontext::{parse_traceparent_bytes, traceparent_bytes};
+use looptel_core::tracecontext::{TRACEPARENT_HEADER, parse_traceparent_bytes, traceparent_bytes};
 use looptel_red_metrics::{Histogram, Registry};
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
 use tower::{Layer, Service};
@@ -77,7 +77,8 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let caller = req
             .headers()
-            .get("traceparent")
+            // By a header name, not a `&str`: no name parsed per request.
+            .get(TRACEPARENT_HEADER)
             .and_then(|v| parse_traceparent_bytes(v.as_bytes()));
         // A span id of our own, by a counter's golden-ratio steps.
         let span = SpanId::from(
@@ -136,7 +137,7 @@ where
                 TraceState::NONE,
             );
             if let Ok(v) = HeaderValue::from_bytes(&traceparent_bytes(&sc, false)) {
-                res.headers_mut().insert("traceparent", v);
+                res.headers_mut().insert(TRACEPARENT_HEADER, v);
             }
         }
         Poll::Ready(Ok(res))

@@ -57,13 +57,15 @@ struct Inner {
     /// The promoted keys, checked once at build: the keys an edge usually
     /// sets, so a request does not scan the deny-list for them.
     known: Vec<Known>,
-    /// Contexts holding one member alone, built once per key and value.
+    /// Contexts holding one member of a key not promoted alone, built
+    /// once per key and value (a promoted key has a table of its own).
     alone: SharedContexts,
 }
 
-/// At most this many one-member contexts are kept (a tenant per entry,
-/// about 400 bytes each): the values come from requests, so the table is
-/// bounded even so; beyond it, contexts are built per request.
+/// At most this many one-member contexts are kept per promoted key and for
+/// the other keys together (a tenant per entry, about 400 bytes each): the
+/// values come from requests, so the tables are bounded even so; beyond,
+/// contexts are built per request.
 const MAX_ALONE: usize = 1024;
 
 /// Values longer than this are not kept (a tenant or region id is short).
@@ -78,6 +80,9 @@ const KEY_END: &[u8] = &[0xff];
 struct Known {
     key: opentelemetry::Key,
     verdict: Result<(), BaggageError>,
+    /// Contexts holding this member alone, by value: the edge's tenant,
+    /// found by its value only.
+    alone: SharedContexts,
 }
 
 impl Inner {
@@ -236,6 +241,12 @@ impl BaggagePolicy {
     /// A context whose baggage holds member `key` alone (the first member a
     /// request gets): built once per key and value and shared.
     pub(crate) fn alone(&self, key: &str, value: &str) -> Result<Context, BaggageError> {
+        if let Some(known) = self.inner.known.iter().find(|k| k.key.as_str() == key) {
+            return known.alone.get_or_build(&[value.as_bytes()], || {
+                known.verdict.clone()?;
+                self.set_checked(&Context::new(), known.key.clone(), shared(value))
+            });
+        }
         let parts: [&[u8]; 3] = [key.as_bytes(), KEY_END, value.as_bytes()];
         self.inner.alone.get_or_build(&parts, || {
             let (key, _) = self.inner.check(key)?;
@@ -384,6 +395,7 @@ impl BaggagePolicyBuilder {
             .map(|k| Known {
                 key: opentelemetry::Key::from(Arc::<str>::from(k.as_str())),
                 verdict: check(&self.deny, &self.allow, k),
+                alone: SharedContexts::new(MAX_ALONE, MAX_ALONE_VALUE),
             })
             .collect();
         BaggagePolicy {
@@ -427,7 +439,7 @@ mod tests {
             let cx = policy.alone("tenant.id", &v).expect("allowed");
             assert_eq!(value(&cx, "tenant.id"), Some(v));
         }
-        assert_eq!(policy.inner.alone.len(), MAX_ALONE);
+        assert_eq!(policy.inner.known[0].alone.len(), MAX_ALONE);
         let long = "x".repeat(MAX_ALONE_VALUE + 100);
         let a = policy.alone("tenant.id", &long).expect("allowed");
         let b = policy.alone("tenant.id", &long).expect("allowed");
@@ -457,5 +469,14 @@ mod tests {
             ));
         }
         assert!(policy.inner.alone.is_empty());
+        // A promoted key the deny-list refuses: refused from its own table.
+        let promoted = BaggagePolicy::builder().promote(["user.email"]).build();
+        for _ in 0..2 {
+            assert!(matches!(
+                promoted.alone("user.email", "a@b.c"),
+                Err(BaggageError::Denied(_))
+            ));
+        }
+        assert!(promoted.inner.known[0].alone.is_empty());
     }
 }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use http::{HeaderValue, Response};
-use looptel_core::tracecontext::{TRACEPARENT, traceparent_bytes};
+use looptel_core::tracecontext::{TRACEPARENT_HEADER, traceparent_bytes};
 use looptel_core::{Extracted, Instrumentation, SpanStart};
 use opentelemetry::KeyValue;
 use opentelemetry::baggage::BaggageExt as _;
@@ -330,7 +330,7 @@ fn respond<B, C: Classify, G: HookState>(
             false,
         ))
     {
-        res.headers_mut().insert(TRACEPARENT, v);
+        res.headers_mut().insert(TRACEPARENT_HEADER, v);
     }
     res.map(|b| ResponseBody::new(b, Some(call), classifier.clone()))
 }
