@@ -66,10 +66,16 @@ impl<B> MembersFromRequest<B> for FromHeader {
 ///    or [`HookLayer::public_endpoint`](looptel_engine::HookLayer::public_endpoint)
 ///    when the edge is a layer of its own) — and counts it;
 /// 2. sets business members from the request ([`members`](Self::members)),
-///    refusing denied keys;
-/// 3. copies the promoted members it set onto the server span, so they are
-///    there before the handler runs; child spans get them from the span
-///    processor and log lines from the log layer.
+///    refusing denied keys — as the server layer's hook, in the context the
+///    caller's is read into ([`RequestHook::base`]), the first member from a
+///    context built once per value and shared (no `Baggage` built per
+///    request), winning over the caller's member of the same key;
+/// 3. gets the promoted members it set onto the server span before the
+///    handler runs: the promotion span processor copies them as the span
+///    starts in that context (`looptel-telemetry` installs it), or — with a
+///    provider of your own, or as a layer of its own — the edge copies them;
+///    once either way. Child spans get them from the span processor and log
+///    lines from the log layer.
 ///
 /// Best as the server layer's hook (`ServerLayer::hook`, see below): then
 /// an untrusted caller's baggage is dropped before the server span starts,
