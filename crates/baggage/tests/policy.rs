@@ -196,13 +196,7 @@ async fn run_stacked(
             }
         }),
     );
-    let app = if hooked {
-        routes.layer(ServerLayer::new(inst).public_endpoint(untrusted).hook(edge))
-    } else {
-        routes
-            .layer(HookLayer::new(edge).public_endpoint(untrusted))
-            .layer(ServerLayer::new(inst))
-    };
+    let app = stacked(routes, inst, (edge, untrusted), hooked);
     let res = app.oneshot(req).await.expect("infallible");
     drop(res);
     drop(_default);
@@ -215,6 +209,32 @@ async fn run_stacked(
         seen,
         session,
     }
+}
+
+/// `routes` under the server layer on `inst` and the edge: the layer's hook
+/// (`hooked`, the rule given to the server layer) or a layer of its own
+/// inside it (the rule given to its `HookLayer`).
+fn stacked(
+    routes: Router,
+    inst: looptel_core::Instrumentation,
+    (edge, untrusted): Edge,
+    hooked: bool,
+) -> Router {
+    if hooked {
+        routes.layer(ServerLayer::new(inst).public_endpoint(untrusted).hook(edge))
+    } else {
+        routes
+            .layer(HookLayer::new(edge).public_endpoint(untrusted))
+            .layer(ServerLayer::new(inst))
+    }
+}
+
+/// The server span among `spans`.
+fn server(spans: &[SpanData]) -> &SpanData {
+    spans
+        .iter()
+        .find(|s| s.name == "GET /orders")
+        .expect("server span")
 }
 
 fn never(_: &Request<Body>) -> bool {
@@ -241,11 +261,7 @@ async fn promoted_members_reach_the_server_span_child_spans_and_logs() {
         .body(Body::empty())
         .expect("req");
     let o = run(policy.clone(), edge(&policy, never), req).await;
-    let server = o
-        .spans
-        .iter()
-        .find(|s| s.name == "GET /orders")
-        .expect("server span");
+    let server = server(&o.spans);
     let child = o
         .spans
         .iter()
@@ -290,11 +306,7 @@ async fn inbound_baggage_is_kept_from_trusted_callers_and_dropped_from_untrusted
         assert!(line.get("tenant.id").is_none());
         if hooked {
             // Dropped before the server span started: not promoted onto it.
-            let server = o
-                .spans
-                .iter()
-                .find(|s| s.name == "GET /orders")
-                .expect("server span");
+            let server = server(&o.spans);
             assert_eq!(attr(server, "tenant.id"), None, "{server:?}");
         }
     }
@@ -365,11 +377,7 @@ async fn the_edges_member_wins_over_the_callers_and_the_callers_others_are_kept(
             // with the caller's member (see `EdgeLayer`'s docs).
             continue;
         }
-        let server = o
-            .spans
-            .iter()
-            .find(|s| s.name == "GET /orders")
-            .expect("server span");
+        let server = server(&o.spans);
         assert_eq!(attr(server, "tenant.id").as_deref(), Some("acme"));
         assert_eq!(times(server, "tenant.id"), 1, "{server:?}");
     }
@@ -387,11 +395,7 @@ async fn the_edges_members_are_on_the_server_span_once_with_or_without_a_promoti
             .body(Body::empty())
             .expect("req");
         let o = run_stacked(policy.clone(), edge(&policy, never), req, hooked).await;
-        let server = o
-            .spans
-            .iter()
-            .find(|s| s.name == "GET /orders")
-            .expect("server span");
+        let server = server(&o.spans);
         assert_eq!(times(server, "tenant.id"), 1, "telemetry, hooked {hooked}");
     }
 
@@ -403,25 +407,15 @@ async fn the_edges_members_are_on_the_server_span_once_with_or_without_a_promoti
             .with_simple_exporter(spans.clone())
             .build();
         let inst = looptel_core::Instrumentation::new(&provider, Propagator::default());
-        let (edge, untrusted) = edge(&own, never);
         let routes = Router::new().route("/orders", get(|| async { "ok" }));
-        let app = if hooked {
-            routes.layer(ServerLayer::new(inst).public_endpoint(untrusted).hook(edge))
-        } else {
-            routes
-                .layer(HookLayer::new(edge).public_endpoint(untrusted))
-                .layer(ServerLayer::new(inst))
-        };
+        let app = stacked(routes, inst, edge(&own, never), hooked);
         let req = Request::get("/orders")
             .header("x-tenant-id", "acme")
             .body(Body::empty())
             .expect("req");
         drop(app.oneshot(req).await.expect("infallible"));
         let spans = spans.spans();
-        let server = spans
-            .iter()
-            .find(|s| s.name == "GET /orders")
-            .expect("server span");
+        let server = server(&spans);
         assert_eq!(attr(server, "tenant.id").as_deref(), Some("acme"));
         assert_eq!(
             times(server, "tenant.id"),
