@@ -74,8 +74,11 @@ impl<B> MembersFromRequest<B> for FromHeader {
 ///    handler runs: the promotion span processor copies them as the span
 ///    starts in that context (`looptel-telemetry` installs it), or — with a
 ///    provider of your own, or as a layer of its own — the edge copies them;
-///    once either way. Child spans get them from the span processor and log
-///    lines from the log layer.
+///    once either way. The edge knows the processor is there when telemetry
+///    was given this policy's [`promotion`](BaggagePolicy::promotion) (as
+///    below); a promotion built apart from the policy leaves it copying
+///    them too. Child spans get them from the span processor and log lines
+///    from the log layer.
 ///
 /// Best as the server layer's hook (`ServerLayer::hook`, see below): then
 /// an untrusted caller's baggage is dropped before the server span starts,
