@@ -64,8 +64,8 @@ struct Inner {
 
 /// At most this many one-member contexts are kept per promoted key and for
 /// the other keys together (a tenant per entry, about 400 bytes each): the
-/// values come from requests, so the tables are bounded even so; beyond,
-/// contexts are built per request.
+/// values come from requests, so the tables are bounded even so; a full
+/// table starts over.
 const MAX_ALONE: usize = 1024;
 
 /// Values longer than this are not kept (a tenant or region id is short).
@@ -438,8 +438,12 @@ mod tests {
             let v = format!("tenant-{i}");
             let cx = policy.alone("tenant.id", &v).expect("allowed");
             assert_eq!(value(&cx, "tenant.id"), Some(v));
+            assert!(policy.inner.known[0].alone.len() <= MAX_ALONE);
         }
-        assert_eq!(policy.inner.known[0].alone.len(), MAX_ALONE);
+        // Full, the table started over: a tenant seen since is shared.
+        let late = policy.alone("tenant.id", "late").expect("allowed");
+        let again = policy.alone("tenant.id", "late").expect("allowed");
+        assert_eq!(ptr(&late), ptr(&again));
         let long = "x".repeat(MAX_ALONE_VALUE + 100);
         let a = policy.alone("tenant.id", &long).expect("allowed");
         let b = policy.alone("tenant.id", &long).expect("allowed");

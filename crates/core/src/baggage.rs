@@ -347,9 +347,11 @@ pub(crate) fn keep_members(base: &Context, cx: Context) -> Context {
 /// 1,800 instructions for one member (`scripts/bench.sh`, service-unsampled).
 ///
 /// Bounded: at most `max_entries` texts of at most `max_len` bytes are
-/// kept (the texts come from requests); beyond, contexts are built each
-/// time. The text is compared on every hit, so two texts with the same
-/// hash never share a context.
+/// kept (the texts come from requests); a longer text's context is built
+/// each time, and a full table starts over, so that texts seen once (a
+/// scan, a burst of junk) do not keep the ones seen since out for good. The
+/// text is compared on every hit, so two texts with the same hash never
+/// share a context.
 ///
 /// ```
 /// use looptel_core::baggage::SharedContexts;
@@ -411,7 +413,7 @@ impl SharedContexts {
                 })
             }
         };
-        let mut room = false;
+        let mut keep = false;
         {
             let table = self
                 .table
@@ -420,16 +422,24 @@ impl SharedContexts {
             match table.get(&hash) {
                 Some((text, cx)) if same(text) => return Ok(cx.clone()),
                 Some(_) => {} // another text with the same hash
-                None => room = table.len() < self.max_entries && len <= self.max_len,
+                None => keep = len <= self.max_len,
             }
         }
         let cx = build()?;
-        if room {
-            self.table
+        if keep {
+            let mut table = self
+                .table
                 .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Full: start over, so that a table filled by texts seen once (a
+            // scan, a burst of junk) does not keep out the texts seen since.
+            // The old contexts are dropped after the lock is let go.
+            let old = (table.len() >= self.max_entries).then(|| std::mem::take(&mut *table));
+            table
                 .entry(hash)
                 .or_insert_with(|| (parts.concat().into_boxed_slice(), cx.clone()));
+            drop(table);
+            drop(old);
         }
         Ok(cx)
     }
