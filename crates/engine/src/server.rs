@@ -228,12 +228,7 @@ impl<C: Classify> Engine<C> {
                 &request,
                 &derived,
                 crate::Relation::Child,
-                |trust, base| match base {
-                    Some(base) => {
-                        instrumentation.extract_request_onto(base, request.headers(), trust)
-                    }
-                    None => instrumentation.extract_request(request.headers(), trust),
-                },
+                |trust, base| instrumentation.extract_request_onto(base, request.headers(), trust),
                 hooks,
                 |start| preset.start_span(&request, &derived, start, instrumentation),
             )
