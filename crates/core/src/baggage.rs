@@ -332,11 +332,31 @@ pub(crate) fn keep_members(base: &Context, cx: Context) -> Context {
     {
         return cx;
     }
-    let mut baggage = copy(theirs);
-    for (k, (v, m)) in own {
-        let _ = baggage.insert_with_metadata(k.clone(), v.clone(), m.clone());
+    let merged = own_first(
+        own,
+        theirs
+            .iter()
+            .map(|(k, (v, m))| (k.clone(), v.clone(), m.clone())),
+    );
+    cx.with_baggage(merged)
+}
+
+/// `own`'s members, then those of `theirs` under a key `own` lacks: the
+/// members a service set itself win over a caller's and count first
+/// against the W3C limits (64 members, 8192 bytes).
+fn own_first<K, V, M>(own: &Baggage, theirs: impl IntoIterator<Item = (K, V, M)>) -> Baggage
+where
+    K: Into<opentelemetry::Key> + AsRef<str>,
+    V: Into<opentelemetry::StringValue>,
+    M: Into<opentelemetry::baggage::BaggageMetadata>,
+{
+    let mut baggage = copy(own);
+    for (k, v, m) in theirs {
+        if baggage.get(k.as_ref()).is_none() {
+            let _ = baggage.insert_with_metadata(k, v, m);
+        }
     }
-    cx.with_baggage(baggage)
+    baggage
 }
 
 /// Baggage contexts built once per distinct text and shared: a `Context`
@@ -535,13 +555,14 @@ impl BaggagePropagator {
         if decoded.members.is_empty() {
             return cx.clone();
         }
-        let mut baggage = copy(own);
-        for m in decoded.members {
-            if baggage.get(&m.key).is_none() {
-                let _ = baggage.insert_with_metadata(m.key, m.value, m.properties);
-            }
-        }
-        cx.with_baggage(baggage)
+        let merged = own_first(
+            own,
+            decoded
+                .members
+                .into_iter()
+                .map(|m| (m.key, m.value, m.properties)),
+        );
+        cx.with_baggage(merged)
     }
 
     /// Encodes the baggage of `cx` as one header value; `None` when empty.

@@ -580,6 +580,19 @@ mod tests {
                 "0af7651916cd43dd8448eb211c80319c",
                 "{name}"
             );
+            // A caller at the member limit: the base's member counts first.
+            let full: Vec<String> = (0..64).map(|i| format!("m{i}=v")).collect();
+            let mut at_limit = http::HeaderMap::new();
+            at_limit.insert("baggage", full.join(",").parse().expect("header"));
+            let cx = p
+                .extract_lines_onto(Some(base()), &ScannedHeaders::new(&at_limit), |sc| sc)
+                .unwrap_or_else(|cx| cx);
+            assert_eq!(
+                cx.baggage().get("tenant.id").map(|v| v.as_str()),
+                Some("acme"),
+                "{name}"
+            );
+            assert_eq!(cx.baggage().len(), 64, "{name}");
             // Without a base, the caller's members as they came.
             let cx = p
                 .extract_lines_onto(None, &ScannedHeaders::new(&headers), |sc| sc)
