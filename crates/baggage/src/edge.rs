@@ -59,6 +59,12 @@ impl<B> MembersFromRequest<B> for FromHeader {
     }
 }
 
+/// A member the policy refused (a denied key, an invalid one, a full
+/// baggage): said at debug level, the request goes on without it.
+fn refused(e: &crate::BaggageError) {
+    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
+}
+
 /// Applies the [`BaggagePolicy`] where requests enter the service:
 ///
 /// 1. drops inbound baggage of callers outside the trust boundary — the
@@ -175,9 +181,7 @@ impl<M> EdgeLayer<M> {
                         cx.span().set_attribute(attribute);
                     }
                 }
-                Err(e) => {
-                    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
-                }
+                Err(e) => refused(&e),
             },
         );
     }
@@ -222,9 +226,7 @@ where
             };
             match next {
                 Ok(cx) => base.set(cx),
-                Err(e) => {
-                    tracing::debug!(target: "looptel", error = %e, "edge baggage member refused");
-                }
+                Err(e) => refused(&e),
             }
         });
     }
