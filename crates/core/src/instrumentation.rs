@@ -296,8 +296,6 @@ impl Instrumentation {
     /// are added to what `base` holds (baggage members a service set for
     /// itself, say), in one step. `base`'s baggage members win over the
     /// caller's of the same key and count first against the W3C limits.
-    /// `None` is [`extract_request`](Self::extract_request)'s empty start,
-    /// whose caller's baggage line may then be shared between calls.
     ///
     /// ```
     /// use looptel_core::{Extracted, Instrumentation, Propagator};
@@ -318,12 +316,12 @@ impl Instrumentation {
     /// ```
     pub fn extract_request_onto(
         &self,
-        base: impl Into<Option<Context>>,
+        base: Context,
         headers: &http::HeaderMap,
         trust_caller: bool,
     ) -> Extracted {
         self.extract_lines(
-            base.into(),
+            Some(base),
             &crate::propagation::ScannedHeaders::new(headers),
             trust_caller,
         )
@@ -344,11 +342,11 @@ impl Instrumentation {
     /// [`extract_request_onto`](Self::extract_request_onto) does for HTTP.
     pub fn extract_message_onto(
         &self,
-        base: impl Into<Option<Context>>,
+        base: Context,
         headers: &crate::MessageHeaderExtractor<'_>,
         trust_caller: bool,
     ) -> Extracted {
-        self.extract_lines(base.into(), headers, trust_caller)
+        self.extract_lines(Some(base), headers, trust_caller)
     }
 
     fn extract_lines<C: crate::propagation::Lines + ?Sized>(

@@ -228,7 +228,12 @@ impl<C: Classify> Engine<C> {
                 &request,
                 &derived,
                 crate::Relation::Child,
-                |trust, base| instrumentation.extract_request_onto(base, request.headers(), trust),
+                |trust, base| match base {
+                    Some(base) => {
+                        instrumentation.extract_request_onto(base, request.headers(), trust)
+                    }
+                    None => instrumentation.extract_request(request.headers(), trust),
+                },
                 hooks,
                 |start| preset.start_span(&request, &derived, start, instrumentation),
             )

@@ -177,9 +177,11 @@ impl<H> MessagingTelemetry<H> {
             Mode::Parent => Relation::Child,
             Mode::Link => Relation::Linked,
         };
-        self.begin(op, SpanKind::Consumer, relation, |trust, base| {
-            self.instrumentation
-                .extract_message_onto(base, headers, trust)
+        self.begin(op, SpanKind::Consumer, relation, |trust, base| match base {
+            Some(base) => self
+                .instrumentation
+                .extract_message_onto(base, headers, trust),
+            None => self.instrumentation.extract_message(headers, trust),
         })
     }
 
